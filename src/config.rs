@@ -1,0 +1,483 @@
+//! The settings a process asked for, parsed once from its environment.
+//!
+//! Pure code: no `unsafe`, no system calls, no allocation. The caller supplies the
+//! environment lookup and receives each rejected value, so every rule here is unit
+//! tested without a process around it.
+//!
+//! Ranges are the kernel's, from tcp(7) and `net/ipv4/tcp.c`: a value outside them makes
+//! `setsockopt` fail with `EINVAL`, so it is refused here, once, with a message naming
+//! the variable, instead of failing silently on every socket.
+
+/// An environment variable the library reads; the names are the original C
+/// libkeepalive's, plus `TCP_USER_TIMEOUT` and `KEEPALIVE_DEBUG`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Var {
+    Keepalive,
+    Idle,
+    Interval,
+    Count,
+    UserTimeout,
+    Debug,
+}
+
+impl Var {
+    /// Every variable, in the order they are read and reported.
+    #[cfg(test)]
+    pub const ALL: [Var; 6] = [
+        Var::Keepalive,
+        Var::Idle,
+        Var::Interval,
+        Var::Count,
+        Var::UserTimeout,
+        Var::Debug,
+    ];
+
+    /// The variable's name, NUL-terminated for `getenv(3)`.
+    pub const fn c_name(self) -> &'static core::ffi::CStr {
+        match self {
+            Var::Keepalive => c"KEEPALIVE",
+            Var::Idle => c"KEEPIDLE",
+            Var::Interval => c"KEEPINTVL",
+            Var::Count => c"KEEPCNT",
+            Var::UserTimeout => c"TCP_USER_TIMEOUT",
+            Var::Debug => c"KEEPALIVE_DEBUG",
+        }
+    }
+
+    /// The variable's name as the user typed it.
+    pub fn name(self) -> &'static [u8] {
+        self.c_name().to_bytes()
+    }
+
+    /// What the variable accepts, in the words a warning shows the user.
+    pub const fn accepted(self) -> &'static str {
+        match self {
+            Var::Keepalive => "on, off or skip",
+            Var::Idle | Var::Interval => "whole seconds from 1 to 32767",
+            Var::Count => "a whole number of probes from 1 to 127",
+            Var::UserTimeout => "whole milliseconds from 0 to 2147483647",
+            Var::Debug => "0 or 1",
+        }
+    }
+
+    /// What a rejected value is replaced by.
+    pub const fn fallback(self) -> &'static str {
+        match self {
+            Var::Keepalive => "on",
+            Var::Debug => "0",
+            _ => "the kernel default",
+        }
+    }
+}
+
+/// What to do with `SO_KEEPALIVE` (variable `KEEPALIVE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Turn `SO_KEEPALIVE` on and apply the timers (the default).
+    On,
+    /// Leave `SO_KEEPALIVE` as the program set it; still apply the timers. The original
+    /// libkeepalive's `skip`: for programs that decide keepalive themselves.
+    Skip,
+    /// Leave every socket untouched.
+    Off,
+}
+
+/// Seconds for `TCP_KEEPIDLE` and `TCP_KEEPINTVL`: 1..=32767 (`MAX_TCP_KEEPIDLE`,
+/// `MAX_TCP_KEEPINTVL` in the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(u16);
+
+impl Seconds {
+    pub const MAX: u32 = 32767;
+
+    pub fn new(n: u32) -> Option<Self> {
+        match n {
+            1..=Self::MAX => Some(Seconds(n as u16)),
+            _ => None,
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+/// Unanswered probes before the connection is dropped, for `TCP_KEEPCNT`: 1..=127
+/// (`MAX_TCP_KEEPCNT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probes(u8);
+
+impl Probes {
+    pub const MAX: u32 = 127;
+
+    pub fn new(n: u32) -> Option<Self> {
+        match n {
+            1..=Self::MAX => Some(Probes(n as u8)),
+            _ => None,
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+/// Milliseconds for `TCP_USER_TIMEOUT`: 0..=`INT_MAX`, where 0 means the system's
+/// retransmission limits (tcp(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Millis(u32);
+
+impl Millis {
+    pub const MAX: u32 = i32::MAX as u32;
+
+    pub fn new(n: u32) -> Option<Self> {
+        (n <= Self::MAX).then_some(Millis(n))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// One socket option the configuration asks to set, with a value already known to be
+/// in the kernel's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    KeepAlive,
+    Idle(Seconds),
+    Interval(Seconds),
+    Count(Probes),
+    UserTimeout(Millis),
+}
+
+/// A validated configuration. `None` leaves that option at the kernel default
+/// (the `net.ipv4.tcp_keepalive_*` sysctls, or the retransmission limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub idle: Option<Seconds>,
+    pub interval: Option<Seconds>,
+    pub count: Option<Probes>,
+    pub user_timeout: Option<Millis>,
+    /// `KEEPALIVE_DEBUG=1`: report every configured socket on stderr.
+    pub debug: bool,
+}
+
+impl Config {
+    /// What an empty environment means: keepalive on, kernel timers, no reports.
+    pub const DEFAULT: Config = Config {
+        mode: Mode::On,
+        idle: None,
+        interval: None,
+        count: None,
+        user_timeout: None,
+        debug: false,
+    };
+
+    /// Parses the configuration. `lookup` returns a variable's raw bytes, or `None`
+    /// when it is unset; `reject` is called once for each value that is refused, and
+    /// that one setting falls back to [`Var::fallback`] while the others still apply.
+    pub fn parse<'a>(
+        lookup: impl Fn(Var) -> Option<&'a [u8]>,
+        reject: impl FnMut(Var, &'a [u8]),
+    ) -> Config {
+        let mut env = Reader { lookup, reject };
+        Config {
+            mode: env.read(Var::Keepalive, parse_mode).unwrap_or(Mode::On),
+            idle: env.read(Var::Idle, |v| decimal(v).and_then(Seconds::new)),
+            interval: env.read(Var::Interval, |v| decimal(v).and_then(Seconds::new)),
+            count: env.read(Var::Count, |v| decimal(v).and_then(Probes::new)),
+            user_timeout: env.read(Var::UserTimeout, |v| decimal(v).and_then(Millis::new)),
+            debug: env.read(Var::Debug, parse_flag).unwrap_or(false),
+        }
+    }
+
+    /// The socket options to set, in the order they are applied. Empty for
+    /// [`Mode::Off`], which leaves sockets untouched.
+    pub fn settings(&self) -> impl Iterator<Item = Setting> {
+        let wanted = [
+            (self.mode == Mode::On).then_some(Setting::KeepAlive),
+            self.idle.map(Setting::Idle),
+            self.interval.map(Setting::Interval),
+            self.count.map(Setting::Count),
+            self.user_timeout.map(Setting::UserTimeout),
+        ];
+        let applied = if self.mode == Mode::Off {
+            [None; 5]
+        } else {
+            wanted
+        };
+        applied.into_iter().flatten()
+    }
+
+    /// Whether any socket option is to be set at all; when not, the entry points skip
+    /// even the classification of accepted sockets.
+    pub fn is_active(&self) -> bool {
+        self.settings().next().is_some()
+    }
+}
+
+fn parse_mode(value: &[u8]) -> Option<Mode> {
+    [
+        (&b"on"[..], Mode::On),
+        (b"off", Mode::Off),
+        (b"skip", Mode::Skip),
+    ]
+    .into_iter()
+    .find(|(word, _)| value.eq_ignore_ascii_case(word))
+    .map(|(_, mode)| mode)
+}
+
+fn parse_flag(value: &[u8]) -> Option<bool> {
+    match value {
+        b"0" => Some(false),
+        b"1" => Some(true),
+        _ => None,
+    }
+}
+
+/// Reads variables, reporting each value that does not parse.
+struct Reader<L, R> {
+    lookup: L,
+    reject: R,
+}
+
+impl<'a, L, R> Reader<L, R>
+where
+    L: Fn(Var) -> Option<&'a [u8]>,
+    R: FnMut(Var, &'a [u8]),
+{
+    fn read<T>(&mut self, var: Var, parse: fn(&[u8]) -> Option<T>) -> Option<T> {
+        let value = (self.lookup)(var)?;
+        let parsed = parse(value);
+        if parsed.is_none() {
+            (self.reject)(var, value);
+        }
+        parsed
+    }
+}
+
+/// A plain decimal number: one or more ASCII digits and nothing else — no sign, no
+/// blanks, no unit, no `0x`. Leading zeros are allowed. `None` when it does not fit in
+/// a `u32`, which every range here is inside.
+pub fn decimal(value: &[u8]) -> Option<u32> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u32, |n, &b| {
+        let digit = char::from(b).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses an environment given as pairs, returning the configuration and the
+    /// variables whose values were rejected.
+    fn parse(env: &[(Var, &'static str)]) -> (Config, Vec<(Var, String)>) {
+        let mut rejected = Vec::new();
+        let config = Config::parse(
+            |var| {
+                env.iter()
+                    .find(|(v, _)| *v == var)
+                    .map(|(_, value)| value.as_bytes())
+            },
+            |var, value| rejected.push((var, String::from_utf8_lossy(value).into_owned())),
+        );
+        (config, rejected)
+    }
+
+    fn only(var: Var, value: &'static str) -> (Config, Vec<(Var, String)>) {
+        parse(&[(var, value)])
+    }
+
+    #[test]
+    fn empty_environment_is_keepalive_on_with_kernel_timers() {
+        let (config, rejected) = parse(&[]);
+        assert_eq!(config, Config::DEFAULT);
+        assert!(rejected.is_empty());
+        assert_eq!(config.settings().collect::<Vec<_>>(), [Setting::KeepAlive]);
+    }
+
+    #[test]
+    fn mode_words_are_case_insensitive() {
+        for (word, mode) in [
+            ("on", Mode::On),
+            ("ON", Mode::On),
+            ("Off", Mode::Off),
+            ("off", Mode::Off),
+            ("skip", Mode::Skip),
+            ("SKIP", Mode::Skip),
+        ] {
+            let (config, rejected) = only(Var::Keepalive, word);
+            assert_eq!(config.mode, mode, "{word}");
+            assert!(rejected.is_empty(), "{word}");
+        }
+    }
+
+    #[test]
+    fn bad_mode_is_rejected_and_falls_back_to_on() {
+        for word in ["maybe", "", " on", "on ", "1", "yes", "o"] {
+            let (config, rejected) = only(Var::Keepalive, word);
+            assert_eq!(config.mode, Mode::On, "{word:?}");
+            assert_eq!(rejected, [(Var::Keepalive, word.to_string())]);
+        }
+    }
+
+    /// Checks 0, 1, max and max+1 for one numeric variable, and returns what `get`
+    /// reads back for accepted values.
+    fn check_bounds(var: Var, min: u32, max: u32, get: impl Fn(&Config) -> Option<u32>) {
+        for (n, accepted) in [
+            (0, min == 0),
+            (1, true),
+            (max - 1, true),
+            (max, true),
+            (max + 1, false),
+        ] {
+            let text: &'static str = Box::leak(n.to_string().into_boxed_str());
+            let (config, rejected) = only(var, text);
+            if accepted {
+                assert_eq!(get(&config), Some(n), "{var:?}={n}");
+                assert!(rejected.is_empty(), "{var:?}={n}");
+            } else {
+                assert_eq!(get(&config), None, "{var:?}={n}");
+                assert_eq!(rejected, [(var, text.to_string())]);
+            }
+        }
+    }
+
+    #[test]
+    fn keepidle_bounds() {
+        check_bounds(Var::Idle, 1, 32767, |c| c.idle.map(Seconds::get));
+    }
+
+    #[test]
+    fn keepintvl_bounds() {
+        check_bounds(Var::Interval, 1, 32767, |c| c.interval.map(Seconds::get));
+    }
+
+    #[test]
+    fn keepcnt_bounds() {
+        check_bounds(Var::Count, 1, 127, |c| c.count.map(Probes::get));
+    }
+
+    #[test]
+    fn tcp_user_timeout_bounds() {
+        check_bounds(Var::UserTimeout, 0, 2147483647, |c| {
+            c.user_timeout.map(Millis::get)
+        });
+    }
+
+    #[test]
+    fn debug_flag() {
+        assert!(only(Var::Debug, "1").0.debug);
+        assert!(!only(Var::Debug, "0").0.debug);
+        let (config, rejected) = only(Var::Debug, "yes");
+        assert!(!config.debug);
+        assert_eq!(rejected, [(Var::Debug, "yes".to_string())]);
+    }
+
+    #[test]
+    fn numbers_must_be_plain_decimal() {
+        let bad = [
+            "",
+            "abc",
+            " 30",
+            "30 ",
+            "30s",
+            "-5",
+            "+5",
+            "0x10",
+            "1e3",
+            "3.0",
+            "١٢",
+            "4294967296",
+            "9999999999999999999999999999999999999999",
+        ];
+        for text in bad {
+            for var in [Var::Idle, Var::Interval, Var::Count, Var::UserTimeout] {
+                let (config, rejected) = only(var, text);
+                assert_eq!(config, Config::DEFAULT, "{var:?}={text:?}");
+                assert_eq!(rejected, [(var, text.to_string())], "{var:?}={text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn leading_zeros_are_decimal() {
+        assert_eq!(decimal(b"007"), Some(7));
+        assert_eq!(only(Var::Idle, "060").0.idle, Seconds::new(60));
+    }
+
+    #[test]
+    fn decimal_edges() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"4294967295"), Some(u32::MAX));
+        assert_eq!(decimal(b"4294967296"), None);
+        assert_eq!(decimal(b"42949672950"), None);
+        assert_eq!(decimal(&[b'1', 0xff]), None);
+    }
+
+    #[test]
+    fn one_bad_value_leaves_the_others_applied() {
+        let (config, rejected) = parse(&[
+            (Var::Idle, "99999"),
+            (Var::Interval, "10"),
+            (Var::Count, "0"),
+            (Var::UserTimeout, "30000"),
+        ]);
+        assert_eq!(config.idle, None);
+        assert_eq!(config.interval, Seconds::new(10));
+        assert_eq!(config.count, None);
+        assert_eq!(config.user_timeout, Millis::new(30000));
+        assert_eq!(
+            rejected,
+            [(Var::Idle, "99999".into()), (Var::Count, "0".into())]
+        );
+    }
+
+    #[test]
+    fn settings_follow_the_mode() {
+        let env = [
+            (Var::Idle, "60"),
+            (Var::Interval, "10"),
+            (Var::Count, "6"),
+            (Var::UserTimeout, "0"),
+        ];
+        let all = [
+            Setting::KeepAlive,
+            Setting::Idle(Seconds(60)),
+            Setting::Interval(Seconds(10)),
+            Setting::Count(Probes(6)),
+            Setting::UserTimeout(Millis(0)),
+        ];
+        let (on, _) = parse(&env);
+        assert_eq!(on.settings().collect::<Vec<_>>(), all);
+        assert!(on.is_active());
+
+        let mut with_mode = env.to_vec();
+        with_mode.push((Var::Keepalive, "skip"));
+        let (skip, _) = parse(&with_mode);
+        assert_eq!(skip.settings().collect::<Vec<_>>(), all[1..]);
+
+        with_mode.pop();
+        with_mode.push((Var::Keepalive, "off"));
+        let (off, _) = parse(&with_mode);
+        assert_eq!(off.settings().count(), 0);
+        assert!(!off.is_active());
+
+        let (skip_alone, _) = only(Var::Keepalive, "skip");
+        assert!(!skip_alone.is_active());
+    }
+
+    #[test]
+    fn every_variable_has_a_message() {
+        for var in Var::ALL {
+            assert!(!var.name().is_empty());
+            assert!(!var.accepted().is_empty());
+            assert!(!var.fallback().is_empty());
+        }
+    }
+}

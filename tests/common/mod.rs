@@ -1,0 +1,301 @@
+//! Shared by the integration tests: the library under test, child processes that
+//! load it, and reading keepalive settings back from the kernel.
+//!
+//! Every test runs real processes with `LD_PRELOAD` pointing at the release build of
+//! this checkout, the artifact that ships. A *scenario* is a test that re-runs its own
+//! test binary as the child: the child branch does the socket work and prints one
+//! `@ label key=value...` line per observation; the parent asserts on those lines.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Every variable the library reads; removed from children's environments unless a
+/// test sets it, so the developer's own shell cannot change a result.
+pub const VARIABLES: [&str; 6] = [
+    "KEEPALIVE",
+    "KEEPIDLE",
+    "KEEPINTVL",
+    "KEEPCNT",
+    "TCP_USER_TIMEOUT",
+    "KEEPALIVE_DEBUG",
+];
+
+const SCENARIO: &str = "LIBKEEPALIVE_TEST_SCENARIO";
+
+/// The release build of the library, built once per test binary with the same cargo
+/// that runs the tests. `cargo test` does not build a cdylib-only crate itself.
+pub fn shim() -> &'static Path {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--lib", "--quiet"])
+            .current_dir(root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --release failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let shim = target.join("release/libkeepalive.so");
+        assert!(shim.exists(), "{} was not built", shim.display());
+        shim
+    })
+}
+
+/// A command for `program` with the shim preloaded, its variables cleared, and
+/// `vars` set.
+pub fn preloaded(program: impl AsRef<std::ffi::OsStr>, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    command.env("LD_PRELOAD", shim()).envs(vars.iter().copied());
+    command
+}
+
+/// In the child of scenario `name`, runs `body` and returns true; in the parent,
+/// returns false. A test that needs work in the parent before its child runs starts
+/// with `if as_child(NAME, body) { return; }`, so that work never runs in the child.
+pub fn as_child(name: &str, body: impl FnOnce()) -> bool {
+    let child = std::env::var(SCENARIO).as_deref() == Ok(name);
+    if child {
+        body();
+    }
+    child
+}
+
+/// Runs a scenario named after the calling test: in the child (`LD_PRELOAD` set by the
+/// parent), runs `body` and returns `None`; in the parent, runs the child with the shim
+/// and `vars`, asserts it succeeded, and returns what it printed.
+pub fn scenario(name: &str, vars: &[(&str, &str)], body: impl FnOnce()) -> Option<Run> {
+    (!as_child(name, body)).then(|| run_child(name, vars, |_| {}))
+}
+
+/// Runs this test binary again as the child of scenario `name`, with the shim, `vars`,
+/// and whatever `setup` adds to the command; asserts the child succeeded.
+pub fn run_child(name: &str, vars: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Run {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut command = preloaded(exe, vars);
+    command
+        .args([
+            name,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(SCENARIO, name);
+    setup(&mut command);
+    let run = Run::of(command.output().expect("spawn scenario child"));
+    assert!(
+        run.status_ok,
+        "scenario {name} failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// What a child printed.
+pub struct Run {
+    pub status_ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(output: Output) -> Run {
+        Run {
+            status_ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The `key=value` pairs of the `@ label ...` line the child printed.
+    pub fn report(&self, label: &str) -> BTreeMap<String, String> {
+        let prefix = format!("@ {label} ");
+        let line = self
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no report {label:?} in:\n{}", self.stdout));
+        line[prefix.len()..]
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The keepalive settings the child reported for `label`.
+    pub fn keepalive(&self, label: &str) -> Keepalive {
+        Keepalive::from_report(&self.report(label))
+    }
+
+    /// The lines the library wrote on stderr.
+    pub fn shim_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|line| line.starts_with("libkeepalive:"))
+            .collect()
+    }
+}
+
+/// Prints one report line from a scenario child.
+pub fn report(label: &str, fields: &[(&str, String)]) {
+    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("@ {label} {}", fields.join(" "));
+}
+
+/// Reports the keepalive settings of `fd`, as the kernel holds them.
+pub fn report_keepalive(label: &str, fd: RawFd) {
+    let k = Keepalive::of(fd);
+    report(
+        label,
+        &[
+            ("keepalive", k.keepalive.to_string()),
+            ("idle", k.idle.to_string()),
+            ("intvl", k.interval.to_string()),
+            ("cnt", k.count.to_string()),
+            ("user_timeout", k.user_timeout.to_string()),
+        ],
+    );
+}
+
+/// A socket's keepalive settings, read with getsockopt(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub keepalive: i32,
+    pub idle: i32,
+    pub interval: i32,
+    pub count: i32,
+    pub user_timeout: i32,
+}
+
+impl Keepalive {
+    pub fn of(fd: RawFd) -> Keepalive {
+        Keepalive {
+            keepalive: int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+            idle: int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+            interval: int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            count: int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            user_timeout: int_option(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+        }
+    }
+
+    fn from_report(report: &BTreeMap<String, String>) -> Keepalive {
+        let get = |key: &str| -> i32 {
+            report
+                .get(key)
+                .unwrap_or_else(|| panic!("no {key} in {report:?}"))
+                .parse()
+                .expect("number")
+        };
+        Keepalive {
+            keepalive: get("keepalive"),
+            idle: get("idle"),
+            interval: get("intvl"),
+            count: get("cnt"),
+            user_timeout: get("user_timeout"),
+        }
+    }
+
+    /// What a socket nobody configured reads back: off, the sysctl timers, no user
+    /// timeout.
+    pub fn untouched() -> Keepalive {
+        let sysctl = |name: &str| -> i32 {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+                .expect("read sysctl")
+                .trim()
+                .parse()
+                .expect("sysctl number")
+        };
+        Keepalive {
+            keepalive: 0,
+            idle: sysctl("tcp_keepalive_time"),
+            interval: sysctl("tcp_keepalive_intvl"),
+            count: sysctl("tcp_keepalive_probes"),
+            user_timeout: 0,
+        }
+    }
+
+    /// [`Keepalive::untouched`] with SO_KEEPALIVE on: what the library's defaults give.
+    pub fn on_with_kernel_timers() -> Keepalive {
+        Keepalive {
+            keepalive: 1,
+            ..Keepalive::untouched()
+        }
+    }
+}
+
+/// getsockopt(2) of an int option; -1 when the option is not available on `fd`
+/// (a UDP or AF_UNIX socket has no TCP options).
+pub fn int_option(fd: RawFd, level: i32, name: i32) -> i32 {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live locals sized for an int option.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+    if rc == 0 { value } else { -1 }
+}
+
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub fn set_errno(value: i32) {
+    // SAFETY: the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// Gives a child process `fd` as descriptor `target`, open across exec, the way a
+/// parent or systemd hands a listening socket to a service.
+pub fn pass_fd(command: &mut Command, fd: OwnedFd, target: RawFd) {
+    // SAFETY: dup2(2) is async-signal-safe, as a pre_exec hook requires; the duplicate
+    // it makes has FD_CLOEXEC clear, so it survives the exec. The hook owns `fd`, which
+    // keeps it open for as long as the command may spawn.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd.as_raw_fd(), target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A shared library built from `tests/support/NAME.c` with the system C compiler, or
+/// `None` (after saying so, naming the test) when there is no compiler.
+pub fn c_library(name: &str, test: &str) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/support/{name}.c"));
+    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lib{name}.so"));
+    let built = Command::new("cc")
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-pthread", "-o",
+        ])
+        .arg(&output)
+        .arg(&source)
+        .stderr(Stdio::inherit())
+        .status();
+    match built {
+        Ok(status) if status.success() => Some(output),
+        Ok(status) => panic!("cc failed for {}: {status}", source.display()),
+        Err(err) => {
+            skip(test, &format!("no C compiler (cc: {err})"));
+            None
+        }
+    }
+}
+
+/// Says, by name, that a test could not run here. It shows in `cargo test` output and
+/// CI fails on it (see .ci/run), so nothing is skipped silently.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if std::env::var_os("LIBKEEPALIVE_REQUIRE_ALL").is_some() {
+        panic!("{test} cannot run but LIBKEEPALIVE_REQUIRE_ALL is set: {why}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The shipped binary itself: small, libc only, exactly three exported functions,
+//! a versioned SONAME, full RELRO and a non-executable stack.
+
+mod common;
+
+use std::process::Command;
+
+/// Runs a binutils tool on the library, or says the test was skipped.
+fn inspect(test: &str, tool: &str, args: &[&str]) -> Option<String> {
+    match Command::new(tool).args(args).arg(common::shim()).output() {
+        Ok(output) => {
+            assert!(output.status.success(), "{tool} {args:?} failed");
+            Some(String::from_utf8(output.stdout).unwrap())
+        }
+        Err(err) => {
+            common::skip(test, &format!("{tool} is not available: {err}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn stripped_library_is_at_most_32_kib() {
+    let size = std::fs::metadata(common::shim()).unwrap().len();
+    assert!(size <= 32 * 1024, "{size} bytes");
+    let Some(sections) = inspect("stripped_library_is_at_most_32_kib", "readelf", &["-SW"]) else {
+        return;
+    };
+    assert!(
+        !sections.contains(".symtab"),
+        "release build is not stripped"
+    );
+}
+
+#[test]
+fn depends_on_libc_only() {
+    let Some(ldd) = inspect("depends_on_libc_only", "ldd", &[]) else {
+        return;
+    };
+    let libraries: Vec<&str> = ldd
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for library in &libraries {
+        assert!(
+            library.starts_with("linux-vdso")
+                || library.starts_with("libc.so.6")
+                || library.contains("ld-linux"),
+            "unexpected dependency {library}:\n{ldd}"
+        );
+    }
+    assert!(libraries.contains(&"libc.so.6"), "{ldd}");
+}
+
+#[test]
+fn exports_exactly_socket_accept_and_accept4() {
+    let Some(symbols) = inspect(
+        "exports_exactly_socket_accept_and_accept4",
+        "nm",
+        &["-D", "--defined-only", "--format=posix"],
+    ) else {
+        return;
+    };
+    let mut names: Vec<&str> = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["accept", "accept4", "socket"], "{symbols}");
+}
+
+#[test]
+fn soname_relro_bind_now_and_no_executable_stack() {
+    let test = "soname_relro_bind_now_and_no_executable_stack";
+    let Some(dynamic) = inspect(test, "readelf", &["-dW"]) else {
+        return;
+    };
+    assert!(
+        dynamic.contains("Library soname: [libkeepalive.so.0]"),
+        "{dynamic}"
+    );
+    assert!(
+        dynamic.contains("BIND_NOW") || dynamic.contains("Flags: NOW"),
+        "{dynamic}"
+    );
+    let Some(segments) = inspect(test, "readelf", &["-lW"]) else {
+        return;
+    };
+    assert!(segments.contains("GNU_RELRO"), "{segments}");
+    let stack = segments
+        .lines()
+        .find(|line| line.trim_start().starts_with("GNU_STACK"))
+        .unwrap_or_else(|| panic!("no GNU_STACK header:\n{segments}"));
+    assert!(
+        stack.split_whitespace().any(|field| field == "RW"),
+        "{stack}"
+    );
+}
