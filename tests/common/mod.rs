@@ -7,6 +7,8 @@
 //! `@ label key=value...` line per observation; the parent asserts on those lines.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod net;
+
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -80,6 +82,20 @@ pub fn scenario(name: &str, vars: &[(&str, &str)], body: impl FnOnce()) -> Optio
 /// Runs this test binary again as the child of scenario `name`, with the shim, `vars`,
 /// and whatever `setup` adds to the command; asserts the child succeeded.
 pub fn run_child(name: &str, vars: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Run {
+    let mut command = child_command(name, vars);
+    setup(&mut command);
+    let run = Run::of(command.output().expect("spawn scenario child"));
+    assert!(
+        run.status_ok,
+        "scenario {name} failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The command that runs this test binary as the child of scenario `name`, with the
+/// shim preloaded and `vars` set.
+pub fn child_command(name: &str, vars: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut command = preloaded(exe, vars);
     command
@@ -91,14 +107,7 @@ pub fn run_child(name: &str, vars: &[(&str, &str)], setup: impl FnOnce(&mut Comm
             "--quiet",
         ])
         .env(SCENARIO, name);
-    setup(&mut command);
-    let run = Run::of(command.output().expect("spawn scenario child"));
-    assert!(
-        run.status_ok,
-        "scenario {name} failed\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
+    command
 }
 
 /// What a child printed.

@@ -1,0 +1,228 @@
+//! Test hosts on a real network path: two network namespaces joined by a veth pair,
+//! and the long-running processes that live in them.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// The two ends of the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+/// Two test hosts, "server" (198.18.0.1) and "client" (198.18.0.2), in their own network
+/// namespaces, each cabled with a veth pair to a bridge in a third namespace: a switch
+/// between two machines. 198.18.0.0/15 is reserved for network tests (RFC 2544).
+/// Removed on drop, even when the test panics; names carry the test process id and a
+/// counter so that tests running in parallel never collide.
+pub struct Link {
+    server_ns: String,
+    client_ns: String,
+    switch_ns: String,
+    server_if: String,
+    client_if: String,
+}
+
+pub const SERVER_ADDR: &str = "198.18.0.1";
+pub const CLIENT_ADDR: &str = "198.18.0.2";
+
+impl Link {
+    /// Makes the hosts and the switch, or says by name why the test cannot run here and
+    /// returns None.
+    pub fn new(test: &str) -> Option<Link> {
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            super::skip(test, "network namespaces need root");
+            return None;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            super::skip(test, "ip (iproute2) is not installed");
+            return None;
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let link = Link {
+            server_ns: format!("lka-{id}-s"),
+            client_ns: format!("lka-{id}-c"),
+            switch_ns: format!("lka-{id}-w"),
+            server_if: format!("lk{id}s"),
+            client_if: format!("lk{id}c"),
+        };
+        let switch = &link.switch_ns;
+        for ns in [&link.server_ns, &link.client_ns, switch] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", switch, "link", "set", "br0", "up"]);
+        for (ns, interface, address, port) in [
+            (&link.server_ns, &link.server_if, SERVER_ADDR, "to-server"),
+            (&link.client_ns, &link.client_if, CLIENT_ADDR, "to-client"),
+        ] {
+            ip(&[
+                "-n", switch, "link", "add", port, "type", "veth", "peer", "name", interface,
+                "netns", ns,
+            ]);
+            ip(&["-n", switch, "link", "set", port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                interface,
+            ]);
+            ip(&["-n", ns, "link", "set", interface, "up"]);
+        }
+        Some(link)
+    }
+
+    /// Takes one host's interface down, as when it loses power: nothing reaches it or
+    /// leaves it, no FIN or RST reaches the other host, and the other host's own link
+    /// to the switch stays up, so its packets leave and vanish.
+    pub fn cut(&self, side: Side) {
+        let (ns, interface) = match side {
+            Side::Server => (&self.server_ns, &self.server_if),
+            Side::Client => (&self.client_ns, &self.client_if),
+        };
+        ip(&["-n", ns, "link", "set", interface, "down"]);
+    }
+
+    /// Makes `command` start inside one side's namespace.
+    pub fn enter(&self, command: &mut Command, side: Side) {
+        let ns = match side {
+            Side::Server => &self.server_ns,
+            Side::Client => &self.client_ns,
+        };
+        let handle: OwnedFd = std::fs::File::open(format!("/run/netns/{ns}"))
+            .expect("open namespace")
+            .into();
+        // SAFETY: setns(2) is a plain system call, safe between fork and exec; the hook
+        // owns the namespace handle.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Deleting a namespace destroys the veth end inside it, and so the pair.
+        for ns in [&self.server_ns, &self.client_ns, &self.switch_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A child process whose stdout lines arrive on a channel; killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for a stdout line starting with `prefix`.
+    pub fn line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.starts_with(prefix);
+                    self.seen.push(line.clone());
+                    if found {
+                        return Some(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Writes one line to the child's stdin.
+    pub fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to child");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CLOCK_MONOTONIC in milliseconds: one clock for every process on the machine, so a
+/// child's report and the parent's cut can be compared.
+pub fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: now is a live timespec for clock_gettime(2) to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+}
