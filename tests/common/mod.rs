@@ -308,3 +308,73 @@ pub fn skip(test: &str, why: &str) {
         panic!("{test} cannot run but LIBKEEPALIVE_REQUIRE_ALL is set: {why}");
     }
 }
+
+/// The keepalive timers `ss -tno` shows for established TCP connections matching
+/// `filter` (an ss filter such as `( sport = :8080 )`): the time left to the next probe,
+/// seen from outside the process as an operator sees it. `None` for a connection
+/// without a keepalive timer. Panics if ss is missing: callers check [`have`] first.
+pub fn ss_keepalive(filter: &str) -> Vec<Option<std::time::Duration>> {
+    let output = Command::new("ss")
+        .args(["-tnoH", "state", "established", filter])
+        .output()
+        .expect("run ss");
+    assert!(
+        output.status.success(),
+        "ss {filter}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let timer = line.split("timer:(keepalive,").nth(1)?;
+            let time = timer.split(',').next()?;
+            let digits = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let n: u64 = digits.parse().ok()?;
+            Some(match &time[digits.len()..] {
+                "ms" => std::time::Duration::from_millis(n),
+                "sec" => std::time::Duration::from_secs(n),
+                "min" => std::time::Duration::from_secs(n * 60),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// Polls [`ss_keepalive`] until some connection matches `filter` or `timeout` passes;
+/// returns what was seen last (empty when no connection ever matched).
+pub fn wait_for_connection(
+    filter: &str,
+    timeout: std::time::Duration,
+) -> Vec<Option<std::time::Duration>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = ss_keepalive(filter);
+        if !seen.is_empty() || std::time::Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// True when `program` can be run; otherwise says by name that `test` was skipped.
+pub fn have(test: &str, program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    if !found {
+        skip(test, &format!("{program} is not installed"));
+    }
+    found
+}
+
+/// A free TCP port on loopback (bound and released; good enough for tests that then
+/// start a server on it at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+        .port()
+}

@@ -140,7 +140,9 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// A child process whose stdout lines arrive on a channel; killed and reaped on drop.
+/// A child process whose stdout lines arrive on a channel. It leads its own process
+/// group, and the whole group is killed and the child reaped on drop, so that workers
+/// it forked (nginx's) cannot outlive the test holding its ports and pipes.
 pub struct Proc {
     child: Child,
     lines: Receiver<String>,
@@ -150,6 +152,7 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(command: &mut Command) -> Proc {
         let mut child = command
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -210,6 +213,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group, which
+            // this child leads (process_group(0) above).
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
