@@ -21,7 +21,7 @@ pub enum Var {
 }
 
 impl Var {
-    /// Every variable, in the order they are read and reported.
+    /// Every variable, in declaration order.
     #[cfg(test)]
     pub const ALL: [Var; 6] = [
         Var::Keepalive,
@@ -32,7 +32,7 @@ impl Var {
         Var::Debug,
     ];
 
-    /// The variable's name, NUL-terminated for `getenv(3)`.
+    /// The variable's name, NUL-terminated for getenv(3).
     pub const fn c_name(self) -> &'static core::ffi::CStr {
         match self {
             Var::Keepalive => c"KEEPALIVE",
@@ -44,7 +44,7 @@ impl Var {
         }
     }
 
-    /// The variable's name as the user typed it.
+    /// The variable's name as the user types it.
     pub fn name(self) -> &'static [u8] {
         self.c_name().to_bytes()
     }
@@ -165,6 +165,7 @@ pub struct Config {
 
 impl Config {
     /// What an empty environment means: keepalive on, kernel timers, no reports.
+    #[cfg(test)]
     pub const DEFAULT: Config = Config {
         mode: Mode::On,
         idle: None,

@@ -6,14 +6,19 @@
 //! library, and every process in a wrapped service's tree maps those bytes.
 
 use core::ffi::{CStr, c_int};
+use core::mem::MaybeUninit;
 
 use crate::config::Var;
 use crate::sys;
 
-/// A diagnostic line being built. Text past the capacity is dropped; the line always
-/// ends with a newline.
+/// A diagnostic line being built, in place on the stack. Text past the capacity is
+/// dropped; the line always ends with a newline.
+///
+/// The buffer is never zeroed or moved: either would make the compiler call `memset`
+/// or `memcpy` from libc, and every libc function the library imports costs a symbol
+/// lookup in every process that loads it.
 pub struct Line {
-    buf: [u8; Line::CAPACITY],
+    buf: [MaybeUninit<u8>; Line::CAPACITY],
     len: usize,
 }
 
@@ -22,13 +27,16 @@ impl Line {
     /// The most bytes of a user's value shown in a warning, before `...`.
     const VALUE_LIMIT: usize = 64;
 
-    pub fn new() -> Self {
+    /// Builds a line that starts with `libkeepalive: ` and writes it to stderr.
+    pub fn emit(build: impl FnOnce(&mut Line)) {
         let mut line = Line {
-            buf: [0; Line::CAPACITY],
+            buf: [MaybeUninit::uninit(); Line::CAPACITY],
             len: 0,
         };
         line.text("libkeepalive: ");
-        line
+        build(&mut line);
+        line.end();
+        sys::write_stderr(line.written());
     }
 
     pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
@@ -88,20 +96,26 @@ impl Line {
         }
     }
 
-    /// Writes the line to stderr, newline included.
-    pub fn emit(&mut self) {
-        let end = self.len.min(Self::CAPACITY - 1);
-        if let Some(slot) = self.buf.get_mut(end) {
-            *slot = b'\n';
+    /// The bytes written so far.
+    fn written(&self) -> &[u8] {
+        // SAFETY: `byte` initialises the first `len` bytes of `buf`, in order, and `len`
+        // never exceeds the capacity.
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// Ends the line; the byte kept free by `byte` takes the newline.
+    fn end(&mut self) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            slot.write(b'\n');
+            self.len += 1;
         }
-        sys::write_stderr(self.buf.get(..=end).unwrap_or_default());
     }
 
     fn byte(&mut self, b: u8) -> &mut Self {
         // The last byte is kept for the newline.
         if self.len < Self::CAPACITY - 1 {
             if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = b;
+                slot.write(b);
                 self.len += 1;
             }
         }
@@ -111,24 +125,24 @@ impl Line {
 
 /// Reports a value that was refused, what is accepted instead, and what is used.
 pub fn rejected(var: Var, value: &[u8]) {
-    Line::new()
-        .bytes(var.name())
-        .text("=")
-        .quoted(value)
-        .text(" ignored: expected ")
-        .text(var.accepted())
-        .text("; using ")
-        .text(var.fallback())
-        .emit();
+    Line::emit(|line| {
+        line.bytes(var.name())
+            .text("=")
+            .quoted(value)
+            .text(" ignored: expected ")
+            .text(var.accepted())
+            .text("; using ")
+            .text(var.fallback());
+    });
 }
 
 /// Reports that the real function could not be found, so calls to it fail.
 pub fn unresolved(name: &CStr) {
-    Line::new()
-        .text("cannot find the next definition of ")
-        .bytes(name.to_bytes())
-        .text("() with dlsym(RTLD_NEXT); calls to it fail with ENOSYS")
-        .emit();
+    Line::emit(|line| {
+        line.text("cannot find the next definition of ")
+            .bytes(name.to_bytes())
+            .text("() with dlsym(RTLD_NEXT); calls to it fail with ENOSYS");
+    });
 }
 
 fn errno_name(errno: c_int) -> Option<&'static str> {
@@ -154,46 +168,59 @@ fn errno_name(errno: c_int) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    fn text(line: &Line) -> &str {
-        std::str::from_utf8(&line.buf[..line.len]).unwrap()
+    /// Builds a line as `Line::emit` does, without writing it.
+    fn build(f: impl FnOnce(&mut Line)) -> String {
+        let mut line = Line {
+            buf: [MaybeUninit::uninit(); Line::CAPACITY],
+            len: 0,
+        };
+        line.text("libkeepalive: ");
+        f(&mut line);
+        line.end();
+        String::from_utf8(line.written().to_vec()).unwrap()
     }
 
     #[test]
     fn numbers() {
         for n in [0, 7, 10, 32767, 2147483647, u32::MAX] {
-            let mut line = Line::new();
-            line.number(n);
-            assert_eq!(text(&line), format!("libkeepalive: {n}"));
+            assert_eq!(
+                build(|l| {
+                    l.number(n);
+                }),
+                format!("libkeepalive: {n}\n")
+            );
         }
     }
 
     #[test]
     fn values_are_quoted_escaped_and_bounded() {
-        let mut line = Line::new();
-        line.quoted(b"a\"b\\c\n\x00\xff ~");
-        assert_eq!(text(&line), r#"libkeepalive: "a\"b\\c\x0a\x00\xff ~""#);
+        let line = build(|l| {
+            l.quoted(b"a\"b\\c\n\x00\xff ~");
+        });
+        assert_eq!(line, "libkeepalive: \"a\\\"b\\\\c\\x0a\\x00\\xff ~\"\n");
 
-        let mut long = Line::new();
-        long.quoted(&[b'9'; 100]);
-        assert_eq!(
-            text(&long),
-            format!("libkeepalive: \"{}...\"", "9".repeat(64))
-        );
+        let long = build(|l| {
+            l.quoted(&[b'9'; 100]);
+        });
+        assert_eq!(long, format!("libkeepalive: \"{}...\"\n", "9".repeat(64)));
     }
 
     #[test]
     fn a_full_line_keeps_its_newline() {
-        let mut line = Line::new();
-        for _ in 0..100 {
-            line.text("0123456789");
-        }
-        assert_eq!(line.len, Line::CAPACITY - 1);
+        let line = build(|l| {
+            for _ in 0..100 {
+                l.text("0123456789");
+            }
+        });
+        let full = format!("libkeepalive: {}", "0123456789".repeat(100));
+        assert_eq!(line, format!("{}\n", &full[..Line::CAPACITY - 1]));
     }
 
     #[test]
     fn errno_names() {
-        let mut line = Line::new();
-        line.errno(libc::EINVAL).text(" ").errno(9999);
-        assert_eq!(text(&line), "libkeepalive: EINVAL errno 9999");
+        let line = build(|l| {
+            l.errno(libc::EINVAL).text(" ").errno(9999);
+        });
+        assert_eq!(line, "libkeepalive: EINVAL errno 9999\n");
     }
 }

@@ -140,26 +140,50 @@ pub fn int_option(fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_int> 
     if rc == 0 { Ok(value) } else { Err(errno()) }
 }
 
-/// The value of an environment variable, as bytes.
+unsafe extern "C" {
+    /// glibc 2.17's getenv for code that may run in privileged processes; the libc
+    /// crate does not declare it.
+    fn secure_getenv(name: *const core::ffi::c_char) -> *mut core::ffi::c_char;
+}
+
+/// The value of an environment variable, as bytes; `None` when it is unset, and
+/// always in secure-execution mode.
+///
+/// secure_getenv(3) returns NULL when the process runs setuid, setgid or with file
+/// capabilities (AT_SECURE, ld.so(8)): the environment was then chosen by a less
+/// privileged user, and the library must use the administrator's sysctl timers.
 ///
 /// # Safety
 /// The slice points into the process environment: the caller must be done with it
 /// before anything in the process can call `setenv`, `putenv` or `unsetenv` for
 /// that name.
 pub unsafe fn env<'a>(name: &CStr) -> Option<&'a [u8]> {
-    // SAFETY: name is NUL-terminated; getenv(3) returns NULL or a NUL-terminated
+    // SAFETY: name is NUL-terminated; secure_getenv(3) returns NULL or a NUL-terminated
     // string inside the environment, which lives as the caller's contract requires.
     unsafe {
-        let value = libc::getenv(name.as_ptr());
-        (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes())
+        let value = secure_getenv(name.as_ptr()).cast::<u8>();
+        (!value.is_null()).then(|| c_string(value))
     }
 }
 
-/// True in secure-execution mode (setuid, setgid or file capabilities): then the
-/// environment was chosen by a less privileged user (ld.so(8), getauxval(3)).
-pub fn secure_execution() -> bool {
-    // SAFETY: getauxval(3) has no preconditions; AT_SECURE is always present on Linux.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+/// The kernel's limit on one argument or environment string, 32 pages (execve(2)).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// The bytes of a NUL-terminated string, counted here rather than with strlen(3):
+/// every libc function the library imports is one more symbol lookup at every exec.
+/// The count stops at MAX_ARG_STRLEN, which no string from execve(2) exceeds; a longer
+/// one, which only setenv(3) can make, is read up to there.
+///
+/// # Safety
+/// `string` must point to a NUL-terminated string that outlives `'a`.
+unsafe fn c_string<'a>(string: *const u8) -> &'a [u8] {
+    // SAFETY: the string is NUL-terminated, so every byte up to its NUL is readable.
+    unsafe {
+        let len = (0..MAX_ARG_STRLEN)
+            .find(|&i| *string.add(i) == 0)
+            .unwrap_or(MAX_ARG_STRLEN);
+        core::slice::from_raw_parts(string, len)
+    }
 }
 
 /// Writes one diagnostic line to fd 2, unless fd 2 carries the program's data.

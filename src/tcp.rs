@@ -56,30 +56,38 @@ pub fn accepted(fd: c_int) -> Option<Family> {
 /// Sets every option the configuration asks for on `fd`. A failure is not the host's
 /// business: it never reaches its errno, and is reported only with `KEEPALIVE_DEBUG=1`.
 pub fn apply(fd: c_int, family: Family, call: &str, config: &Config) {
-    let mut report = config.debug.then(|| {
-        let mut line = Line::new();
+    if !config.debug {
+        for setting in config.settings() {
+            let _ = set(fd, setting);
+        }
+        return;
+    }
+    Line::emit(|line| {
         line.text(call)
             .text("() fd ")
             .number(fd.unsigned_abs())
             .text(" ")
             .text(family.name())
             .text(":");
-        line
-    });
-    for setting in config.settings() {
-        let (name, level, option, value) = socket_option(setting);
-        // Every value was range-checked when parsed, so none exceeds INT_MAX.
-        let result = sys::set_int_option(fd, level, option, value as c_int);
-        if let Some(line) = &mut report {
+        for setting in config.settings() {
+            let (name, value, result) = set(fd, setting);
             line.text(" ").text(name).text("=").number(value);
             if let Err(errno) = result {
                 line.text(" (failed: ").errno(errno).text(")");
             }
         }
-    }
-    if let Some(line) = &mut report {
-        line.emit();
-    }
+    });
+}
+
+/// Sets one option; returns its name, value and outcome for the debug report.
+fn set(fd: c_int, setting: Setting) -> (&'static str, u32, Result<(), c_int>) {
+    let (name, level, option, value) = socket_option(setting);
+    // Every value was range-checked when parsed, so none exceeds INT_MAX.
+    (
+        name,
+        value,
+        sys::set_int_option(fd, level, option, value as c_int),
+    )
 }
 
 /// The `setsockopt` arguments for one setting: its name, level, option and value.
