@@ -1,0 +1,519 @@
+//! What libkeepalive costs, measured side by side in one run.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example bench            # full run
+//! cargo build --release && cargo run --release --example bench -- --quick # a few rounds
+//! ```
+//!
+//! Every comparison runs its variants in the same round, one after the other, for many
+//! rounds; the table shows per-round ratios as the median and [min–max] over rounds, so
+//! load from elsewhere on a shared machine hits all variants alike. The variants:
+//!
+//! - *libkeepalive*: the release library preloaded;
+//! - *inline floor*: no preload, the program itself making the identical setsockopt
+//!   calls: what any shim must at least cost;
+//! - *no shim*: no preload, no calls;
+//! - *C shim*: `reference_shim.c` beside this file, the same job in a few lines of C.
+//!
+//! Instruction counts come from `valgrind --tool=callgrind`, which counts the same
+//! whatever else the machine is doing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The settings every variant uses: four setsockopt calls per socket.
+const VARS: [(&str, &str); 3] = [("KEEPIDLE", "60"), ("KEEPINTVL", "10"), ("KEEPCNT", "6")];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("worker") {
+        return worker(&args[1..]);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = if quick {
+        Plan {
+            rounds: 3,
+            sockets: 2_000,
+            connections: 300,
+            execs: 20,
+        }
+    } else {
+        Plan {
+            rounds: 15,
+            sockets: 20_000,
+            connections: 3_000,
+            execs: 200,
+        }
+    };
+    let paths = Paths::find();
+    println!(
+        "libkeepalive benchmark{}",
+        if quick {
+            " (quick mode: too few rounds to trust)"
+        } else {
+            ""
+        }
+    );
+    println!("machine: {}", machine());
+    println!(
+        "{} rounds, variants interleaved within each round; ratio = median of per-round ratios [min-max]\n",
+        plan.rounds
+    );
+    per_socket(&paths, &plan);
+    per_connection(&paths, &plan);
+    per_process(&paths, &plan);
+    footprint(&paths);
+}
+
+struct Plan {
+    rounds: usize,
+    sockets: usize,
+    connections: usize,
+    execs: usize,
+}
+
+struct Paths {
+    shim: PathBuf,
+    reference: PathBuf,
+    exe: PathBuf,
+}
+
+impl Paths {
+    fn find() -> Paths {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/release/examples/bench -> target/release/libkeepalive.so
+        let release = exe.parent().and_then(Path::parent).expect("target dir");
+        let shim = release.join("libkeepalive.so");
+        if !shim.exists() {
+            eprintln!(
+                "{} is missing: run `cargo build --release` first",
+                shim.display()
+            );
+            std::process::exit(2);
+        }
+        let reference = release.join("libreference_shim.so");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/reference_shim.c");
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-s", "-Wl,-z,relro,-z,now", "-o"])
+            .arg(&reference)
+            .arg(&source)
+            .status()
+            .expect("run cc to build the reference C shim");
+        assert!(built.success(), "cc failed on {}", source.display());
+        Paths {
+            shim,
+            reference,
+            exe,
+        }
+    }
+}
+
+/// How a measured process is started.
+#[derive(Clone, Copy)]
+enum Variant {
+    NoShim,
+    Inline,
+    Shim,
+    CShim,
+}
+
+impl Variant {
+    fn command(self, paths: &Paths, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .envs(VARS)
+            .env_remove("LD_PRELOAD")
+            .env_remove("KEEPALIVE_DEBUG");
+        match self {
+            Variant::NoShim | Variant::Inline => {}
+            Variant::Shim => {
+                command.env("LD_PRELOAD", &paths.shim);
+            }
+            Variant::CShim => {
+                command.env("LD_PRELOAD", &paths.reference);
+            }
+        }
+        command
+    }
+
+    fn mode(self) -> &'static str {
+        match self {
+            Variant::Inline => "inline",
+            _ => "plain",
+        }
+    }
+}
+
+/// Samples per variant, one per round.
+struct Samples(Vec<Vec<f64>>);
+
+impl Samples {
+    fn new(variants: usize) -> Samples {
+        Samples(vec![Vec::new(); variants])
+    }
+
+    fn median(&self, i: usize) -> f64 {
+        median(self.0[i].clone())
+    }
+
+    /// The median and range of the per-round ratio of variant `a` to variant `b`.
+    fn ratio(&self, a: usize, b: usize) -> String {
+        let ratios: Vec<f64> = self.0[a]
+            .iter()
+            .zip(&self.0[b])
+            .map(|(x, y)| x / y)
+            .collect();
+        let (low, high) = range(&ratios);
+        format!("{:.3} [{low:.3}-{high:.3}]", median(ratios))
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (low, high)
+}
+
+fn per_socket(paths: &Paths, plan: &Plan) {
+    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
+    let mut samples = Samples::new(variants.len());
+    for _ in 0..plan.rounds {
+        for (i, variant) in variants.iter().enumerate() {
+            let output = variant
+                .command(paths, &paths.exe)
+                .args([
+                    "worker",
+                    "sockets",
+                    &plan.sockets.to_string(),
+                    variant.mode(),
+                ])
+                .output()
+                .expect("run socket worker");
+            assert!(output.status.success(), "socket worker failed");
+            let ns: f64 = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .expect("ns");
+            samples.0[i].push(ns / plan.sockets as f64);
+        }
+    }
+    println!(
+        "(a) per socket: socket() + close(), {} per run",
+        plan.sockets
+    );
+    println!("    no shim       {:>9.0} ns", samples.median(0));
+    println!(
+        "    inline floor  {:>9.0} ns   (+ 4 setsockopt calls)",
+        samples.median(1)
+    );
+    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
+    println!(
+        "    libkeepalive / inline floor  {}   target <= 1.03",
+        samples.ratio(2, 1)
+    );
+    println!("    libkeepalive / no shim       {}\n", samples.ratio(2, 0));
+}
+
+fn per_connection(paths: &Paths, plan: &Plan) {
+    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
+    let mut samples = Samples::new(variants.len());
+    for _ in 0..plan.rounds {
+        for (i, variant) in variants.iter().enumerate() {
+            let mut server = variant
+                .command(paths, &paths.exe)
+                .args([
+                    "worker",
+                    "accept",
+                    &plan.connections.to_string(),
+                    variant.mode(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start accept worker");
+            let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+            let port = lines.next().expect("port line").expect("read port");
+            // The client runs without any preload in every variant.
+            let client = Variant::NoShim
+                .command(paths, &paths.exe)
+                .args(["worker", "connect", &plan.connections.to_string(), &port])
+                .status()
+                .expect("run client");
+            assert!(client.success(), "client failed");
+            let ns: f64 = lines
+                .next()
+                .expect("result")
+                .expect("read")
+                .trim()
+                .parse()
+                .expect("ns");
+            assert!(server.wait().expect("wait").success());
+            samples.0[i].push(ns / plan.connections as f64);
+        }
+    }
+    println!(
+        "(b) per accepted connection: a loopback server accept4()s and closes {} short-lived connections per run",
+        plan.connections
+    );
+    println!("    no shim       {:>9.0} ns", samples.median(0));
+    println!(
+        "    inline floor  {:>9.0} ns   (+ 4 setsockopt calls after accept4)",
+        samples.median(1)
+    );
+    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
+    println!(
+        "    libkeepalive / inline floor  {}   target <= 1.03",
+        samples.ratio(2, 1)
+    );
+    println!("    libkeepalive / no shim       {}\n", samples.ratio(2, 0));
+}
+
+fn per_process(paths: &Paths, plan: &Plan) {
+    let trivial = Path::new("/bin/true");
+    let variants = [Variant::NoShim, Variant::CShim, Variant::Shim];
+    let mut samples = Samples::new(variants.len());
+    for _ in 0..plan.rounds {
+        for (i, variant) in variants.iter().enumerate() {
+            let mut command = variant.command(paths, trivial);
+            let start = Instant::now();
+            for _ in 0..plan.execs {
+                assert!(command.status().expect("exec /bin/true").success());
+            }
+            samples.0[i].push(start.elapsed().as_nanos() as f64 / plan.execs as f64);
+        }
+    }
+    println!(
+        "(c) per process start: fork + exec of /bin/true, {} per run",
+        plan.execs
+    );
+    println!("    no preload    {:>9.0} ns", samples.median(0));
+    println!("    C shim        {:>9.0} ns", samples.median(1));
+    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
+    println!(
+        "    libkeepalive / no preload    {}   target <= 1.03",
+        samples.ratio(2, 0)
+    );
+    println!("    libkeepalive / C shim        {}", samples.ratio(2, 1));
+    let counts: Vec<Option<u64>> = variants
+        .iter()
+        .map(|v| instructions(v.command(paths, trivial)))
+        .collect();
+    match counts[..] {
+        [Some(none), Some(c), Some(ours)] => {
+            println!(
+                "    instructions (callgrind, whole process): no preload {none}, C shim {c}, libkeepalive {ours}"
+            );
+            println!(
+                "    load work = instructions added over no preload: C shim {}, libkeepalive {}",
+                c.saturating_sub(none),
+                ours.saturating_sub(none)
+            );
+            println!(
+                "    libkeepalive / C shim: whole process {:.3}, load work {:.3}   target <= 1.10\n",
+                ours as f64 / c as f64,
+                ours.saturating_sub(none) as f64 / c.saturating_sub(none).max(1) as f64
+            );
+        }
+        _ => println!("    instructions: valgrind is not installed; no count\n"),
+    }
+}
+
+/// The instructions callgrind counts for one run of `command`.
+fn instructions(command: Command) -> Option<u64> {
+    let mut valgrind = Command::new("valgrind");
+    valgrind.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]);
+    valgrind.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => valgrind.env(key, value),
+            None => valgrind.env_remove(key),
+        };
+    }
+    let output = valgrind.output().ok()?;
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .find_map(|line| line.split("Collected :").nth(1)?.trim().parse().ok())
+}
+
+fn footprint(paths: &Paths) {
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let deps = |path: &Path| -> String {
+        Command::new("ldd")
+            .arg(path)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|_| "(ldd missing)".into())
+    };
+    let variants = [Variant::CShim, Variant::Shim];
+    let rss: Vec<String> = variants
+        .iter()
+        .map(|variant| {
+            let output = variant
+                .command(paths, &paths.exe)
+                .args(["worker", "rss"])
+                .output()
+                .expect("run rss worker");
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        })
+        .collect();
+    println!("(d) footprint");
+    println!(
+        "    libkeepalive  {:>6} bytes stripped; needs: {}",
+        size(&paths.shim),
+        deps(&paths.shim)
+    );
+    println!(
+        "    C shim        {:>6} bytes stripped; needs: {}",
+        size(&paths.reference),
+        deps(&paths.reference)
+    );
+    println!(
+        "    resident memory of the library's mappings in a process: C shim {} KiB, libkeepalive {} KiB",
+        rss[0], rss[1]
+    );
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+/// The measured processes. Each prints one number on stdout.
+fn worker(args: &[String]) {
+    let count = |i: usize| -> usize { args[i].parse().expect("count") };
+    match args[0].as_str() {
+        "sockets" => {
+            let inline = args[2] == "inline";
+            let start = Instant::now();
+            for _ in 0..count(1) {
+                // SAFETY: socket(2) and close(2) on a descriptor this loop owns.
+                unsafe {
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                    if inline {
+                        set_keepalive_inline(fd);
+                    }
+                    libc::close(fd);
+                }
+            }
+            println!("{}", start.elapsed().as_nanos());
+        }
+        "accept" => {
+            let inline = args[2] == "inline";
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            println!("{}", listener.local_addr().expect("address").port());
+            std::io::stdout().flush().expect("flush");
+            let fd = listener.as_raw_fd();
+            let mut start = None;
+            for _ in 0..count(1) {
+                // SAFETY: accept4(2) on our listener; the connection is closed at once.
+                unsafe {
+                    let conn = libc::accept4(
+                        fd,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    );
+                    assert!(conn >= 0, "accept4");
+                    start.get_or_insert_with(Instant::now);
+                    if inline {
+                        set_keepalive_inline(conn);
+                    }
+                    libc::close(conn);
+                }
+            }
+            println!("{}", start.map(|s| s.elapsed().as_nanos()).unwrap_or(0));
+        }
+        "connect" => {
+            let port: u16 = args[2].parse().expect("port");
+            for _ in 0..count(1) {
+                let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                // Wait for the server's close, so client and server go in lockstep and
+                // the backlog never overflows.
+                let _ = conn.read(&mut [0u8; 1]);
+            }
+        }
+        "rss" => {
+            // Resident memory of the preloaded library's own mappings: exact, where
+            // the process's whole VmRSS varies by more than the library's size.
+            let preload = std::env::var("LD_PRELOAD").unwrap_or_default();
+            let name = Path::new(&preload)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+            let mut ours = false;
+            let mut kb = 0u64;
+            for line in smaps.lines() {
+                if line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|f| f.contains('-') && f.len() > 8)
+                {
+                    ours = name.as_ref().is_some_and(|n| line.ends_with(n.as_str()));
+                } else if let Some(rss) = line.strip_prefix("Rss:").filter(|_| ours) {
+                    kb += rss
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+            println!("{kb}");
+        }
+        other => panic!("unknown worker {other}"),
+    }
+}
+
+/// The calls libkeepalive makes for [`VARS`], made by the program itself.
+///
+/// # Safety
+/// `fd` must be a socket descriptor (or invalid, in which case the calls fail).
+unsafe fn set_keepalive_inline(fd: i32) {
+    for (level, option, value) in [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 6),
+    ] {
+        // SAFETY: value is a live c_int and its size is passed with it.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                option,
+                (&raw const value).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            );
+        }
+    }
+}
