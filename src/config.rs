@@ -481,4 +481,186 @@ mod tests {
             assert!(!var.fallback().is_empty());
         }
     }
+
+    /// A deliberately naive model of the accepted grammar, written apart from the
+    /// parser: digits only, compared as text so that no integer can overflow.
+    fn model_number(value: &[u8], min: u32, max: u32) -> Option<u32> {
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let text = std::str::from_utf8(value).unwrap().trim_start_matches('0');
+        let max_text = max.to_string();
+        let too_big = text.len() > max_text.len()
+            || (text.len() == max_text.len() && text > max_text.as_str());
+        if too_big {
+            return None;
+        }
+        let n: u32 = if text.is_empty() {
+            0
+        } else {
+            text.parse().unwrap()
+        };
+        (n >= min).then_some(n)
+    }
+
+    fn model_mode(value: &[u8]) -> Option<Mode> {
+        match String::from_utf8_lossy(value).to_lowercase().as_str() {
+            _ if !value.is_ascii() => None,
+            "on" => Some(Mode::On),
+            "off" => Some(Mode::Off),
+            "skip" => Some(Mode::Skip),
+            _ => None,
+        }
+    }
+
+    /// xorshift64*: a fixed, dependency-free source of test inputs.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        /// An input biased towards the edges of the grammar: arbitrary bytes (invalid
+        /// UTF-8 included), long digit strings, numbers next to every bound with
+        /// junk around them, and the mode words in any case.
+        fn value(&mut self) -> Vec<u8> {
+            match self.below(4) {
+                0 => (0..self.below(12)).map(|_| self.next() as u8).collect(),
+                1 => (0..self.below(45))
+                    .map(|_| b'0' + self.below(10) as u8)
+                    .collect(),
+                2 => {
+                    let bounds = [
+                        0u64,
+                        1,
+                        127,
+                        128,
+                        32767,
+                        32768,
+                        2147483647,
+                        2147483648,
+                        u32::MAX as u64,
+                    ];
+                    let n = bounds[self.below(bounds.len() as u64) as usize] + self.below(3);
+                    let junk: [&[u8]; 8] = [b"", b"", b"", b" ", b"+", b"-", b"s", b"0x"];
+                    let mut v = junk[self.below(8) as usize].to_vec();
+                    v.extend(std::iter::repeat_n(b'0', self.below(3) as usize));
+                    v.extend(n.saturating_sub(1).to_string().bytes());
+                    v.extend_from_slice(junk[self.below(8) as usize]);
+                    v
+                }
+                _ => {
+                    let words: [&[u8]; 5] = [b"on", b"off", b"skip", b"0", b"1"];
+                    let mut v = words[self.below(5) as usize].to_vec();
+                    for b in &mut v {
+                        if self.below(2) == 0 {
+                            b.make_ascii_uppercase();
+                        }
+                    }
+                    if self.below(4) == 0 {
+                        v.push(self.next() as u8);
+                    }
+                    v
+                }
+            }
+        }
+    }
+
+    /// Property test over arbitrary input: `Config::parse` never panics and agrees
+    /// with the reference model on every variable. LIBKEEPALIVE_PROPERTY_CASES sets the
+    /// number of environments (default 100 000, each with all six variables); the
+    /// README records a run of 10 million.
+    #[test]
+    fn parse_agrees_with_reference_model() {
+        let cases: u64 = std::env::var("LIBKEEPALIVE_PROPERTY_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        assert!(
+            Var::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, &var)| var as usize == i)
+        );
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..cases {
+            let values: Vec<Option<Vec<u8>>> = Var::ALL
+                .iter()
+                .map(|_| (rng.below(5) != 0).then(|| rng.value()))
+                .collect();
+            let value_of = |var: Var| values[var as usize].as_deref();
+            let mut rejected = Vec::new();
+            let config = Config::parse(value_of, |var, _| rejected.push(var));
+
+            let number =
+                |var: Var, min: u32, max: u32| value_of(var).map(|v| model_number(v, min, max));
+            let idle = number(Var::Idle, 1, 32767);
+            let interval = number(Var::Interval, 1, 32767);
+            let count = number(Var::Count, 1, 127);
+            let user_timeout = number(Var::UserTimeout, 0, 2147483647);
+            let mode = value_of(Var::Keepalive).map(model_mode);
+            let debug = value_of(Var::Debug).map(|v| match v {
+                b"0" => Some(false),
+                b"1" => Some(true),
+                _ => None,
+            });
+            let context = || format!("case {case}: {values:?}");
+            assert_eq!(
+                config.idle.map(Seconds::get),
+                idle.flatten(),
+                "{}",
+                context()
+            );
+            assert_eq!(
+                config.interval.map(Seconds::get),
+                interval.flatten(),
+                "{}",
+                context()
+            );
+            assert_eq!(
+                config.count.map(Probes::get),
+                count.flatten(),
+                "{}",
+                context()
+            );
+            assert_eq!(
+                config.user_timeout.map(Millis::get),
+                user_timeout.flatten(),
+                "{}",
+                context()
+            );
+            assert_eq!(
+                config.mode,
+                mode.flatten().unwrap_or(Mode::On),
+                "{}",
+                context()
+            );
+            assert_eq!(
+                config.debug,
+                debug.flatten().unwrap_or(false),
+                "{}",
+                context()
+            );
+            let expected_rejections: Vec<Var> = [
+                (Var::Keepalive, mode.is_some_and(|m| m.is_none())),
+                (Var::Idle, idle.is_some_and(|n| n.is_none())),
+                (Var::Interval, interval.is_some_and(|n| n.is_none())),
+                (Var::Count, count.is_some_and(|n| n.is_none())),
+                (Var::UserTimeout, user_timeout.is_some_and(|n| n.is_none())),
+                (Var::Debug, debug.is_some_and(|d| d.is_none())),
+            ]
+            .into_iter()
+            .filter_map(|(var, bad)| bad.then_some(var))
+            .collect();
+            assert_eq!(rejected, expected_rejections, "{}", context());
+        }
+    }
 }

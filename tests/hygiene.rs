@@ -96,3 +96,41 @@ fn soname_relro_bind_now_and_no_executable_stack() {
         "{stack}"
     );
 }
+
+/// What the library imports from libc. After initialisation its paths call only
+/// functions that POSIX lists as async-signal-safe (socket functions, write, errno),
+/// so `accept` stays callable from a signal handler; dlsym and secure_getenv run only
+/// while initialising. Every import also costs a symbol lookup at every exec. A new
+/// import must be added here on purpose, never slip in with a refactoring.
+#[test]
+fn imports_only_signal_safe_functions_after_initialisation() {
+    let Some(symbols) = inspect(
+        "imports_only_signal_safe_functions_after_initialisation",
+        "nm",
+        &["-D", "--undefined-only", "--format=posix"],
+    ) else {
+        return;
+    };
+    let mut strong: Vec<&str> = symbols
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            (fields.next()? == "U").then(|| name.split('@').next().unwrap_or(name))
+        })
+        .collect();
+    strong.sort();
+    assert_eq!(
+        strong,
+        [
+            "__errno_location",
+            "dlsym",
+            "getsockopt",
+            "secure_getenv",
+            "send",
+            "setsockopt",
+            "write"
+        ],
+        "{symbols}"
+    );
+}

@@ -280,18 +280,33 @@ pub fn pass_fd(command: &mut Command, fd: OwnedFd, target: RawFd) {
 /// A shared library built from `tests/support/NAME.c` with the system C compiler, or
 /// `None` (after saying so, naming the test) when there is no compiler.
 pub fn c_library(name: &str, test: &str) -> Option<PathBuf> {
+    compile(name, test, &["-shared", "-fPIC"], &format!("lib{name}.so"))
+}
+
+/// A program built from `tests/support/NAME.c`, as [`c_library`].
+pub fn c_program(name: &str, test: &str) -> Option<PathBuf> {
+    compile(name, test, &[], name)
+}
+
+fn compile(name: &str, test: &str, flags: &[&str], file: &str) -> Option<PathBuf> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/support/{name}.c"));
-    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lib{name}.so"));
+    // Tests build in parallel: each writes its own file, then renames it into place.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
+    let partial = output.with_extension(format!("{}-{n}.partial", std::process::id()));
     let built = Command::new("cc")
-        .args([
-            "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-pthread", "-o",
-        ])
-        .arg(&output)
+        .args(flags)
+        .args(["-O2", "-Wall", "-Werror", "-pthread", "-o"])
+        .arg(&partial)
         .arg(&source)
         .stderr(Stdio::inherit())
         .status();
     match built {
-        Ok(status) if status.success() => Some(output),
+        Ok(status) if status.success() => {
+            std::fs::rename(&partial, &output).expect("move built file into place");
+            Some(output)
+        }
         Ok(status) => panic!("cc failed for {}: {status}", source.display()),
         Err(err) => {
             skip(test, &format!("no C compiler (cc: {err})"));

@@ -3,6 +3,8 @@
  * constructors a real process may carry. Each behaviour is off unless its variable
  * is set:
  *
+ *   (always)                  socket() is interposed too and forwarded unchanged, as
+ *                             another shim in the same process would do.
  *   TEST_FAIL_TCP_SETSOCKOPT  every IPPROTO_TCP setsockopt fails with EPERM, so the
  *                             tests can watch libkeepalive's failure path.
  *   TEST_RACE_THREADS=N       this library's constructor, which ld.so runs before
@@ -31,6 +33,12 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
         return -1;
     }
     return next(fd, level, name, value, len);
+}
+
+int socket(int domain, int type, int protocol)
+{
+    int (*next)(int, int, int) = dlsym(RTLD_NEXT, "socket");
+    return next(domain, type, protocol);
 }
 
 static int expected_idle;
