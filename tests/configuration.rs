@@ -264,3 +264,17 @@ fn hostile_values_stay_on_one_printable_line() {
         assert_eq!(run.stderr.matches('\n').count(), 1, "{}", run.stderr);
     }
 }
+
+/// The configuration is read when the library is loaded, before main: a program that
+/// never creates a socket still hears about a bad value, once.
+#[test]
+fn bad_values_are_reported_at_start_up_even_without_sockets() {
+    let output = common::preloaded("/bin/true", &[("KEEPIDLE", "30s")])
+        .output()
+        .expect("run /bin/true");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "libkeepalive: KEEPIDLE=\"30s\" ignored: expected whole seconds from 1 to 32767; using the kernel default\n"
+    );
+}

@@ -523,3 +523,73 @@ fn memcheck_finds_no_errors() {
         "the library ran: {stderr}"
     );
 }
+
+// ---- cancellation and missing functions ------------------------------------------
+
+/// pthread_cancel unwinds a thread blocked in accept through the library's frame;
+/// a frame without unwind information would abort the process instead.
+#[test]
+fn pthread_cancel_of_a_thread_blocked_in_accept() {
+    const NAME: &str = "pthread_cancel_of_a_thread_blocked_in_accept";
+    let Some(cancel) = common::c_program("cancel", NAME) else {
+        return;
+    };
+    let output = preloaded(&cancel, &TIMERS).output().unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "cancelled cleanup=1\n"
+    );
+}
+
+/// When the next definition of a function cannot be found, calls to it fail with
+/// ENOSYS and one line on stderr says why; the other functions still work.
+#[test]
+fn a_missing_real_function_fails_with_enosys() {
+    const NAME: &str = "a_missing_real_function_fails_with_enosys";
+    let body = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        report_keepalive("listener", listener.as_raw_fd());
+        for _ in 0..2 {
+            common::set_errno(0);
+            // SAFETY: accept4(2) on our listener, non-blocking so it cannot wait.
+            let rc = unsafe {
+                libc::fcntl(listener.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+                libc::accept4(
+                    listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            report(
+                "accept4",
+                &[
+                    ("rc", rc.to_string()),
+                    ("errno", common::errno().to_string()),
+                ],
+            );
+        }
+    };
+    if as_child(NAME, body) {
+        return;
+    }
+    let Some(hide) = common::c_library("hide", NAME) else {
+        return;
+    };
+    let preload = format!("{} {}", common::shim().display(), hide.display());
+    let run = run_child(NAME, &TIMERS, |command| {
+        command
+            .env("LD_PRELOAD", &preload)
+            .env("TEST_HIDE_SYMBOL", "accept4");
+    });
+    assert!(configured(run.keepalive("listener")));
+    assert_eq!(run.report("accept4")["rc"], "-1");
+    assert_eq!(run.report("accept4")["errno"], libc::ENOSYS.to_string());
+    assert_eq!(
+        run.shim_lines(),
+        [
+            "libkeepalive: cannot find the next definition of accept4() with dlsym(RTLD_NEXT); calls to it fail with ENOSYS"
+        ]
+    );
+}
