@@ -6,7 +6,7 @@ use core::ffi::c_int;
 
 use libc::{sockaddr, socklen_t};
 
-use crate::sys::{Next, SavedErrno};
+use crate::sys::{self, Next, SavedErrno};
 use crate::{log, state, tcp};
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
@@ -42,11 +42,7 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     let fd = unsafe { real(domain, ty, protocol) };
     if fd >= 0 {
         if let Some(family) = tcp::requested(domain, ty, protocol) {
-            let _errno = SavedErrno::save();
-            let config = state::config();
-            if config.is_active() {
-                tcp::apply(fd, family, "socket", &config);
-            }
+            configure(fd, "socket", |_| Some(family));
         }
     }
     fd
@@ -63,7 +59,9 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
     };
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len) };
-    accepted(conn, "accept");
+    if conn >= 0 {
+        configure(conn, "accept", tcp::accepted);
+    }
     conn
 }
 
@@ -83,23 +81,23 @@ pub unsafe extern "C" fn accept4(
     };
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len, flags) };
-    accepted(conn, "accept4");
+    if conn >= 0 {
+        configure(conn, "accept4", tcp::accepted);
+    }
     conn
 }
 
-/// Configures a socket returned by `accept`/`accept4` if it is TCP. Whether it is
-/// costs two `getsockopt` calls, skipped when the configuration sets nothing.
-fn accepted(conn: c_int, call: &str) {
-    if conn < 0 {
-        return;
-    }
+/// Applies the configuration to a new socket whose TCP family `family` tells, with the
+/// host's errno put back afterwards. `family` runs only when there is something to set:
+/// for accepted sockets it asks the kernel, two `getsockopt` calls.
+fn configure(fd: c_int, call: &str, family: impl FnOnce(c_int) -> Option<tcp::Family>) {
     let _errno = SavedErrno::save();
     let config = state::config();
     if !config.is_active() {
         return;
     }
-    if let Some(family) = tcp::accepted(conn) {
-        tcp::apply(conn, family, call, &config);
+    if let Some(family) = family(fd) {
+        tcp::apply(fd, family, call, &config);
     }
 }
 
@@ -116,6 +114,6 @@ fn real<F: Copy>(next: &Next<F>) -> Option<F> {
 }
 
 fn enosys() -> c_int {
-    crate::sys::set_errno(libc::ENOSYS);
+    sys::set_errno(libc::ENOSYS);
     -1
 }
