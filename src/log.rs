@@ -29,14 +29,20 @@ impl Line {
 
     /// Builds a line that starts with `libkeepalive: ` and writes it to stderr.
     pub fn emit(build: impl FnOnce(&mut Line)) {
+        Line::in_place(|line| {
+            build(line);
+            sys::write_stderr(line.finish());
+        });
+    }
+
+    /// Runs `f` on a new line whose prefix is written.
+    fn in_place<R>(f: impl FnOnce(&mut Line) -> R) -> R {
         let mut line = Line {
             buf: [MaybeUninit::uninit(); Line::CAPACITY],
             len: 0,
         };
         line.text("libkeepalive: ");
-        build(&mut line);
-        line.end();
-        sys::write_stderr(line.written());
+        f(&mut line)
     }
 
     pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
@@ -96,19 +102,15 @@ impl Line {
         }
     }
 
-    /// The bytes written so far.
-    fn written(&self) -> &[u8] {
-        // SAFETY: `byte` initialises the first `len` bytes of `buf`, in order, and `len`
-        // never exceeds the capacity.
-        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
-    }
-
-    /// Ends the line; the byte kept free by `byte` takes the newline.
-    fn end(&mut self) {
+    /// Ends the line with its newline, in the byte `byte` keeps free, and returns it.
+    fn finish(&mut self) -> &[u8] {
         if let Some(slot) = self.buf.get_mut(self.len) {
             slot.write(b'\n');
             self.len += 1;
         }
+        // SAFETY: `byte` and the write above initialise the first `len` bytes of `buf`,
+        // in order, and `len` never exceeds the capacity.
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
     }
 
     fn byte(&mut self, b: u8) -> &mut Self {
@@ -170,14 +172,10 @@ mod tests {
 
     /// Builds a line as `Line::emit` does, without writing it.
     fn build(f: impl FnOnce(&mut Line)) -> String {
-        let mut line = Line {
-            buf: [MaybeUninit::uninit(); Line::CAPACITY],
-            len: 0,
-        };
-        line.text("libkeepalive: ");
-        f(&mut line);
-        line.end();
-        String::from_utf8(line.written().to_vec()).unwrap()
+        Line::in_place(|line| {
+            f(line);
+            String::from_utf8(line.finish().to_vec()).unwrap()
+        })
     }
 
     #[test]

@@ -2,30 +2,7 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-
-/// target/<profile>/examples/probe, which `cargo test` builds beside the test binaries.
-fn probe() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    profile_dir.join("examples/probe")
-}
-
-/// The cells of the probe's row for `socket`, such as "IPv6 accepted".
-fn row(stdout: &str, socket: &str) -> Vec<String> {
-    let line = stdout
-        .lines()
-        .find(|line| line.starts_with(socket))
-        .unwrap_or_else(|| panic!("no row {socket:?} in:\n{stdout}"));
-    line[socket.len()..]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn probe_shows_the_settings_of_every_socket() {
@@ -35,7 +12,7 @@ fn probe_shows_the_settings_of_every_socket() {
         ("KEEPCNT", "7"),
         ("TCP_USER_TIMEOUT", "30001"),
     ];
-    let output = common::preloaded(probe(), &vars)
+    let output = common::preloaded(common::probe_example(), &vars)
         .output()
         .expect("run probe");
     assert!(output.status.success());
@@ -44,17 +21,17 @@ fn probe_shows_the_settings_of_every_socket() {
     for family in ["IPv4", "IPv6"] {
         for role in ["listener", "client", "accepted"] {
             assert_eq!(
-                row(&stdout, &format!("{family} {role}")),
+                common::probe_row(&stdout, &format!("{family} {role}")),
                 ["on", "61", "11", "7", "30001"]
             );
         }
     }
 
-    let bare = Command::new(probe())
+    let bare = Command::new(common::probe_example())
         .env_remove("LD_PRELOAD")
         .output()
         .expect("run probe");
     let stdout = String::from_utf8(bare.stdout).unwrap();
     assert!(stdout.starts_with("libkeepalive is NOT loaded"), "{stdout}");
-    assert_eq!(row(&stdout, "IPv4 accepted")[0], "off");
+    assert_eq!(common::probe_row(&stdout, "IPv4 accepted")[0], "off");
 }

@@ -376,12 +376,7 @@ fn setuid_programs_ignore_the_environment() {
     if !common::have(NAME, "setpriv") {
         return;
     }
-    let probe = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples/probe");
+    let probe = common::probe_example();
     let libdir = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]
         .into_iter()
         .find(|dir| std::path::Path::new(dir).is_dir())
@@ -435,7 +430,7 @@ fn setuid_programs_ignore_the_environment() {
 
     let (stdout, stderr) = run_as_nobody(&setuid_probe);
     assert!(stdout.starts_with("libkeepalive is loaded"), "{stdout}");
-    let row = probe_row(&stdout, "IPv4 client");
+    let row = common::probe_row(&stdout, "IPv4 client");
     assert_eq!(
         row,
         [
@@ -451,7 +446,7 @@ fn setuid_programs_ignore_the_environment() {
     let (stdout, stderr) = run_as_nobody(&plain_probe);
     assert!(stdout.starts_with("libkeepalive is loaded"), "{stdout}");
     assert_eq!(
-        probe_row(&stdout, "IPv4 client")[0],
+        common::probe_row(&stdout, "IPv4 client")[0],
         "off",
         "KEEPALIVE=off applies without setuid"
     );
@@ -460,17 +455,6 @@ fn setuid_programs_ignore_the_environment() {
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(socket))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    line[socket.len()..]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
 }
 
 fn chmod(path: &std::path::Path, mode: u32) {
@@ -494,12 +478,7 @@ fn memcheck_finds_no_errors() {
     if !common::have(NAME, "valgrind") {
         return;
     }
-    let probe = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples/probe");
+    let probe = common::probe_example();
     let mut vars = TIMERS.to_vec();
     vars.extend([
         ("KEEPALIVE_DEBUG", "1"),

@@ -188,125 +188,141 @@ fn range(values: &[f64]) -> (f64, f64) {
     (low, high)
 }
 
-fn per_socket(paths: &Paths, plan: &Plan) {
-    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
+/// Takes one sample of every variant in every round, the variants interleaved.
+fn measure(rounds: usize, variants: &[Variant], mut sample: impl FnMut(Variant) -> f64) -> Samples {
     let mut samples = Samples::new(variants.len());
-    for _ in 0..plan.rounds {
-        for (i, variant) in variants.iter().enumerate() {
-            let output = variant
-                .command(paths, &paths.exe)
-                .args([
-                    "worker",
-                    "sockets",
-                    &plan.sockets.to_string(),
-                    variant.mode(),
-                ])
-                .output()
-                .expect("run socket worker");
-            assert!(output.status.success(), "socket worker failed");
-            let ns: f64 = String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .parse()
-                .expect("ns");
-            samples.0[i].push(ns / plan.sockets as f64);
+    for _ in 0..rounds {
+        for (i, &variant) in variants.iter().enumerate() {
+            samples.0[i].push(sample(variant));
         }
     }
-    println!(
-        "(a) per socket: socket() + close(), {} per run",
-        plan.sockets
+    samples
+}
+
+/// Prints each variant's median, then each ratio `(a, b, what)` of variant a to b,
+/// then the target.
+fn print_comparison(
+    title: &str,
+    names: &[&str],
+    samples: &Samples,
+    ratios: &[(usize, usize, &str)],
+    target: &str,
+) {
+    println!("{title}");
+    for (i, name) in names.iter().enumerate() {
+        println!("    {name:<30} {:>9.0} ns", samples.median(i));
+    }
+    for &(a, b, what) in ratios {
+        println!("    {what:<30} {}", samples.ratio(a, b));
+    }
+    println!("    target: {target}");
+}
+
+/// Runs a worker and returns the number it prints.
+fn worker_number(command: &mut Command) -> f64 {
+    let output = command.output().expect("run worker");
+    assert!(output.status.success(), "worker failed: {command:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+fn per_socket(paths: &Paths, plan: &Plan) {
+    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
+    let samples = measure(plan.rounds, &variants, |variant| {
+        let count = plan.sockets.to_string();
+        let ns = worker_number(variant.command(paths, &paths.exe).args([
+            "worker",
+            "sockets",
+            &count,
+            variant.mode(),
+        ]));
+        ns / plan.sockets as f64
+    });
+    print_comparison(
+        &format!(
+            "(a) per socket: socket() + close(), {} per run",
+            plan.sockets
+        ),
+        &["no shim", "inline floor (+4 setsockopt)", "libkeepalive"],
+        &samples,
+        &[
+            (2, 1, "libkeepalive / inline floor"),
+            (2, 0, "libkeepalive / no shim"),
+        ],
+        "libkeepalive / inline floor <= 1.03\n",
     );
-    println!("    no shim       {:>9.0} ns", samples.median(0));
-    println!(
-        "    inline floor  {:>9.0} ns   (+ 4 setsockopt calls)",
-        samples.median(1)
-    );
-    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
-    println!(
-        "    libkeepalive / inline floor  {}   target <= 1.03",
-        samples.ratio(2, 1)
-    );
-    println!("    libkeepalive / no shim       {}\n", samples.ratio(2, 0));
 }
 
 fn per_connection(paths: &Paths, plan: &Plan) {
     let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
-    let mut samples = Samples::new(variants.len());
-    for _ in 0..plan.rounds {
-        for (i, variant) in variants.iter().enumerate() {
-            let mut server = variant
-                .command(paths, &paths.exe)
-                .args([
-                    "worker",
-                    "accept",
-                    &plan.connections.to_string(),
-                    variant.mode(),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start accept worker");
-            let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-            let port = lines.next().expect("port line").expect("read port");
-            // The client runs without any preload in every variant.
-            let client = Variant::NoShim
-                .command(paths, &paths.exe)
-                .args(["worker", "connect", &plan.connections.to_string(), &port])
-                .status()
-                .expect("run client");
-            assert!(client.success(), "client failed");
-            let ns: f64 = lines
-                .next()
-                .expect("result")
-                .expect("read")
-                .trim()
-                .parse()
-                .expect("ns");
-            assert!(server.wait().expect("wait").success());
-            samples.0[i].push(ns / plan.connections as f64);
-        }
-    }
-    println!(
-        "(b) per accepted connection: a loopback server accept4()s and closes {} short-lived connections per run",
-        plan.connections
+    let count = plan.connections.to_string();
+    let samples = measure(plan.rounds, &variants, |variant| {
+        let mut server = variant
+            .command(paths, &paths.exe)
+            .args(["worker", "accept", &count, variant.mode()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start accept worker");
+        let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+        let port = lines.next().expect("port line").expect("read port");
+        // The client runs without any preload in every variant.
+        let client = Variant::NoShim
+            .command(paths, &paths.exe)
+            .args(["worker", "connect", &count, &port])
+            .status()
+            .expect("run client");
+        assert!(client.success(), "client failed");
+        let ns: f64 = lines
+            .next()
+            .expect("result")
+            .expect("read")
+            .trim()
+            .parse()
+            .expect("ns");
+        assert!(server.wait().expect("wait").success());
+        ns / plan.connections as f64
+    });
+    print_comparison(
+        &format!(
+            "(b) per accepted connection: a loopback server accept4()s and closes {} short-lived connections per run",
+            plan.connections
+        ),
+        &["no shim", "inline floor (+4 setsockopt)", "libkeepalive"],
+        &samples,
+        &[
+            (2, 1, "libkeepalive / inline floor"),
+            (2, 0, "libkeepalive / no shim"),
+        ],
+        "libkeepalive / inline floor <= 1.03\n",
     );
-    println!("    no shim       {:>9.0} ns", samples.median(0));
-    println!(
-        "    inline floor  {:>9.0} ns   (+ 4 setsockopt calls after accept4)",
-        samples.median(1)
-    );
-    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
-    println!(
-        "    libkeepalive / inline floor  {}   target <= 1.03",
-        samples.ratio(2, 1)
-    );
-    println!("    libkeepalive / no shim       {}\n", samples.ratio(2, 0));
 }
 
 fn per_process(paths: &Paths, plan: &Plan) {
     let trivial = Path::new("/bin/true");
     let variants = [Variant::NoShim, Variant::CShim, Variant::Shim];
-    let mut samples = Samples::new(variants.len());
-    for _ in 0..plan.rounds {
-        for (i, variant) in variants.iter().enumerate() {
-            let mut command = variant.command(paths, trivial);
-            let start = Instant::now();
-            for _ in 0..plan.execs {
-                assert!(command.status().expect("exec /bin/true").success());
-            }
-            samples.0[i].push(start.elapsed().as_nanos() as f64 / plan.execs as f64);
+    let samples = measure(plan.rounds, &variants, |variant| {
+        let mut command = variant.command(paths, trivial);
+        let start = Instant::now();
+        for _ in 0..plan.execs {
+            assert!(command.status().expect("exec /bin/true").success());
         }
-    }
-    println!(
-        "(c) per process start: fork + exec of /bin/true, {} per run",
-        plan.execs
+        start.elapsed().as_nanos() as f64 / plan.execs as f64
+    });
+    print_comparison(
+        &format!(
+            "(c) per process start: fork + exec of /bin/true, {} per run",
+            plan.execs
+        ),
+        &["no preload", "C shim", "libkeepalive"],
+        &samples,
+        &[
+            (2, 0, "libkeepalive / no preload"),
+            (2, 1, "libkeepalive / C shim"),
+        ],
+        "libkeepalive / no preload <= 1.03 in wall time",
     );
-    println!("    no preload    {:>9.0} ns", samples.median(0));
-    println!("    C shim        {:>9.0} ns", samples.median(1));
-    println!("    libkeepalive  {:>9.0} ns", samples.median(2));
-    println!(
-        "    libkeepalive / no preload    {}   target <= 1.03",
-        samples.ratio(2, 0)
-    );
-    println!("    libkeepalive / C shim        {}", samples.ratio(2, 1));
     let counts: Vec<Option<u64>> = variants
         .iter()
         .map(|v| instructions(v.command(paths, trivial)))
@@ -322,7 +338,7 @@ fn per_process(paths: &Paths, plan: &Plan) {
                 ours.saturating_sub(none)
             );
             println!(
-                "    libkeepalive / C shim: whole process {:.3}, load work {:.3}   target <= 1.10\n",
+                "    libkeepalive / C shim: whole process {:.3}, load work {:.3}   target: load work <= 1.10\n",
                 ours as f64 / c as f64,
                 ours.saturating_sub(none) as f64 / c.saturating_sub(none).max(1) as f64
             );

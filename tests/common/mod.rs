@@ -393,3 +393,23 @@ pub fn free_port() -> u16 {
         .expect("bind port 0")
         .port()
 }
+
+/// The probe example (examples/probe.rs), which `cargo test` builds beside the test
+/// binaries: target/<profile>/examples/probe.
+pub fn probe_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    profile_dir.join("examples/probe")
+}
+
+/// The cells of the probe's table row for `socket`, such as "IPv6 accepted".
+pub fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with(socket))
+        .unwrap_or_else(|| panic!("no row {socket:?} in:\n{stdout}"));
+    line[socket.len()..]
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
