@@ -16,5 +16,7 @@ void *dlsym(void *handle, const char *name)
         return NULL;
     if (!real)
         real = (void *(*)(void *, const char *))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (!real) /* glibc before 2.34 kept dlsym in libdl */
+        real = (void *(*)(void *, const char *))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
     return real(handle, name);
 }
