@@ -34,11 +34,11 @@ fn role() {
             report("accepted", &[]);
             read_until_error(conn);
         }
-        // Connects, optionally writes once told to, then blocks reading.
-        "client" => {
+        // Connects and blocks reading; a writing client first writes once told to.
+        role @ ("client" | "writing-client") => {
             let mut conn = TcpStream::connect((SERVER_ADDR, port)).unwrap();
             report("connected", &[]);
-            if std::env::var_os("WRITE_WHEN_TOLD").is_some() {
+            if role == "writing-client" {
                 let mut go = String::new();
                 std::io::stdin().read_line(&mut go).unwrap();
                 conn.write_all(&[b'x'; 100]).unwrap();
@@ -174,17 +174,22 @@ fn unacknowledged_data_is_bounded_by_tcp_user_timeout() {
     // Long keepalive timers: only TCP_USER_TIMEOUT can end the wait in time.
     let long = [("KEEPIDLE", "600"), ("KEEPINTVL", "60")];
     let with_timeout = [long[0], long[1], ("TCP_USER_TIMEOUT", "2000")];
-    let spawn_writer = |vars: &[(&str, &str)]| {
-        let mut command = child_command(NAME, vars);
-        command
-            .env("ROLE", "client")
-            .env("PORT", "7002")
-            .env("WRITE_WHEN_TOLD", "1");
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
-    };
-    let mut bounded = spawn_writer(&with_timeout);
-    let mut unbounded = spawn_writer(&long);
+    let mut bounded = start(
+        &link,
+        Side::Client,
+        NAME,
+        "writing-client",
+        7002,
+        Some(&with_timeout),
+    );
+    let mut unbounded = start(
+        &link,
+        Side::Client,
+        NAME,
+        "writing-client",
+        7002,
+        Some(&long),
+    );
     bounded.line("@ connected", WAIT).expect("client connected");
     unbounded
         .line("@ connected", WAIT)

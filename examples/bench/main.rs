@@ -228,9 +228,17 @@ fn worker_number(command: &mut Command) -> f64 {
         .expect("a number")
 }
 
+/// The variants of (a) and (b), their names and the ratios compared, in that order.
+const FLOOR_VARIANTS: [Variant; 3] = [Variant::NoShim, Variant::Inline, Variant::Shim];
+const FLOOR_NAMES: [&str; 3] = ["no shim", "inline floor (+4 setsockopt)", "libkeepalive"];
+const FLOOR_RATIOS: [(usize, usize, &str); 2] = [
+    (2, 1, "libkeepalive / inline floor"),
+    (2, 0, "libkeepalive / no shim"),
+];
+const FLOOR_TARGET: &str = "libkeepalive / inline floor <= 1.03\n";
+
 fn per_socket(paths: &Paths, plan: &Plan) {
-    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
-    let samples = measure(plan.rounds, &variants, |variant| {
+    let samples = measure(plan.rounds, &FLOOR_VARIANTS, |variant| {
         let count = plan.sockets.to_string();
         let ns = worker_number(variant.command(paths, &paths.exe).args([
             "worker",
@@ -245,20 +253,16 @@ fn per_socket(paths: &Paths, plan: &Plan) {
             "(a) per socket: socket() + close(), {} per run",
             plan.sockets
         ),
-        &["no shim", "inline floor (+4 setsockopt)", "libkeepalive"],
+        &FLOOR_NAMES,
         &samples,
-        &[
-            (2, 1, "libkeepalive / inline floor"),
-            (2, 0, "libkeepalive / no shim"),
-        ],
-        "libkeepalive / inline floor <= 1.03\n",
+        &FLOOR_RATIOS,
+        FLOOR_TARGET,
     );
 }
 
 fn per_connection(paths: &Paths, plan: &Plan) {
-    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
     let count = plan.connections.to_string();
-    let samples = measure(plan.rounds, &variants, |variant| {
+    let samples = measure(plan.rounds, &FLOOR_VARIANTS, |variant| {
         let mut server = variant
             .command(paths, &paths.exe)
             .args(["worker", "accept", &count, variant.mode()])
@@ -289,13 +293,10 @@ fn per_connection(paths: &Paths, plan: &Plan) {
             "(b) per accepted connection: a loopback server accept4()s and closes {} short-lived connections per run",
             plan.connections
         ),
-        &["no shim", "inline floor (+4 setsockopt)", "libkeepalive"],
+        &FLOOR_NAMES,
         &samples,
-        &[
-            (2, 1, "libkeepalive / inline floor"),
-            (2, 0, "libkeepalive / no shim"),
-        ],
-        "libkeepalive / inline floor <= 1.03\n",
+        &FLOOR_RATIOS,
+        FLOOR_TARGET,
     );
 }
 
