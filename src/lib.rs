@@ -8,7 +8,8 @@
 //!   classify the new socket, apply the configuration.
 //! - [`tcp`]: which sockets are TCP, and the `setsockopt` calls for one.
 //! - [`state`]: the process-wide configuration, read from the environment once.
-//! - [`config`]: the pure parser and the validated configuration it produces.
+//! - `keepalive_config` (crates/config): the pure parser and the validated
+//!   configuration it produces, shared with the `keepalive` command.
 //! - [`sys`]: the thin `unsafe` layer over libc.
 //! - [`log`]: the single-line messages on stderr.
 //!
@@ -20,7 +21,6 @@
 // tested from outside by tests/ with the built library preloaded into real processes.
 #![cfg_attr(test, allow(dead_code))]
 
-mod config;
 #[cfg(not(test))]
 mod ffi;
 mod log;

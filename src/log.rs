@@ -8,8 +8,8 @@
 use core::ffi::{CStr, c_int};
 use core::mem::MaybeUninit;
 
-use crate::config::Var;
 use crate::sys;
+use keepalive_config::Var;
 
 /// A diagnostic line being built, in place on the stack. Text past the capacity is
 /// dropped; the line always ends with a newline.

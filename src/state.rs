@@ -12,8 +12,8 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::config::{Config, Var};
 use crate::{log, sys};
+use keepalive_config::{Config, Var};
 
 const EMPTY: u8 = 0;
 const WRITING: u8 = 1;

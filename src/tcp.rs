@@ -2,9 +2,9 @@
 
 use core::ffi::c_int;
 
-use crate::config::{Config, Setting};
 use crate::log::Line;
 use crate::sys;
+use keepalive_config::{Config, Setting};
 
 /// The address family of a TCP socket. IPv6 sockets matter as much as IPv4: Java and
 /// many servers use dual-stack `AF_INET6` sockets even for IPv4 peers.

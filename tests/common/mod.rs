@@ -36,7 +36,7 @@ pub fn shim() -> &'static Path {
     SHIM.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--lib", "--quiet"])
+            .args(["build", "--release", "-p", "libkeepalive", "--quiet"])
             .current_dir(root)
             .status()
             .expect("run cargo build");

@@ -1,5 +1,10 @@
 //! The settings a process asked for, parsed once from its environment.
 //!
+//! The one parser of libkeepalive: the preloaded library reads its environment with
+//! it, and the `keepalive` command validates its options and the variables it
+//! inherits with it, so both accept exactly the same values and refuse the others in
+//! the same words.
+//!
 //! Pure code: no `unsafe`, no system calls, no allocation. The caller supplies the
 //! environment lookup and receives each rejected value, so every rule here is unit
 //! tested without a process around it.
@@ -7,6 +12,12 @@
 //! Ranges are the kernel's, from tcp(7) and `net/ipv4/tcp.c`: a value outside them makes
 //! `setsockopt` fail with `EINVAL`, so it is refused here, once, with a message naming
 //! the variable, instead of failing silently on every socket.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
 
 /// An environment variable the library reads; the names are the original C
 /// libkeepalive's, plus `TCP_USER_TIMEOUT` and `KEEPALIVE_DEBUG`.
@@ -22,7 +33,6 @@ pub enum Var {
 
 impl Var {
     /// Every variable, in declaration order.
-    #[cfg(test)]
     pub const ALL: [Var; 6] = [
         Var::Keepalive,
         Var::Idle,
@@ -165,7 +175,6 @@ pub struct Config {
 
 impl Config {
     /// What an empty environment means: keepalive on, kernel timers, no reports.
-    #[cfg(test)]
     pub const DEFAULT: Config = Config {
         mode: Mode::On,
         idle: None,
@@ -219,14 +228,16 @@ impl Config {
 }
 
 fn parse_mode(value: &[u8]) -> Option<Mode> {
-    [
-        (&b"on"[..], Mode::On),
-        (b"off", Mode::Off),
-        (b"skip", Mode::Skip),
-    ]
-    .into_iter()
-    .find(|(word, _)| value.eq_ignore_ascii_case(word))
-    .map(|(_, mode)| mode)
+    let is = |word: &[u8]| value.eq_ignore_ascii_case(word);
+    if is(b"on") {
+        Some(Mode::On)
+    } else if is(b"off") {
+        Some(Mode::Off)
+    } else if is(b"skip") {
+        Some(Mode::Skip)
+    } else {
+        None
+    }
 }
 
 fn parse_flag(value: &[u8]) -> Option<bool> {
@@ -274,6 +285,10 @@ pub fn decimal(value: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::boxed::Box;
+    use std::format;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
 
     /// Parses an environment given as pairs, returning the configuration and the
     /// variables whose values were rejected.
