@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod net;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -338,21 +339,7 @@ pub fn ss_keepalive(filter: &str) -> Vec<Option<std::time::Duration>> {
         "ss {filter}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let timer = line.split("timer:(keepalive,").nth(1)?;
-            let time = timer.split(',').next()?;
-            let digits = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            let n: u64 = digits.parse().ok()?;
-            Some(match &time[digits.len()..] {
-                "ms" => std::time::Duration::from_millis(n),
-                "sec" => std::time::Duration::from_secs(n),
-                "min" => std::time::Duration::from_secs(n * 60),
-                _ => return None,
-            })
-        })
-        .collect()
+    keepalive_timers(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// Polls [`ss_keepalive`] until some connection matches `filter` or `timeout` passes;
@@ -411,5 +398,25 @@ pub fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
     line[socket.len()..]
         .split_whitespace()
         .map(String::from)
+        .collect()
+}
+
+/// The keepalive timer of each connection in the output of `ss -tnoH` (one line per
+/// connection): the time to the next probe, `None` for a connection without one.
+pub fn keepalive_timers(ss_output: &str) -> Vec<Option<std::time::Duration>> {
+    ss_output
+        .lines()
+        .map(|line| {
+            let timer = line.split("timer:(keepalive,").nth(1)?;
+            let time = timer.split(',').next()?;
+            let digits = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let n: u64 = digits.parse().ok()?;
+            Some(match &time[digits.len()..] {
+                "ms" => std::time::Duration::from_millis(n),
+                "sec" => std::time::Duration::from_secs(n),
+                "min" => std::time::Duration::from_secs(n * 60),
+                _ => return None,
+            })
+        })
         .collect()
 }
