@@ -7,11 +7,14 @@
 //! - [`ffi`]: the exported entry points: resolve the real function, call it,
 //!   classify the new socket, apply the configuration.
 //! - [`tcp`]: which sockets are TCP, and the `setsockopt` calls for one.
+//! - [`listeners`]: which descriptors our `socket()` made, so that their accepted
+//!   connections keep the listener's settings.
+//! - [`handover`]: connections handed over at start-up (inetd, `LISTEN_FDS`).
 //! - [`state`]: the process-wide configuration, read from the environment once.
 //! - `keepalive_config` (crates/config): the pure parser and the validated
 //!   configuration it produces, shared with the `keepalive` command.
 //! - [`sys`]: the thin `unsafe` layer over libc.
-//! - [`log`]: the single-line messages on stderr.
+//! - [`log`]: the single-line messages on stderr, and [`stderr`]: when they may go.
 //!
 //! It is `no_std`: it has no Rust runtime to start, no allocator and no unwinding,
 //! so loading it costs what loading a small C library costs.
@@ -23,8 +26,11 @@
 
 #[cfg(not(test))]
 mod ffi;
+mod handover;
+mod listeners;
 mod log;
 mod state;
+mod stderr;
 mod sys;
 mod tcp;
 

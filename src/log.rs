@@ -1,6 +1,6 @@
 //! The shim's only output: single lines on stderr, each starting with
-//! `libkeepalive:`, built on the stack and written with one `write(2)` so that lines
-//! from concurrent threads do not interleave.
+//! `libkeepalive:`, built on the stack and written with one system call so that lines
+//! from concurrent threads do not interleave ([`stderr`] decides whether it may go).
 //!
 //! No `core::fmt`: formatting machinery would cost more bytes than the rest of the
 //! library, and every process in a wrapped service's tree maps those bytes.
@@ -8,7 +8,7 @@
 use core::ffi::{CStr, c_int};
 use core::mem::MaybeUninit;
 
-use crate::sys;
+use crate::stderr;
 use keepalive_config::Var;
 
 /// A diagnostic line being built, in place on the stack. Text past the capacity is
@@ -31,7 +31,7 @@ impl Line {
     pub fn emit(build: impl FnOnce(&mut Line)) {
         Line::in_place(|line| {
             build(line);
-            sys::write_stderr(line.finish());
+            stderr::write(line.finish());
         });
     }
 

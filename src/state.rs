@@ -4,36 +4,41 @@
 //! create a socket before ours has run (ld.so runs constructors in dependency order, not
 //! LD_PRELOAD order), and threads may race at any time, so the first caller of
 //! [`config`] reads it instead, whoever that is. No caller ever waits: the one that
-//! claims the slot parses, reports bad values and publishes; any caller that arrives
-//! while that is in progress parses the same environment for itself, silently, and
-//! gets the same value.
+//! claims the slot parses, publishes, and only then reports bad values; any caller that
+//! arrives while that is in progress parses the same environment for itself, silently,
+//! and gets the same value.
+//!
+//! Hand-written rather than a `once_cell::race` cell: a `Config` takes 72 bits
+//! (two 15-bit timers, a 7-bit count, a 31-bit timeout with its presence bit, the mode
+//! and the debug flag), more than `OnceNonZeroUsize` holds, and `OnceRef`/`OnceBox`
+//! need storage per racing initialiser, which means allocating.
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use crate::{log, sys};
 use keepalive_config::{Config, Var};
 
-const EMPTY: u8 = 0;
-const WRITING: u8 = 1;
-const READY: u8 = 2;
+/// `STATE` values besides these two are the pid of the process whose thread is
+/// writing the slot.
+const EMPTY: i32 = 0;
+const READY: i32 = -1;
 
-/// Written once by the thread that moves `STATE` from `EMPTY` to `WRITING`, and read
-/// only after `STATE` is `READY`.
+/// Written once by the thread that claims `STATE`, and read only after `STATE` is
+/// `READY`.
 struct Slot(UnsafeCell<MaybeUninit<Config>>);
 
-// SAFETY: the cell is written by exactly one thread, before the Release store of
-// READY, and read only after an Acquire load of READY (see `config`).
+// SAFETY: the cell is written only by a thread that holds the claim, before the
+// Release store of READY, and read only after an Acquire load of READY (see `config`).
+// A claim passes to another thread only across fork(2), in a child where the first
+// claimant does not exist.
 unsafe impl Sync for Slot {}
 
-static STATE: AtomicU8 = AtomicU8::new(EMPTY);
+static STATE: AtomicI32 = AtomicI32::new(EMPTY);
 static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// The configuration, read on first use.
-///
-/// After a `fork()` taken while another thread was publishing, the child sees
-/// `WRITING` forever and parses on each call: slower, never wrong.
 pub fn config() -> Config {
     if STATE.load(Ordering::Acquire) == READY {
         // SAFETY: READY is stored (Release) only after the slot was written, and the
@@ -43,34 +48,57 @@ pub fn config() -> Config {
     publish()
 }
 
+/// Claims the slot, or takes over a claim held by another process: a `fork()` taken
+/// while a thread of the parent was publishing leaves the child with that thread's
+/// claim and without the thread. The child takes the claim over and publishes itself,
+/// so that it, too, reads the environment once.
 #[cold]
 fn publish() -> Config {
-    let claimed = STATE
-        .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire)
-        .is_ok();
-    let config = read_environment(claimed);
+    let me = sys::getpid();
+    let mut seen = STATE.load(Ordering::Acquire);
+    let claimed = loop {
+        if seen == READY || seen == me || me <= 0 {
+            break false;
+        }
+        match STATE.compare_exchange(seen, me, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break true,
+            Err(now) => seen = now,
+        }
+    };
+    if seen == READY {
+        return config();
+    }
+    let mut rejected = Rejected::default();
+    let config = read_environment(&mut rejected);
     if claimed {
-        // SAFETY: this thread won EMPTY -> WRITING, so it is the only writer, and no
-        // reader looks at the slot before READY is stored below.
+        // SAFETY: this thread holds the claim, so it is the only writer, and no reader
+        // looks at the slot before READY is stored below.
         unsafe { (*SLOT.0.get()).write(config) };
         STATE.store(READY, Ordering::Release);
+        for &(var, value) in rejected.0.iter().flatten() {
+            log::rejected(var, value);
+        }
     }
     config
 }
 
-/// Parses the environment; `report` says whether to warn about rejected values, so
-/// that each appears once per process. In secure-execution mode every variable reads
-/// as unset (see `sys::env`): keepalive on with the kernel's timers, and no warnings.
-fn read_environment(report: bool) -> Config {
+/// The values refused while parsing, kept until the configuration is published.
+#[derive(Default)]
+struct Rejected<'a>([Option<(Var, &'a [u8])>; Var::ALL.len()]);
+
+/// Parses the environment, noting each refused value. In secure-execution mode every
+/// variable reads as unset (see `sys::env`): keepalive on with the kernel's timers, and
+/// no warnings.
+fn read_environment<'a>(rejected: &mut Rejected<'a>) -> Config {
     let _errno = sys::SavedErrno::save();
     Config::parse(
-        // SAFETY: the bytes are parsed before this function returns; a program that
-        // calls setenv while another thread reads the environment is already racing
-        // with getenv(3) itself (MT-Unsafe env).
+        // SAFETY: the bytes are used before `publish` returns; a program that calls
+        // setenv while another thread reads the environment is already racing with
+        // getenv(3) itself (MT-Unsafe env).
         |var: Var| unsafe { sys::env(var.c_name()) },
         |var, value| {
-            if report {
-                log::rejected(var, value);
+            if let Some(slot) = rejected.0.get_mut(var as usize) {
+                *slot = Some((var, value));
             }
         },
     )

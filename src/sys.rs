@@ -2,11 +2,13 @@
 //! function with the reason it is sound. Nothing here allocates or takes a lock once
 //! the real functions are resolved.
 
-use core::ffi::{CStr, c_int, c_void};
+use core::ffi::{CStr, c_int, c_long, c_void};
 use core::marker::PhantomData;
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
+use core::num::NonZeroUsize;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+
+use once_cell::race::OnceNonZeroUsize;
 
 /// Puts `errno` back as it was when saved, on drop.
 ///
@@ -40,11 +42,12 @@ pub fn set_errno(value: c_int) {
 /// The next definition of a libc function after this library, found with
 /// `dlsym(RTLD_NEXT, name)` on first use and kept for the life of the process.
 ///
-/// Resolution is a race, not a lock: threads that arrive together may each call
-/// `dlsym`, all get the same address, and the first to store it wins.
+/// The address lives in a [`OnceNonZeroUsize`] from `once_cell::race`: threads that
+/// arrive together may each call `dlsym`, all get the same address, and the first to
+/// store it wins; nobody waits and nothing is allocated.
 pub struct Next<F> {
     name: &'static CStr,
-    addr: AtomicPtr<c_void>,
+    addr: OnceNonZeroUsize,
     signature: PhantomData<F>,
 }
 
@@ -56,32 +59,29 @@ pub struct Unresolved {
 }
 
 /// Stored in place of an address when `dlsym` found nothing, so that a missing symbol
-/// is looked up, and reported, once.
-fn missing() -> *mut c_void {
-    ptr::dangling_mut()
-}
+/// is looked up, and reported, once. No function lives at address 1.
+const MISSING: NonZeroUsize = NonZeroUsize::MIN;
 
 impl<F: Copy> Next<F> {
-    const SIZE_MATCHES: () = assert!(size_of::<F>() == size_of::<*mut c_void>());
+    const SIZE_MATCHES: () = assert!(size_of::<F>() == size_of::<usize>());
 
     /// # Safety
     /// `F` must be an `unsafe extern "C" fn` type with the C prototype of `name`.
     pub const unsafe fn new(name: &'static CStr) -> Self {
         Next {
             name,
-            addr: AtomicPtr::new(ptr::null_mut()),
+            addr: OnceNonZeroUsize::new(),
             signature: PhantomData,
         }
     }
 
     pub fn get(&self) -> Result<F, Unresolved> {
         let () = Self::SIZE_MATCHES;
-        let mut addr = self.addr.load(Ordering::Relaxed);
-        let mut first = false;
-        if addr.is_null() {
-            (addr, first) = self.resolve();
-        }
-        if addr == missing() {
+        let (addr, first) = match self.addr.get() {
+            Some(addr) => (addr, false),
+            None => self.resolve(),
+        };
+        if addr == MISSING {
             return Err(Unresolved {
                 name: self.name,
                 first,
@@ -89,26 +89,21 @@ impl<F: Copy> Next<F> {
         }
         // SAFETY: `addr` is a non-null address dlsym returned for `name`, and `new`'s
         // contract makes `F` a function pointer type with that symbol's prototype.
-        Ok(unsafe { core::mem::transmute_copy::<*mut c_void, F>(&addr) })
+        Ok(unsafe { core::mem::transmute_copy::<usize, F>(&addr.get()) })
     }
 
     /// Looks the symbol up; returns the address to use and whether this call was the
     /// one that recorded it.
     #[cold]
-    fn resolve(&self) -> (*mut c_void, bool) {
+    fn resolve(&self) -> (NonZeroUsize, bool) {
         let _errno = SavedErrno::save();
         // SAFETY: RTLD_NEXT with a NUL-terminated name is a valid dlsym(3) call; it
         // searches the objects loaded after this one, which is what interposition needs.
         let found = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
-        let addr = if found.is_null() { missing() } else { found };
-        match self.addr.compare_exchange(
-            ptr::null_mut(),
-            addr,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => (addr, true),
-            Err(stored) => (stored, false),
+        let addr = NonZeroUsize::new(found as usize).unwrap_or(MISSING);
+        match self.addr.set(addr) {
+            Ok(()) => (addr, true),
+            Err(()) => (self.addr.get().unwrap_or(addr), false),
         }
     }
 }
@@ -146,6 +141,10 @@ unsafe extern "C" {
     fn secure_getenv(name: *const core::ffi::c_char) -> *mut core::ffi::c_char;
 }
 
+/// The longest value read from the environment: the kernel's limit on one argument or
+/// environment string with 4 KiB pages, 32 pages (execve(2)).
+pub const MAX_VALUE_LEN: usize = keepalive_config::MAX_VALUE_LEN;
+
 /// The value of an environment variable, as bytes; `None` when it is unset, and
 /// always in secure-execution mode.
 ///
@@ -166,49 +165,195 @@ pub unsafe fn env<'a>(name: &CStr) -> Option<&'a [u8]> {
     }
 }
 
-/// The kernel's limit on one argument or environment string, 32 pages (execve(2)).
-const MAX_ARG_STRLEN: usize = 32 * 4096;
-
 /// The bytes of a NUL-terminated string, counted here rather than with strlen(3):
 /// every libc function the library imports is one more symbol lookup at every exec.
-/// The count stops at MAX_ARG_STRLEN, which no string from execve(2) exceeds; a longer
-/// one, which only setenv(3) can make, is read up to there.
+///
+/// The count stops at [`MAX_VALUE_LEN`]. A string with no NUL within that bound comes
+/// back one byte longer than the bound, so the parser refuses it as too long instead
+/// of parsing a cut prefix (zeros then `61` must never read as 61). That byte is
+/// readable: the string is NUL-terminated, and its NUL comes later.
 ///
 /// # Safety
 /// `string` must point to a NUL-terminated string that outlives `'a`.
 unsafe fn c_string<'a>(string: *const u8) -> &'a [u8] {
-    // SAFETY: the string is NUL-terminated, so every byte up to its NUL is readable.
+    // SAFETY: the string is NUL-terminated, so every byte up to its NUL is readable,
+    // and the NUL lies beyond index MAX_VALUE_LEN when none was found before it.
     unsafe {
-        let len = (0..MAX_ARG_STRLEN)
+        let len = (0..MAX_VALUE_LEN)
             .find(|&i| *string.add(i) == 0)
-            .unwrap_or(MAX_ARG_STRLEN);
+            .unwrap_or(MAX_VALUE_LEN + 1);
         core::slice::from_raw_parts(string, len)
     }
 }
 
-/// Writes one diagnostic line to fd 2, unless fd 2 carries the program's data.
-///
-/// A daemon that closed its stderr may have been handed a TCP connection on fd 2 by a
-/// later `accept`; writing there would corrupt its protocol. An `AF_UNIX` stream
-/// (journald's stdout/stderr socket) is fine, and is written with `MSG_NOSIGNAL` so a
-/// closed reader cannot kill the program with SIGPIPE.
-pub fn write_stderr(line: &[u8]) {
-    const STDERR: c_int = libc::STDERR_FILENO;
-    let domain = int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN);
-    loop {
-        // SAFETY: line is a live byte slice and its length is passed with it.
-        let rc = unsafe {
-            match domain {
-                // ENOTSOCK: a terminal, file or pipe. EBADF: closed, and write fails too.
-                Err(_) => libc::write(STDERR, line.as_ptr().cast(), line.len()),
-                Ok(libc::AF_UNIX) => {
-                    libc::send(STDERR, line.as_ptr().cast(), line.len(), libc::MSG_NOSIGNAL)
-                }
-                Ok(_) => return,
-            }
-        };
-        if rc >= 0 || errno() != libc::EINTR {
-            return;
-        }
+/// The raw system calls: one import, syscall(2), serves them all. Unlike libc's
+/// wrappers, a raw call is never a cancellation point (pthreads(7)), so a pending
+/// cancel cannot act inside the library.
+fn raw(number: c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> Result<usize, c_int> {
+    // SAFETY: the callers below pass each call's arguments as the kernel expects them,
+    // with every pointer live and sized for what the call reads or writes.
+    let rc = unsafe { libc::syscall(number, a, b, c, d, e) };
+    if rc < 0 {
+        Err(errno())
+    } else {
+        Ok(rc as usize)
     }
+}
+
+/// The identity of the file an fd refers to: device and inode, from fstat(2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: libc::dev_t,
+    pub ino: libc::ino_t,
+}
+
+pub fn file_id(fd: c_int) -> Option<FileId> {
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    raw(
+        libc::SYS_fstat,
+        fd as usize,
+        stat.as_mut_ptr() as usize,
+        0,
+        0,
+        0,
+    )
+    .ok()?;
+    // SAFETY: fstat succeeded, so it filled the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    Some(FileId {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+    })
+}
+
+pub fn getpid() -> libc::pid_t {
+    raw(libc::SYS_getpid, 0, 0, 0, 0, 0).map_or(0, |pid| pid as libc::pid_t)
+}
+
+/// `sendto(fd, bytes, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, never raises SIGPIPE.
+pub fn send_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+    let (ptr, len) = (bytes.as_ptr() as usize, bytes.len());
+    raw(libc::SYS_sendto, fd as usize, ptr, len, flags, 0)
+}
+
+/// `pwritev2(fd, bytes, offset -1, RWF_NOWAIT)`: a write at the current position that
+/// fails with EAGAIN instead of waiting; EOPNOTSUPP where the file type has no
+/// non-blocking write (terminals, most regular files).
+pub fn write_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    // pwritev2(fd, iov, iovcnt, pos_l, pos_h, flags): offset -1 is "the current file
+    // position", split in two longs as the system call takes it.
+    let flags = libc::RWF_NOWAIT as usize;
+    let iov = ptr::from_ref(&iov) as usize;
+    // SAFETY: as in `raw`; the sixth argument goes through its own call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pwritev2,
+            fd as usize,
+            iov,
+            1usize,
+            usize::MAX,
+            usize::MAX,
+            flags,
+        )
+    };
+    if rc < 0 {
+        Err(errno())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// Whether `fd` can take bytes now: poll(2) with a zero timeout.
+pub fn writable_now(fd: c_int) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let pollfd_ptr = ptr::from_mut(&mut pollfd) as usize;
+    raw(libc::SYS_poll, pollfd_ptr, 1, 0, 0, 0).is_ok_and(|n| n == 1)
+        && pollfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == libc::POLLOUT
+}
+
+/// write(2) as a raw system call.
+pub fn write(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
+    raw(
+        libc::SYS_write,
+        fd as usize,
+        bytes.as_ptr() as usize,
+        bytes.len(),
+        0,
+        0,
+    )
+}
+
+/// The kernel's signal set, as rt_sigprocmask(2) takes it: one bit per signal.
+type KernelSigset = u64;
+const SIGSET_SIZE: usize = size_of::<KernelSigset>();
+
+fn bit(signal: c_int) -> KernelSigset {
+    1 << (signal - 1)
+}
+
+/// Runs `f` with SIGPIPE blocked in this thread, and afterwards removes a SIGPIPE that
+/// `f` raised, leaving the signal mask, and a SIGPIPE that was already pending, exactly
+/// as they were.
+///
+/// A SIGPIPE raised by write(2) is sent to the writing thread (signal(7)); while blocked
+/// it stays pending, and rt_sigtimedwait(2) with a zero timeout takes it. One that was
+/// pending before (for the thread or the process) is not taken: standard signals do
+/// not queue, so the write's merged into it.
+pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
+    let pipe = bit(libc::SIGPIPE);
+    let mut old: KernelSigset = 0;
+    let blocked = raw(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_BLOCK as usize,
+        ptr::from_ref(&pipe) as usize,
+        ptr::from_mut(&mut old) as usize,
+        SIGSET_SIZE,
+        0,
+    )
+    .is_ok();
+    let mut pending: KernelSigset = 0;
+    let was_pending = raw(
+        libc::SYS_rt_sigpending,
+        ptr::from_mut(&mut pending) as usize,
+        SIGSET_SIZE,
+        0,
+        0,
+        0,
+    )
+    .map_or(true, |_| pending & pipe != 0);
+    let result = f();
+    if blocked {
+        if !was_pending {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let _ = raw(
+                libc::SYS_rt_sigtimedwait,
+                ptr::from_ref(&pipe) as usize,
+                0,
+                ptr::from_ref(&zero) as usize,
+                SIGSET_SIZE,
+                0,
+            );
+        }
+        let _ = raw(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as usize,
+            ptr::from_ref(&old) as usize,
+            0,
+            SIGSET_SIZE,
+            0,
+        );
+    }
+    result
 }

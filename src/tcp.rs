@@ -43,19 +43,39 @@ pub fn requested(domain: c_int, ty: c_int, protocol: c_int) -> Option<Family> {
     tcp.then_some(family)
 }
 
-/// The family of an accepted socket, if it is TCP, asked of the kernel: the listener
-/// may have been inherited or handed over by systemd (`LISTEN_FDS`) and never passed
-/// through our `socket`. `SO_DOMAIN` and `SO_PROTOCOL` exist since Linux 2.6.32.
-pub fn accepted(fd: c_int) -> Option<Family> {
+/// The family of a socket the library did not create, if it is TCP, asked of the
+/// kernel: an accepted connection whose listener was inherited or handed over by
+/// systemd (`LISTEN_FDS`), or a connection handed over at start-up. On anything that
+/// is not a socket, the first call fails with ENOTSOCK and nothing else happens. `SO_DOMAIN` and `SO_PROTOCOL` exist since Linux 2.6.32.
+pub fn of(fd: c_int) -> Option<Family> {
     let domain = sys::int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
     let family = Family::from_domain(domain)?;
     let protocol = sys::int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()?;
     (protocol == libc::IPPROTO_TCP).then_some(family)
 }
 
+/// Whether someone already turned keepalive on for `fd`: on an accepted connection
+/// it was inherited from the listener (the program, or systemd's `KeepAlive=`
+/// on a `.socket` unit), on a connection handed over at start-up it was set by
+/// whoever passed it. Either way the settings are theirs, and stay.
+///
+/// An `SO_KEEPALIVE` of 0 cannot be told from the kernel's default on a socket the
+/// library did not make, so off means "nobody configured it".
+pub fn configured_elsewhere(fd: c_int) -> bool {
+    sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).is_ok_and(|on| on != 0)
+}
+
+/// Whether `fd` is a listening socket (`SO_ACCEPTCONN`, socket(7)).
+pub fn listening(fd: c_int) -> bool {
+    sys::int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).is_ok_and(|on| on != 0)
+}
+
 /// Sets every option the configuration asks for on `fd`. A failure is not the host's
 /// business: it never reaches its errno, and is reported only with `KEEPALIVE_DEBUG=1`.
-pub fn apply(fd: c_int, family: Family, call: &str, config: &Config) {
+///
+/// `source` names where the socket came from in that report: `socket()`, `accept4()`,
+/// or `inherited` for one handed over at start-up.
+pub fn apply(fd: c_int, family: Family, source: &str, config: &Config) {
     if !config.debug {
         for setting in config.settings() {
             let _ = set(fd, setting);
@@ -63,8 +83,8 @@ pub fn apply(fd: c_int, family: Family, call: &str, config: &Config) {
         return;
     }
     Line::emit(|line| {
-        line.text(call)
-            .text("() fd ")
+        line.text(source)
+            .text(" fd ")
             .number(fd.unsigned_abs())
             .text(" ")
             .text(family.name())

@@ -80,6 +80,13 @@ impl Var {
     }
 }
 
+/// The longest value accepted: the kernel's limit on one environment string with
+/// 4 KiB pages (`MAX_ARG_STRLEN`, 32 pages, execve(2)). A longer value — made by
+/// setenv(3), or passed by execve on a kernel with larger pages — is refused whole
+/// rather than cut: the library reads at most this many bytes, and a prefix of zeros
+/// then `61` must never be taken for 61.
+pub const MAX_VALUE_LEN: usize = 32 * 4096;
+
 /// What to do with `SO_KEEPALIVE` (variable `KEEPALIVE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -261,7 +268,11 @@ where
 {
     fn read<T>(&mut self, var: Var, parse: fn(&[u8]) -> Option<T>) -> Option<T> {
         let value = (self.lookup)(var)?;
-        let parsed = parse(value);
+        let parsed = if value.len() > MAX_VALUE_LEN {
+            None
+        } else {
+            parse(value)
+        };
         if parsed.is_none() {
             (self.reject)(var, value);
         }
@@ -587,6 +598,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A value longer than the bound is refused whole, whatever its prefix says; one of
+    /// exactly the bound still parses.
+    #[test]
+    fn an_over_long_value_is_refused_not_cut() {
+        let zeros = |n: usize, tail: &str| {
+            let mut v = "0".repeat(n - tail.len());
+            v.push_str(tail);
+            Box::leak(v.into_boxed_str()) as &'static str
+        };
+        for (var, tail) in [
+            (Var::Idle, "61"),
+            (Var::UserTimeout, "5000"),
+            (Var::Count, "junk"),
+        ] {
+            let (config, rejected) = only(var, zeros(MAX_VALUE_LEN + 1, tail));
+            assert_eq!(config, Config::DEFAULT, "{var:?}");
+            assert_eq!(rejected.len(), 1, "{var:?}");
+        }
+        let (config, rejected) = only(Var::Idle, zeros(MAX_VALUE_LEN, "61"));
+        assert_eq!(config.idle, Seconds::new(61));
+        assert!(rejected.is_empty());
     }
 
     /// Property test over arbitrary input: `Config::parse` never panics and agrees

@@ -1,0 +1,70 @@
+//! Connections handed over at start-up: the program never calls `accept` for them.
+//!
+//! inetd, xinetd, systemd `Accept=yes` units and `systemd-socket-activate --accept`
+//! accept the connection themselves and start the service with it: on the standard
+//! descriptors (inetd style, `StandardInput=socket`), or from fd 3 with `LISTEN_FDS`
+//! and `LISTEN_PID` (sd_listen_fds(3)). Options belong to the socket, so configuring
+//! each once, when the library loads, is enough. Listening sockets there are left alone
+//! (what they accept is handled by `accept`), and so is a connection that already has
+//! `SO_KEEPALIVE` on (systemd's `KeepAlive=` on the `.socket` unit: its settings stay).
+
+use core::ffi::c_int;
+
+use crate::{sys, tcp};
+use keepalive_config::{Config, decimal};
+
+/// The most `LISTEN_FDS` descriptors looked at. systemd passes a handful; a larger
+/// number is someone else's mistake, and each descriptor costs a system call.
+const MAX_LISTEN_FDS: u32 = 4096;
+
+/// Configures every TCP connection handed over: fds 0–2 (one failed `getsockopt`
+/// each when they are terminals, pipes, files or closed), then the `LISTEN_FDS`
+/// descriptors from fd 3 when `LISTEN_PID` is this process.
+pub fn configure(config: &Config) {
+    let mut done: [Option<sys::FileId>; 3] = [None; 3];
+    for fd in 0..3 {
+        if let Some((family, id)) = connection(fd) {
+            // inetd passes one socket as 0, 1 and 2: configure it once.
+            if !done.contains(&Some(id)) {
+                apply(fd, family, config);
+            }
+            if let Some(slot) = done.get_mut(fd as usize) {
+                *slot = Some(id);
+            }
+        }
+    }
+    for fd in listen_fds() {
+        if let Some((family, _)) = connection(fd) {
+            apply(fd, family, config);
+        }
+    }
+}
+
+/// The family and identity of `fd` when it is a TCP socket that is not listening.
+fn connection(fd: c_int) -> Option<(tcp::Family, sys::FileId)> {
+    let family = tcp::of(fd)?;
+    if tcp::listening(fd) {
+        return None;
+    }
+    Some((family, sys::file_id(fd)?))
+}
+
+fn apply(fd: c_int, family: tcp::Family, config: &Config) {
+    if !tcp::configured_elsewhere(fd) {
+        tcp::apply(fd, family, "inherited", config);
+    }
+}
+
+/// The descriptors systemd passed this process: `LISTEN_FDS` of them from fd 3, when
+/// `LISTEN_PID` names this process (a child that inherited the variables is not meant).
+fn listen_fds() -> core::ops::Range<c_int> {
+    const FIRST: c_int = 3;
+    // SAFETY: the values are parsed at once, before the constructor returns.
+    let number = |name| unsafe { sys::env(name) }.and_then(decimal);
+    let ours = number(c"LISTEN_PID").is_some_and(|pid| pid as i64 == i64::from(sys::getpid()));
+    let count = match number(c"LISTEN_FDS") {
+        Some(n) if ours => n.min(MAX_LISTEN_FDS) as c_int,
+        _ => 0,
+    };
+    FIRST..FIRST + count
+}
