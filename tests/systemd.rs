@@ -4,18 +4,28 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use common::net::Proc;
 use common::systemd::{Container, TARGET};
 
-/// A client inside the container: connects to 127.0.0.1:PORT, sends one line, prints
-/// `echoed <what came back>` once the service has answered it (so the service's
-/// program is running its own code by then, past the library's start-up), then stays
-/// connected and idle.
+/// A client inside the container: connects to 127.0.0.1:PORT (retrying while the
+/// service is not listening yet), sends one line, prints `echoed <what came back>` once
+/// the service has answered it (so the service's program is running its own code by
+/// then, past the library's start-up), then stays connected and idle.
 const CLIENT: &str = "\
 import socket, sys, time
-conn = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30)
+deadline = time.monotonic() + 30
+while True:
+    try:
+        conn = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30)
+        break
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
 conn.sendall(b'ping\\n')
 answer = b''
 while not answer.endswith(b'\\n'):
@@ -27,9 +37,41 @@ print('echoed', repr(answer), flush=True)
 time.sleep(300)
 ";
 
+/// A server that knows nothing of keepalive: listens on 127.0.0.1:PORT and echoes
+/// every connection it accepts, each in its own thread.
+const SERVER: &str = "\
+import socket, sys, threading
+listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
+def echo(conn):
+    with conn:
+        while data := conn.recv(64):
+            conn.sendall(data)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=echo, args=(conn,), daemon=True).start()
+";
+
 /// The library as the container sees it.
 fn library() -> String {
     format!("{TARGET}/release/libkeepalive.so")
+}
+
+/// The `keepalive` command as the container sees it, built first with the same cargo
+/// that runs the tests (`cargo test` builds no binary of another package).
+fn keepalive_command() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "keepalive-cli", "--quiet"])
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build --release -p keepalive-cli failed"
+    );
+    let built = common::shim().with_file_name("keepalive");
+    assert!(built.exists(), "{} was not built", built.display());
+    format!("{TARGET}/release/keepalive")
 }
 
 /// Connects a client inside `container` to `port` and waits until the service has
@@ -111,5 +153,89 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
         server_timer(&container, 7102),
         None,
         "without the library the connection has no keepalive timer"
+    );
+}
+
+/// Issue 9: the three ways the README offers to configure a service, each in its own
+/// service in a real systemd, each with its own idle time so that settings that reach
+/// the wrong service fail: the raw drop-in recipe (`Environment=LD_PRELOAD=…`),
+/// `keepalive enable UNIT` run on that machine, and `ExecStart=keepalive run … --`.
+/// A fourth service with none of them is the control: no keepalive timer.
+#[test]
+fn keepalive_command_and_drop_in_configure_services() {
+    let test = "keepalive_command_and_drop_in_configure_services";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let keepalive = keepalive_command();
+    container.write("/srv/echo-server.py", SERVER);
+    let server = |port: u16| format!("/usr/bin/python3 /srv/echo-server.py {port}");
+    let service = |exec_start: &str| format!("[Service]\nExecStart={exec_start}\n");
+
+    // The README's recipe, as `systemctl edit` would save it.
+    container.write(
+        "/etc/systemd/system/recipe.service",
+        &service(&server(7201)),
+    );
+    container.write(
+        "/etc/systemd/system/recipe.service.d/override.conf",
+        &format!(
+            "[Service]\nEnvironment=LD_PRELOAD={}\n\
+             Environment=KEEPIDLE=20 KEEPINTVL=10 KEEPCNT=6 TCP_USER_TIMEOUT=120000\n",
+            library()
+        ),
+    );
+    // `keepalive enable` on the running system.
+    container.write(
+        "/etc/systemd/system/enabled.service",
+        &service(&server(7202)),
+    );
+    container.run_ok(&[
+        &keepalive,
+        "enable",
+        "enabled.service",
+        "--idle",
+        "35s",
+        "--library",
+        &library(),
+    ]);
+    // `keepalive run` in ExecStart.
+    container.write(
+        "/etc/systemd/system/wrapped.service",
+        &service(&format!(
+            "{keepalive} run --idle 50 --library {} -- {}",
+            library(),
+            server(7203)
+        )),
+    );
+    container.write("/etc/systemd/system/plain.service", &service(&server(7204)));
+    let units = [
+        "recipe.service",
+        "enabled.service",
+        "wrapped.service",
+        "plain.service",
+    ];
+    container.start(&units);
+
+    let _clients: Vec<Proc> = (7201..=7204)
+        .zip(units)
+        .map(|(port, unit)| connect(&container, port, unit))
+        .collect();
+    assert_idle("the README's drop-in", server_timer(&container, 7201), 20);
+    assert_idle("keepalive enable", server_timer(&container, 7202), 35);
+    assert_idle("keepalive run", server_timer(&container, 7203), 50);
+    assert_eq!(
+        server_timer(&container, 7204),
+        None,
+        "a service configured by none of them has no keepalive timer"
+    );
+    // `run` execs the program: systemd's main process is the server itself.
+    let main = container
+        .main_pid("wrapped.service")
+        .expect("wrapped.service has a main process");
+    assert_eq!(
+        container.read(&format!("/proc/{main}/comm")).trim(),
+        "python3",
+        "keepalive run left a process between systemd and the program"
     );
 }
