@@ -164,10 +164,10 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
 #[test]
 fn keepalive_command_and_drop_in_configure_services() {
     let test = "keepalive_command_and_drop_in_configure_services";
+    let keepalive = keepalive_command();
     let Some(container) = Container::boot(test) else {
         return;
     };
-    let keepalive = keepalive_command();
     container.write("/srv/echo-server.py", SERVER);
     let server = |port: u16| format!("/usr/bin/python3 /srv/echo-server.py {port}");
     let service = |exec_start: &str| format!("[Service]\nExecStart={exec_start}\n");

@@ -331,6 +331,9 @@ fn wait(child: &mut Child, timeout: Duration) -> bool {
 /// Takes an exclusive flock(2) on `path`, polling for up to `timeout` (a container of
 /// another test may be running).
 fn lock(path: &str, timeout: Duration) -> File {
+    if let Some(dir) = Path::new(path).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let file = File::options()
         .create(true)
         .truncate(false)
