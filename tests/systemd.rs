@@ -107,28 +107,41 @@ fn assert_idle(what: &str, timer: Option<Duration>, idle: u64) {
     );
 }
 
+/// A per-connection service in the `sd_listen_fds(3)` style: the connection systemd
+/// accepted is fd 3 (`LISTEN_FDS=1`); echoes on it.
+const FD3_ECHO: &str = "\
+import socket
+conn = socket.socket(fileno=3)
+while data := conn.recv(64):
+    conn.sendall(data)
+";
+
 /// Issue 10, item 4: systemd accepts the connection itself (`Accept=yes`) and starts
-/// one service instance per connection with it as stdin and stdout
-/// (`StandardInput=socket`, inetd style). The service never calls accept(2); the
-/// library configures the connected socket it finds on its standard descriptors.
+/// one service instance per connection, with the connection already connected: as
+/// stdin and stdout (`StandardInput=socket`, inetd style) or as fd 3 with
+/// `LISTEN_FDS=1`. The service never calls accept(2); the library configures the
+/// connected socket it finds at start-up. Each service has its own idle time, and the
+/// same inetd-style service without the library is the control.
 #[test]
 fn accept_yes_service_gets_keepalive_on_its_socket() {
     let test = "accept_yes_service_gets_keepalive_on_its_socket";
     let Some(container) = Container::boot(test) else {
         return;
     };
-    // Two instances of the same inetd-style echo service: `cat`, a program that knows
-    // nothing of sockets; one with the library preloaded, one without.
-    for (name, port, environment) in [
-        (
-            "echo-preloaded",
-            7101,
-            format!(
-                "Environment=LD_PRELOAD={}\nEnvironment=KEEPIDLE=45 KEEPINTVL=5 KEEPCNT=3\n",
-                library()
-            ),
-        ),
-        ("echo-bare", 7102, String::new()),
+    container.write("/srv/fd3-echo.py", FD3_ECHO);
+    let preload = |idle: u32| {
+        format!(
+            "Environment=LD_PRELOAD={}\nEnvironment=KEEPIDLE={idle} KEEPINTVL=5 KEEPCNT=3\n",
+            library()
+        )
+    };
+    // `cat` knows nothing of sockets: it reads stdin and writes stdout.
+    let inetd = "ExecStart=/usr/bin/cat\nStandardInput=socket\n";
+    let fd3 = "ExecStart=/usr/bin/python3 /srv/fd3-echo.py\n";
+    for (name, port, service) in [
+        ("inetd-preloaded", 7101, format!("{inetd}{}", preload(45))),
+        ("fd3-preloaded", 7102, format!("{fd3}{}", preload(30))),
+        ("inetd-bare", 7103, inetd.to_string()),
     ] {
         container.write(
             &format!("/etc/systemd/system/{name}.socket"),
@@ -136,21 +149,31 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
         );
         container.write(
             &format!("/etc/systemd/system/{name}@.service"),
-            &format!("[Service]\nExecStart=/usr/bin/cat\nStandardInput=socket\n{environment}"),
+            &format!("[Service]\n{service}"),
         );
     }
-    container.start(&["echo-preloaded.socket", "echo-bare.socket"]);
+    container.start(&[
+        "inetd-preloaded.socket",
+        "fd3-preloaded.socket",
+        "inetd-bare.socket",
+    ]);
 
-    let _preloaded = connect(&container, 7101, "echo-preloaded@*");
-    let _bare = connect(&container, 7102, "echo-bare@*");
+    let _inetd = connect(&container, 7101, "inetd-preloaded@*");
+    let _fd3 = connect(&container, 7102, "fd3-preloaded@*");
+    let _bare = connect(&container, 7103, "inetd-bare@*");
 
     assert_idle(
-        "Accept=yes service with the library",
+        "Accept=yes, StandardInput=socket, with the library",
         server_timer(&container, 7101),
         45,
     );
-    assert_eq!(
+    assert_idle(
+        "Accept=yes, connection as fd 3, with the library",
         server_timer(&container, 7102),
+        30,
+    );
+    assert_eq!(
+        server_timer(&container, 7103),
         None,
         "without the library the connection has no keepalive timer"
     );
