@@ -408,15 +408,27 @@ pub fn keepalive_timers(ss_output: &str) -> Vec<Option<std::time::Duration>> {
         .lines()
         .map(|line| {
             let timer = line.split("timer:(keepalive,").nth(1)?;
-            let time = timer.split(',').next()?;
-            let digits = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            let n: u64 = digits.parse().ok()?;
-            Some(match &time[digits.len()..] {
-                "ms" => std::time::Duration::from_millis(n),
-                "sec" => std::time::Duration::from_secs(n),
-                "min" => std::time::Duration::from_secs(n * 60),
-                _ => return None,
-            })
+            ss_duration(timer.split(',').next()?)
         })
         .collect()
+}
+
+/// A time as ss prints it (iproute2's `print_ms_timer`): `45sec`, `1min39sec`, `10min`,
+/// `4.696ms` (4 s 696 ms) or `696ms`.
+fn ss_duration(text: &str) -> Option<std::time::Duration> {
+    let mut rest = text;
+    let mut ms: u64 = 0;
+    if let Some((minutes, after)) = rest.split_once("min") {
+        ms += minutes.parse::<u64>().ok()? * 60_000;
+        rest = after;
+    }
+    if let Some((seconds, after)) = rest.split_once("sec").or_else(|| rest.split_once('.')) {
+        ms += seconds.parse::<u64>().ok()? * 1000;
+        rest = after;
+    }
+    if let Some(millis) = rest.strip_suffix("ms") {
+        ms += millis.parse::<u64>().ok()?;
+        rest = "";
+    }
+    (rest.is_empty() && !text.is_empty()).then(|| std::time::Duration::from_millis(ms))
 }
