@@ -116,7 +116,7 @@ while data := conn.recv(64):
     conn.sendall(data)
 ";
 
-/// Issue 10, item 4: systemd accepts the connection itself (`Accept=yes`) and starts
+/// systemd accepts the connection itself (`Accept=yes`) and starts
 /// one service instance per connection, with the connection already connected: as
 /// stdin and stdout (`StandardInput=socket`, inetd style) or as fd 3 with
 /// `LISTEN_FDS=1`. The service never calls accept(2); the library configures the
@@ -179,7 +179,7 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
     );
 }
 
-/// Issue 9: the three ways the README offers to configure a service, each in its own
+/// The three ways the README offers to configure a service, each in its own
 /// service in a real systemd, each with its own idle time so that settings that reach
 /// the wrong service fail: the raw drop-in recipe (`Environment=LD_PRELOAD=…`),
 /// `keepalive enable UNIT` run on that machine, and `ExecStart=keepalive run … --`.
