@@ -37,11 +37,15 @@ print('echoed', repr(answer), flush=True)
 time.sleep(300)
 ";
 
-/// A server that knows nothing of keepalive: listens on 127.0.0.1:PORT and echoes
+/// A server that knows nothing of keepalive: listens on 127.0.0.1:PORT, or on the
+/// listener systemd passed as fd 3 when PORT is `fd3` (socket activation), and echoes
 /// every connection it accepts, each in its own thread.
 const SERVER: &str = "\
 import socket, sys, threading
-listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
+if sys.argv[1] == 'fd3':
+    listener = socket.socket(fileno=3)
+else:
+    listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
 def echo(conn):
     with conn:
         while data := conn.recv(64):
@@ -260,5 +264,58 @@ fn keepalive_command_and_drop_in_configure_services() {
         container.read(&format!("/proc/{main}/comm")).trim(),
         "python3",
         "keepalive run left a process between systemd and the program"
+    );
+}
+
+/// Keepalive settings systemd puts on the sockets of a `.socket` unit (`KeepAlive=`,
+/// `KeepAliveTimeSec=`) stay what the operator wrote, though the service preloads the
+/// library with other values: on the listener of a socket-activated server that
+/// accepts itself, and on the connection an `Accept=yes` unit hands over.
+#[test]
+fn socket_unit_keepalive_settings_win() {
+    let test = "socket_unit_keepalive_settings_win";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let preloaded = format!(
+        "Environment=LD_PRELOAD={}\nEnvironment=KEEPIDLE=45 KEEPINTVL=5 KEEPCNT=3\n",
+        library()
+    );
+    let socket = |port: u16, accept: &str, idle: u32| {
+        format!(
+            "[Socket]\nListenStream=127.0.0.1:{port}\nAccept={accept}\n\
+             KeepAlive=yes\nKeepAliveTimeSec={idle}\n"
+        )
+    };
+    container.write(
+        "/etc/systemd/system/activated.socket",
+        &socket(7301, "no", 15),
+    );
+    container.write(
+        "/etc/systemd/system/activated.service",
+        &format!("[Service]\nExecStart=/usr/bin/python3 /srv/echo-server.py fd3\n{preloaded}"),
+    );
+    container.write(
+        "/etc/systemd/system/handed.socket",
+        &socket(7302, "yes", 25),
+    );
+    container.write(
+        "/etc/systemd/system/handed@.service",
+        &format!("[Service]\nExecStart=/usr/bin/cat\nStandardInput=socket\n{preloaded}"),
+    );
+    container.start(&["activated.socket", "handed.socket"]);
+
+    let _activated = connect(&container, 7301, "activated.service");
+    let _handed = connect(&container, 7302, "handed@*");
+    assert_idle(
+        "socket-activated server, KeepAliveTimeSec=15 on the .socket unit",
+        server_timer(&container, 7301),
+        15,
+    );
+    assert_idle(
+        "Accept=yes, KeepAliveTimeSec=25 on the .socket unit",
+        server_timer(&container, 7302),
+        25,
     );
 }
