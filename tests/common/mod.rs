@@ -413,3 +413,37 @@ pub fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The keepalive timers `ss -tno` shows, as [`ss_keepalive`], in seconds with their
+/// fractions: under ten seconds ss prints `4.9sec`, which [`ss_keepalive`] does not
+/// read. Polls until some connection matches `filter` and carries a timer, or
+/// `timeout` passes; returns what was seen last.
+pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<Option<f64>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let output = Command::new("ss")
+            .args(["-tnoH", "state", "established", filter])
+            .output()
+            .expect("run ss");
+        assert!(output.status.success(), "ss {filter}");
+        let seen: Vec<Option<f64>> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                let timer = line.split("timer:(keepalive,").nth(1)?;
+                let time = timer.split(',').next()?;
+                let number = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let n: f64 = number.parse().ok()?;
+                Some(match &time[number.len()..] {
+                    "ms" => n / 1000.0,
+                    "sec" => n,
+                    "min" => n * 60.0,
+                    _ => return None,
+                })
+            })
+            .collect();
+        if seen.iter().any(Option::is_some) || std::time::Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
