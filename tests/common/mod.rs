@@ -415,8 +415,8 @@ pub fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
 }
 
 /// The keepalive timers `ss -tno` shows, as [`ss_keepalive`], in seconds with their
-/// fractions: under ten seconds ss prints `4.9sec`, which [`ss_keepalive`] does not
-/// read. Polls until some connection matches `filter` and carries a timer, or
+/// fractions and compound forms (`4.9sec`, `9min59sec`), which [`ss_keepalive`] does
+/// not read. Polls until some connection matches `filter` and carries a timer, or
 /// `timeout` passes; returns what was seen last.
 pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<Option<f64>> {
     let deadline = std::time::Instant::now() + timeout;
@@ -430,15 +430,7 @@ pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<O
             .lines()
             .map(|line| {
                 let timer = line.split("timer:(keepalive,").nth(1)?;
-                let time = timer.split(',').next()?;
-                let number = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-                let n: f64 = number.parse().ok()?;
-                Some(match &time[number.len()..] {
-                    "ms" => n / 1000.0,
-                    "sec" => n,
-                    "min" => n * 60.0,
-                    _ => return None,
-                })
+                ss_duration(timer.split(',').next()?)
             })
             .collect();
         if seen.iter().any(Option::is_some) || std::time::Instant::now() >= deadline {
@@ -446,4 +438,30 @@ pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<O
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// A duration as ss prints it: number-unit pairs such as `4.9sec`, `9min59sec`,
+/// `1h2min`, `250ms`; in seconds.
+fn ss_duration(text: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        total += n * match &rest[..unit_len] {
+            "ms" => 0.001,
+            "sec" => 1.0,
+            "min" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
