@@ -432,3 +432,25 @@ fn ss_duration(text: &str) -> Option<std::time::Duration> {
     }
     (rest.is_empty() && !text.is_empty()).then(|| std::time::Duration::from_millis(ms))
 }
+
+/// The keepalive timers `ss -tno` shows, as [`ss_keepalive`], in seconds with their
+/// fractions. Polls until some connection matches `filter` and carries a timer, or
+/// `timeout` passes; returns what was seen last.
+pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<Option<f64>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let output = Command::new("ss")
+            .args(["-tnoH", "state", "established", filter])
+            .output()
+            .expect("run ss");
+        assert!(output.status.success(), "ss {filter}");
+        let seen: Vec<Option<f64>> = keepalive_timers(&String::from_utf8_lossy(&output.stdout))
+            .into_iter()
+            .map(|timer| timer.map(|time| time.as_secs_f64()))
+            .collect();
+        if seen.iter().any(Option::is_some) || std::time::Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

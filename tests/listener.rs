@@ -1,0 +1,317 @@
+//! The program's listener settings win: a connection accepted on a listener that
+//! someone configured (this library at `socket()`, then perhaps the program, or
+//! whoever set `SO_KEEPALIVE` on an inherited one, as systemd's `KeepAlive=` does)
+//! keeps exactly what it inherited from the kernel.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
+use std::time::Duration;
+
+use common::net::Proc;
+use common::{Keepalive, as_child, have, report_keepalive, run_child, scenario};
+
+/// What the environment asks for; the program's own settings differ in every field.
+const VARS: [(&str, &str); 4] = [
+    ("KEEPIDLE", "600"),
+    ("KEEPINTVL", "60"),
+    ("KEEPCNT", "9"),
+    ("TCP_USER_TIMEOUT", "120000"),
+];
+
+const FROM_ENVIRONMENT: Keepalive = Keepalive {
+    keepalive: 1,
+    idle: 600,
+    interval: 60,
+    count: 9,
+    user_timeout: 120000,
+};
+
+/// What the program sets on its listener: 5/2/3 s and 9000 ms.
+const PROGRAMS: Keepalive = Keepalive {
+    keepalive: 1,
+    idle: 5,
+    interval: 2,
+    count: 3,
+    user_timeout: 9000,
+};
+
+fn set(fd: RawFd, level: i32, name: i32, value: i32) {
+    // SAFETY: setsockopt(2) with a live int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// Sets `k` on `fd`, as a program (or systemd) configures its listener.
+fn configure(fd: RawFd, k: Keepalive) {
+    set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, k.keepalive);
+    set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, k.idle);
+    set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, k.interval);
+    set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, k.count);
+    set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+        k.user_timeout,
+    );
+}
+
+/// Accepts one connection on `listener` with accept(2) or accept4(2) and reports it.
+fn accept_and_report(label: &str, listener: RawFd, address: std::net::SocketAddr) {
+    for call in ["accept", "accept4"] {
+        let _client = TcpStream::connect(address).unwrap();
+        // SAFETY: a listening socket and null address pointers, as accept(2) allows.
+        let conn = unsafe {
+            if call == "accept" {
+                libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut())
+            } else {
+                libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), 0)
+            }
+        };
+        assert!(conn >= 0, "{call}: {}", std::io::Error::last_os_error());
+        // SAFETY: conn is a new descriptor that nothing else owns.
+        let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+        report_keepalive(&format!("{label}/{call}"), conn.as_raw_fd());
+    }
+}
+
+fn assert_both(run: &common::Run, label: &str, expected: Keepalive) {
+    for call in ["accept", "accept4"] {
+        assert_eq!(
+            run.keepalive(&format!("{label}/{call}")),
+            expected,
+            "{label}/{call}"
+        );
+    }
+}
+
+/// The program sets 5/2/3 s and 9000 ms on a listener it created (through the
+/// library's `socket()`), or turns keepalive off there: every accepted connection
+/// carries exactly that, not the environment's 600/60/9 and 120000 ms.
+#[test]
+fn the_programs_listener_settings_reach_accepted_connections() {
+    let body = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        report_keepalive("untouched/listener", listener.as_raw_fd());
+        accept_and_report("untouched", listener.as_raw_fd(), address);
+
+        configure(listener.as_raw_fd(), PROGRAMS);
+        accept_and_report("own", listener.as_raw_fd(), address);
+
+        set(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            0,
+        );
+        accept_and_report("off", listener.as_raw_fd(), address);
+
+        // The same listener under a number our socket() never returned (fcntl
+        // F_DUPFD): its connections come with SO_KEEPALIVE on, so they are left alone
+        // too.
+        set(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            1,
+        );
+        // SAFETY: fcntl(2) duplicating a live descriptor to the lowest free number
+        // from 500.
+        let dup =
+            unsafe { OwnedFd::from_raw_fd(libc::fcntl(listener.as_raw_fd(), libc::F_DUPFD, 500)) };
+        accept_and_report("dup", dup.as_raw_fd(), address);
+    };
+    let Some(run) = scenario(
+        "the_programs_listener_settings_reach_accepted_connections",
+        &VARS,
+        body,
+    ) else {
+        return;
+    };
+    assert_eq!(run.keepalive("untouched/listener"), FROM_ENVIRONMENT);
+    assert_both(&run, "untouched", FROM_ENVIRONMENT);
+    assert_both(&run, "own", PROGRAMS);
+    assert_both(&run, "off", PROGRAMS_TIMERS);
+    assert_both(&run, "dup", PROGRAMS);
+}
+
+/// The program's timers, with keepalive left off for the program to turn on later.
+const PROGRAMS_TIMERS: Keepalive = Keepalive {
+    keepalive: 0,
+    ..PROGRAMS
+};
+
+/// KEEPALIVE=skip: the library sets only the timers, and the program's own timers on
+/// its listener still win, though its SO_KEEPALIVE is off.
+#[test]
+fn skip_keeps_the_programs_listener_settings_too() {
+    let body = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        accept_and_report("untouched", listener.as_raw_fd(), address);
+        configure(listener.as_raw_fd(), PROGRAMS_TIMERS);
+        accept_and_report("own", listener.as_raw_fd(), address);
+    };
+    let mut vars = VARS.to_vec();
+    vars.push(("KEEPALIVE", "skip"));
+    let Some(run) = scenario("skip_keeps_the_programs_listener_settings_too", &vars, body) else {
+        return;
+    };
+    assert_both(
+        &run,
+        "untouched",
+        Keepalive {
+            keepalive: 0,
+            ..FROM_ENVIRONMENT
+        },
+    );
+    assert_both(&run, "own", PROGRAMS_TIMERS);
+}
+
+const INHERITED: RawFd = 100;
+
+/// A listener the program inherited with keepalive already on (systemd's
+/// `KeepAlive=`, or a parent that set it): its settings stay on every connection.
+#[test]
+fn an_inherited_listener_with_keepalive_on_keeps_its_settings() {
+    const NAME: &str = "an_inherited_listener_with_keepalive_on_keeps_its_settings";
+    let body = || {
+        let address = std::env::var("INHERITED_ADDRESS").unwrap().parse().unwrap();
+        accept_and_report("inherited", INHERITED, address);
+    };
+    if as_child(NAME, body) {
+        return;
+    }
+    let run = run_child(NAME, &VARS, |command| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        configure(listener.as_raw_fd(), PROGRAMS);
+        command.env(
+            "INHERITED_ADDRESS",
+            listener.local_addr().unwrap().to_string(),
+        );
+        common::pass_fd(command, listener.into(), INHERITED);
+    });
+    assert_both(&run, "inherited", PROGRAMS);
+}
+
+/// nginx with `listen ... so_keepalive=5s:2s:3` and the library asking for 600 s: the
+/// accepted connection's timer, seen with ss, is nginx's.
+#[test]
+fn nginx_so_keepalive_wins() {
+    let test = "nginx_so_keepalive_wins";
+    if !have(test, "nginx") || !have(test, "ss") {
+        return;
+    }
+    let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nginx-listener-{}", std::process::id()));
+    std::fs::create_dir_all(&prefix).unwrap();
+    let port = common::free_port();
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log stderr;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
+             fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
+             keepalive_timeout 60s;\n  \
+             server {{ listen 127.0.0.1:{port} so_keepalive=5s:2s:3; location / {{ return 204; }} }}\n}}\n",
+            p = prefix.display()
+        ),
+    )
+    .unwrap();
+    let mut command = common::preloaded("nginx", &VARS);
+    command
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-e", "stderr"]);
+    let nginx = Proc::spawn(&mut command);
+    let client = connect(port);
+    let filter = format!("( sport = :{port} )");
+    let seen = common::ss_keepalive_seconds(&filter, Duration::from_secs(20));
+    drop(client);
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&prefix);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let timer = seen[0].expect("nginx's connection has no keepalive timer");
+    assert!(timer <= 5.0, "{timer} s: not nginx's 5 s");
+}
+
+/// Connects to `port` on loopback, retrying while the server starts.
+fn connect(port: u16) -> TcpStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(conn) => return conn,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(err) => panic!("nothing listened on {port}: {err}"),
+        }
+    }
+}
+
+/// Python serving on the listener systemd-socket-activate passes as fd 3, after
+/// setting its own keepalive there (5 s): the connections it accepts keep 5 s. The
+/// first connection starts the service, and was made before the service set
+/// anything, so the one checked is the second.
+#[test]
+fn an_activated_listener_the_service_configured_keeps_its_settings() {
+    let test = "an_activated_listener_the_service_configured_keeps_its_settings";
+    if !have(test, "systemd-socket-activate") || !have(test, "python3") || !have(test, "ss") {
+        return;
+    }
+    const SERVICE: &str = "\
+import socket, sys, time
+s = socket.socket(fileno=3)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 5)
+print('configured', flush=True)
+first, _ = s.accept()
+second, _ = s.accept()
+time.sleep(60)
+";
+    let port = common::free_port();
+    let mut command = Command::new("systemd-socket-activate");
+    command.env_remove("LD_PRELOAD");
+    for name in common::VARIABLES {
+        command.env_remove(name);
+    }
+    command
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--setenv=LD_PRELOAD={}", common::shim().display()))
+        .arg("--setenv=KEEPIDLE=600")
+        .args(["python3", "-c", SERVICE]);
+    let mut activator = Proc::spawn(&mut command);
+    let first = connect(port);
+    assert!(
+        activator
+            .line("configured", Duration::from_secs(20))
+            .is_some(),
+        "the service never started"
+    );
+    let second = connect(port);
+    let filter = format!(
+        "( sport = :{port} and dport = :{} )",
+        second.local_addr().unwrap().port()
+    );
+    let seen = common::ss_keepalive_seconds(&filter, Duration::from_secs(20));
+    drop((first, second));
+    drop(activator);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let timer = seen[0].expect("the service's connection has no keepalive timer");
+    assert!(timer <= 5.0, "{timer} s: not the service's 5 s");
+}
