@@ -297,14 +297,45 @@ fn sockopt(test: &str, compiler: &str, flags: &[&str], name: &str) -> Option<Pat
 
 /// What `check --json` says of `program`: (exit status, "kind" field, the JSON).
 fn check(program: &Path) -> (i32, String, String) {
-    let (code, stdout, stderr) = output(cli().args(["check", "--json"]).arg(program));
-    let kind = stdout
-        .split("\"kind\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no kind in {stdout:?} {stderr:?}"))
-        .to_string();
-    (code, kind, stdout)
+    let (code, json, stderr) = output(cli().args(["check", "--json"]).arg(program));
+    // Python's json module reads it: the hand-written JSON is valid, and its fields
+    // agree with the exit status and with the one-line form.
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.load(sys.stdin); print(d['kind'], d['reachable'], d['program'])",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "not JSON: {json:?} {stderr:?}");
+    let parsed = String::from_utf8_lossy(&parsed.stdout).into_owned();
+    let mut fields = parsed.trim().splitn(3, ' ');
+    let kind = fields.next().unwrap().to_string();
+    let reachable = fields.next() == Some("True");
+    assert_eq!(reachable, code == 0, "{json}");
+    let (line_code, line, _) = output(cli().arg("check").arg(program));
+    let verdict = if reachable {
+        "reachable: "
+    } else {
+        "not reachable: "
+    };
+    assert_eq!(line_code, code);
+    assert!(
+        line.starts_with(verdict) && line.lines().count() == 1,
+        "{line}"
+    );
+    assert!(line.contains(fields.next().unwrap()), "{line} vs {json}");
+    (code, kind, json)
 }
 
 /// What the program prints when `keepalive run --idle 45s` starts it: the settings
@@ -838,4 +869,42 @@ fn library_is_found_beside_the_command() {
             "{library}"
         );
     }
+}
+
+/// `--user` writes beside the user's own units ($XDG_CONFIG_HOME/systemd/user), found
+/// under --root as well.
+#[test]
+fn enable_and_disable_a_user_unit() {
+    let root = scratch("enable_user");
+    let config = Path::new("/home/someone/.config");
+    let units = root.join("home/someone/.config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(
+        units.join("agent.service"),
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    )
+    .unwrap();
+    let run = |verb: &str| {
+        output(
+            cli()
+                .args([verb, "agent", "--user", "--root"])
+                .arg(&root)
+                .env("XDG_CONFIG_HOME", config),
+        )
+    };
+    let (code, _, stderr) = run("enable");
+    assert_eq!(code, 0, "{stderr}");
+    let drop_in = units.join("agent.service.d/zz-keepalive.conf");
+    let text = std::fs::read_to_string(&drop_in).expect("user drop-in written");
+    assert_eq!(
+        assignments(&text),
+        [format!("LD_PRELOAD={}", common::shim().display())]
+    );
+    assert!(
+        !root.join("etc/systemd/system/agent.service.d").exists(),
+        "wrote a system drop-in for --user"
+    );
+    let (code, _, stderr) = run("disable");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!drop_in.exists() && !drop_in.parent().unwrap().exists());
 }
