@@ -727,6 +727,59 @@ fn enable_refuses_without_writing() {
         "{stderr}"
     );
     assert!(!written());
+
+    // An environment file's KEEPIDLE conflicts only with an --idle, and is checked.
+    std::fs::write(root.join("etc/default/app"), "KEEPIDLE=30\n").unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--idle", "60", "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("EnvironmentFile=/etc/default/app sets KEEPIDLE"),
+        "{stderr}"
+    );
+    assert!(!written());
+    std::fs::write(root.join("etc/default/app"), "KEEPIDLE=40000\n").unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("KEEPIDLE='40000'"), "{stderr}");
+    assert!(!written());
+    std::fs::remove_file(root.join("etc/default/app")).unwrap();
+
+    // A drop-in applied after the one enable writes would replace its LD_PRELOAD.
+    std::fs::write(
+        system.join("app.service.d/zzz-late.conf"),
+        "[Service]\nEnvironment=LD_PRELOAD=/usr/lib/libother.so\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("zzz-late.conf sets LD_PRELOAD after zz-keepalive.conf"),
+        "{stderr}"
+    );
+    assert!(!written());
+}
+
+/// A unit whose own name sorts after the drop-in's is still read as the unit, not as
+/// a drop-in applied after it.
+#[test]
+fn enable_a_unit_named_after_the_drop_in() {
+    let root = unit_root("enable_zzz");
+    let system = root.join("etc/systemd/system");
+    std::fs::rename(system.join("app.service"), system.join("zzz.service")).unwrap();
+    let (code, _, stderr) = output(cli().args(["enable", "zzz", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(system.join("zzz.service.d/zz-keepalive.conf")).unwrap();
+    assert_eq!(
+        assignments(&text),
+        [format!(
+            "LD_PRELOAD=/usr/lib/libother.so {}",
+            common::shim().display()
+        )]
+    );
 }
 
 /// `enable` checks the unit's ExecStart program under the root and warns as `run`
