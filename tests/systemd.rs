@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::net::Proc;
@@ -60,21 +58,9 @@ fn library() -> String {
     format!("{TARGET}/release/libkeepalive.so")
 }
 
-/// The `keepalive` command as the container sees it, built first with the same cargo
-/// that runs the tests (`cargo test` builds no binary of another package).
+/// The `keepalive` command as the container sees it, built first.
 fn keepalive_command() -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "keepalive-cli", "--quiet"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build --release -p keepalive-cli failed"
-    );
-    let built = common::shim().with_file_name("keepalive");
-    assert!(built.exists(), "{} was not built", built.display());
+    common::keepalive();
     format!("{TARGET}/release/keepalive")
 }
 

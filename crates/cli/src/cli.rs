@@ -254,17 +254,25 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
     }
 }
 
-/// keepalive(1): the top-level page, then each subcommand's synopsis and options.
+/// keepalive(1), one page: the command's name, synopsis, description and options, a
+/// section for each subcommand with its own synopsis, description and options, then
+/// the examples and exit status of `--help`.
 pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
-    let command = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut page)?;
-    out.write_all(&page)?;
-    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+    let mut command = Cli::command();
+    command.build();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    for sub in command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+    {
         let name = format!("keepalive {}", sub.get_name());
-        let sub = sub.clone().bin_name(&name);
         writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
-        let man = clap_mangen::Man::new(sub);
+        let man = clap_mangen::Man::new(sub.clone().bin_name(&name));
         let mut section = Vec::new();
         man.render_synopsis_section(&mut section)?;
         man.render_description_section(&mut section)?;
@@ -273,6 +281,12 @@ pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
         let text = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
         out.write_all(text.as_bytes())?;
     }
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SH NOTES");
+    out.write_all(extra.as_bytes())?;
+    writeln!(out, ".SH \"SEE ALSO\"")?;
+    writeln!(out, "ld.so(8), tcp(7), socket(7), systemd.exec(5), ss(8)")?;
     Ok(())
 }
 
