@@ -413,3 +413,33 @@ pub fn probe_row(stdout: &str, socket: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The `keepalive` command of this checkout (release build, target/release/keepalive),
+/// built once per test binary with the same cargo that runs the tests, with the
+/// library's variables cleared as for [`preloaded`].
+pub fn keepalive_command() -> Command {
+    static COMMAND: OnceLock<PathBuf> = OnceLock::new();
+    let path = COMMAND.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "keepalive-cli", "--quiet"])
+            .current_dir(root)
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build --release -p keepalive-cli failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let command = target.join("release/keepalive");
+        assert!(command.exists(), "{} was not built", command.display());
+        command
+    });
+    let mut command = Command::new(path);
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}

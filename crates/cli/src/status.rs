@@ -182,7 +182,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
     };
 
     if let (Some(pidfd), Some(_)) = (&pidfd, &fds) {
-        read_options(pid, pidfd, &mut sockets, &mut problems);
+        read_options(pid, pidfd, &mut sockets, &mut problems)?;
     }
 
     let exited = match &pidfd {
@@ -211,8 +211,9 @@ fn open_pidfd(pid: i32, problems: &mut Vec<String>) -> Result<Option<Pidfd>, Fai
         Ok(pidfd) => Ok(Some(pidfd)),
         Err(err) => match err.raw_os_error() {
             Some(libc::ESRCH) => Err(Failure::new(1, format!("no process with PID {pid}"))),
-            // pidfd_open(2) refuses a thread that does not lead its thread group.
-            Some(libc::EINVAL) => match process::thread_group(pid) {
+            // pidfd_open(2) refuses a thread that does not lead its thread group:
+            // EINVAL before Linux 6.9, ENOENT since.
+            Some(libc::EINVAL | libc::ENOENT) => match process::thread_group(pid) {
                 Some(leader) if leader != pid => Err(Failure::new(
                     2,
                     format!("{pid} is a thread of process {leader}; give the process ID"),
@@ -234,15 +235,27 @@ fn open_pidfd(pid: i32, problems: &mut Vec<String>) -> Result<Option<Pidfd>, Fai
 /// Fills in each socket's options from a duplicate of its descriptor. A descriptor
 /// closed meanwhile, or closed and reused for another file, drops its socket: it is no
 /// longer one of the process's sockets.
-fn read_options(pid: i32, pidfd: &Pidfd, sockets: &mut Vec<Socket>, problems: &mut Vec<String>) {
+fn read_options(
+    pid: i32,
+    pidfd: &Pidfd,
+    sockets: &mut Vec<Socket>,
+    problems: &mut Vec<String>,
+) -> Result<(), Failure> {
     let mut refused: Option<io::Error> = None;
+    let mut exited = false;
     sockets.retain_mut(|socket| {
-        let (Some(fd), None) = (socket.fd, &refused) else {
+        let (Some(fd), None, false) = (socket.fd, &refused, exited) else {
             return true;
         };
         let dup = match pidfd.get_fd(fd) {
             Ok(dup) => dup,
             Err(err) if err.raw_os_error() == Some(libc::EBADF) => return false,
+            // The process is exiting and has released its descriptors; its pidfd polls
+            // readable only once the exit is complete.
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {
+                exited = true;
+                return true;
+            }
             Err(err) => {
                 refused = Some(err);
                 return true;
@@ -272,4 +285,8 @@ fn read_options(pid: i32, pidfd: &Pidfd, sockets: &mut Vec<Socket>, problems: &m
             "cannot read the socket options of process {pid} (pidfd_getfd: {err}); {why}"
         ));
     }
+    if exited {
+        return Err(Failure::exited(pid));
+    }
+    Ok(())
 }
