@@ -10,7 +10,10 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::net::{Link, Proc, SERVER_ADDR, Side};
 use common::{Keepalive, Run, as_child, child_command, have, keepalive_command, skip};
+
+const WAIT: Duration = Duration::from_secs(20);
 
 /// The library's settings in the configured server.
 const LIBRARY: [(&str, &str); 4] = [
@@ -29,6 +32,9 @@ const OWN: Keepalive = Keepalive {
     user_timeout: 4321,
 };
 
+/// The server's command name (/proc/PID/comm), which the command must escape.
+const NAME_OF_SERVER: &str = "k\"a\\b\tc\u{1}";
+
 /// Extra connections the server opens, to make reading it take longer.
 const EXTRA: &str = "LIBKEEPALIVE_TEST_EXTRA_CONNECTIONS";
 /// When set, the server exits this many milliseconds after it is ready instead of
@@ -41,6 +47,7 @@ const LINGER: &str = "LIBKEEPALIVE_TEST_LINGER_MS";
 /// the library never sees. It prints one `@ LABEL` line per descriptor, with what
 /// getsockopt reads, then `@ ready`, and keeps them all open until stdin closes.
 fn serve() {
+    std::fs::write("/proc/self/comm", NAME_OF_SERVER).expect("name the server");
     let l4 = TcpListener::bind("127.0.0.1:0").expect("bind IPv4");
     let l6 = TcpListener::bind("[::1]:0").expect("bind IPv6");
     let to4 = l4.local_addr().expect("l4 address");
@@ -240,6 +247,7 @@ def text(v):
     if isinstance(v, bool):
         return str(int(v))
     return str(v)
+print("@ name hex=%s" % doc["command"].encode().hex())
 print("@ doc pid=%d complete=%d descriptors_known=%d problems=%d sockets=%d" % (
     doc["pid"], doc["complete"], doc["descriptors_known"], len(doc["problems"]), len(doc["sockets"])))
 for s in doc["sockets"]:
@@ -418,7 +426,10 @@ fn status_of_a_server_configured_by_the_library() {
     assert_eq!(said.keepalive("own"), OWN);
     assert_eq!(said.keepalive("raw"), Keepalive::untouched());
 
-    check_complete_report(said, &status_json(keepalive_command(), server.pid()));
+    let status = status_json(keepalive_command(), server.pid());
+    check_complete_report(said, &status);
+    let hex: String = NAME_OF_SERVER.bytes().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(status.doc.report("name")["hex"], hex);
 
     // The table says the same for people.
     let output = keepalive_command()
@@ -458,9 +469,13 @@ fn status_of_a_server_configured_by_the_library() {
     );
     let l6 = cells("l6");
     assert_eq!(l6[1..4], ["LISTEN", &said.report("l6")["local"], "*"]);
-    assert!(
-        table.starts_with(&format!("PID {} (", server.pid())),
-        "{table}"
+    assert_eq!(
+        table.lines().next(),
+        Some(&*format!(
+            "PID {} ({}): 10 TCP sockets",
+            server.pid(),
+            NAME_OF_SERVER.escape_debug()
+        ))
     );
 }
 
@@ -520,6 +535,10 @@ fn status_says_what_permission_hides() {
     let server = Server::start(target);
     let said = &server.said;
     let pid = server.pid();
+    // A socket of another user (root, this test) that must not be shown as the
+    // process's.
+    let other = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other = other.local_addr().expect("address");
 
     // Another user may not even list the descriptors (/proc/PID/fd needs ptrace read
     // access). The sockets of the process's user in its namespace are shown instead,
@@ -541,6 +560,11 @@ fn status_says_what_permission_hides() {
     );
     let doc = stranger.doc.report("doc");
     assert_eq!((&*doc["complete"], &*doc["descriptors_known"]), ("0", "0"));
+    assert!(
+        !stranger.doc.stdout.contains(&format!("@ {other}>")),
+        "root's listener {other} shown as nobody's:\n{}",
+        stranger.doc.stdout
+    );
     for label in LABELS {
         let shown = stranger.doc.report(&key(said, label));
         assert_eq!(shown["fd"], "null", "{label}");
@@ -728,4 +752,125 @@ fn status_of_a_process_exiting_while_read() {
     }
     eprintln!("{full} full reports, {gone} gone, {during} of them while being read");
     assert!(full > 0, "never saw the process alive");
+}
+
+/// The two ends of a connection between two network namespaces, for
+/// [`status_counts_probes_to_a_vanished_peer`], chosen by `ROLE`.
+fn hold() {
+    let port: u16 = std::env::var("PORT").expect("PORT").parse().expect("port");
+    let _held = match std::env::var("ROLE").expect("ROLE").as_str() {
+        "server" => {
+            let listener = TcpListener::bind((SERVER_ADDR, port)).expect("bind");
+            println!("@ listening");
+            listener.accept().expect("accept").0
+        }
+        _ => {
+            let stream = TcpStream::connect((SERVER_ADDR, port)).expect("connect");
+            println!("@ connected");
+            stream
+        }
+    };
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// The probe count climbing on a connection whose peer has gone, in a network
+/// namespace other than the command's: the timers come from the process's own
+/// namespace, and agree with `ss` run inside it.
+#[test]
+fn status_counts_probes_to_a_vanished_peer() {
+    const NAME: &str = "status_counts_probes_to_a_vanished_peer";
+    if as_child(NAME, hold) {
+        return;
+    }
+    if !have(NAME, "python3") || !have(NAME, "nsenter") {
+        return;
+    }
+    let Some(link) = Link::new(NAME) else {
+        return;
+    };
+    let port = "7411";
+    let start = |side, role, vars: &[(&str, &str)]| {
+        let mut command = child_command(NAME, vars);
+        command.env("ROLE", role).env("PORT", port);
+        link.enter(&mut command, side);
+        Proc::spawn(&mut command)
+    };
+    let mut server = start(Side::Server, "server", &[("KEEPALIVE", "off")]);
+    assert!(
+        server.line("@ listening", WAIT).is_some(),
+        "server never listened"
+    );
+    let vars = [("KEEPIDLE", "1"), ("KEEPINTVL", "2"), ("KEEPCNT", "30")];
+    let mut client = start(Side::Client, "client", &vars);
+    assert!(
+        client.line("@ connected", WAIT).is_some(),
+        "client never connected"
+    );
+    link.cut(Side::Server);
+
+    let pid = client.pid() as i32;
+    let peer = format!("{SERVER_ADDR}:{port}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = status_json(keepalive_command(), pid);
+        assert_eq!(status.code, Some(0), "stderr: {}", status.stderr);
+        let doc = status.doc.report("doc");
+        assert_eq!(doc["sockets"], "1", "{}", status.doc.stdout);
+        let line = status
+            .doc
+            .stdout
+            .lines()
+            .find(|line| line.contains(&format!(">{peer} ")))
+            .unwrap_or_else(|| panic!("no connection to {peer}:\n{}", status.doc.stdout))
+            .to_string();
+        let field = |key: &str| -> String {
+            line.split_whitespace()
+                .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key} in {line}"))
+                .to_string()
+        };
+        assert_eq!(
+            (
+                field("keepalive"),
+                field("idle"),
+                field("intvl"),
+                field("cnt")
+            ),
+            ("1".into(), "1".into(), "2".into(), "30".into())
+        );
+        assert_eq!(field("timer"), "keepalive", "{line}");
+        let probes: u32 = field("probes").parse().expect("probes");
+        let left: u64 = field("timer_ms").parse().expect("timer_ms");
+        assert!(left <= 2000, "{line}");
+        // ss inside the client's namespace, right after: the same count, or one more
+        // if a probe went out in between.
+        let ss = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["ss", "-tnoH", "state", "established", "dst", &peer])
+            .output()
+            .expect("run ss");
+        let ss = String::from_utf8_lossy(&ss.stdout);
+        let seen: u32 = ss
+            .split("timer:(keepalive,")
+            .nth(1)
+            .and_then(|t| t.split(')').next())
+            .and_then(|t| t.rsplit(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no keepalive timer in ss: {ss}"));
+        assert!(
+            seen == probes || seen == probes + 1,
+            "status says {probes} probes, ss {seen}"
+        );
+        if probes >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probes counted: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The command runs in this test's namespace, which has no such connection.
+    assert!(common::ss_keepalive(&format!("( dst = {peer} )")).is_empty());
+    drop(server);
 }

@@ -19,13 +19,15 @@ const HEADINGS: [&str; 10] = [
     "TIMER",
 ];
 
-/// A heading line, then one aligned row per socket; unknown values are `?`.
+/// A heading line, then one aligned row per socket; unknown values are `?`. The command
+/// name is the process's own choice (prctl(2) PR_SET_NAME): it is shown escaped, so that
+/// it cannot forge lines or terminal controls.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let name = report
         .command
         .as_deref()
-        .map(|c| format!(" ({c})"))
+        .map(|c| format!(" ({})", c.escape_debug()))
         .unwrap_or_default();
     let count = report.sockets.len();
     let sockets = if count == 1 { "socket" } else { "sockets" };
