@@ -327,7 +327,7 @@ fn port(address: &str) -> u16 {
 /// descriptor, state and the exact options getsockopt read inside the process; each
 /// established one with the keepalive timer `ss -tno` shows, or none when keepalive is
 /// off.
-fn check_complete_report(server: &Run, status: &Status) {
+fn check_complete_report(server: &Run, status: &Status, labels: &[&str]) {
     assert_eq!(status.code, Some(0), "stderr: {}", status.stderr);
     assert_eq!(status.stderr, "");
     let doc = status.doc.report("doc");
@@ -335,11 +335,11 @@ fn check_complete_report(server: &Run, status: &Status) {
     assert_eq!(doc["descriptors_known"], "1");
     assert_eq!(
         doc["sockets"],
-        LABELS.len().to_string(),
+        labels.len().to_string(),
         "{}",
         status.doc.stdout
     );
-    for label in LABELS {
+    for &label in labels {
         let said = server.report(label);
         let key = key(server, label);
         let shown = status.doc.report(&key);
@@ -427,7 +427,7 @@ fn status_of_a_server_configured_by_the_library() {
     assert_eq!(said.keepalive("raw"), Keepalive::untouched());
 
     let status = status_json(keepalive_command(), server.pid());
-    check_complete_report(said, &status);
+    check_complete_report(said, &status, &LABELS);
     let hex: String = NAME_OF_SERVER.bytes().map(|b| format!("{b:02x}")).collect();
     assert_eq!(status.doc.report("name")["hex"], hex);
 
@@ -494,7 +494,11 @@ fn status_of_a_server_the_library_left_alone() {
         assert_eq!(said.keepalive(label), Keepalive::untouched(), "{label}");
     }
     assert_eq!(said.keepalive("own"), OWN);
-    check_complete_report(said, &status_json(keepalive_command(), server.pid()));
+    check_complete_report(
+        said,
+        &status_json(keepalive_command(), server.pid()),
+        &LABELS,
+    );
 }
 
 /// `setpriv ARGS… -- COMMAND`, keeping COMMAND's environment.
@@ -612,7 +616,7 @@ fn status_says_what_permission_hides() {
     assert_eq!(half.doc.report(&key(said, "a6"))["timer"], "keepalive");
 
     // root reads everything.
-    check_complete_report(said, &status_json(keepalive_command(), pid));
+    check_complete_report(said, &status_json(keepalive_command(), pid), &LABELS);
 }
 
 fn status_output(pid: &str) -> Output {
@@ -873,4 +877,74 @@ fn status_counts_probes_to_a_vanished_peer() {
     // The command runs in this test's namespace, which has no such connection.
     assert!(common::ss_keepalive(&format!("( dst = {peer} )")).is_empty());
     drop(server);
+}
+
+/// A Python server, the library preloaded, whose main thread ends with a bare exit(2)
+/// system call while another thread holds its sockets (as pthread_exit(3) in main
+/// does). It prints what getsockopt reads for each socket, as [`serve`] does.
+const MAIN_THREAD_EXITS: &str = r#"
+import ctypes, os, socket, sys, threading
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen()
+c = socket.create_connection(l.getsockname())
+a, _ = l.accept()
+def address(a):
+    return "%s:%d" % a[:2]
+def say(label, s, peer):
+    tcp = lambda name: s.getsockopt(socket.IPPROTO_TCP, name)
+    print("@ %s fd=%d local=%s peer=%s keepalive=%d idle=%d intvl=%d cnt=%d user_timeout=%d" % (
+        label, s.fileno(), address(s.getsockname()), peer,
+        s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), tcp(socket.TCP_KEEPIDLE),
+        tcp(socket.TCP_KEEPINTVL), tcp(socket.TCP_KEEPCNT), tcp(socket.TCP_USER_TIMEOUT)))
+say("l4", l, "-")
+say("c4", c, address(c.getpeername()))
+say("a4", a, address(a.getpeername()))
+def hold():
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=hold).start()
+print("@ ready", flush=True)
+ctypes.CDLL(None).syscall(int(sys.argv[1]), 0)
+"#;
+
+/// /proc/PID/fd and /proc/PID/net follow the main thread and are empty once it has
+/// exited; the command reads through a live thread and still sees every socket with
+/// its options.
+#[test]
+fn status_of_a_process_whose_main_thread_exited() {
+    const NAME: &str = "status_of_a_process_whose_main_thread_exited";
+    if !have(NAME, "python3") || !have(NAME, "ss") {
+        return;
+    }
+    let mut command = common::preloaded("python3", &LIBRARY);
+    command.args(["-c", MAIN_THREAD_EXITS, &libc::SYS_exit.to_string()]);
+    let server = Server::start(command);
+    let pid = server.pid();
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the main thread never exited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(Iterator::count)
+            .ok(),
+        Some(0)
+    );
+    let said = &server.said;
+    assert_eq!(
+        said.keepalive("c4").idle,
+        50,
+        "the library configured the server"
+    );
+    check_complete_report(
+        said,
+        &status_json(keepalive_command(), pid),
+        &["l4", "c4", "a4"],
+    );
 }

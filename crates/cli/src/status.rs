@@ -99,33 +99,38 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
     // A file of /proc/PID that is missing means the process is gone, unless the pidfd
     // says it still runs: then this /proc does not show it (hidepid=, or a /proc of
     // another PID namespace).
-    let missing = |what: &str, err: io::Error| -> Failure {
+    let unreadable = |path: &str, err: io::Error| -> Failure {
         match &pidfd {
-            Some(pidfd) if !pidfd.has_exited() => Failure::new(
+            Some(pidfd) if pidfd.has_exited() => Failure::exited(pid),
+            None if err.kind() == io::ErrorKind::NotFound => Failure::exited(pid),
+            Some(_) if err.kind() == io::ErrorKind::NotFound => Failure::new(
                 1,
                 format!(
-                    "cannot read /proc/{pid}/{what} although process {pid} runs ({err}); \
+                    "cannot read {path} although process {pid} runs ({err}); \
                      is /proc mounted with hidepid= or from another PID namespace?"
                 ),
             ),
-            _ => Failure::exited(pid),
-        }
-    };
-    let unreadable = |what: &str, err: io::Error| -> Failure {
-        if err.kind() == io::ErrorKind::NotFound {
-            missing(what, err)
-        } else {
-            Failure::new(1, format!("cannot read /proc/{pid}/{what}: {err}"))
+            _ => Failure::new(1, format!("cannot read {path}: {err}")),
         }
     };
 
     let command = process::command(pid);
-    let uids = process::uids(pid).map_err(|err| unreadable("status", err))?;
-    let fds = match process::socket_fds(pid) {
+    let uids = process::uids(pid).map_err(|err| unreadable(&format!("/proc/{pid}/status"), err))?;
+    // /proc/PID/fd and /proc/PID/net show the main thread's view, which is empty once
+    // the main thread has exited (pthread_exit(3)) while others run on; then read
+    // through a live thread.
+    let task =
+        process::live_thread(pid).map_err(|err| unreadable(&format!("/proc/{pid}/task"), err))?;
+    let dir = if task == pid {
+        format!("/proc/{pid}")
+    } else {
+        format!("/proc/{pid}/task/{task}")
+    };
+    let fds = match process::socket_fds(&dir) {
         Ok(fds) => Some(fds),
         Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
             problems.push(format!(
-                "cannot list the descriptors of process {pid} (/proc/{pid}/fd: {err}; \
+                "cannot list the descriptors of process {pid} ({dir}/fd: {err}; \
                  reading them takes the process's own user or root); showing every TCP \
                  socket of user {} in its network namespace instead, which may include \
                  other processes' sockets, and no socket options",
@@ -133,13 +138,13 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
             ));
             None
         }
-        Err(err) => return Err(unreadable("fd", err)),
+        Err(err) => return Err(unreadable(&format!("{dir}/fd"), err)),
     };
 
     let ticks_per_second = process::ticks_per_second();
     let mut entries: HashMap<u64, Entry> = HashMap::new();
     for table in ["tcp", "tcp6"] {
-        let path = format!("/proc/{pid}/net/{table}");
+        let path = format!("{dir}/net/{table}");
         match tcp_table::read(path.as_ref(), ticks_per_second) {
             // Inode 0: TIME-WAIT and embryonic connections, which no descriptor holds.
             Ok(read) => entries.extend(
@@ -150,7 +155,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
             // No tcp6 table: IPv6 is not built into this kernel. (A process that exits
             // meanwhile is caught by the pidfd below.)
             Err(err) if err.kind() == io::ErrorKind::NotFound && table == "tcp6" => {}
-            Err(err) => return Err(unreadable(&format!("net/{table}"), err)),
+            Err(err) => return Err(unreadable(&path, err)),
         }
     }
 
@@ -182,7 +187,18 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
     };
 
     if let (Some(pidfd), Some(_)) = (&pidfd, &fds) {
-        read_options(pid, pidfd, &mut sockets, &mut problems)?;
+        if task == pid {
+            read_options(pid, pidfd, &mut sockets, &mut problems)?;
+        } else {
+            match Pidfd::open_thread(task) {
+                Ok(thread) => read_options(pid, &thread, &mut sockets, &mut problems)?,
+                Err(err) => problems.push(format!(
+                    "cannot read the socket options of process {pid}: its main thread has \
+                     exited, and reaching its descriptors through thread {task} takes \
+                     pidfd_open(2) with PIDFD_THREAD, Linux 6.9 ({err})"
+                )),
+            }
+        }
     }
 
     let exited = match &pidfd {

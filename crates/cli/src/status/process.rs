@@ -20,6 +20,18 @@ impl Pidfd {
         Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
     }
 
+    /// A pidfd for one thread (PIDFD_THREAD, Linux 6.9), whose descriptors
+    /// [`Pidfd::get_fd`] then reads: those of the process, which its threads share.
+    pub fn open_thread(tid: i32) -> io::Result<Pidfd> {
+        // SAFETY: as in `open`, with the PIDFD_THREAD flag.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
     /// A duplicate of the process's descriptor `fd` (pidfd_getfd(2), Linux 5.6): the
     /// same open file, so the same socket, with close-on-exec set. The kernel allows it
     /// only with ptrace attach permission over the process (PTRACE_MODE_ATTACH_REALCREDS).
@@ -47,13 +59,13 @@ impl Pidfd {
     }
 }
 
-/// The process's socket descriptors, with each socket's inode, in descriptor order.
-/// `/proc/PID/fd` needs ptrace read access (PTRACE_MODE_READ_FSCREDS, proc(5)).
-/// A descriptor closed while the directory is read is left out.
-pub fn socket_fds(pid: i32) -> io::Result<Vec<(RawFd, u64)>> {
-    let dir = format!("/proc/{pid}/fd");
+/// The socket descriptors in `DIR/fd` (DIR is `/proc/PID` or `/proc/PID/task/TID`),
+/// with each socket's inode, in descriptor order. Listing them needs ptrace read access
+/// (PTRACE_MODE_READ_FSCREDS, proc(5)). A descriptor closed while the directory is read
+/// is left out.
+pub fn socket_fds(dir: &str) -> io::Result<Vec<(RawFd, u64)>> {
     let mut sockets = Vec::new();
-    for entry in fs::read_dir(&dir)? {
+    for entry in fs::read_dir(format!("{dir}/fd"))? {
         let entry = entry?;
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
@@ -91,6 +103,32 @@ pub fn uids(pid: i32) -> io::Result<Vec<u32>> {
         })
         .unwrap_or_default();
     Ok(uids)
+}
+
+/// A thread of the process that has not exited: the process ID itself unless its main
+/// thread is a zombie (it called pthread_exit(3)) while other threads run on.
+pub fn live_thread(pid: i32) -> io::Result<i32> {
+    if !is_zombie(&format!("/proc/{pid}/stat"))? {
+        return Ok(pid);
+    }
+    for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if tid != pid && !is_zombie(&format!("/proc/{pid}/task/{tid}/stat")).unwrap_or(true) {
+            return Ok(tid);
+        }
+    }
+    Ok(pid)
+}
+
+/// The state letter of a `stat` file (proc(5)) is Z or X: the task has exited.
+fn is_zombie(stat: &str) -> io::Result<bool> {
+    let stat = fs::read_to_string(stat)?;
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    Ok(matches!(state, Some('Z' | 'X')))
 }
 
 /// The thread group (process) a thread ID belongs to (`Tgid:` in `/proc/PID/status`).
