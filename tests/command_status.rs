@@ -948,3 +948,87 @@ fn status_of_a_process_whose_main_thread_exited() {
         &["l4", "c4", "a4"],
     );
 }
+
+/// The process is killed after the command has read its last socket option and before
+/// it has finished: the command must notice the exit rather than print a report of a
+/// process that is gone. strace stops the command at that point (SIGSTOP injected at
+/// its last getsockopt(2), five per socket) while the test kills the server.
+#[test]
+fn status_notices_an_exit_after_the_last_read() {
+    const NAME: &str = "status_notices_an_exit_after_the_last_read";
+    if as_child(NAME, serve) {
+        return;
+    }
+    if !have(NAME, "strace") {
+        return;
+    }
+    let mut server = Server::start(child_command(NAME, &[]));
+    let pid = server.pid();
+    let command = keepalive_command();
+    let strace = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=getsockopt", "-e"])
+        .arg(format!(
+            "inject=getsockopt:signal=SIGSTOP:when={}",
+            LABELS.len() * 5
+        ))
+        .arg(command.get_program())
+        .args(["status", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strace");
+    let mut strace = Server {
+        child: strace,
+        said: Run {
+            status_ok: true,
+            stdout: String::new(),
+            stderr: String::new(),
+        },
+    };
+    let tracer = strace.pid();
+    let deadline = std::time::Instant::now() + WAIT;
+    let stopped = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never stopped at its last getsockopt"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
+            .unwrap_or_default();
+        let Some(traced) = children.split_whitespace().next() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{traced}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if matches!(state, Some('T' | 't')) {
+            break traced.parse::<i32>().expect("pid");
+        }
+    };
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    // SAFETY: kill(2) of the command this test started (through strace), still traced.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGCONT) }, 0);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let _ = strace
+        .child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout);
+    let _ = strace
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    let status = strace.child.wait().expect("wait for strace");
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        format!("keepalive: process {pid} exited while being read\n")
+    );
+    assert_eq!(status.code(), Some(1));
+}
