@@ -965,12 +965,16 @@ fn status_notices_an_exit_after_the_last_read() {
     let mut server = Server::start(child_command(NAME, &[]));
     let pid = server.pid();
     let command = keepalive_command();
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{NAME}-{}.strace", std::process::id()));
     let strace = Command::new("strace")
-        .args(["-qq", "-o", "/dev/null", "-e", "trace=getsockopt", "-e"])
+        .args(["-qq", "-e", "trace=getsockopt", "-e"])
         .arg(format!(
             "inject=getsockopt:signal=SIGSTOP:when={}",
             LABELS.len() * 5
         ))
+        .arg("-o")
+        .arg(&log)
         .arg(command.get_program())
         .args(["status", &pid.to_string()])
         .stdout(Stdio::piped())
@@ -986,26 +990,23 @@ fn status_notices_an_exit_after_the_last_read() {
         },
     };
     let tracer = strace.pid();
+    // strace logs the stop once the command is in it.
     let deadline = std::time::Instant::now() + WAIT;
-    let stopped = loop {
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("--- stopped by SIGSTOP ---")) {
         assert!(
             std::time::Instant::now() < deadline,
             "the command never stopped at its last getsockopt"
         );
         std::thread::sleep(Duration::from_millis(10));
-        let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
-            .unwrap_or_default();
-        let Some(traced) = children.split_whitespace().next() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{traced}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        if matches!(state, Some('T' | 't')) {
-            break traced.parse::<i32>().expect("pid");
-        }
-    };
+    }
+    let _ = std::fs::remove_file(&log);
+    let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
+        .expect("strace's children");
+    let stopped: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("the traced command");
     let _ = server.child.kill();
     let _ = server.child.wait();
     // SAFETY: kill(2) of the command this test started (through strace), still traced.
