@@ -141,49 +141,10 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         Err(err) => return Err(unreadable(&format!("{dir}/fd"), err)),
     };
 
-    let ticks_per_second = process::ticks_per_second();
-    let mut entries: HashMap<u64, Entry> = HashMap::new();
-    for table in ["tcp", "tcp6"] {
-        let path = format!("{dir}/net/{table}");
-        match tcp_table::read(path.as_ref(), ticks_per_second) {
-            // Inode 0: TIME-WAIT and embryonic connections, which no descriptor holds.
-            Ok(read) => entries.extend(
-                read.into_iter()
-                    .filter(|e| e.inode != 0)
-                    .map(|e| (e.inode, e)),
-            ),
-            // No tcp6 table: IPv6 is not built into this kernel. (A process that exits
-            // meanwhile is caught by the pidfd below.)
-            Err(err) if err.kind() == io::ErrorKind::NotFound && table == "tcp6" => {}
-            Err(err) => return Err(unreadable(&path, err)),
-        }
-    }
-
-    let mut sockets: Vec<Socket> = match &fds {
-        Some(fds) => fds
-            .iter()
-            .filter_map(|&(fd, inode)| {
-                let entry = entries.get(&inode)?.clone();
-                Some(Socket {
-                    fd: Some(fd),
-                    entry,
-                    options: None,
-                })
-            })
-            .collect(),
-        None => {
-            let mut owned: Vec<Socket> = entries
-                .into_values()
-                .filter(|entry| uids.contains(&entry.uid))
-                .map(|entry| Socket {
-                    fd: None,
-                    entry,
-                    options: None,
-                })
-                .collect();
-            owned.sort_by_key(|s| (s.entry.state != tcp_table::State::LISTEN, s.entry.local));
-            owned
-        }
+    let entries = tcp_entries(&dir, &unreadable)?;
+    let mut sockets = match &fds {
+        Some(fds) => held_sockets(fds, &entries),
+        None => owned_sockets(entries, &uids),
     };
 
     if let (Some(pidfd), Some(_)) = (&pidfd, &fds) {
@@ -215,6 +176,61 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         sockets,
         problems,
     })
+}
+
+/// Both TCP tables of the namespace, by socket inode.
+fn tcp_entries(
+    dir: &str,
+    unreadable: &dyn Fn(&str, io::Error) -> Failure,
+) -> Result<HashMap<u64, Entry>, Failure> {
+    let ticks_per_second = process::ticks_per_second();
+    let mut entries = HashMap::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("{dir}/net/{table}");
+        match tcp_table::read(path.as_ref(), ticks_per_second) {
+            // Inode 0: TIME-WAIT and embryonic connections, which no descriptor holds.
+            Ok(read) => entries.extend(
+                read.into_iter()
+                    .filter(|e| e.inode != 0)
+                    .map(|e| (e.inode, e)),
+            ),
+            // No tcp6 table: IPv6 is not built into this kernel. (A process that exits
+            // meanwhile is caught by the pidfd later.)
+            Err(err) if err.kind() == io::ErrorKind::NotFound && table == "tcp6" => {}
+            Err(err) => return Err(unreadable(&path, err)),
+        }
+    }
+    Ok(entries)
+}
+
+/// The TCP sockets among the process's descriptors, in descriptor order; descriptors of
+/// other kinds of sockets (UDP, Unix) find no entry.
+fn held_sockets(fds: &[(RawFd, u64)], entries: &HashMap<u64, Entry>) -> Vec<Socket> {
+    fds.iter()
+        .filter_map(|&(fd, inode)| {
+            Some(Socket {
+                fd: Some(fd),
+                entry: entries.get(&inode)?.clone(),
+                options: None,
+            })
+        })
+        .collect()
+}
+
+/// Without the descriptors: the sockets owned by one of the process's user IDs,
+/// listeners first.
+fn owned_sockets(entries: HashMap<u64, Entry>, uids: &[u32]) -> Vec<Socket> {
+    let mut owned: Vec<Socket> = entries
+        .into_values()
+        .filter(|entry| uids.contains(&entry.uid))
+        .map(|entry| Socket {
+            fd: None,
+            entry,
+            options: None,
+        })
+        .collect();
+    owned.sort_by_key(|s| (s.entry.state != tcp_table::State::LISTEN, s.entry.local));
+    owned
 }
 
 /// pidfd_open(2); `None` (with a problem said) on a kernel without it.
