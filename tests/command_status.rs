@@ -694,11 +694,11 @@ fn status_of_a_process_exiting_while_read() {
     let mut full = 0;
     let mut gone = 0;
     let mut during = 0;
-    for round in 0..30u64 {
+    for round in 0..20u64 {
         let mut command = child_command(NAME, &[]);
         command
             .env(EXTRA, "50")
-            .env(LINGER, (round % 6 * 5).to_string())
+            .env(LINGER, (round % 10 * 30).to_string())
             .stdout(Stdio::null());
         let server = Server {
             child: command.spawn().expect("spawn the server"),
@@ -755,7 +755,9 @@ fn status_of_a_process_exiting_while_read() {
         assert!(ended, "process {pid} never ended");
     }
     eprintln!("{full} full reports, {gone} gone, {during} of them while being read");
-    assert!(full > 0, "never saw the process alive");
+    // One status run reads the whole TCP table of the namespace: tens of milliseconds
+    // on a busy host, so the lingers above end before, during and after a run.
+    assert!(full + during > 0, "never read a live process");
 }
 
 /// The two ends of a connection between two network namespaces, for
