@@ -473,3 +473,13 @@ pub fn keepalive() -> &'static Path {
         cli
     })
 }
+
+/// The `keepalive` command of this checkout, with the library's variables cleared as
+/// for [`preloaded`].
+pub fn keepalive_command() -> Command {
+    let mut command = Command::new(keepalive());
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}

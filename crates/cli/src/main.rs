@@ -11,6 +11,7 @@ mod env;
 mod json;
 mod library;
 mod run;
+mod status;
 mod unit;
 
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Subcommand::Check(args) => check::command(&args),
         Subcommand::Enable(args) => unit::enable(&args),
         Subcommand::Disable(args) => unit::disable(&args),
+        Subcommand::Status { pid, json } => Ok(status::run(pid, json)),
         Subcommand::Env(args) => env::print(&args),
         Subcommand::Generate { what } => generate(what),
     };

@@ -1,0 +1,158 @@
+//! The process being looked at: a pidfd that pins its identity, its descriptors and
+//! its user, read from `/proc`.
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A pidfd (pidfd_open(2), Linux 5.3): refers to one process for as long as it is
+/// open, so a PID reused after the process exits is never mistaken for it.
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    /// pidfd_open(2) takes no permission: any process may name any other.
+    pub fn open(pid: i32) -> io::Result<Pidfd> {
+        // SAFETY: pidfd_open(2) takes a PID and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    /// A pidfd for one thread (PIDFD_THREAD, Linux 6.9), whose descriptors
+    /// [`Pidfd::get_fd`] then reads: those of the process, which its threads share.
+    pub fn open_thread(tid: i32) -> io::Result<Pidfd> {
+        // SAFETY: as in `open`, with the PIDFD_THREAD flag.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    /// A duplicate of the process's descriptor `fd` (pidfd_getfd(2), Linux 5.6): the
+    /// same open file, so the same socket, with close-on-exec set. The kernel allows it
+    /// only with ptrace attach permission over the process (PTRACE_MODE_ATTACH_REALCREDS).
+    pub fn get_fd(&self, fd: RawFd) -> io::Result<OwnedFd> {
+        // SAFETY: pidfd_getfd(2) takes a pidfd, a descriptor number of that process and
+        // flags (0), and returns a new descriptor or -1.
+        let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.0.as_raw_fd(), fd, 0) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+    }
+
+    /// A pidfd polls readable once its process has exited (pidfd_open(2)).
+    pub fn has_exited(&self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, live for the call; timeout 0 never blocks.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready != 0
+    }
+}
+
+/// The socket descriptors in `DIR/fd` (DIR is `/proc/PID` or `/proc/PID/task/TID`),
+/// with each socket's inode, in descriptor order. Listing them needs ptrace read access
+/// (PTRACE_MODE_READ_FSCREDS, proc(5)). A descriptor closed while the directory is read
+/// is left out.
+pub fn socket_fds(dir: &str) -> io::Result<Vec<(RawFd, u64)>> {
+    let mut sockets = Vec::new();
+    for entry in fs::read_dir(format!("{dir}/fd"))? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let target = match fs::read_link(entry.path()) {
+            Ok(target) => target,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        let inode = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse().ok());
+        if let Some(inode) = inode {
+            sockets.push((fd, inode));
+        }
+    }
+    sockets.sort_unstable();
+    Ok(sockets)
+}
+
+/// The process's real, effective, saved and file system user IDs (`Uid:` in
+/// `/proc/PID/status`), readable by anyone. A socket's owner is the file system user of
+/// the process that created it.
+pub fn uids(pid: i32) -> io::Result<Vec<u32>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let uids = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .map(|ids| {
+            ids.split_whitespace()
+                .filter_map(|id| id.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(uids)
+}
+
+/// A thread of the process that has not exited: the process ID itself unless its main
+/// thread is a zombie (it called pthread_exit(3)) while other threads run on.
+pub fn live_thread(pid: i32) -> io::Result<i32> {
+    if !is_zombie(&format!("/proc/{pid}/stat"))? {
+        return Ok(pid);
+    }
+    for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if tid != pid && !is_zombie(&format!("/proc/{pid}/task/{tid}/stat")).unwrap_or(true) {
+            return Ok(tid);
+        }
+    }
+    Ok(pid)
+}
+
+/// The state letter of a `stat` file (proc(5)) is Z or X: the task has exited.
+fn is_zombie(stat: &str) -> io::Result<bool> {
+    let stat = fs::read_to_string(stat)?;
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    Ok(matches!(state, Some('Z' | 'X')))
+}
+
+/// The thread group (process) a thread ID belongs to (`Tgid:` in `/proc/PID/status`).
+pub fn thread_group(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|id| id.trim().parse().ok())
+}
+
+/// The process's command name (`/proc/PID/comm`), readable by anyone.
+pub fn command(pid: i32) -> Option<String> {
+    let comm = fs::read(format!("/proc/{pid}/comm")).ok()?;
+    Some(
+        String::from_utf8_lossy(&comm)
+            .trim_end_matches('\n')
+            .to_string(),
+    )
+}
+
+/// `USER_HZ`, the unit of clock ticks in `/proc` files.
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as u64 } else { 100 }
+}
