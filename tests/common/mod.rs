@@ -622,3 +622,22 @@ fn debian_archive() -> Result<(String, String), String> {
     }
     Err("no Debian archive in /etc/apt".into())
 }
+
+/// The release build of the `keepalive` command (crates/cli), built once per test
+/// binary together with the library it finds beside itself in target/release.
+pub fn keepalive() -> &'static Path {
+    static CLI: OnceLock<PathBuf> = OnceLock::new();
+    CLI.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "libkeepalive"])
+            .args(["-p", "keepalive-cli"])
+            .current_dir(root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --release failed");
+        let cli = shim().with_file_name("keepalive");
+        assert!(cli.exists(), "{} was not built", cli.display());
+        cli
+    })
+}

@@ -19,6 +19,9 @@
 #[cfg(test)]
 extern crate std;
 
+mod command;
+pub use command::{Refused, Value, Why, count_option, millis_option, mode_option, seconds_option};
+
 /// An environment variable the library reads; the names are the original C
 /// libkeepalive's, plus `TCP_USER_TIMEOUT` and `KEEPALIVE_DEBUG`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,301 @@
+//! The command line: one clap definition gives the parser, `--help`, the man page
+//! keepalive(1) and the shell completions.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser};
+use keepalive_config::{Millis, Mode, Probes, Seconds, Var};
+
+const ABOUT: &str = "Turn on TCP keepalive for programs that cannot be changed";
+
+const LONG_ABOUT: &str = "\
+Turn on TCP keepalive for programs that cannot be changed.
+
+keepalive runs a program with libkeepalive preloaded (LD_PRELOAD), so that every TCP \
+socket the program creates or accepts gets SO_KEEPALIVE and the timers given here. It \
+checks first that preloading can reach the program at all: statically linked programs, \
+Go programs, setuid, setgid or file-capability programs and programs of another \
+architecture never load the library, and keepalive says so instead of pretending.
+
+Values are checked by the library's own parser, with the same ranges; a bad value is \
+one line on stderr and exit status 2, and no program is started.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  keepalive run --idle 60s --interval 10s --count 6 -- ./legacy-app
+  keepalive check /usr/bin/redis-server
+  keepalive enable legacy.service --idle 2m --user-timeout 90s --now
+  keepalive env --idle 60 >> /etc/default/legacy
+
+The library is found beside the command (target/release/libkeepalive.so, or \
+../lib/<multiarch>/, ../lib64/ or ../lib/ libkeepalive.so.0) unless --library or \
+KEEPALIVE_LIBRARY names it.
+
+Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
+reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keepalive",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Subcommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Subcommand {
+    /// Run COMMAND with keepalive on its TCP sockets (exec, no extra process)
+    #[command(
+        long_about = "Run COMMAND with keepalive on its TCP sockets.\n\n\
+            Checks COMMAND as `keepalive check` does, sets the variables from the options \
+            (over those inherited), adds the library to LD_PRELOAD (keeping the entries \
+            already there, never twice) and executes COMMAND in place: no extra process, \
+            COMMAND's own exit status, signals and file descriptors. When preloading \
+            cannot reach COMMAND, a warning says why and COMMAND still runs, unless \
+            --strict is given.",
+        after_help = "Example: ExecStart=/usr/bin/keepalive run --idle 60s -- /usr/bin/legacy-app"
+    )]
+    Run(RunArgs),
+    /// Say whether preloading can reach a program, and why (exit 0 yes, 1 no)
+    #[command(
+        long_about = "Say whether preloading can reach a program, and why.\n\n\
+            Looks PROGRAM up in PATH, follows #! scripts to their interpreter (also \
+            through /usr/bin/env NAME) and reads the ELF file: a program without a \
+            loader (statically linked), a Go program (its net package makes system \
+            calls directly), another architecture or word size, setuid or setgid bits \
+            and file capabilities (secure execution: the loader ignores LD_PRELOAD) \
+            are out of reach. Programs whose loader is glibc's or musl's are reachable: \
+            musl's loader takes the library's libc.so.6 as itself.\n\n\
+            Prints one line, the verdict and the reason; exit status 0 when reachable, \
+            1 when not, 2 when PROGRAM cannot be read."
+    )]
+    Check(CheckArgs),
+    /// Preload the library into a systemd service with a drop-in
+    #[command(
+        long_about = "Preload the library into a systemd service with a drop-in.\n\n\
+            Writes UNIT.d/zz-keepalive.conf beside the unit (in /etc/systemd/system, or \
+            the user unit directory with --user) with an Environment= line that keeps \
+            any LD_PRELOAD the unit already sets, and the variables from the options. \
+            Checks the unit's ExecStart program as `keepalive check` does and warns \
+            when preloading cannot reach it. Running it again gives the same file. \
+            Prints the systemctl commands that apply it, or runs them with --now."
+    )]
+    Enable(EnableArgs),
+    /// Remove the drop-in `keepalive enable` wrote, and nothing else
+    Disable(DisableArgs),
+    /// Print the variables as NAME=VALUE lines, for a shell or an Environment= line
+    #[command(long_about = "Print the variables as NAME=VALUE lines.\n\n\
+            LD_PRELOAD names the library found (or --library); the other lines are the \
+            options given, checked as `run` checks them. Settings left at their \
+            default print nothing.")]
+    Env(EnvArgs),
+    /// Write the man page or shell completions to stdout (for packaging)
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Generate {
+    /// keepalive(1) in roff
+    Man,
+    /// A completion script for SHELL
+    Completions { shell: clap_complete::Shell },
+}
+
+/// What the library is told to do: the options `run`, `enable` and `env` share.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Settings {
+    /// Idle time before the first probe (KEEPIDLE): 90s, 2m, 1h; a bare number is seconds
+    #[arg(long, value_name = "DURATION", value_parser = idle)]
+    pub idle: Option<Seconds>,
+    /// Time between probes (KEEPINTVL): as --idle
+    #[arg(long, value_name = "DURATION", value_parser = interval)]
+    pub interval: Option<Seconds>,
+    /// Unanswered probes before the connection is dropped (KEEPCNT): 1 to 127
+    #[arg(long, value_name = "PROBES", value_parser = count)]
+    pub count: Option<Probes>,
+    /// Longest time sent data may stay unacknowledged (TCP_USER_TIMEOUT): with a unit,
+    /// 120s or 120000ms; 0ms is the system default
+    #[arg(long, value_name = "DURATION", value_parser = user_timeout)]
+    pub user_timeout: Option<Millis>,
+    /// on: turn keepalive on; skip: leave SO_KEEPALIVE as the program sets it, apply
+    /// the timers; off: touch nothing (KEEPALIVE)
+    #[arg(long, value_name = "on|skip|off", value_parser = mode)]
+    pub mode: Option<Mode>,
+    /// Report every configured socket on stderr (KEEPALIVE_DEBUG=1)
+    #[arg(long)]
+    pub debug: bool,
+    /// The library to preload [default: found beside this command; env:
+    /// KEEPALIVE_LIBRARY]
+    #[arg(long, value_name = "PATH")]
+    pub library: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Do not start COMMAND when preloading cannot reach it (exit status 1)
+    #[arg(long)]
+    pub strict: bool,
+    /// The program and its arguments
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// A program name (looked up in PATH) or a path
+    #[arg(value_name = "COMMAND|PATH")]
+    pub program: OsString,
+    /// One JSON object instead of the line
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the unit lives.
+#[derive(Args, Debug)]
+pub struct Place {
+    /// The service, as systemctl names it (a name without a suffix is a .service)
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
+    /// A user unit (~/.config/systemd/user) instead of a system unit
+    #[arg(long)]
+    pub user: bool,
+    /// Work on the file system under DIR instead of /, without a running systemd
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Also run `systemctl daemon-reload` and `systemctl restart UNIT`
+    #[arg(long, conflicts_with = "root")]
+    pub now: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EnableArgs {
+    #[command(flatten)]
+    pub place: Place,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Args, Debug)]
+pub struct DisableArgs {
+    #[command(flatten)]
+    pub place: Place,
+}
+
+#[derive(Args, Debug)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+fn refused(refusal: keepalive_config::Refused) -> String {
+    refusal.to_string()
+}
+
+fn idle(text: &str) -> Result<Seconds, String> {
+    keepalive_config::seconds_option(Var::Idle, text.as_bytes()).map_err(refused)
+}
+
+fn interval(text: &str) -> Result<Seconds, String> {
+    keepalive_config::seconds_option(Var::Interval, text.as_bytes()).map_err(refused)
+}
+
+fn count(text: &str) -> Result<Probes, String> {
+    keepalive_config::count_option(text.as_bytes()).map_err(refused)
+}
+
+fn user_timeout(text: &str) -> Result<Millis, String> {
+    keepalive_config::millis_option(text.as_bytes()).map_err(refused)
+}
+
+fn mode(text: &str) -> Result<Mode, String> {
+    keepalive_config::mode_option(text.as_bytes()).map_err(refused)
+}
+
+/// Help and version go to stdout as clap writes them; every other error is one line,
+/// `keepalive: <what was typed>: <what is accepted>`, and exit status 2.
+pub fn report_parse_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(err.exit_code() as u8)
+        }
+        _ => {
+            // clap's message runs up to the first blank line ("… not provided:" and
+            // the missing argument on the next); usage and hints follow it.
+            let text = err.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("keepalive: {message} (see keepalive --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// keepalive(1), one page: the command's name, synopsis, description and options, a
+/// section for each subcommand with its own synopsis, description and options, then
+/// the examples and exit status of `--help`.
+pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
+    let mut command = Cli::command();
+    command.build();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    for sub in command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+    {
+        let name = format!("keepalive {}", sub.get_name());
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        let man = clap_mangen::Man::new(sub.clone().bin_name(&name));
+        let mut section = Vec::new();
+        man.render_synopsis_section(&mut section)?;
+        man.render_description_section(&mut section)?;
+        man.render_options_section(&mut section)?;
+        // One page: each subcommand's parts become subsections of its own section.
+        let text = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+        out.write_all(text.as_bytes())?;
+    }
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SH NOTES");
+    out.write_all(extra.as_bytes())?;
+    writeln!(out, ".SH \"SEE ALSO\"")?;
+    writeln!(out, "ld.so(8), tcp(7), socket(7), systemd.exec(5), ss(8)")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

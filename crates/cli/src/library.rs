@@ -1,0 +1,136 @@
+//! Finding the library to preload, and putting it in `LD_PRELOAD`.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::Failure;
+
+/// The Debian multiarch triplet of the target this command was built for: packages
+/// install the library under /usr/lib/<triplet>/.
+const MULTIARCH: &str = env!("KEEPALIVE_MULTIARCH");
+
+/// The library named by `--library`, else by `KEEPALIVE_LIBRARY`, else the first that
+/// exists of the install layouts relative to the directory D of this executable:
+/// D/libkeepalive.so (cargo's target/release), D/../lib/<multiarch>/libkeepalive.so.0
+/// (Debian), D/../lib64/libkeepalive.so.0 (RPM), D/../lib/libkeepalive.so.0 (tarball,
+/// /usr/local). Always absolute: it is written into LD_PRELOAD and unit files, which
+/// are read from another working directory.
+pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
+    let named = option
+        .map(|path| (path.to_path_buf(), "--library"))
+        .or_else(|| {
+            std::env::var_os("KEEPALIVE_LIBRARY")
+                .filter(|value| !value.is_empty())
+                .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
+        });
+    if let Some((path, source)) = named {
+        return absolute(&path)
+            .filter(|path| path.is_file())
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "{source} {}: no such library file",
+                    quoted(path.as_os_str())
+                ))
+            });
+    }
+    let exe = std::env::current_exe()
+        .map_err(|err| Failure::usage(format!("cannot find this command's own file: {err}")))?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = beside(dir);
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            Failure::usage(format!(
+                "cannot find the library: looked at {}; name it with --library PATH or KEEPALIVE_LIBRARY",
+                looked.join(", ")
+            ))
+        })
+}
+
+/// Where the packages and `cargo build` put the library, relative to the directory of
+/// the command, in the order they are tried.
+fn beside(dir: &Path) -> Vec<PathBuf> {
+    let up = dir.parent().unwrap_or(dir);
+    vec![
+        dir.join("libkeepalive.so"),
+        up.join("lib").join(MULTIARCH).join("libkeepalive.so.0"),
+        up.join("lib64/libkeepalive.so.0"),
+        up.join("lib/libkeepalive.so.0"),
+    ]
+}
+
+fn absolute(path: &Path) -> Option<PathBuf> {
+    std::path::absolute(path).ok()
+}
+
+/// `LD_PRELOAD` with `library` added after the entries already there, unless it is
+/// one of them. ld.so(8) separates entries with colons or spaces.
+pub fn preload(existing: Option<&OsStr>, library: &Path) -> OsString {
+    let mut entries: Vec<&[u8]> = existing
+        .map(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b':' || b == b' ')
+                .filter(|entry| !entry.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ours = library.as_os_str().as_bytes();
+    if !entries.iter().any(|entry| same_file(entry, library)) {
+        entries.push(ours);
+    }
+    OsString::from_vec(entries.join(&b' '))
+}
+
+/// Whether an `LD_PRELOAD` entry is `library`: the same path, or the same file.
+pub fn same_file(entry: &[u8], library: &Path) -> bool {
+    let entry = Path::new(OsStr::from_bytes(entry));
+    entry == library
+        || match (entry.canonicalize(), library.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+}
+
+/// A path or value as the user typed it, quoted so that blanks show.
+pub fn quoted(text: &OsStr) -> String {
+    format!("'{}'", text.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_keeps_entries_and_never_adds_twice() {
+        let lib = Path::new("/usr/lib/libkeepalive.so.0");
+        assert_eq!(preload(None, lib), "/usr/lib/libkeepalive.so.0");
+        assert_eq!(
+            preload(Some(OsStr::new("/a.so:/b.so")), lib),
+            "/a.so /b.so /usr/lib/libkeepalive.so.0"
+        );
+        assert_eq!(
+            preload(Some(OsStr::new("/usr/lib/libkeepalive.so.0 /a.so")), lib),
+            "/usr/lib/libkeepalive.so.0 /a.so"
+        );
+    }
+
+    #[test]
+    fn layouts_are_tried_in_the_agreed_order() {
+        let found = beside(Path::new("/usr/bin"));
+        assert_eq!(found[0], Path::new("/usr/bin/libkeepalive.so"));
+        assert_eq!(
+            found[1],
+            Path::new(&format!("/usr/lib/{MULTIARCH}/libkeepalive.so.0"))
+        );
+        assert_eq!(found[2], Path::new("/usr/lib64/libkeepalive.so.0"));
+        assert_eq!(found[3], Path::new("/usr/lib/libkeepalive.so.0"));
+    }
+}

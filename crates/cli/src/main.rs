@@ -1,0 +1,81 @@
+//! `keepalive`: run a program with TCP keepalive, wrap a systemd unit, check whether
+//! preloading can reach a program.
+//!
+//! The command never configures a socket itself: it sets the variables the library
+//! reads and puts the library in `LD_PRELOAD`, after checking the values with the
+//! library's own parser (crates/config) and the program with [`check`].
+
+mod check;
+mod cli;
+mod env;
+mod json;
+mod library;
+mod run;
+mod unit;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Generate, Subcommand};
+
+/// A failure the user can act on: one line on stderr, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    /// Bad input: a value, a name or a file the user gave (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+
+    /// A failure with its own exit status.
+    pub fn with_code(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cli::report_parse_error(err),
+    };
+    let result = match cli.command {
+        Subcommand::Run(args) => run::run(args),
+        Subcommand::Check(args) => check::command(&args),
+        Subcommand::Enable(args) => unit::enable(&args),
+        Subcommand::Disable(args) => unit::disable(&args),
+        Subcommand::Env(args) => env::print(&args),
+        Subcommand::Generate { what } => generate(what),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("keepalive: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// The man page and completions, from the same definition as `--help`.
+fn generate(what: Generate) -> Result<ExitCode, Failure> {
+    let mut out = std::io::stdout().lock();
+    let written = match what {
+        Generate::Man => cli::man_page(&mut out),
+        Generate::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut out);
+            Ok(())
+        }
+    };
+    written.map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! `keepalive run`: check, set the variables, exec.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+use keepalive_config::Var;
+
+use crate::Failure;
+use crate::check::{self, Root};
+use crate::cli::RunArgs;
+use crate::env;
+use crate::library::{self, quoted};
+
+/// Replaces this process with COMMAND, the library preloaded: COMMAND keeps the process
+/// id, the file descriptors and the signal dispositions, and its exit status is the
+/// one the caller sees (execve(2)). Returns only when COMMAND cannot be started.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(
+        &args.settings,
+        |name| std::env::var_os(name),
+        "in the environment",
+    )?;
+    let library = library::find(args.settings.library.as_deref())?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+    match check::inspect(program, &Root::host()) {
+        Ok(verdict) if !verdict.reach.reachable() => {
+            eprintln!("{}", verdict.warning());
+            if args.strict {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Ok(_) => {}
+        Err(failure) if failure.code == 127 || args.strict => return Err(failure),
+        Err(failure) => eprintln!("keepalive: warning: cannot check: {}", failure.message),
+    }
+    let mut command = Command::new(program);
+    command.args(arguments);
+    for var in Var::ALL {
+        command.env_remove(env::name(var));
+    }
+    for (var, value) in config.variables() {
+        command.env(env::name(var), value.to_string());
+    }
+    let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
+    command.env("LD_PRELOAD", preload);
+    let err = command.exec();
+    let code = match err.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    Err(Failure::with_code(
+        code,
+        format!("cannot run {}: {err}", quoted(program)),
+    ))
+}

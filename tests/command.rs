@@ -1,0 +1,841 @@
+//! The `keepalive` command, run from outside as an operator runs it: real clients and
+//! servers seen with `ss -tno`, real static, musl, 32-bit, Go, set-ID, file-capability
+//! and script programs, and systemd units checked by `systemd-analyze verify`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::net::Proc;
+use common::{have, keepalive, skip, wait_for_connection};
+
+const IDLE_S: u64 = 45;
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// The command with a clean environment: none of the library's variables, no
+/// LD_PRELOAD and no KEEPALIVE_LIBRARY from the developer's shell.
+fn cli() -> Command {
+    let mut command = Command::new(keepalive());
+    for name in common::VARIABLES {
+        command.env_remove(name);
+    }
+    command
+        .env_remove("LD_PRELOAD")
+        .env_remove("KEEPALIVE_LIBRARY");
+    command
+}
+
+fn output(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keepalive");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("command")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Asserts that every connection ss finds for `filter` carries a keepalive timer of
+/// at most IDLE_S, and not far below it (the connections are seconds old).
+fn assert_timers(what: &str, filter: &str, expected: usize) {
+    let deadline = std::time::Instant::now() + CONNECT_WAIT;
+    let mut timers = wait_for_connection(filter, CONNECT_WAIT);
+    while timers.len() < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        timers = common::ss_keepalive(filter);
+    }
+    assert_eq!(timers.len(), expected, "{what}: connections for {filter}");
+    for timer in timers {
+        let timer =
+            timer.unwrap_or_else(|| panic!("{what}: a connection without a keepalive timer"));
+        assert!(
+            timer <= Duration::from_secs(IDLE_S) && timer >= Duration::from_secs(IDLE_S - 20),
+            "{what}: keepalive timer {timer:?}, --idle {IDLE_S}s"
+        );
+    }
+}
+
+/// `keepalive run` on a python3 server and on python3, node and perl clients: every
+/// end of every connection has the timer asked for, seen by ss.
+#[test]
+fn run_configures_real_clients_and_servers() {
+    let test = "run_configures_real_clients_and_servers";
+    if !["ss", "python3", "node", "perl"]
+        .iter()
+        .all(|p| have(test, p))
+    {
+        return;
+    }
+    let idle = format!("{IDLE_S}s");
+    let port = common::free_port();
+    let server = format!(
+        "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('127.0.0.1',{port}))\ns.listen(8)\nprint('listening',flush=True)\nheld=[]\n\
+         while True: held.append(s.accept())\n"
+    );
+    let mut server = Proc::spawn(
+        cli()
+            .args(["run", "--idle", &idle, "--interval", "5s", "--"])
+            .args(["python3", "-c", &server]),
+    );
+    server
+        .line("listening", CONNECT_WAIT)
+        .expect("the python3 server never listened");
+
+    let clients = [
+        (
+            "python3",
+            vec![
+                "-c".to_string(),
+                format!(
+                    "import socket,time\nc=socket.create_connection(('127.0.0.1',{port}))\ntime.sleep(60)"
+                ),
+            ],
+        ),
+        (
+            "node",
+            vec![
+                "-e".to_string(),
+                format!("require('net').connect({port},'127.0.0.1');setTimeout(()=>{{}},60000)"),
+            ],
+        ),
+        (
+            "perl",
+            vec![
+                "-MIO::Socket::INET".to_string(),
+                "-e".to_string(),
+                format!("$c=IO::Socket::INET->new('127.0.0.1:{port}') or die; sleep 60"),
+            ],
+        ),
+    ];
+    let _running: Vec<Proc> = clients
+        .iter()
+        .map(|(program, args)| {
+            Proc::spawn(
+                cli()
+                    .args(["run", "--idle", &idle, "--"])
+                    .arg(program)
+                    .args(args),
+            )
+        })
+        .collect();
+    assert_timers("clients", &format!("( dport = :{port} )"), 3);
+    assert_timers("python3 server", &format!("( sport = :{port} )"), 3);
+}
+
+/// Options given, variables inherited, and words the refusal must contain.
+type BadCase = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// A bad option, an unknown option, a missing COMMAND or a bad inherited variable:
+/// one line naming what was typed and what is accepted, in the library's words, exit
+/// status 2, and the program — which would create a file — never starts.
+#[test]
+fn bad_input_never_starts_the_program() {
+    let dir = scratch("bad_input");
+    let marker = dir.join("started");
+    let touch = ["--", "touch", marker.to_str().unwrap()];
+    let cases: [BadCase; 8] = [
+        (
+            &["--idle", "40000"],
+            &[],
+            &["'40000'", "--idle", "whole seconds from 1 to 32767"],
+        ),
+        (
+            &["--idle", "1500ms"],
+            &[],
+            &["'1500ms'", "whole seconds from 1 to 32767"],
+        ),
+        (
+            &["--count", "0"],
+            &[],
+            &["'0'", "--count", "a whole number of probes from 1 to 127"],
+        ),
+        (
+            &["--user-timeout", "120"],
+            &[],
+            &["'120'", "120s or 120000ms", "whole milliseconds"],
+        ),
+        (&["--mode", "maybe"], &[], &["'maybe'", "on, off or skip"]),
+        (&["--idel", "60"], &[], &["'--idel'"]),
+        (
+            &[],
+            &[("KEEPIDLE", "abc")],
+            &["KEEPIDLE='abc'", "whole seconds from 1 to 32767"],
+        ),
+        (
+            &[],
+            &[("KEEPALIVE", "yes")],
+            &["KEEPALIVE='yes'", "on, off or skip"],
+        ),
+    ];
+    for (options, vars, expected) in cases {
+        let (code, stdout, stderr) = output(
+            cli()
+                .arg("run")
+                .args(options)
+                .args(touch)
+                .envs(vars.iter().copied()),
+        );
+        let what = format!("run {options:?} with {vars:?}");
+        assert_eq!(code, 2, "{what}: {stderr}");
+        assert_eq!(stdout, "", "{what}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        for word in expected {
+            assert!(stderr.contains(word), "{what}: {word:?} not in {stderr:?}");
+        }
+        assert!(!marker.exists(), "{what}: the program ran");
+    }
+    // An option replaces a bad inherited value instead of tripping over it.
+    let (code, _, stderr) = output(
+        cli()
+            .args(["run", "--idle", "60"])
+            .args(touch)
+            .env("KEEPIDLE", "abc"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(marker.exists());
+
+    let (code, _, stderr) = output(cli().arg("run"));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    assert!(stderr.contains("COMMAND"), "{stderr}");
+}
+
+/// `run` executes COMMAND in its own place: the same process id, COMMAND's exit
+/// status, the variables set and LD_PRELOAD kept with the library once.
+#[test]
+fn run_execs_in_place() {
+    let mut command = cli();
+    command
+        .args([
+            "run",
+            "--idle",
+            "2m",
+            "--user-timeout",
+            "90s",
+            "--mode",
+            "skip",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "echo pid=$$; env | grep -E '^(KEEP|TCP_USER|LD_PRELOAD)' | sort; exit 7",
+        ])
+        .env(
+            "LD_PRELOAD",
+            format!("/nonexistent/a.so:{}", common::shim().display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("spawn keepalive run");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let preload = format!("LD_PRELOAD=/nonexistent/a.so {}", common::shim().display());
+    assert_eq!(
+        lines,
+        [
+            format!("pid={pid}").as_str(),
+            "KEEPALIVE=skip",
+            "KEEPIDLE=120",
+            preload.as_str(),
+            "TCP_USER_TIMEOUT=90000",
+        ]
+    );
+}
+
+/// A program built from tests/support/sockopt.c with `compiler` and `flags`, or None
+/// after saying why.
+fn sockopt(test: &str, compiler: &str, flags: &[&str], name: &str) -> Option<PathBuf> {
+    if !have(test, compiler) {
+        return None;
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sockopt.c");
+    let output = scratch(name).join(name);
+    let built = Command::new(compiler)
+        .args(flags)
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .output()
+        .expect("run compiler");
+    if !built.status.success() {
+        skip(
+            test,
+            &format!(
+                "{compiler} {flags:?} cannot build here: {}",
+                String::from_utf8_lossy(&built.stderr).trim()
+            ),
+        );
+        return None;
+    }
+    Some(output)
+}
+
+/// What `check --json` says of `program`: (exit status, "kind" field, the JSON).
+fn check(program: &Path) -> (i32, String, String) {
+    let (code, stdout, stderr) = output(cli().args(["check", "--json"]).arg(program));
+    let kind = stdout
+        .split("\"kind\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no kind in {stdout:?} {stderr:?}"))
+        .to_string();
+    (code, kind, stdout)
+}
+
+/// What the program prints when `keepalive run --idle 45s` starts it: the settings
+/// its socket got.
+fn run_sockopt(program: &Path) -> String {
+    let (code, stdout, stderr) = output(cli().args(["run", "--idle", "45s", "--"]).arg(program));
+    assert_eq!(code, 0, "{}: {stderr}", program.display());
+    stdout.trim().to_string()
+}
+
+const CONFIGURED: &str = "keepalive=1 idle=45";
+
+/// glibc and musl programs: `check` says reachable, and `run` configures their socket.
+#[test]
+fn check_and_run_agree_on_glibc_and_musl_programs() {
+    let test = "check_and_run_agree_on_glibc_and_musl_programs";
+    for (compiler, kind) in [("cc", "glibc"), ("musl-gcc", "musl")] {
+        let Some(program) = sockopt(test, compiler, &[], &format!("sockopt-{kind}")) else {
+            continue;
+        };
+        let (code, found, json) = check(&program);
+        assert_eq!((code, found.as_str()), (0, kind), "{json}");
+        assert!(json.contains("\"reachable\":true"), "{json}");
+        assert_eq!(run_sockopt(&program), CONFIGURED, "{kind}");
+    }
+}
+
+/// Statically linked and 32-bit programs: `check` says why not (exit 1), `run`
+/// warns and still runs them — and their socket is indeed untouched — and `run
+/// --strict` does not start them.
+#[test]
+fn check_and_run_agree_on_static_and_32_bit_programs() {
+    let test = "check_and_run_agree_on_static_and_32_bit_programs";
+    for (flags, kind, name) in [
+        (&["-static"][..], "static", "sockopt-static"),
+        (&["-m32"][..], "class", "sockopt-m32"),
+    ] {
+        let Some(program) = sockopt(test, "cc", flags, name) else {
+            continue;
+        };
+        let (code, found, json) = check(&program);
+        assert_eq!((code, found.as_str()), (1, kind), "{json}");
+        let (code, stdout, stderr) =
+            output(cli().args(["run", "--idle", "45s", "--"]).arg(&program));
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        assert!(stdout.starts_with("keepalive=0 "), "{kind}: {stdout}");
+        let warning = stderr
+            .lines()
+            .find(|line| line.starts_with("keepalive: warning: preloading cannot reach"))
+            .unwrap_or_else(|| panic!("{kind}: no warning in {stderr:?}"));
+        assert!(
+            warning.contains(&program.display().to_string()),
+            "{warning}"
+        );
+        let (code, stdout, _) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+        assert_eq!(
+            (code, stdout.as_str()),
+            (1, ""),
+            "{kind}: --strict started it"
+        );
+    }
+}
+
+/// A real Go program built here with Debian's golang-go: `check` says Go, and the
+/// socket Go's net package creates is indeed not configured by `run`.
+#[test]
+fn check_and_run_agree_on_a_go_program() {
+    let test = "check_and_run_agree_on_a_go_program";
+    if !have(test, "go") {
+        return;
+    }
+    let dir = scratch("go");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go/main.go");
+    let program = dir.join("gosock");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("path"))
+        .env("HOME", &dir)
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("run go build");
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let (code, found, json) = check(&program);
+    assert_eq!((code, found.as_str()), (1, "go"), "{json}");
+    let (code, stdout, stderr) = output(cli().args(["run", "--idle", "45s", "--"]).arg(&program));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("keepalive=0 "), "{stdout}");
+}
+
+/// Set-user-ID and file-capability copies of a glibc program: `check` says secure
+/// execution, and run by another user (as nobody, through setpriv) with the library
+/// preloaded, their socket is indeed untouched while the plain copy's is configured.
+#[test]
+fn check_and_run_agree_on_setuid_and_capability_programs() {
+    let test = "check_and_run_agree_on_setuid_and_capability_programs";
+    if !have(test, "setpriv") || !have(test, "setcap") {
+        return;
+    }
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(test, "needs root to make set-user-ID and capability copies");
+        return;
+    }
+    let Some(plain) = sockopt(test, "cc", &[], "sockopt-secure") else {
+        return;
+    };
+    let dir = plain.parent().unwrap().to_path_buf();
+    let copy = |name: &str| {
+        let path = dir.join(name);
+        std::fs::copy(&plain, &path).expect("copy program");
+        path
+    };
+    let setuid = copy("setuid");
+    let setgid = copy("setgid");
+    let capable = copy("capable");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let status = Command::new("setcap")
+        .arg("cap_net_raw+ep")
+        .arg(&capable)
+        .status()
+        .unwrap();
+    assert!(status.success(), "setcap");
+    // The scratch directory must be reachable by nobody.
+    for dir in dir.ancestors() {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
+        }
+    }
+    let as_nobody = |program: &Path| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .env("LD_PRELOAD", common::shim())
+            .env("KEEPIDLE", "45")
+            .output()
+            .expect("run setpriv");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(as_nobody(&plain), CONFIGURED, "the plain copy, as nobody");
+    for (program, kind) in [
+        (&setuid, "setuid"),
+        (&setgid, "setgid"),
+        (&capable, "capabilities"),
+    ] {
+        let (code, found, json) = check(program);
+        assert_eq!((code, found.as_str()), (1, kind), "{json}");
+        assert!(
+            as_nobody(program).starts_with("keepalive=0 "),
+            "{kind}: reached"
+        );
+    }
+}
+
+/// Scripts: `check` follows `#!` and `/usr/bin/env NAME` to the program the kernel
+/// runs, and `run` on the script configures the interpreter's sockets.
+#[test]
+fn check_follows_scripts_to_their_interpreter() {
+    let test = "check_follows_scripts_to_their_interpreter";
+    if !have(test, "perl") {
+        return;
+    }
+    let dir = scratch("scripts");
+    let perl = Command::new("sh")
+        .args(["-c", "command -v perl"])
+        .output()
+        .unwrap();
+    let perl = String::from_utf8_lossy(&perl.stdout).trim().to_string();
+    let perl_real = std::fs::canonicalize(&perl).unwrap();
+    let body = "use Socket; socket(my $s, PF_INET, SOCK_STREAM, 0) or die;\n\
+                my $on = unpack('i', getsockopt($s, SOL_SOCKET, SO_KEEPALIVE));\n\
+                # IPPROTO_TCP = 6, TCP_KEEPIDLE = 4 (netinet/tcp.h)\n\
+                my $idle = unpack('i', getsockopt($s, 6, 4));\n\
+                print \"keepalive=$on idle=$idle\\n\";\n";
+    let by_env = dir.join("by-env.pl");
+    let direct = dir.join("direct.pl");
+    let nested = dir.join("nested.sh");
+    std::fs::write(&by_env, format!("#!/usr/bin/env perl\n{body}")).unwrap();
+    std::fs::write(&direct, format!("#!{}\n{body}", perl_real.display())).unwrap();
+    std::fs::write(
+        &nested,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", by_env.display()),
+    )
+    .unwrap();
+    let not_a_program = dir.join("data.txt");
+    std::fs::write(&not_a_program, "just text\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&by_env, &direct, &nested, &not_a_program] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (code, kind, json) = check(&by_env);
+    assert_eq!((code, kind.as_str()), (0, "glibc"), "{json}");
+    let chain = format!(
+        "\"program\":\"{perl}\",\"scripts\":[\"{}\"]",
+        by_env.display()
+    );
+    assert!(json.contains(&chain), "{json}");
+    assert_eq!(run_sockopt(&by_env), CONFIGURED);
+    let (code, kind, json) = check(&direct);
+    assert_eq!((code, kind.as_str()), (0, "glibc"), "{json}");
+    assert!(
+        json.contains(&format!("\"program\":\"{}\"", perl_real.display())),
+        "{json}"
+    );
+    assert_eq!(run_sockopt(&nested), CONFIGURED);
+
+    let (code, stdout, stderr) = output(cli().arg("check").arg(&not_a_program));
+    assert_eq!(
+        (code, stdout.as_str(), stderr.lines().count()),
+        (2, "", 1),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not an ELF program or #! script"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(cli().args(["check", "no-such-program-here"]));
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("'no-such-program-here': not found in PATH"),
+        "{stderr}"
+    );
+}
+
+/// A unit tree under `--root`: app.service sets its own LD_PRELOAD and KEEPCNT, and an
+/// override.conf drop-in adds a variable.
+fn unit_root(name: &str) -> PathBuf {
+    let root = scratch(name);
+    let system = root.join("etc/systemd/system");
+    std::fs::create_dir_all(system.join("app.service.d")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/sleep", root.join("usr/bin/sleep")).unwrap();
+    std::fs::write(
+        system.join("app.service"),
+        "[Unit]\nDescription=an app\n\n[Service]\n\
+         Environment=\"LD_PRELOAD=/usr/lib/libother.so\" KEEPCNT=4\n\
+         ExecStart=/usr/bin/sleep infinity\n",
+    )
+    .unwrap();
+    std::fs::write(
+        system.join("app.service.d/override.conf"),
+        "[Service]\nEnvironment=OTHER=1\n",
+    )
+    .unwrap();
+    root
+}
+
+/// `systemd-analyze verify` on the unit with its drop-ins, read from the root's unit
+/// directory and then the host's (for the targets a service depends on). It exits 0
+/// even for lines it ignores, so its output must be empty too.
+fn verify(root: &Path, unit: &str) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", unit])
+        .env(
+            "SYSTEMD_UNIT_PATH",
+            format!("{}:", root.join("etc/systemd/system").display()),
+        )
+        .output()
+        .expect("run systemd-analyze");
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {unit}:\n{said}"
+    );
+}
+
+/// The `Environment=` assignments of a drop-in, unquoted (each line here holds one).
+fn assignments(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("Environment=\""))
+        .map(|rest| rest.trim_end_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn enable_and_disable_under_root() {
+    let test = "enable_and_disable_under_root";
+    if !have(test, "systemd-analyze") {
+        return;
+    }
+    let root = unit_root("enable");
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let library = common::shim();
+    let enable = || {
+        output(
+            cli()
+                .arg("enable")
+                .arg("app")
+                .arg("--root")
+                .arg(&root)
+                .args(["--idle", "1m", "--user-timeout", "90s"]),
+        )
+    };
+    let (code, stdout, stderr) = enable();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("wrote "), "{stdout}");
+    let text = std::fs::read_to_string(&drop_in).expect("drop-in written");
+    assert_eq!(
+        assignments(&text),
+        [
+            format!("LD_PRELOAD=/usr/lib/libother.so {}", library.display()),
+            "KEEPIDLE=60".to_string(),
+            "TCP_USER_TIMEOUT=90000".to_string(),
+        ]
+    );
+    verify(&root, "app.service");
+
+    // Twice gives the same file.
+    let (code, stdout, _) = enable();
+    assert_eq!(code, 0);
+    assert!(stdout.contains("up to date"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&drop_in).unwrap(), text);
+
+    // disable removes that file only.
+    let (code, _, stderr) = output(cli().args(["disable", "app.service", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!drop_in.exists());
+    assert!(drop_in.with_file_name("override.conf").exists());
+    verify(&root, "app.service");
+
+    // A file of the same name it did not write is left alone.
+    std::fs::write(&drop_in, "[Service]\nEnvironment=MINE=1\n").unwrap();
+    let (code, _, stderr) = output(cli().args(["disable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(drop_in.exists(), "removed a file enable did not write");
+}
+
+/// What enable refuses: names with a path, units that do not exist, a bad value in
+/// the unit, and an EnvironmentFile= whose LD_PRELOAD would silently replace the
+/// drop-in's. Nothing is written for any of them.
+#[test]
+fn enable_refuses_without_writing() {
+    let root = unit_root("enable_refuses");
+    let system = root.join("etc/systemd/system");
+    let written = || {
+        system.join("app.service.d/zz-keepalive.conf").exists()
+            || system.join("nope.service.d").exists()
+    };
+    let enable = |unit: &str| output(cli().args(["enable", unit, "--root"]).arg(&root));
+    for (unit, words) in [
+        ("../app.service", "not a unit name"),
+        ("nope", "nope.service: no such unit"),
+        ("app.socket", "only a .service"),
+    ] {
+        let (code, _, stderr) = enable(unit);
+        assert_eq!((code, stderr.lines().count()), (2, 1), "{unit}: {stderr}");
+        assert!(stderr.contains(words), "{unit}: {stderr}");
+        assert!(!written(), "{unit}");
+    }
+    std::fs::write(
+        system.join("app.service.d/bad.conf"),
+        "[Service]\nEnvironment=KEEPIDLE=0\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("KEEPIDLE='0' in app.service: expected whole seconds from 1 to 32767"),
+        "{stderr}"
+    );
+    assert!(!written());
+    std::fs::remove_file(system.join("app.service.d/bad.conf")).unwrap();
+
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    std::fs::write(
+        root.join("etc/default/app"),
+        "LD_PRELOAD=/usr/lib/libother.so\n",
+    )
+    .unwrap();
+    std::fs::write(
+        system.join("app.service.d/env.conf"),
+        "[Service]\nEnvironmentFile=-/etc/default/app\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("EnvironmentFile=/etc/default/app sets LD_PRELOAD"),
+        "{stderr}"
+    );
+    assert!(!written());
+}
+
+/// `enable` checks the unit's ExecStart program under the root and warns as `run`
+/// does, and still writes the drop-in.
+#[test]
+fn enable_warns_about_a_static_exec_start() {
+    let test = "enable_warns_about_a_static_exec_start";
+    let Some(program) = sockopt(test, "cc", &["-static"], "sockopt-static-unit") else {
+        return;
+    };
+    let root = unit_root("enable_static");
+    std::fs::copy(&program, root.join("usr/bin/static-app")).unwrap();
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/bin/sleep infinity", "/usr/bin/static-app");
+    std::fs::write(&unit, text).unwrap();
+    let (code, _, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "keepalive: warning: preloading cannot reach /usr/bin/static-app: statically linked"
+        ),
+        "{stderr}"
+    );
+}
+
+/// `env` prints what `run` would set; the man page comes from the same definition as
+/// --help and is valid roff.
+#[test]
+fn env_help_and_man_page() {
+    let test = "env_help_and_man_page";
+    let (code, stdout, _) = output(cli().args([
+        "env",
+        "--idle",
+        "90s",
+        "--interval",
+        "10",
+        "--count",
+        "5",
+        "--debug",
+    ]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        format!(
+            "LD_PRELOAD={}\nKEEPIDLE=90\nKEEPINTVL=10\nKEEPCNT=5\nKEEPALIVE_DEBUG=1\n",
+            common::shim().display()
+        )
+    );
+    let (code, stdout, _) =
+        output(cli().args(["env", "--library", "/nonexistent/libkeepalive.so"]));
+    assert_eq!((code, stdout.as_str()), (2, ""));
+
+    let (_, help, _) = output(cli().args(["run", "--help"]));
+    let (code, man, _) = output(cli().args(["generate", "man"]));
+    assert_eq!(code, 0);
+    for option in [
+        "--idle",
+        "--interval",
+        "--count",
+        "--user-timeout",
+        "--mode",
+        "--debug",
+        "--library",
+        "--strict",
+    ] {
+        assert!(help.contains(option), "run --help lacks {option}");
+        assert!(
+            man.contains(&option.replace('-', "\\-")),
+            "keepalive(1) lacks {option}"
+        );
+    }
+    for sub in ["run", "check", "enable", "disable", "env"] {
+        assert!(
+            man.contains(&format!(".SH \"KEEPALIVE {}\"", sub.to_uppercase())),
+            "no section for {sub}"
+        );
+    }
+    if have(test, "mandoc") {
+        let mut lint = Command::new("mandoc")
+            .args(["-Tlint", "-Werror"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(man.as_bytes())
+            .unwrap();
+        let out = lint.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "mandoc: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let (code, bash, _) = output(cli().args(["generate", "completions", "bash"]));
+    assert_eq!(code, 0);
+    assert!(bash.contains("--user-timeout"));
+}
+
+/// The library is found beside the command in each install layout, and a clear line
+/// names the places looked at when it is nowhere.
+#[test]
+fn library_is_found_beside_the_command() {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    for (layout, library) in [
+        ("bin", "bin/libkeepalive.so".to_string()),
+        ("bin", format!("lib/{triplet}/libkeepalive.so.0")),
+        ("bin", "lib64/libkeepalive.so.0".to_string()),
+        ("bin", "lib/libkeepalive.so.0".to_string()),
+    ] {
+        let prefix = scratch("layout");
+        std::fs::create_dir_all(prefix.join(layout)).unwrap();
+        let command = prefix.join(layout).join("keepalive");
+        std::fs::copy(keepalive(), &command).unwrap();
+        let (code, _, stderr) = output(Command::new(&command).arg("env"));
+        assert_eq!(code, 2, "{library}: {stderr}");
+        for place in [
+            "bin/libkeepalive.so",
+            "lib64/libkeepalive.so.0",
+            "lib/libkeepalive.so.0",
+        ] {
+            assert!(
+                stderr.contains(&prefix.join(place).display().to_string()),
+                "{stderr}"
+            );
+        }
+        let path = prefix.join(&library);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::copy(common::shim(), &path).unwrap();
+        let (code, stdout, stderr) = output(Command::new(&command).arg("env"));
+        assert_eq!(code, 0, "{library}: {stderr}");
+        assert_eq!(
+            stdout,
+            format!("LD_PRELOAD={}\n", path.display()),
+            "{library}"
+        );
+    }
+}
