@@ -50,18 +50,32 @@ fn glibc_versions(file: &Path) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// The portable command packaging/dist built beside the library.
+fn portable_command(test: &str) -> Option<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    common::dist(test).map(|dir| dir.join(format!("keepalive-{version}")))
+}
+
 #[test]
-fn portable_library_needs_no_glibc_above_2_17() {
-    let Some(library) = common::portable("portable_library_needs_no_glibc_above_2_17") else {
+fn portable_library_and_command_need_no_glibc_above_2_17() {
+    let test = "portable_library_and_command_need_no_glibc_above_2_17";
+    let (Some(library), Some(command)) = (common::portable(test), portable_command(test)) else {
         return;
     };
-    let versions = glibc_versions(&library);
-    assert!(!versions.is_empty(), "no versioned imports seen");
-    for (symbol, version) in &versions {
+    for file in [library, command] {
+        let versions = glibc_versions(&file);
         assert!(
-            version.as_slice() <= OLDEST_GLIBC.as_slice(),
-            "{symbol} needs a glibc newer than 2.17"
+            !versions.is_empty(),
+            "no versioned imports seen in {}",
+            file.display()
         );
+        for (symbol, version) in &versions {
+            assert!(
+                version.as_slice() <= OLDEST_GLIBC.as_slice(),
+                "{}: {symbol} needs a glibc newer than 2.17",
+                file.display()
+            );
+        }
     }
 }
 
@@ -358,4 +372,36 @@ fn debian_11_netcat_connection_shows_keepalive_timer() {
     assert_eq!(timers.len(), 1, "nc's connection not seen: {timers:?}");
     let timer = timers[0].expect("no keepalive timer on nc's socket");
     assert!(timer <= Duration::from_secs(45), "{timer:?}");
+}
+
+/// The portable command runs on Debian 11's glibc 2.31 and prints the configuration
+/// for a service there, naming the library it was given.
+#[test]
+fn debian_11_runs_the_portable_command() {
+    let test = "debian_11_runs_the_portable_command";
+    let (Some(library), Some(command)) = (common::portable(test), portable_command(test)) else {
+        return;
+    };
+    let Some(bullseye) = Bullseye::fetch(test) else {
+        return;
+    };
+    let lib = bullseye.root.join("lib/x86_64-linux-gnu");
+    let output = Command::new(lib.join("ld-2.31.so"))
+        .arg("--library-path")
+        .arg(&lib)
+        .arg(&command)
+        .args(["env", "--idle", "45", "--library"])
+        .arg(&library)
+        .output()
+        .expect("run the portable command");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout,
+        format!("LD_PRELOAD={}\nKEEPIDLE=45\n", library.display())
+    );
 }
