@@ -455,6 +455,215 @@ pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<O
     }
 }
 
+/// The release artifacts in target/dist/, built once per test binary by running
+/// `packaging/dist` (which installs its own tools); `None` after saying by name that
+/// `test` was skipped when it cannot run here.
+pub fn dist(test: &str) -> Option<&'static Path> {
+    static DIST: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = DIST.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let output = Command::new(root.join("packaging/dist"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("cannot run packaging/dist: {err}"))?;
+        if output.status.success() {
+            Ok(root.join("target/dist"))
+        } else {
+            Err(format!(
+                "packaging/dist failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ))
+        }
+    });
+    match built {
+        Ok(dir) => Some(dir),
+        Err(why) => {
+            skip(test, why);
+            None
+        }
+    }
+}
+
+/// The portable library packaging/dist built: target/dist/libkeepalive-VERSION.so.
+pub fn portable(test: &str) -> Option<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    dist(test).map(|dir| dir.join(format!("libkeepalive-{version}.so")))
+}
+
+/// Debian `packages` of `suite`, fetched with `apt-get download` and unpacked with
+/// `dpkg -x` into one tree; the .deb files stay beside it. The archive address and
+/// its key come from this machine's own apt configuration (/etc/apt), with a private
+/// apt state, so the host's package lists are never touched. Cached under
+/// target/debian/SUITE: later runs reuse it. `None` after a skip when the download
+/// cannot happen here.
+pub fn debian_packages(test: &str, suite: &str, packages: &[&str]) -> Option<DebianTree> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/debian")
+        .join(suite);
+    let tree = DebianTree {
+        root: dir.join("root"),
+        debs: dir.join("debs"),
+    };
+    let stamp = dir.join(format!("{}.done", packages.join("+")));
+    if stamp.exists() {
+        return Some(tree);
+    }
+    match fetch_debian(&dir, &tree, suite, packages) {
+        Ok(()) => {
+            std::fs::write(&stamp, "").expect("write stamp");
+            Some(tree)
+        }
+        Err(why) => {
+            skip(
+                test,
+                &format!("cannot fetch {packages:?} from {suite}: {why}"),
+            );
+            None
+        }
+    }
+}
+
+/// Unpacked Debian packages: `root` holds their files, `debs` the package files.
+pub struct DebianTree {
+    pub root: PathBuf,
+    pub debs: PathBuf,
+}
+
+impl DebianTree {
+    /// The downloaded .deb of `package`.
+    pub fn deb(&self, package: &str) -> PathBuf {
+        std::fs::read_dir(&self.debs)
+            .expect("read debs")
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}_")))
+            })
+            .unwrap_or_else(|| panic!("no {package} in {}", self.debs.display()))
+    }
+}
+
+fn fetch_debian(
+    dir: &Path,
+    tree: &DebianTree,
+    suite: &str,
+    packages: &[&str],
+) -> Result<(), String> {
+    let (uri, signed_by) = debian_archive()?;
+    for sub in ["lists/partial", "cache/archives/partial", "sources", "debs"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(
+        dir.join("sources/debian.sources"),
+        format!(
+            "Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\nSigned-By: {signed_by}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let apt = |args: &[&str], cwd: &Path| -> Result<(), String> {
+        let d = dir.display();
+        let output = Command::new("apt-get")
+            .args(["-q", "-o", &format!("Dir::State={d}")])
+            .args(["-o", &format!("Dir::State::lists={d}/lists")])
+            .args(["-o", "Dir::State::status=/dev/null"])
+            .args(["-o", &format!("Dir::Cache={d}/cache")])
+            .args(["-o", "Dir::Etc::sourcelist=/dev/null"])
+            .args(["-o", &format!("Dir::Etc::sourceparts={d}/sources")])
+            .args(["-o", "APT::Sandbox::User=root", "-o", "Debug::NoLocking=1"])
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("apt-get: {err}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "apt-get {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ))
+        }
+    };
+    apt(&["update"], dir)?;
+    apt(&[&["download"], packages].concat(), &tree.debs)?;
+    for package in packages {
+        let status = Command::new("dpkg")
+            .arg("-x")
+            .arg(tree.deb(package))
+            .arg(&tree.root)
+            .status()
+            .map_err(|err| format!("dpkg -x: {err}"))?;
+        if !status.success() {
+            return Err(format!("dpkg -x {package} failed"));
+        }
+    }
+    Ok(())
+}
+
+/// The address of the main Debian archive in this machine's apt configuration and
+/// the keyring that signs it: the first deb822 stanza (sources.list.d/*.sources) or
+/// one-line entry (sources.list) whose suite is a release itself, not its -security
+/// or -updates companion.
+fn debian_archive() -> Result<(String, String), String> {
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg".to_string();
+    let mut sources: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    sources.sort();
+    for path in sources
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sources"))
+    {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for stanza in text.split("\n\n") {
+            let field = |name: &str| {
+                stanza.lines().find_map(|line| {
+                    line.strip_prefix(name)?
+                        .strip_prefix(':')
+                        .map(|v| v.trim().to_string())
+                })
+            };
+            let main_suite =
+                field("Suites").is_some_and(|s| s.split_whitespace().any(|s| !s.contains('-')));
+            if let (Some(uris), true) = (field("URIs"), main_suite) {
+                let uri = uris
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                return Ok((uri, field("Signed-By").unwrap_or(keyring)));
+            }
+        }
+    }
+    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    for line in list.lines() {
+        let mut words = line.split_whitespace().peekable();
+        if words.next() != Some("deb") {
+            continue;
+        }
+        let mut signed_by = keyring.clone();
+        if words.peek().is_some_and(|w| w.starts_with('[')) {
+            for option in words.by_ref() {
+                if let Some(key) = option.trim_matches(['[', ']']).strip_prefix("signed-by=") {
+                    signed_by = key.to_string();
+                }
+                if option.ends_with(']') {
+                    break;
+                }
+            }
+        }
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            if !suite.contains('-') {
+                return Ok((uri.to_string(), signed_by));
+            }
+        }
+    }
+    Err("no Debian archive in /etc/apt".into())
+}
+
 /// The release build of the `keepalive` command (crates/cli), built once per test
 /// binary together with the library it finds beside itself in target/release.
 pub fn keepalive() -> &'static Path {

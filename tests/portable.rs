@@ -1,0 +1,407 @@
+//! The portable library that packaging/dist ships: every import at most GLIBC_2.17,
+//! the same hygiene as the native build, the same behaviour on this machine's glibc,
+//! and real Debian 11 programs configured under Debian 11's own glibc 2.31.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The newest glibc symbol version the shipped files may need: RHEL/CentOS 7 and
+/// Amazon Linux 2 have glibc 2.17.
+const OLDEST_GLIBC: [u32; 2] = [2, 17];
+
+/// Debian 11 (glibc 2.31): its C library and two programs that open TCP sockets.
+const BULLSEYE: [&str; 8] = [
+    "libc6",
+    "python3.9-minimal",
+    "libpython3.9-minimal",
+    "zlib1g",
+    "libexpat1",
+    "netcat-openbsd",
+    "libbsd0",
+    "libmd0",
+];
+
+fn readelf(args: &[&str], file: &Path) -> String {
+    let output = Command::new("readelf")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run readelf");
+    assert!(
+        output.status.success(),
+        "readelf {args:?} {}",
+        file.display()
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The glibc versions (`GLIBC_2.17` as [2, 17]) that `file`'s dynamic symbols name.
+fn glibc_versions(file: &Path) -> Vec<(String, Vec<u32>)> {
+    readelf(&["--dyn-syms", "-W"], file)
+        .split_whitespace()
+        .filter_map(|word| {
+            let version = word.split("@GLIBC_").nth(1)?;
+            let numbers = version.split('.').map(|n| n.parse().expect("number"));
+            Some((word.to_string(), numbers.collect()))
+        })
+        .collect()
+}
+
+/// The portable command packaging/dist built beside the library.
+fn portable_command(test: &str) -> Option<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    common::dist(test).map(|dir| dir.join(format!("keepalive-{version}")))
+}
+
+#[test]
+fn portable_library_and_command_need_no_glibc_above_2_17() {
+    let test = "portable_library_and_command_need_no_glibc_above_2_17";
+    let (Some(library), Some(command)) = (common::portable(test), portable_command(test)) else {
+        return;
+    };
+    for file in [library, command] {
+        let versions = glibc_versions(&file);
+        assert!(
+            !versions.is_empty(),
+            "no versioned imports seen in {}",
+            file.display()
+        );
+        for (symbol, version) in &versions {
+            assert!(
+                version.as_slice() <= OLDEST_GLIBC.as_slice(),
+                "{}: {symbol} needs a glibc newer than 2.17",
+                file.display()
+            );
+        }
+    }
+}
+
+/// The facts tests/hygiene.rs pins for the native build hold for the portable one:
+/// SONAME, full RELRO, no executable stack, three exports, the same seven imports;
+/// its dependencies are libc and libdl, where glibc before 2.34 keeps `dlsym`.
+#[test]
+fn portable_library_keeps_the_native_builds_hygiene() {
+    let Some(library) = common::portable("portable_library_keeps_the_native_builds_hygiene") else {
+        return;
+    };
+    let dynamic = readelf(&["-dW"], &library);
+    assert!(
+        dynamic.contains("Library soname: [libkeepalive.so.0]"),
+        "{dynamic}"
+    );
+    assert!(
+        dynamic.contains("BIND_NOW") || dynamic.contains("Flags: NOW"),
+        "{dynamic}"
+    );
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| line.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert_eq!(needed, ["libc.so.6", "libdl.so.2"], "{dynamic}");
+    let segments = readelf(&["-lW"], &library);
+    assert!(segments.contains("GNU_RELRO"), "{segments}");
+    let stack = segments
+        .lines()
+        .find(|line| line.trim_start().starts_with("GNU_STACK"))
+        .unwrap_or_else(|| panic!("no GNU_STACK:\n{segments}"));
+    assert!(
+        stack.split_whitespace().any(|field| field == "RW"),
+        "{stack}"
+    );
+
+    let symbols = readelf(&["--dyn-syms", "-W"], &library);
+    let mut exported = Vec::new();
+    let mut imported = Vec::new();
+    for line in symbols.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Num: Value Size Type Bind Vis Ndx Name
+        if fields.len() < 8 || fields[3] != "FUNC" {
+            continue;
+        }
+        let name = fields[7].split('@').next().unwrap_or_default();
+        if fields[6] == "UND" {
+            imported.push(name);
+        } else {
+            exported.push(name);
+        }
+    }
+    exported.sort();
+    imported.sort();
+    assert_eq!(exported, ["accept", "accept4", "socket"], "{symbols}");
+    assert_eq!(
+        imported,
+        [
+            "__errno_location",
+            "dlsym",
+            "getsockopt",
+            "secure_getenv",
+            "send",
+            "setsockopt",
+            "write"
+        ],
+        "{symbols}"
+    );
+}
+
+/// On this machine's current glibc the portable build configures every socket the
+/// probe makes exactly as the native build does (tests/example.rs).
+#[test]
+fn portable_library_configures_sockets_on_current_glibc() {
+    let Some(library) = common::portable("portable_library_configures_sockets_on_current_glibc")
+    else {
+        return;
+    };
+    let output = common::preloaded(common::probe_example(), &[])
+        .env("LD_PRELOAD", &library)
+        .envs([
+            ("KEEPIDLE", "61"),
+            ("KEEPINTVL", "11"),
+            ("KEEPCNT", "7"),
+            ("TCP_USER_TIMEOUT", "30001"),
+        ])
+        .output()
+        .expect("run probe");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    for family in ["IPv4", "IPv6"] {
+        for role in ["listener", "client", "accepted"] {
+            assert_eq!(
+                common::probe_row(&stdout, &format!("{family} {role}")),
+                ["on", "61", "11", "7", "30001"],
+                "{family} {role}"
+            );
+        }
+    }
+}
+
+/// Debian 11's userland, unpacked under target/debian/bullseye.
+struct Bullseye {
+    root: PathBuf,
+}
+
+impl Bullseye {
+    fn fetch(test: &str) -> Option<Bullseye> {
+        let tree = common::debian_packages(test, "bullseye", &BULLSEYE)?;
+        Some(Bullseye { root: tree.root })
+    }
+
+    /// `program` (a path inside the tree) run by glibc 2.31's own loader with the
+    /// tree's libraries, the portable library preloaded and `vars` set.
+    fn command(&self, library: &Path, program: &str, vars: &[(&str, &str)]) -> Command {
+        let lib = self.root.join("lib/x86_64-linux-gnu");
+        let usr_lib = self.root.join("usr/lib/x86_64-linux-gnu");
+        let mut command = common::preloaded(lib.join("ld-2.31.so"), vars);
+        command
+            .env("LD_PRELOAD", library)
+            .arg("--library-path")
+            .arg(format!("{}:{}", lib.display(), usr_lib.display()))
+            .arg(self.root.join(program));
+        command
+    }
+}
+
+/// A Python 3.9 program that never asks for keepalive: a listener, a client connected
+/// to it, the accepted socket; it reports the C library it runs on and what the
+/// kernel holds for each socket.
+const PYTHON: &str = r#"
+import os, socket
+print("@ libc version=" + os.confstr("CS_GNU_LIBC_VERSION").replace(" ", "-"))
+def report(label, s):
+    tcp = lambda option: s.getsockopt(socket.IPPROTO_TCP, option)
+    print(f"@ {label} keepalive={s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)}"
+          f" idle={tcp(socket.TCP_KEEPIDLE)} intvl={tcp(socket.TCP_KEEPINTVL)}"
+          f" cnt={tcp(socket.TCP_KEEPCNT)} user_timeout={tcp(socket.TCP_USER_TIMEOUT)}")
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+client = socket.create_connection(server.getsockname())
+accepted, _ = server.accept()
+report("listener", server)
+report("client", client)
+report("accepted", accepted)
+"#;
+
+fn run_python(bullseye: &Bullseye, library: &Path, vars: &[(&str, &str)]) -> common::Run {
+    let run = common::Run::of(
+        bullseye
+            .command(library, "usr/bin/python3.9", vars)
+            .args(["-c", PYTHON])
+            .env("PYTHONHOME", bullseye.root.join("usr"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run Debian 11's python3.9"),
+    );
+    assert!(
+        run.status_ok,
+        "python3.9 failed\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(
+        run.report("libc")["version"],
+        "glibc-2.31",
+        "{}",
+        run.stdout
+    );
+    run
+}
+
+#[test]
+fn debian_11_python_gets_keepalive_under_glibc_2_31() {
+    let test = "debian_11_python_gets_keepalive_under_glibc_2_31";
+    let Some(library) = common::portable(test) else {
+        return;
+    };
+    let Some(bullseye) = Bullseye::fetch(test) else {
+        return;
+    };
+    let vars = [
+        ("KEEPIDLE", "45"),
+        ("KEEPINTVL", "5"),
+        ("KEEPCNT", "3"),
+        ("TCP_USER_TIMEOUT", "20000"),
+    ];
+    let run = run_python(&bullseye, &library, &vars);
+    let expected = common::Keepalive {
+        keepalive: 1,
+        idle: 45,
+        interval: 5,
+        count: 3,
+        user_timeout: 20000,
+    };
+    for label in ["listener", "client", "accepted"] {
+        assert_eq!(run.keepalive(label), expected, "{label}\n{}", run.stdout);
+    }
+    assert_eq!(run.shim_lines(), Vec::<&str>::new(), "{}", run.stderr);
+}
+
+#[test]
+fn debian_11_python_gets_one_warning_for_a_bad_value() {
+    let test = "debian_11_python_gets_one_warning_for_a_bad_value";
+    let Some(library) = common::portable(test) else {
+        return;
+    };
+    let Some(bullseye) = Bullseye::fetch(test) else {
+        return;
+    };
+    let run = run_python(
+        &bullseye,
+        &library,
+        &[("KEEPIDLE", "45"), ("KEEPCNT", "3x")],
+    );
+    let lines = run.shim_lines();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].starts_with("libkeepalive: KEEPCNT=\"3x\" ignored"),
+        "{}",
+        lines[0]
+    );
+    let client = run.keepalive("client");
+    assert_eq!((client.keepalive, client.idle), (1, 45), "{}", run.stdout);
+    assert_eq!(client.count, common::Keepalive::untouched().count);
+}
+
+/// Kills the child on drop, so a failing assertion leaves no process behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The connection `child` makes to `listener`; panics if none comes within `timeout`
+/// or the child exits first (a library that does not load stops the program).
+fn accept_within(
+    listener: &std::net::TcpListener,
+    timeout: Duration,
+    child: &mut Child,
+) -> std::net::TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return stream,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => panic!("accept: {err}"),
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("the program exited before connecting: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Debian 11's netcat connects to a listener of this test; `ss -tno` shows from
+/// outside that its socket has the keepalive timer the variables asked for.
+#[test]
+fn debian_11_netcat_connection_shows_keepalive_timer() {
+    let test = "debian_11_netcat_connection_shows_keepalive_timer";
+    if !common::have(test, "ss") {
+        return;
+    }
+    let Some(library) = common::portable(test) else {
+        return;
+    };
+    let Some(bullseye) = Bullseye::fetch(test) else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port().to_string();
+    let vars = [("KEEPIDLE", "45"), ("KEEPINTVL", "5"), ("KEEPCNT", "3")];
+    let mut netcat = Killed(
+        bullseye
+            .command(&library, "bin/nc.openbsd", &vars)
+            .args(["127.0.0.1", &port])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start Debian 11's nc"),
+    );
+    let _accepted = accept_within(&listener, Duration::from_secs(10), &mut netcat.0);
+    let timers =
+        common::wait_for_connection(&format!("( dport = :{port} )"), Duration::from_secs(10));
+    assert_eq!(timers.len(), 1, "nc's connection not seen: {timers:?}");
+    let timer = timers[0].expect("no keepalive timer on nc's socket");
+    assert!(timer <= Duration::from_secs(45), "{timer:?}");
+}
+
+/// The portable command runs on Debian 11's glibc 2.31 and prints the configuration
+/// for a service there, naming the library it was given.
+#[test]
+fn debian_11_runs_the_portable_command() {
+    let test = "debian_11_runs_the_portable_command";
+    let (Some(library), Some(command)) = (common::portable(test), portable_command(test)) else {
+        return;
+    };
+    let Some(bullseye) = Bullseye::fetch(test) else {
+        return;
+    };
+    let lib = bullseye.root.join("lib/x86_64-linux-gnu");
+    let output = Command::new(lib.join("ld-2.31.so"))
+        .arg("--library-path")
+        .arg(&lib)
+        .arg(&command)
+        .args(["env", "--idle", "45", "--library"])
+        .arg(&library)
+        .output()
+        .expect("run the portable command");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout,
+        format!("LD_PRELOAD={}\nKEEPIDLE=45\n", library.display())
+    );
+}
