@@ -227,7 +227,7 @@ fn redis_cli(test: &str) -> Option<Outcome> {
         "redis-cli with the library failed after {with_took:?}: the library's timers won"
     );
     let own = format!(
-        "fails after 15 – {} s: `{error}` (redis-cli's own keepalive)",
+        "fails after 15–{} s: `{error}` (its own keepalive)",
         secs(bound)
     );
     Some(Outcome {

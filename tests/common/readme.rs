@@ -13,12 +13,17 @@ pub struct Row {
 }
 
 impl Row {
-    /// The cell under the first header cell among `names`.
+    /// The cell under the first header cell that is one of `names`, or starts with
+    /// one of them and a blank (`with libkeepalive (KEEPIDLE=1 …)`).
     pub fn cell(&self, names: &[&str]) -> &str {
         let index = self
             .header
             .iter()
-            .position(|h| names.contains(&h.as_str()))
+            .position(|h| {
+                names
+                    .iter()
+                    .any(|n| h == n || h.starts_with(&format!("{n} ")))
+            })
             .unwrap_or_else(|| panic!("no column {names:?} in {:?}", self.header));
         &self.cells[index]
     }
