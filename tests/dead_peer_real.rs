@@ -205,7 +205,7 @@ fn redis_cli(test: &str) -> Option<Outcome> {
     quiet(&link, Side::Client, "( dport = :6379 )");
     let cut = Instant::now();
     link.cut(Side::Server);
-    let bound = OWN + BOUND - Duration::from_secs(3);
+    let bound = OWN + Duration::from_secs(5);
     let error = fails_within(
         &mut with,
         cut,
