@@ -12,12 +12,11 @@ mod readme;
 mod servers;
 
 use compat::{client, server, strings};
-use readme::check_compatibility;
 use servers::version;
 
 #[test]
 fn python3_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "python3_client",
         "python3",
         |port| {
@@ -33,12 +32,12 @@ fn python3_client() {
         return;
     };
     let version = version("python3", &["--version"], "Python ");
-    check_compatibility("programs::python3_client", &version, &result);
+    compat::check("programs::python3_client", &version, &measured);
 }
 
 #[test]
 fn node_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "node_client",
         "node",
         |port| {
@@ -54,7 +53,7 @@ fn node_client() {
         return;
     };
     let version = version("node", &["--version"], "v");
-    check_compatibility("programs::node_client", &version, &result);
+    compat::check("programs::node_client", &version, &measured);
 }
 
 #[test]
@@ -66,7 +65,7 @@ fn java_client() {
          try (java.net.Socket s = new java.net.Socket(a[0], Integer.parseInt(a[1]))) { Thread.sleep(60000); }\n  }\n}\n",
     )
     .unwrap();
-    let Some(result) = client(
+    let Some(measured) = client(
         "java_client",
         "java",
         |port| {
@@ -81,12 +80,12 @@ fn java_client() {
         return;
     };
     let version = version("java", &["-version"], "version \"");
-    check_compatibility("programs::java_client", &version, &result);
+    compat::check("programs::java_client", &version, &measured);
 }
 
 #[test]
 fn perl_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "perl_client",
         "perl",
         |port| {
@@ -103,7 +102,7 @@ fn perl_client() {
         return;
     };
     let version = version("perl", &["-e", "print $^V"], "v");
-    check_compatibility("programs::perl_client", &version, &result);
+    compat::check("programs::perl_client", &version, &measured);
 }
 
 #[test]
@@ -128,16 +127,21 @@ fn curl_client() {
         return;
     };
     let version = version("curl", &["--version"], "curl ");
-    check_compatibility(
+    readme::check_compatibility(
         "programs::curl_client",
         &version,
-        &format!("{default}; with `--no-keepalive`: {told}"),
+        &format!(
+            "{}; with `--no-keepalive`: {}",
+            default.with.with(),
+            told.with.with()
+        ),
+        &default.without.without(),
     );
 }
 
 #[test]
 fn socat_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "socat_client",
         "socat",
         |port| strings(&["-u", &format!("TCP:127.0.0.1:{port}"), "OPEN:/dev/null"]),
@@ -146,12 +150,12 @@ fn socat_client() {
         return;
     };
     let version = version("socat", &["-V"], "socat version ");
-    check_compatibility("programs::socat_client", &version, &result);
+    compat::check("programs::socat_client", &version, &measured);
 }
 
 #[test]
 fn python3_http_server() {
-    let Some(result) = server(
+    let Some(measured) = server(
         "python3_http_server",
         "python3",
         |port| {
@@ -168,14 +172,14 @@ fn python3_http_server() {
         return;
     };
     let version = version("python3", &["--version"], "Python ");
-    check_compatibility("programs::python3_http_server", &version, &result);
+    compat::check("programs::python3_http_server", &version, &measured);
 }
 
 #[test]
 fn nginx_server() {
     let test = "nginx_server";
     let prefix = common::net::TempDir::new("nginx");
-    let Some(result) = server(
+    let Some(measured) = server(
         test,
         "nginx",
         |port| {
@@ -206,7 +210,7 @@ fn nginx_server() {
         return;
     };
     let version = version("nginx", &["-v"], "nginx/");
-    check_compatibility("programs::nginx_server", &version, &result);
+    compat::check("programs::nginx_server", &version, &measured);
 }
 
 #[test]
@@ -240,9 +244,14 @@ fn redis_server() {
         return;
     };
     let version = version("redis-server", &["--version"], "v=");
-    check_compatibility(
+    readme::check_compatibility(
         "programs::redis_server",
         &version,
-        &format!("{default}; with `tcp-keepalive 0`: {off}"),
+        &format!(
+            "{}; with `tcp-keepalive 0`: {}",
+            default.with.with(),
+            off.with.with()
+        ),
+        &default.without.without(),
     );
 }

@@ -14,15 +14,14 @@ mod servers;
 use std::path::Path;
 
 use common::net::{Proc, TempDir};
-use compat::{VARS, client, connect, measure, server, strings};
-use readme::check_compatibility;
+use compat::{Measured, VARS, client, connect, measure, server, strings};
 use servers::{Place, Postgres, Sshd, version};
 
 #[test]
 fn psql_client() {
     // libpq turns SO_KEEPALIVE on itself and sets no timer unless the connection
     // string asks (keepalives_idle=…): the library's timers stay.
-    let Some(result) = client(
+    let Some(measured) = client(
         "psql_client",
         "psql",
         |port| {
@@ -42,32 +41,35 @@ fn psql_client() {
         return;
     };
     let version = version("psql", &["--version"], "(PostgreSQL) ");
-    check_compatibility("programs_more::psql_client", &version, &result);
+    compat::check("programs_more::psql_client", &version, &measured);
 }
 
 #[test]
 fn postgres_server() {
     const TEST: &str = "postgres_server";
-    let port = common::free_port();
-    let Some(_server) = Postgres::start(TEST, Place::Loopback, "127.0.0.1", port, Some(&VARS))
-    else {
+    let run = |vars: Option<&[(&str, &str)]>| {
+        let port = common::free_port();
+        let _server = Postgres::start(TEST, Place::Loopback, "127.0.0.1", port, vars)?;
+        let _conn = connect("postgres", port);
+        Some(measure("postgres", &format!("( sport = :{port} )"), None))
+    };
+    let (Some(with), Some(without)) = (run(Some(&VARS)), run(None)) else {
         return;
     };
-    let _conn = connect("postgres", port);
-    let result = measure("postgres", &format!("( sport = :{port} )"), None);
+    let measured = Measured { with, without };
     let bin = Postgres::bin_dir(TEST).expect("found above");
     let version = version(
         bin.join("postgres").to_str().expect("path"),
         &["--version"],
         "(PostgreSQL) ",
     );
-    check_compatibility("programs_more::postgres_server", &version, &result);
+    compat::check("programs_more::postgres_server", &version, &measured);
 }
 
 #[test]
 fn redis_cli_client() {
     // redis-cli sets its own keepalive (15 s) right after connecting.
-    let Some(result) = client(
+    let Some(measured) = client(
         "redis_cli_client",
         "redis-cli",
         |port| {
@@ -86,13 +88,13 @@ fn redis_cli_client() {
         return;
     };
     let version = version("redis-cli", &["--version"], "redis-cli ");
-    check_compatibility("programs_more::redis_cli_client", &version, &result);
+    compat::check("programs_more::redis_cli_client", &version, &measured);
 }
 
 #[test]
 fn ssh_client() {
     // The listener never sends a banner, so ssh waits on its open connection.
-    let Some(result) = client(
+    let Some(measured) = client(
         "ssh_client",
         "ssh",
         |port| {
@@ -112,26 +114,30 @@ fn ssh_client() {
         return;
     };
     let version = version("ssh", &["-V"], "OpenSSH_");
-    check_compatibility("programs_more::ssh_client", &version, &result);
+    compat::check("programs_more::ssh_client", &version, &measured);
 }
 
 #[test]
 fn sshd_server() {
     const TEST: &str = "sshd_server";
-    let port = common::free_port();
-    let Some(_sshd) = Sshd::start(TEST, Place::Loopback, "127.0.0.1", port, Some(&VARS)) else {
+    let run = |vars: Option<&[(&str, &str)]>| {
+        let port = common::free_port();
+        let _sshd = Sshd::start(TEST, Place::Loopback, "127.0.0.1", port, vars)?;
+        let _conn = connect("sshd", port);
+        Some(measure("sshd", &format!("( sport = :{port} )"), None))
+    };
+    let (Some(with), Some(without)) = (run(Some(&VARS)), run(None)) else {
         return;
     };
-    let _conn = connect("sshd", port);
-    let result = measure("sshd", &format!("( sport = :{port} )"), None);
+    let measured = Measured { with, without };
     let sshd = servers::which(TEST, "sshd").expect("found above");
     let version = version(sshd.to_str().expect("path"), &["-V"], "OpenSSH_");
-    check_compatibility("programs_more::sshd_server", &version, &result);
+    compat::check("programs_more::sshd_server", &version, &measured);
 }
 
 #[test]
 fn wget_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "wget_client",
         "wget",
         |port| {
@@ -148,7 +154,7 @@ fn wget_client() {
         return;
     };
     let version = version("wget", &["--version"], "GNU Wget ");
-    check_compatibility("programs_more::wget_client", &version, &result);
+    compat::check("programs_more::wget_client", &version, &measured);
 }
 
 #[test]
@@ -164,7 +170,7 @@ fn rsync_daemon() {
         ),
     )
     .unwrap();
-    let Some(result) = server(
+    let Some(measured) = server(
         "rsync_daemon",
         "rsync",
         |port| {
@@ -184,12 +190,12 @@ fn rsync_daemon() {
         return;
     };
     let version = version("rsync", &["--version"], "version ");
-    check_compatibility("programs_more::rsync_daemon", &version, &result);
+    compat::check("programs_more::rsync_daemon", &version, &measured);
 }
 
 #[test]
 fn php_client() {
-    let Some(result) = client(
+    let Some(measured) = client(
         "php_client",
         "php",
         |port| {
@@ -203,7 +209,7 @@ fn php_client() {
         return;
     };
     let version = version("php", &["--version"], "PHP ");
-    check_compatibility("programs_more::php_client", &version, &result);
+    compat::check("programs_more::php_client", &version, &measured);
 }
 
 #[test]
@@ -219,7 +225,7 @@ fn java_nio_server() {
          while (true) held.add(server.accept());\n  }\n}\n",
     )
     .unwrap();
-    let Some(result) = server(
+    let Some(measured) = server(
         "java_nio_server",
         "java",
         |port| vec![source.display().to_string(), port.to_string()],
@@ -228,7 +234,7 @@ fn java_nio_server() {
         return;
     };
     let version = version("java", &["-version"], "version \"");
-    check_compatibility("programs_more::java_nio_server", &version, &result);
+    compat::check("programs_more::java_nio_server", &version, &measured);
 }
 
 #[test]
@@ -251,18 +257,25 @@ fn haproxy_proxy() {
         ),
     )
     .unwrap();
-    let _proxy = Proc::spawn(common::preloaded("haproxy", &VARS).args(["-db", "-f", &config]));
-    let _conn = connect("haproxy", port);
-    let accepted = measure("haproxy", &format!("( sport = :{port} )"), None);
-    let outgoing = measure("haproxy", &format!("( dport = :{backend} )"), None);
-    assert_eq!(accepted, outgoing, "haproxy's two sides differ");
+    let run = |mut command: std::process::Command| {
+        let _proxy = Proc::spawn(command.args(["-db", "-f", &config]));
+        let _conn = connect("haproxy", port);
+        let accepted = measure("haproxy", &format!("( sport = :{port} )"), None);
+        let outgoing = measure("haproxy", &format!("( dport = :{backend} )"), None);
+        assert_eq!(accepted, outgoing, "haproxy's two sides differ");
+        accepted
+    };
+    let measured = Measured {
+        with: run(common::preloaded("haproxy", &VARS)),
+        without: run(servers::bare("haproxy")),
+    };
     let version = version("haproxy", &["-v"], "HAProxy version ");
-    check_compatibility("programs_more::haproxy_proxy", &version, &accepted);
+    compat::check("programs_more::haproxy_proxy", &version, &measured);
 }
 
 #[test]
 fn memcached_server() {
-    let Some(result) = server(
+    let Some(measured) = server(
         "memcached_server",
         "memcached",
         |port| {
@@ -282,7 +295,7 @@ fn memcached_server() {
         return;
     };
     let version = version("memcached", &["-V"], "memcached ");
-    check_compatibility("programs_more::memcached_server", &version, &result);
+    compat::check("programs_more::memcached_server", &version, &measured);
 }
 
 /// Every Compatibility row names a test that exists, and there are at least twenty

@@ -78,18 +78,21 @@ pub fn rows_for(test: &str) -> Vec<Row> {
 }
 
 /// Holds the Compatibility row of `test` to what the test measured: the version cell
-/// must be `version`, and the result cell must start with `result`.
-pub fn check_compatibility(test: &str, version: &str, result: &str) {
+/// must be `version`, the result cell must start with `result` and the "without the
+/// library" cell with `without`.
+pub fn check_compatibility(test: &str, version: &str, result: &str, without: &str) {
     for row in rows_for(test) {
         assert_eq!(
             row.cell(&["version"]),
             version,
             "README.md's version for {test} is stale"
         );
-        let cell = row.cell(&["result"]);
-        assert!(
-            cell.starts_with(result),
-            "README.md's result for {test} is stale:\n  README:   {cell}\n  measured: {result}"
-        );
+        for (column, measured) in [("result", result), ("without the library", without)] {
+            let cell = row.cell(&[column]);
+            assert!(
+                cell.starts_with(measured),
+                "README.md's {column} for {test} is stale:\n  README:   {cell}\n  measured: {measured}"
+            );
+        }
     }
 }
