@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The two ends of the path.
@@ -121,10 +122,40 @@ impl Link {
     }
 }
 
+impl Link {
+    /// What `ss args` shows inside one side's namespace, one line per socket (pass
+    /// `-H`): `-tnoH state established ( dport = :5432 )` lists one host's connections.
+    pub fn ss(&self, side: Side, args: &[&str]) -> Vec<String> {
+        let mut command = Command::new("ss");
+        command.args(args);
+        self.enter(&mut command, side);
+        let output = command.output().expect("run ss");
+        assert!(
+            output.status.success(),
+            "ss {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Drop for Link {
     fn drop(&mut self) {
-        // Deleting a namespace destroys the veth end inside it, and so the pair.
         for ns in [&self.server_ns, &self.client_ns, &self.switch_ns] {
+            // Whatever still runs inside, even processes that left the test's process
+            // groups (sshd's sessions call setsid), dies with its host.
+            if let Ok(output) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: kill(2) of a process found in the test's own namespace.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+            // Deleting a namespace destroys the veth end inside it, and so the pair.
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -142,11 +173,13 @@ fn ip(args: &[&str]) {
 
 /// A child process whose stdout lines arrive on a channel. It leads its own process
 /// group, and the whole group is killed and the child reaped on drop, so that workers
-/// it forked (nginx's) cannot outlive the test holding its ports and pipes.
+/// it forked (nginx's) cannot outlive the test holding its ports and pipes. Its stderr
+/// is passed on to the test's and kept, so that a test can read a program's error.
 pub struct Proc {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Proc {
@@ -155,7 +188,7 @@ impl Proc {
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
         let stdout = child.stdout.take().expect("stdout");
@@ -167,10 +200,44 @@ impl Proc {
                 }
             }
         });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::clone(&stderr);
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         Proc {
             child,
             lines,
             seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// What the child wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits up to `timeout` for the child to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -233,4 +300,40 @@ pub fn monotonic_ms() -> u64 {
     // SAFETY: now is a live timespec for clock_gettime(2) to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+}
+
+/// A directory under /tmp, readable by every user (servers that drop to their own user
+/// must reach it), removed with everything in it on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "libkeepalive-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).expect("create temporary directory");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// `name` inside the directory, as a string for command lines and config files.
+    pub fn join(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
