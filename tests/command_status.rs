@@ -615,7 +615,16 @@ fn status_says_what_permission_hides() {
     }
     assert_eq!(half.doc.report(&key(said, "a6"))["timer"], "keepalive");
 
-    // root reads everything.
+    // The process's own user reads everything, without privileges.
+    let owner = status_json(
+        as_user(
+            &["--reuid=nobody", "--regid=nogroup", "--clear-groups"],
+            &keepalive_command(),
+        ),
+        pid,
+    );
+    check_complete_report(said, &owner, &LABELS);
+    // So does root.
     check_complete_report(said, &status_json(keepalive_command(), pid), &LABELS);
 }
 
