@@ -190,14 +190,7 @@ impl Server {
             .spawn()
             .expect("spawn the server");
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
-        let mut server = Server {
-            child,
-            said: Run {
-                status_ok: true,
-                stdout: String::new(),
-                stderr: String::new(),
-            },
-        };
+        let mut server = Server::of(child);
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read the server's stdout");
             if line == "@ ready" {
@@ -210,6 +203,18 @@ impl Server {
             "the server ended before it was ready:\n{}",
             server.said.stdout
         );
+    }
+
+    /// A child that is already running, with nothing said yet.
+    fn of(child: Child) -> Server {
+        Server {
+            child,
+            said: Run {
+                status_ok: true,
+                stdout: String::new(),
+                stderr: String::new(),
+            },
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -709,14 +714,7 @@ fn status_of_a_process_exiting_while_read() {
             .env(EXTRA, "50")
             .env(LINGER, (round % 10 * 30).to_string())
             .stdout(Stdio::null());
-        let server = Server {
-            child: command.spawn().expect("spawn the server"),
-            said: Run {
-                status_ok: true,
-                stdout: String::new(),
-                stderr: String::new(),
-            },
-        };
+        let server = Server::of(command.spawn().expect("spawn the server"));
         let pid = server.pid();
         let mut ended = false;
         for run in 0..400 {
@@ -992,14 +990,7 @@ fn status_notices_an_exit_after_the_last_read() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run strace");
-    let mut strace = Server {
-        child: strace,
-        said: Run {
-            status_ok: true,
-            stdout: String::new(),
-            stderr: String::new(),
-        },
-    };
+    let mut strace = Server::of(strace);
     let tracer = strace.pid();
     // strace logs the stop once the command is in it.
     let deadline = std::time::Instant::now() + WAIT;
