@@ -1035,3 +1035,46 @@ fn status_notices_an_exit_after_the_last_read() {
     );
     assert_eq!(status.code(), Some(1));
 }
+
+/// A running process that this /proc does not show (mounted with hidepid=2, as on
+/// hardened hosts, and read by another user) is not reported as gone: the pidfd says it
+/// runs, and the command says why it cannot read it.
+#[test]
+fn status_of_a_process_hidden_by_proc() {
+    const NAME: &str = "status_of_a_process_hidden_by_proc";
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(NAME, "mounting /proc takes root");
+        return;
+    }
+    if !have(NAME, "unshare") || !have(NAME, "setpriv") {
+        return;
+    }
+    let hidden = Server::of(
+        Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let pid = hidden.pid();
+    // A private mount namespace (unshare's default propagation is private), so the
+    // host's /proc is untouched.
+    let script = format!(
+        "mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=daemon \
+         --regid=daemon --clear-groups '{}' status {pid}",
+        keepalive_command().get_program().to_string_lossy()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert_refused(
+        &output,
+        1,
+        &format!(
+            "cannot read /proc/{pid}/status although process {pid} runs (No such file or \
+             directory (os error 2)); is /proc mounted with hidepid= or from another PID \
+             namespace?"
+        ),
+    );
+}
