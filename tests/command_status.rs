@@ -606,8 +606,9 @@ fn status_says_what_permission_hides() {
         half.stderr,
         format!(
             "keepalive: cannot read the socket options of process {pid} (pidfd_getfd: \
-             Operation not permitted (os error 1)); it takes ptrace permission over the \
-             process: its own real user, or root with CAP_SYS_PTRACE\n"
+             Operation not permitted (os error 1)); it takes ptrace attach access to the \
+             process: its own real user, or root with CAP_SYS_PTRACE, and no security \
+             module refusing it (such as Yama's ptrace_scope)\n"
         )
     );
     let doc = half.doc.report("doc");
