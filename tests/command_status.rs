@@ -190,14 +190,7 @@ impl Server {
             .spawn()
             .expect("spawn the server");
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
-        let mut server = Server {
-            child,
-            said: Run {
-                status_ok: true,
-                stdout: String::new(),
-                stderr: String::new(),
-            },
-        };
+        let mut server = Server::of(child);
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read the server's stdout");
             if line == "@ ready" {
@@ -210,6 +203,18 @@ impl Server {
             "the server ended before it was ready:\n{}",
             server.said.stdout
         );
+    }
+
+    /// A child that is already running, with nothing said yet.
+    fn of(child: Child) -> Server {
+        Server {
+            child,
+            said: Run {
+                status_ok: true,
+                stdout: String::new(),
+                stderr: String::new(),
+            },
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -601,8 +606,9 @@ fn status_says_what_permission_hides() {
         half.stderr,
         format!(
             "keepalive: cannot read the socket options of process {pid} (pidfd_getfd: \
-             Operation not permitted (os error 1)); it takes ptrace permission over the \
-             process: its own real user, or root with CAP_SYS_PTRACE\n"
+             Operation not permitted (os error 1)); it takes ptrace attach access to the \
+             process: its own real user, or root with CAP_SYS_PTRACE, and no security \
+             module refusing it (such as Yama's ptrace_scope)\n"
         )
     );
     let doc = half.doc.report("doc");
@@ -615,7 +621,16 @@ fn status_says_what_permission_hides() {
     }
     assert_eq!(half.doc.report(&key(said, "a6"))["timer"], "keepalive");
 
-    // root reads everything.
+    // The process's own user reads everything, without privileges.
+    let owner = status_json(
+        as_user(
+            &["--reuid=nobody", "--regid=nogroup", "--clear-groups"],
+            &keepalive_command(),
+        ),
+        pid,
+    );
+    check_complete_report(said, &owner, &LABELS);
+    // So does root.
     check_complete_report(said, &status_json(keepalive_command(), pid), &LABELS);
 }
 
@@ -700,14 +715,7 @@ fn status_of_a_process_exiting_while_read() {
             .env(EXTRA, "50")
             .env(LINGER, (round % 10 * 30).to_string())
             .stdout(Stdio::null());
-        let server = Server {
-            child: command.spawn().expect("spawn the server"),
-            said: Run {
-                status_ok: true,
-                stdout: String::new(),
-                stderr: String::new(),
-            },
-        };
+        let server = Server::of(command.spawn().expect("spawn the server"));
         let pid = server.pid();
         let mut ended = false;
         for run in 0..400 {
@@ -983,14 +991,7 @@ fn status_notices_an_exit_after_the_last_read() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run strace");
-    let mut strace = Server {
-        child: strace,
-        said: Run {
-            status_ok: true,
-            stdout: String::new(),
-            stderr: String::new(),
-        },
-    };
+    let mut strace = Server::of(strace);
     let tracer = strace.pid();
     // strace logs the stop once the command is in it.
     let deadline = std::time::Instant::now() + WAIT;
@@ -1034,4 +1035,47 @@ fn status_notices_an_exit_after_the_last_read() {
         format!("keepalive: process {pid} exited while being read\n")
     );
     assert_eq!(status.code(), Some(1));
+}
+
+/// A running process that this /proc does not show (mounted with hidepid=2, as on
+/// hardened hosts, and read by another user) is not reported as gone: the pidfd says it
+/// runs, and the command says why it cannot read it.
+#[test]
+fn status_of_a_process_hidden_by_proc() {
+    const NAME: &str = "status_of_a_process_hidden_by_proc";
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(NAME, "mounting /proc takes root");
+        return;
+    }
+    if !have(NAME, "unshare") || !have(NAME, "setpriv") {
+        return;
+    }
+    let hidden = Server::of(
+        Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let pid = hidden.pid();
+    // A private mount namespace (unshare's default propagation is private), so the
+    // host's /proc is untouched.
+    let script = format!(
+        "mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=daemon \
+         --regid=daemon --clear-groups '{}' status {pid}",
+        keepalive_command().get_program().to_string_lossy()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert_refused(
+        &output,
+        1,
+        &format!(
+            "cannot read /proc/{pid}/status although process {pid} runs (No such file or \
+             directory (os error 2)); is /proc mounted with hidepid= or from another PID \
+             namespace?"
+        ),
+    );
 }

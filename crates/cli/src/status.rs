@@ -130,10 +130,11 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         Ok(fds) => Some(fds),
         Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
             problems.push(format!(
-                "cannot list the descriptors of process {pid} ({dir}/fd: {err}; \
-                 reading them takes the process's own user or root); showing every TCP \
-                 socket of user {} in its network namespace instead, which may include \
-                 other processes' sockets, and no socket options",
+                "cannot list the descriptors of process {pid} ({dir}/fd: {err}; it takes \
+                 ptrace read access to the process: its own user, or root with \
+                 CAP_SYS_PTRACE); showing every TCP socket of user {} in its network \
+                 namespace instead, which may include other processes' sockets, and no \
+                 socket options",
                 uids.first().map_or_else(|| "?".to_string(), u32::to_string)
             ));
             None
@@ -307,8 +308,9 @@ fn read_options(
     if let Some(err) = refused {
         let why = match err.raw_os_error() {
             Some(libc::EPERM) => {
-                "it takes ptrace permission over the process: its own real user, or \
-                 root with CAP_SYS_PTRACE"
+                "it takes ptrace attach access to the process: its own real user, or \
+                 root with CAP_SYS_PTRACE, and no security module refusing it (such as \
+                 Yama's ptrace_scope)"
             }
             Some(libc::ENOSYS) => "this kernel has no pidfd_getfd(2), which came in Linux 5.6",
             _ => "options are shown as unknown",

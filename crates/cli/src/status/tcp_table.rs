@@ -190,3 +190,52 @@ fn address(field: &str) -> Option<SocketAddr> {
 fn word(hex: &str) -> Option<[u8; 4]> {
     u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes)
 }
+
+// The lines below are as a little-endian machine prints them (trailing columns cut).
+#[cfg(all(test, target_endian = "little"))]
+mod tests {
+    use super::*;
+
+    const V4: &str = "   3: 0100007F:1F90 0100007F:AC8A 01 00000000:00000000 02:0000164E 00000000     0        0 1229586 2";
+    const V6: &str = "   0: 0000000000000000FFFF00000100007F:1F90 00000000000000000000000001000000:01BB 0A 00000000:00000000 00:00000000 00000003  1000        5 4242 1";
+
+    #[test]
+    fn ipv4_line() {
+        let entry = parse_line(V4, 100).expect("parses");
+        assert_eq!(entry.local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(entry.peer, "127.0.0.1:44170".parse().unwrap());
+        assert_eq!(entry.state.name(), "ESTABLISHED");
+        assert_eq!((entry.uid, entry.inode), (0, 1229586));
+        let timer = entry.timer.expect("a timer");
+        assert_eq!(timer.kind, TimerKind::Keepalive);
+        assert_eq!(timer.left, Duration::from_millis(57_100));
+    }
+
+    #[test]
+    fn ipv6_line() {
+        let entry = parse_line(V6, 100).expect("parses");
+        assert_eq!(entry.local, "[::ffff:127.0.0.1]:8080".parse().unwrap());
+        assert_eq!(entry.peer, "[::1]:443".parse().unwrap());
+        assert_eq!(entry.state, State::LISTEN);
+        assert_eq!((entry.uid, entry.inode), (1000, 4242));
+        assert!(entry.timer.is_none());
+    }
+
+    #[test]
+    fn timer_columns() {
+        // Retransmissions are hex, probes decimal; a negative time (kernels before
+        // 4.4) means due now.
+        let line = V4
+            .replace("02:0000164E 00000000", "01:FFFFFFFFFFFFFFF6 0000000B")
+            .replace("     0        0 ", "     0       12 ");
+        let timer = parse_line(&line, 100).unwrap().timer.unwrap();
+        assert_eq!(timer.kind, TimerKind::Retransmit);
+        assert_eq!(timer.left, Duration::ZERO);
+        assert_eq!((timer.retransmits, timer.probes), (11, 12));
+    }
+
+    #[test]
+    fn a_short_line_is_refused() {
+        assert!(parse_line("   0: 0100007F:1F90 0100007F:AC8A 01", 100).is_none());
+    }
+}
