@@ -399,6 +399,28 @@ fn check_and_run_agree_on_static_and_32_bit_programs() {
     }
 }
 
+/// A program for another architecture (arm64, built with Debian's cross compiler):
+/// `check` names both architectures, and `run --strict` does not start it.
+#[test]
+fn check_refuses_a_foreign_architecture() {
+    let test = "check_refuses_a_foreign_architecture";
+    let Some(program) = sockopt(test, "aarch64-linux-gnu-gcc", &[], "sockopt-arm64") else {
+        return;
+    };
+    let (code, found, json) = check(&program);
+    assert_eq!((code, found.as_str()), (1, "machine"), "{json}");
+    assert!(
+        json.contains("built for arm64 (aarch64); the library is for"),
+        "{json}"
+    );
+    let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        "{stderr}"
+    );
+}
+
 /// A real Go program built here with Debian's golang-go: `check` says Go, and the
 /// socket Go's net package creates is indeed not configured by `run`.
 #[test]
