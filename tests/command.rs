@@ -399,43 +399,20 @@ fn check_and_run_agree_on_static_and_32_bit_programs() {
     }
 }
 
-/// A program for another architecture (arm64, built with Debian's cross compiler):
-/// `check` names both architectures, and `run --strict` does not start it.
-#[test]
-fn check_refuses_a_foreign_architecture() {
-    let test = "check_refuses_a_foreign_architecture";
-    let Some(program) = sockopt(test, "aarch64-linux-gnu-gcc", &[], "sockopt-arm64") else {
-        return;
-    };
-    let (code, found, json) = check(&program);
-    assert_eq!((code, found.as_str()), (1, "machine"), "{json}");
-    assert!(
-        json.contains("built for arm64 (aarch64); the library is for"),
-        "{json}"
-    );
-    let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
-    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
-    assert!(
-        stderr.starts_with("keepalive: warning: preloading cannot reach"),
-        "{stderr}"
-    );
-}
-
-/// A real Go program built here with Debian's golang-go: `check` says Go, and the
-/// socket Go's net package creates is indeed not configured by `run`.
-#[test]
-fn check_and_run_agree_on_a_go_program() {
-    let test = "check_and_run_agree_on_a_go_program";
+/// tests/support/go built with Debian's golang-go for `goarch` (Go cross-compiles
+/// without any other toolchain), or None after saying why.
+fn go_program(test: &str, goarch: &str) -> Option<PathBuf> {
     if !have(test, "go") {
-        return;
+        return None;
     }
-    let dir = scratch("go");
+    let dir = scratch(&format!("go-{goarch}"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go/main.go");
     let program = dir.join("gosock");
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&program)
         .arg(&source)
+        .env("GOARCH", goarch)
         .env("GOCACHE", dir.join("cache"))
         .env("GOPATH", dir.join("path"))
         .env("HOME", &dir)
@@ -447,11 +424,42 @@ fn check_and_run_agree_on_a_go_program() {
         "go build: {}",
         String::from_utf8_lossy(&built.stderr)
     );
+    Some(program)
+}
+
+/// A real Go program: `check` says Go, and the socket Go's net package creates is
+/// indeed not configured by `run`.
+#[test]
+fn check_and_run_agree_on_a_go_program() {
+    let Some(program) = go_program("check_and_run_agree_on_a_go_program", "amd64") else {
+        return;
+    };
     let (code, found, json) = check(&program);
     assert_eq!((code, found.as_str()), (1, "go"), "{json}");
     let (code, stdout, stderr) = output(cli().args(["run", "--idle", "45s", "--"]).arg(&program));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("keepalive=0 "), "{stdout}");
+}
+
+/// A real program for another architecture, arm64: `check` names both architectures,
+/// and `run --strict` does not start it.
+#[test]
+fn check_refuses_a_foreign_architecture() {
+    let Some(program) = go_program("check_refuses_a_foreign_architecture", "arm64") else {
+        return;
+    };
+    let (code, found, json) = check(&program);
+    assert_eq!((code, found.as_str()), (1, "machine"), "{json}");
+    assert!(
+        json.contains("built for arm64 (aarch64); the library is for x86-64"),
+        "{json}"
+    );
+    let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        "{stderr}"
+    );
 }
 
 /// Set-user-ID and file-capability copies of a glibc program: `check` says secure
