@@ -952,6 +952,28 @@ fn library_is_found_beside_the_command() {
             "{library}"
         );
     }
+    // KEEPALIVE_LIBRARY overrides the search, made absolute, and --library overrides
+    // it; a named file that does not exist is an error, not a fallback.
+    let shim = common::shim();
+    let (dir, file) = (shim.parent().unwrap(), shim.file_name().unwrap());
+    let (code, stdout, stderr) = output(
+        Command::new(keepalive())
+            .arg("env")
+            .env("KEEPALIVE_LIBRARY", file)
+            .current_dir(dir),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("LD_PRELOAD={}\n", shim.display()));
+    let (code, _, stderr) = output(
+        Command::new(keepalive())
+            .args(["env", "--library", "/nonexistent/libkeepalive.so"])
+            .env("KEEPALIVE_LIBRARY", shim),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--library '/nonexistent/libkeepalive.so': no such library file"),
+        "{stderr}"
+    );
 }
 
 /// `--user` writes beside the user's own units ($XDG_CONFIG_HOME/systemd/user), found
