@@ -297,14 +297,45 @@ fn sockopt(test: &str, compiler: &str, flags: &[&str], name: &str) -> Option<Pat
 
 /// What `check --json` says of `program`: (exit status, "kind" field, the JSON).
 fn check(program: &Path) -> (i32, String, String) {
-    let (code, stdout, stderr) = output(cli().args(["check", "--json"]).arg(program));
-    let kind = stdout
-        .split("\"kind\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no kind in {stdout:?} {stderr:?}"))
-        .to_string();
-    (code, kind, stdout)
+    let (code, json, stderr) = output(cli().args(["check", "--json"]).arg(program));
+    // Python's json module reads it: the hand-written JSON is valid, and its fields
+    // agree with the exit status and with the one-line form.
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.load(sys.stdin); print(d['kind'], d['reachable'], d['program'])",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "not JSON: {json:?} {stderr:?}");
+    let parsed = String::from_utf8_lossy(&parsed.stdout).into_owned();
+    let mut fields = parsed.trim().splitn(3, ' ');
+    let kind = fields.next().unwrap().to_string();
+    let reachable = fields.next() == Some("True");
+    assert_eq!(reachable, code == 0, "{json}");
+    let (line_code, line, _) = output(cli().arg("check").arg(program));
+    let verdict = if reachable {
+        "reachable: "
+    } else {
+        "not reachable: "
+    };
+    assert_eq!(line_code, code);
+    assert!(
+        line.starts_with(verdict) && line.lines().count() == 1,
+        "{line}"
+    );
+    assert!(line.contains(fields.next().unwrap()), "{line} vs {json}");
+    (code, kind, json)
 }
 
 /// What the program prints when `keepalive run --idle 45s` starts it: the settings
@@ -368,21 +399,20 @@ fn check_and_run_agree_on_static_and_32_bit_programs() {
     }
 }
 
-/// A real Go program built here with Debian's golang-go: `check` says Go, and the
-/// socket Go's net package creates is indeed not configured by `run`.
-#[test]
-fn check_and_run_agree_on_a_go_program() {
-    let test = "check_and_run_agree_on_a_go_program";
+/// tests/support/go built with Debian's golang-go for `goarch` (Go cross-compiles
+/// without any other toolchain), or None after saying why.
+fn go_program(test: &str, goarch: &str) -> Option<PathBuf> {
     if !have(test, "go") {
-        return;
+        return None;
     }
-    let dir = scratch("go");
+    let dir = scratch(&format!("go-{goarch}"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go/main.go");
     let program = dir.join("gosock");
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&program)
         .arg(&source)
+        .env("GOARCH", goarch)
         .env("GOCACHE", dir.join("cache"))
         .env("GOPATH", dir.join("path"))
         .env("HOME", &dir)
@@ -394,11 +424,42 @@ fn check_and_run_agree_on_a_go_program() {
         "go build: {}",
         String::from_utf8_lossy(&built.stderr)
     );
+    Some(program)
+}
+
+/// A real Go program: `check` says Go, and the socket Go's net package creates is
+/// indeed not configured by `run`.
+#[test]
+fn check_and_run_agree_on_a_go_program() {
+    let Some(program) = go_program("check_and_run_agree_on_a_go_program", "amd64") else {
+        return;
+    };
     let (code, found, json) = check(&program);
     assert_eq!((code, found.as_str()), (1, "go"), "{json}");
     let (code, stdout, stderr) = output(cli().args(["run", "--idle", "45s", "--"]).arg(&program));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("keepalive=0 "), "{stdout}");
+}
+
+/// A real program for another architecture, arm64: `check` names both architectures,
+/// and `run --strict` does not start it.
+#[test]
+fn check_refuses_a_foreign_architecture() {
+    let Some(program) = go_program("check_refuses_a_foreign_architecture", "arm64") else {
+        return;
+    };
+    let (code, found, json) = check(&program);
+    assert_eq!((code, found.as_str()), (1, "machine"), "{json}");
+    assert!(
+        json.contains("built for arm64 (aarch64); the library is for x86-64"),
+        "{json}"
+    );
+    let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        "{stderr}"
+    );
 }
 
 /// Set-user-ID and file-capability copies of a glibc program: `check` says secure
@@ -696,6 +757,59 @@ fn enable_refuses_without_writing() {
         "{stderr}"
     );
     assert!(!written());
+
+    // An environment file's KEEPIDLE conflicts only with an --idle, and is checked.
+    std::fs::write(root.join("etc/default/app"), "KEEPIDLE=30\n").unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--idle", "60", "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("EnvironmentFile=/etc/default/app sets KEEPIDLE"),
+        "{stderr}"
+    );
+    assert!(!written());
+    std::fs::write(root.join("etc/default/app"), "KEEPIDLE=40000\n").unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("KEEPIDLE='40000'"), "{stderr}");
+    assert!(!written());
+    std::fs::remove_file(root.join("etc/default/app")).unwrap();
+
+    // A drop-in applied after the one enable writes would replace its LD_PRELOAD.
+    std::fs::write(
+        system.join("app.service.d/zzz-late.conf"),
+        "[Service]\nEnvironment=LD_PRELOAD=/usr/lib/libother.so\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = enable("app");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("zzz-late.conf sets LD_PRELOAD after zz-keepalive.conf"),
+        "{stderr}"
+    );
+    assert!(!written());
+}
+
+/// A unit whose own name sorts after the drop-in's is still read as the unit, not as
+/// a drop-in applied after it.
+#[test]
+fn enable_a_unit_named_after_the_drop_in() {
+    let root = unit_root("enable_zzz");
+    let system = root.join("etc/systemd/system");
+    std::fs::rename(system.join("app.service"), system.join("zzz.service")).unwrap();
+    let (code, _, stderr) = output(cli().args(["enable", "zzz", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(system.join("zzz.service.d/zz-keepalive.conf")).unwrap();
+    assert_eq!(
+        assignments(&text),
+        [format!(
+            "LD_PRELOAD=/usr/lib/libother.so {}",
+            common::shim().display()
+        )]
+    );
 }
 
 /// `enable` checks the unit's ExecStart program under the root and warns as `run`
@@ -838,4 +952,42 @@ fn library_is_found_beside_the_command() {
             "{library}"
         );
     }
+}
+
+/// `--user` writes beside the user's own units ($XDG_CONFIG_HOME/systemd/user), found
+/// under --root as well.
+#[test]
+fn enable_and_disable_a_user_unit() {
+    let root = scratch("enable_user");
+    let config = Path::new("/home/someone/.config");
+    let units = root.join("home/someone/.config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(
+        units.join("agent.service"),
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    )
+    .unwrap();
+    let run = |verb: &str| {
+        output(
+            cli()
+                .args([verb, "agent", "--user", "--root"])
+                .arg(&root)
+                .env("XDG_CONFIG_HOME", config),
+        )
+    };
+    let (code, _, stderr) = run("enable");
+    assert_eq!(code, 0, "{stderr}");
+    let drop_in = units.join("agent.service.d/zz-keepalive.conf");
+    let text = std::fs::read_to_string(&drop_in).expect("user drop-in written");
+    assert_eq!(
+        assignments(&text),
+        [format!("LD_PRELOAD={}", common::shim().display())]
+    );
+    assert!(
+        !root.join("etc/systemd/system/agent.service.d").exists(),
+        "wrote a system drop-in for --user"
+    );
+    let (code, _, stderr) = run("disable");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!drop_in.exists() && !drop_in.parent().unwrap().exists());
 }

@@ -13,8 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use keepalive_config::Var;
-
 use crate::Failure;
 use crate::check::{self, Root};
 use crate::cli::{DisableArgs, EnableArgs, Place};
@@ -174,7 +172,7 @@ struct Service {
     /// `EnvironmentFile=` paths, and whether a missing file is allowed (`-`).
     environment_files: Vec<(String, bool)>,
     exec_start: Option<String>,
-    /// The `LD_PRELOAD` or settings variables set by drop-ins sorted after ours.
+    /// The variables set by drop-ins sorted after ours, which would override it.
     later: Vec<(PathBuf, String)>,
 }
 
@@ -182,20 +180,23 @@ impl Service {
     fn read(unit: &Unit) -> Result<Service, Failure> {
         let mut service = Service::default();
         let ours = OsString::from(DROP_IN);
-        let mut files = vec![unit.file()?];
-        files.extend(unit.drop_ins());
-        for file in files {
+        let drop_ins = unit.drop_ins().into_iter().map(|file| {
+            let after_ours = file.file_name() > Some(ours.as_os_str());
+            (file, after_ours)
+        });
+        let files: Vec<(PathBuf, bool)> = std::iter::once((unit.file()?, false))
+            .chain(drop_ins)
+            .collect();
+        for (file, after_ours) in files {
             let text = std::fs::read_to_string(&file)
                 .map_err(|err| Failure::usage(format!("{}: {err}", file.display())))?;
-            let after_ours =
-                file.extension().is_some() && file.file_name() > Some(ours.as_os_str());
             for (key, value) in service_settings(&text) {
                 match key.as_str() {
                     "Environment" if value.is_empty() => service.environment.clear(),
                     "Environment" => {
                         for word in words(&value) {
                             if let Some((name, value)) = word.split_once('=') {
-                                if after_ours && touched(name) {
+                                if after_ours {
                                     service.later.push((file.clone(), name.to_string()));
                                 }
                                 service
@@ -229,11 +230,6 @@ impl Service {
             .find(|(n, _)| n == name)
             .map(|(_, value)| value.as_str())
     }
-}
-
-/// Whether the drop-in sets this variable.
-fn touched(name: &str) -> bool {
-    name == "LD_PRELOAD" || Var::ALL.iter().any(|&var| env::name(var) == name)
 }
 
 /// The `key=value` settings of the `[Service]` section, continuation lines joined and
@@ -333,6 +329,12 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let service = Service::read(&unit)?;
     let library = library::find(args.settings.library.as_deref())?;
 
+    let config = env::resolve(&args.settings, |_| None, "")?;
+    // What the drop-in sets, which nothing applied after it may set again.
+    let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
+        .chain(config.variables().map(|(var, _)| env::name(var)))
+        .collect();
+    let mut from_files = Vec::new();
     for (path, optional) in &service.environment_files {
         let text = match std::fs::read_to_string(unit.real(path)) {
             Ok(text) => text,
@@ -344,9 +346,10 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
                 )));
             }
         };
-        if let Some((name, _)) = environment_file(&text)
-            .into_iter()
-            .find(|(name, _)| touched(name))
+        let assignments = environment_file(&text);
+        if let Some((name, _)) = assignments
+            .iter()
+            .find(|(name, _)| ours.contains(&name.as_str()))
         {
             return Err(Failure::with_code(
                 1,
@@ -357,8 +360,13 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
                 ),
             ));
         }
+        from_files.extend(assignments);
     }
-    if let Some((path, name)) = service.later.first() {
+    if let Some((path, name)) = service
+        .later
+        .iter()
+        .find(|(_, name)| ours.contains(&name.as_str()))
+    {
         return Err(Failure::with_code(
             1,
             format!(
@@ -368,13 +376,20 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
             ),
         ));
     }
+    // The unit's own values of the variables the options leave alone stay in force:
+    // they are checked as `run` checks inherited ones. Environment files apply last.
     let from_unit = format!("in {}", unit.name);
     env::resolve(
         &args.settings,
-        |name| service.get(name).map(OsString::from),
+        |name| {
+            let from_file = from_files.iter().rev().find(|(n, _)| n == name);
+            from_file
+                .map(|(_, value)| value.as_str())
+                .or_else(|| service.get(name))
+                .map(OsString::from)
+        },
         &from_unit,
     )?;
-    let config = env::resolve(&args.settings, |_| None, "")?;
 
     match service.exec_start.as_deref().and_then(exec_program) {
         None => eprintln!(
