@@ -231,6 +231,13 @@ fn deb_installs_beside_debians_libkeepalive0_works_and_removes_cleanly() {
             path.display()
         );
     }
+    let records: Vec<String> = std::fs::read_dir("/var/lib/dpkg/info")
+        .expect("read dpkg's database")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("{DEB_PACKAGE}.")))
+        .collect();
+    assert_eq!(records, Vec::<String>::new(), "dpkg still holds records");
     assert!(
         original.is_file() && dpkg_installed("libkeepalive0"),
         "removing libkeepalive-rs touched Debian's libkeepalive0"
