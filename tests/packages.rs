@@ -71,10 +71,14 @@ impl Drop for Scratch {
 /// The probe example with `library` preloaded: every socket it makes must read back
 /// the variables given.
 fn assert_library_configures_sockets(library: &Path) {
-    let output = common::preloaded(common::probe_example(), &[])
+    let vars = [
+        ("KEEPIDLE", "61"),
+        ("KEEPINTVL", "11"),
+        ("KEEPCNT", "7"),
+        ("TCP_USER_TIMEOUT", "30001"),
+    ];
+    let output = common::preloaded(common::probe_example(), &vars)
         .env("LD_PRELOAD", library)
-        .envs([("KEEPIDLE", "61"), ("KEEPINTVL", "11"), ("KEEPCNT", "7")])
-        .envs([("TCP_USER_TIMEOUT", "30001")])
         .output()
         .expect("run probe");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -196,9 +200,9 @@ fn deb_installs_beside_debians_libkeepalive0_works_and_removes_cleanly() {
 
     // The README's demo, with the installed path.
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.py");
+    let vars = [("KEEPIDLE", "60"), ("KEEPINTVL", "10"), ("KEEPCNT", "6")];
     let stdout = stdout_of(
-        common::preloaded("python3", &[("KEEPIDLE", "60"), ("KEEPINTVL", "10")])
-            .env("KEEPCNT", "6")
+        common::preloaded("python3", &vars)
             .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libkeepalive.so")
             .arg(&demo),
     );
@@ -267,7 +271,7 @@ fn deb_is_lintian_clean() {
     assert_eq!(complaints, Vec::<&str>::new());
 }
 
-/// The paths every package ships besides its layout-specific ones.
+/// Every path the .rpm installs, in the order `rpm -qlp` lists them.
 fn expected_rpm_files() -> Vec<&'static str> {
     vec![
         "/usr/bin/keepalive",
