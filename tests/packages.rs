@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The package name, the same in the .deb and the .rpm.
 const DEB_PACKAGE: &str = "libkeepalive-rs";
 /// Where the .deb puts the library: the Debian multiarch directory.
 const DEB_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libkeepalive.so.0";
@@ -277,8 +278,10 @@ fn expected_rpm_files() -> Vec<&'static str> {
         "/usr/bin/keepalive",
         "/usr/lib64/libkeepalive.so",
         "/usr/lib64/libkeepalive.so.0",
+        "/usr/share/doc/libkeepalive-rs",
         "/usr/share/doc/libkeepalive-rs/README.md",
         "/usr/share/doc/libkeepalive-rs/changelog",
+        "/usr/share/licenses/libkeepalive-rs",
         "/usr/share/licenses/libkeepalive-rs/LICENSE-APACHE",
         "/usr/share/licenses/libkeepalive-rs/LICENSE-MIT",
         "/usr/share/man/man1/keepalive.1.gz",
@@ -300,8 +303,8 @@ fn rpm_lists_the_expected_files() {
 }
 
 #[test]
-fn rpm_installs_into_a_scratch_root_and_the_library_works() {
-    let test = "rpm_installs_into_a_scratch_root_and_the_library_works";
+fn rpm_installs_into_a_scratch_root_works_and_erases_cleanly() {
+    let test = "rpm_installs_into_a_scratch_root_works_and_erases_cleanly";
     if !common::have(test, "rpm") {
         return;
     }
@@ -323,6 +326,34 @@ fn rpm_installs_into_a_scratch_root_and_the_library_works() {
     assert_library_configures_sockets(&library);
     assert_library_configures_sockets(&root.0.join("usr/lib64/libkeepalive.so"));
     assert_command_finds(&root.0.join("usr/bin/keepalive"), &library);
+
+    stdout_of(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&root.0)
+            .args(["-e", DEB_PACKAGE]),
+    );
+    let left = named_keepalive(&root.0);
+    assert_eq!(left, Vec::<PathBuf>::new(), "left after rpm -e");
+}
+
+/// Every path under `dir` whose name mentions keepalive, outside rpm's own database.
+fn named_keepalive(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read directory").flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".rpmdb" || name == "rpm" {
+            continue;
+        }
+        if name.contains("keepalive") {
+            found.push(path.clone());
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(named_keepalive(&path));
+        }
+    }
+    found
 }
 
 #[test]
