@@ -462,9 +462,33 @@ fn check_refuses_a_foreign_architecture() {
     );
 }
 
-/// Set-user-ID and file-capability copies of a glibc program: `check` says secure
-/// execution, and run by another user (as nobody, through setpriv) with the library
-/// preloaded, their socket is indeed untouched while the plain copy's is configured.
+/// A directory under the system's temporary directory that any user can read,
+/// removed when dropped.
+struct PublicDir(PathBuf);
+
+impl PublicDir {
+    fn new(name: &str) -> PublicDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("keepalive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create a public directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PublicDir(dir)
+    }
+}
+
+impl Drop for PublicDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Set-user-ID, set-group-ID and file-capability copies of a glibc program (owned by
+/// root). `check` says secure execution. Run by another user (nobody, through
+/// setpriv) the library indeed does not reach them while it reaches the plain copy,
+/// and `keepalive run` warns; run by root, their owner, it does, and `run` says
+/// nothing. The files sit in a directory nobody can read, with a copy of the command
+/// and the library beside it.
 #[test]
 fn check_and_run_agree_on_setuid_and_capability_programs() {
     let test = "check_and_run_agree_on_setuid_and_capability_programs";
@@ -476,45 +500,55 @@ fn check_and_run_agree_on_setuid_and_capability_programs() {
         skip(test, "needs root to make set-user-ID and capability copies");
         return;
     }
-    let Some(plain) = sockopt(test, "cc", &[], "sockopt-secure") else {
+    let Some(built) = sockopt(test, "cc", &[], "sockopt-secure") else {
         return;
     };
-    let dir = plain.parent().unwrap().to_path_buf();
-    let copy = |name: &str| {
-        let path = dir.join(name);
-        std::fs::copy(&plain, &path).expect("copy program");
+    let dir = PublicDir::new("secure");
+    let copy = |from: &Path, name: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.0.join(name);
+        std::fs::copy(from, &path).expect("copy");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     };
-    let setuid = copy("setuid");
-    let setgid = copy("setgid");
-    let capable = copy("capable");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let command = copy(keepalive(), "keepalive", 0o755);
+    copy(common::shim(), "libkeepalive.so", 0o644);
+    let plain = copy(&built, "plain", 0o755);
+    let setuid = copy(&built, "setuid", 0o4755);
+    let setgid = copy(&built, "setgid", 0o2755);
+    let capable = copy(&built, "capable", 0o755);
     let status = Command::new("setcap")
         .arg("cap_net_raw+ep")
         .arg(&capable)
         .status()
         .unwrap();
     assert!(status.success(), "setcap");
-    // The scratch directory must be reachable by nobody.
-    for dir in dir.ancestors() {
-        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-        if mode & 0o001 == 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
+
+    let nobody = |program: &Path, run: bool| {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        if run {
+            command
+                .arg(dir.0.join("keepalive"))
+                .args(["run", "--idle", "45s", "--"]);
+        } else {
+            command
+                .env("LD_PRELOAD", dir.0.join("libkeepalive.so"))
+                .env("KEEPIDLE", "45");
         }
-    }
-    let as_nobody = |program: &Path| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(program)
-            .env("LD_PRELOAD", common::shim())
-            .env("KEEPIDLE", "45")
-            .output()
-            .expect("run setpriv");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let (_, stdout, stderr) = output(command.arg(program));
+        (stdout.trim().to_string(), stderr)
     };
-    assert_eq!(as_nobody(&plain), CONFIGURED, "the plain copy, as nobody");
+    assert_eq!(
+        nobody(&plain, false).0,
+        CONFIGURED,
+        "the plain copy, as nobody"
+    );
+    assert_eq!(
+        nobody(&plain, true).0,
+        CONFIGURED,
+        "the plain copy, run as nobody"
+    );
     for (program, kind) in [
         (&setuid, "setuid"),
         (&setgid, "setgid"),
@@ -522,10 +556,27 @@ fn check_and_run_agree_on_setuid_and_capability_programs() {
     ] {
         let (code, found, json) = check(program);
         assert_eq!((code, found.as_str()), (1, kind), "{json}");
+        let (stdout, _) = nobody(program, false);
         assert!(
-            as_nobody(program).starts_with("keepalive=0 "),
-            "{kind}: reached"
+            stdout.starts_with("keepalive=0 "),
+            "{kind} as nobody: {stdout}"
         );
+        let (stdout, stderr) = nobody(program, true);
+        assert!(
+            stdout.starts_with("keepalive=0 "),
+            "{kind} run as nobody: {stdout}"
+        );
+        assert!(
+            stderr.starts_with("keepalive: warning: preloading cannot reach"),
+            "{kind} run as nobody: {stderr}"
+        );
+        let (code, stdout, stderr) = output(
+            Command::new(&command)
+                .args(["run", "--idle", "45s", "--"])
+                .arg(program),
+        );
+        assert_eq!((code, stdout.trim()), (0, CONFIGURED), "{kind} run by root");
+        assert_eq!(stderr, "", "{kind} run by root");
     }
 }
 
@@ -952,6 +1003,28 @@ fn library_is_found_beside_the_command() {
             "{library}"
         );
     }
+    // KEEPALIVE_LIBRARY overrides the search, made absolute, and --library overrides
+    // it; a named file that does not exist is an error, not a fallback.
+    let shim = common::shim();
+    let (dir, file) = (shim.parent().unwrap(), shim.file_name().unwrap());
+    let (code, stdout, stderr) = output(
+        Command::new(keepalive())
+            .arg("env")
+            .env("KEEPALIVE_LIBRARY", file)
+            .current_dir(dir),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("LD_PRELOAD={}\n", shim.display()));
+    let (code, _, stderr) = output(
+        Command::new(keepalive())
+            .args(["env", "--library", "/nonexistent/libkeepalive.so"])
+            .env("KEEPALIVE_LIBRARY", shim),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--library '/nonexistent/libkeepalive.so': no such library file"),
+        "{stderr}"
+    );
 }
 
 /// `--user` writes beside the user's own units ($XDG_CONFIG_HOME/systemd/user), found

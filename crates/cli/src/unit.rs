@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use crate::Failure;
-use crate::check::{self, Root};
+use crate::check::{self, Root, Runner};
 use crate::cli::{DisableArgs, EnableArgs, Place};
 use crate::env;
 use crate::library;
@@ -401,7 +401,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
                 Some(dir) => Root::under(dir),
                 None => Root::under(Path::new("/")),
             };
-            match check::inspect(program.as_ref(), &root) {
+            match check::inspect(program.as_ref(), &root, Runner::Anyone) {
                 Ok(verdict) if !verdict.reach.reachable() => eprintln!("{}", verdict.warning()),
                 Ok(_) => {}
                 Err(failure) => eprintln!(
