@@ -155,14 +155,14 @@ fn portable_library_configures_sockets_on_current_glibc() {
     else {
         return;
     };
-    let output = common::preloaded(common::probe_example(), &[])
+    let vars = [
+        ("KEEPIDLE", "61"),
+        ("KEEPINTVL", "11"),
+        ("KEEPCNT", "7"),
+        ("TCP_USER_TIMEOUT", "30001"),
+    ];
+    let output = common::preloaded(common::probe_example(), &vars)
         .env("LD_PRELOAD", &library)
-        .envs([
-            ("KEEPIDLE", "61"),
-            ("KEEPINTVL", "11"),
-            ("KEEPCNT", "7"),
-            ("TCP_USER_TIMEOUT", "30001"),
-        ])
         .output()
         .expect("run probe");
     let stdout = String::from_utf8(output.stdout).unwrap();

@@ -67,6 +67,7 @@ fn main() {
     per_connection(&paths, &plan);
     per_accept_call(&paths, &plan);
     per_process(&paths, &plan);
+    portable_load_work(&paths);
     footprint(&paths);
 }
 
@@ -372,6 +373,48 @@ fn per_process(paths: &Paths, plan: &Plan) {
                 "    libkeepalive / C shim: whole process {:.3}, load work {:.3}   target: load work <= 1.10\n",
                 ours as f64 / c as f64,
                 ours.saturating_sub(none) as f64 / c.saturating_sub(none).max(1) as f64
+            );
+        }
+        _ => println!("    instructions: valgrind is not installed; no count\n"),
+    }
+}
+
+/// (c) for the portable build that packaging/dist ships (target/dist/): linked
+/// against glibc 2.17's symbol versions, it needs libdl.so.2 for `dlsym`, and loading
+/// that costs instructions on every exec. Counted beside the native build.
+fn portable_load_work(paths: &Paths) {
+    let release = paths.shim.parent().expect("target/release");
+    let portable = release.parent().expect("target").join(format!(
+        "dist/libkeepalive-{}.so",
+        env!("CARGO_PKG_VERSION")
+    ));
+    println!(
+        "(c) per process start, portable build: {}",
+        portable.display()
+    );
+    if !portable.exists() {
+        println!("    not built: run packaging/dist first\n");
+        return;
+    }
+    let trivial = Path::new("/bin/true");
+    let mut with_portable = Variant::NoShim.command(paths, trivial);
+    with_portable.env("LD_PRELOAD", &portable);
+    let counts = [
+        instructions(Variant::NoShim.command(paths, trivial)),
+        instructions(Variant::Shim.command(paths, trivial)),
+        instructions(with_portable),
+    ];
+    match counts {
+        [Some(none), Some(native), Some(ours)] => {
+            let native = native.saturating_sub(none);
+            let ours = ours.saturating_sub(none);
+            println!(
+                "    load work = instructions added over no preload: native build {native}, portable build {ours}"
+            );
+            println!(
+                "    portable / native load work {:.3} (+{} instructions per exec)\n",
+                ours as f64 / native.max(1) as f64,
+                ours.saturating_sub(native)
             );
         }
         _ => println!("    instructions: valgrind is not installed; no count\n"),
