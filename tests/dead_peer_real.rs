@@ -129,6 +129,64 @@ fn postgresql_client(test: &str) -> Option<Outcome> {
     })
 }
 
+/// psql sending a query to a server that has already vanished: the query is never
+/// acknowledged, so retransmission runs and keepalive never starts; only
+/// TCP_USER_TIMEOUT bounds the wait.
+fn postgresql_query_in_flight(test: &str) -> Option<Outcome> {
+    const USER_TIMEOUT: [(&str, &str); 4] =
+        [FAST[0], FAST[1], FAST[2], ("TCP_USER_TIMEOUT", "3000")];
+    let link = Link::new(test)?;
+    which(test, "psql")?;
+    let server = Postgres::start(
+        test,
+        Place::Host(&link, Side::Server),
+        SERVER_ADDR,
+        5432,
+        None,
+    )?;
+    let psql = |vars: Option<&[(&str, &str)]>, name: &str| {
+        // Reads its queries from a pipe the test writes to.
+        let mut command = maybe_preloaded("psql", vars);
+        command
+            .args(["-h", SERVER_ADDR, "-p", "5432", "-U", "postgres"])
+            .env("PGAPPNAME", name);
+        link.enter(&mut command, Side::Client);
+        Proc::spawn(&mut command)
+    };
+    let mut bounded = psql(Some(&USER_TIMEOUT), "bounded");
+    let mut keepalive_only = psql(Some(&FAST), "keepalive-only");
+    let mut without = psql(None, "without");
+    wait_until("three sessions open", || {
+        server.sql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name IN ('bounded', 'keepalive-only', 'without')",
+        ) == "3"
+    });
+    quiet(&link, Side::Client, "( dport = :5432 )");
+    link.cut(Side::Server);
+    let sent = Instant::now();
+    for session in [&mut bounded, &mut keepalive_only, &mut without] {
+        session.tell("SELECT 1;");
+    }
+    let error = fails_within(
+        &mut bounded,
+        sent,
+        Duration::from_secs(3 + 2),
+        "psql with TCP_USER_TIMEOUT=3000",
+        "timed out",
+    );
+    still_running_at_stuck(
+        &mut keepalive_only,
+        sent,
+        "psql with keepalive alone, its query unacknowledged",
+    );
+    assert!(without.is_running(), "psql without the library ended");
+    Some(Outcome {
+        with: format!("fails within 5 s of the query: `{error}`"),
+        without: format!("still waiting at {} s", secs(STUCK)),
+    })
+}
+
 /// The PostgreSQL server's backend for a client that vanished while idle. PostgreSQL
 /// turns SO_KEEPALIVE on itself and leaves the timers alone while its
 /// `tcp_keepalives_*` settings are 0, their default.
@@ -386,8 +444,9 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
 
 type Case = fn(&str) -> Option<Outcome>;
 
-const CASES: [(&str, Case); 6] = [
+const CASES: [(&str, Case); 7] = [
     ("postgresql_client", postgresql_client),
+    ("postgresql_query_in_flight", postgresql_query_in_flight),
     ("postgresql_server", postgresql_server),
     ("redis_cli", redis_cli),
     ("redis_server", redis_server),
