@@ -43,7 +43,7 @@ fn fails_within(proc: &mut Proc, cut: Instant, bound: Duration, what: &str, says
         .unwrap_or_else(|| panic!("{what}: still running {bound:?} after the cut"));
     let took = cut.elapsed();
     assert!(!status.success(), "{what}: exited successfully");
-    let stderr = proc.stderr();
+    let stderr = proc.stderr_when_closed(Duration::from_secs(5));
     let line = stderr
         .lines()
         .find(|line| line.contains(says))
