@@ -35,8 +35,8 @@ fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-/// Waits up to `bound` after `cut` for `proc` to exit unsuccessfully; returns how long
-/// it took and the line of its stderr that says why (the one containing `says`).
+/// Waits up to `bound` after `cut` for `proc` to exit unsuccessfully; returns the line
+/// of its stderr that says why (the one containing `says`).
 fn fails_within(proc: &mut Proc, cut: Instant, bound: Duration, what: &str, says: &str) -> String {
     let status = proc
         .wait_exit(bound.saturating_sub(cut.elapsed()))
@@ -77,7 +77,7 @@ fn quiet(link: &Link, side: Side, filter: &str) {
     });
 }
 
-/// `polled` turns false within `bound` of `cut`; returns how long that took.
+/// Asserts that `polled` turns false within `bound` of `cut`.
 fn gone_within(cut: Instant, bound: Duration, what: &str, mut polled: impl FnMut() -> bool) {
     while polled() {
         assert!(
