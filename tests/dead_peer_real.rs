@@ -406,7 +406,7 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         link.enter(&mut command, Side::Client);
         Proc::spawn(&mut command)
     };
-    let with = subscriber(Some(&FAST), "with");
+    let mut with = subscriber(Some(&FAST), "with");
     let without = subscriber(None, "without");
     wait_until("both subscribed", || {
         let log = broker.stderr();
@@ -437,7 +437,15 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         "mosquitto_sub's connection without the library ended before {STUCK:?}"
     );
     Some(Outcome {
-        with: format!("its connection ends within {} s", secs(BOUND)),
+        with: format!(
+            "its connection ends within {} s; mosquitto_sub {}",
+            secs(BOUND),
+            if with.is_running() {
+                "runs on"
+            } else {
+                "exits"
+            }
+        ),
         without: format!("still waiting on the dead connection at {} s", secs(STUCK)),
     })
 }
