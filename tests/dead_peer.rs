@@ -3,6 +3,8 @@
 //! fails, with the library and without.
 
 mod common;
+#[path = "common/readme.rs"]
+mod readme;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -122,6 +124,27 @@ fn assert_still_blocked(proc: &mut Proc, what: &str) {
     assert!(proc.is_running(), "{what} exited");
 }
 
+/// Holds the README rows naming `test` to what it showed: a read that failed with
+/// ETIMEDOUT within `bound_ms` (`since` says from when), and a run that stayed blocked.
+fn check_readme(test: &str, bound_ms: u64, since: &str) {
+    let with = format!(
+        "`read` fails with ETIMEDOUT within {:.1} s{since}",
+        bound_ms as f64 / 1000.0
+    );
+    for row in readme::rows_for(&format!("dead_peer::{test}")) {
+        let cell = row.cell(&["with the library"]);
+        assert!(
+            cell.starts_with(&with),
+            "README.md is stale for {test}:\n  README:   {cell}\n  measured: {with}"
+        );
+        let cell = row.cell(&["without"]);
+        assert!(
+            cell.starts_with("still blocked"),
+            "README.md is stale for {test}: {cell}"
+        );
+    }
+}
+
 const FAST_KEEPALIVE: [(&str, &str); 3] = [("KEEPIDLE", "1"), ("KEEPINTVL", "1"), ("KEEPCNT", "2")];
 const FAST_BOUND_MS: u64 = 1000 + 1000 * 2 + SLACK_MS;
 
@@ -158,6 +181,7 @@ fn idle_client_notices_a_vanished_server() {
         "client with KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=2",
     );
     assert_still_blocked(&mut bare, "the same client without the library");
+    check_readme(NAME, FAST_BOUND_MS, "");
 }
 
 #[test]
@@ -207,6 +231,7 @@ fn unacknowledged_data_is_bounded_by_tcp_user_timeout() {
         "writer with TCP_USER_TIMEOUT=2000",
     );
     assert_still_blocked(&mut unbounded, "the same writer without TCP_USER_TIMEOUT");
+    check_readme(NAME, 2000 + SLACK_MS, " of the write");
 }
 
 #[test]
@@ -244,4 +269,5 @@ fn server_notices_a_vanished_client_on_an_accepted_connection() {
         "server with KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=2",
     );
     assert_still_blocked(&mut bare, "the same server without the library");
+    check_readme(NAME, FAST_BOUND_MS, "");
 }

@@ -35,15 +35,15 @@ fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-/// Waits up to `bound` after `cut` for `proc` to exit unsuccessfully; returns how long
-/// it took and the line of its stderr that says why (the one containing `says`).
+/// Waits up to `bound` after `cut` for `proc` to exit unsuccessfully; returns the line
+/// of its stderr that says why (the one containing `says`).
 fn fails_within(proc: &mut Proc, cut: Instant, bound: Duration, what: &str, says: &str) -> String {
     let status = proc
         .wait_exit(bound.saturating_sub(cut.elapsed()))
         .unwrap_or_else(|| panic!("{what}: still running {bound:?} after the cut"));
     let took = cut.elapsed();
     assert!(!status.success(), "{what}: exited successfully");
-    let stderr = proc.stderr();
+    let stderr = proc.stderr_when_closed(Duration::from_secs(5));
     let line = stderr
         .lines()
         .find(|line| line.contains(says))
@@ -77,7 +77,7 @@ fn quiet(link: &Link, side: Side, filter: &str) {
     });
 }
 
-/// `polled` turns false within `bound` of `cut`; returns how long that took.
+/// Asserts that `polled` turns false within `bound` of `cut`.
 fn gone_within(cut: Instant, bound: Duration, what: &str, mut polled: impl FnMut() -> bool) {
     while polled() {
         assert!(
@@ -125,6 +125,64 @@ fn postgresql_client(test: &str) -> Option<Outcome> {
     still_running_at_stuck(&mut without, cut, "psql without the library");
     Some(Outcome {
         with: format!("fails within {} s: `{error}`", secs(BOUND)),
+        without: format!("still waiting at {} s", secs(STUCK)),
+    })
+}
+
+/// psql sending a query to a server that has already vanished: the query is never
+/// acknowledged, so retransmission runs and keepalive never starts; only
+/// TCP_USER_TIMEOUT bounds the wait.
+fn postgresql_query_in_flight(test: &str) -> Option<Outcome> {
+    const USER_TIMEOUT: [(&str, &str); 4] =
+        [FAST[0], FAST[1], FAST[2], ("TCP_USER_TIMEOUT", "3000")];
+    let link = Link::new(test)?;
+    which(test, "psql")?;
+    let server = Postgres::start(
+        test,
+        Place::Host(&link, Side::Server),
+        SERVER_ADDR,
+        5432,
+        None,
+    )?;
+    let psql = |vars: Option<&[(&str, &str)]>, name: &str| {
+        // Reads its queries from a pipe the test writes to.
+        let mut command = maybe_preloaded("psql", vars);
+        command
+            .args(["-h", SERVER_ADDR, "-p", "5432", "-U", "postgres"])
+            .env("PGAPPNAME", name);
+        link.enter(&mut command, Side::Client);
+        Proc::spawn(&mut command)
+    };
+    let mut bounded = psql(Some(&USER_TIMEOUT), "bounded");
+    let mut keepalive_only = psql(Some(&FAST), "keepalive-only");
+    let mut without = psql(None, "without");
+    wait_until("three sessions open", || {
+        server.sql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name IN ('bounded', 'keepalive-only', 'without')",
+        ) == "3"
+    });
+    quiet(&link, Side::Client, "( dport = :5432 )");
+    link.cut(Side::Server);
+    let sent = Instant::now();
+    for session in [&mut bounded, &mut keepalive_only, &mut without] {
+        session.tell("SELECT 1;");
+    }
+    let error = fails_within(
+        &mut bounded,
+        sent,
+        Duration::from_secs(3 + 2),
+        "psql with TCP_USER_TIMEOUT=3000",
+        "timed out",
+    );
+    still_running_at_stuck(
+        &mut keepalive_only,
+        sent,
+        "psql with keepalive alone, its query unacknowledged",
+    );
+    assert!(without.is_running(), "psql without the library ended");
+    Some(Outcome {
+        with: format!("fails within 5 s of the query: `{error}`"),
         without: format!("still waiting at {} s", secs(STUCK)),
     })
 }
@@ -348,7 +406,7 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         link.enter(&mut command, Side::Client);
         Proc::spawn(&mut command)
     };
-    let with = subscriber(Some(&FAST), "with");
+    let mut with = subscriber(Some(&FAST), "with");
     let without = subscriber(None, "without");
     wait_until("both subscribed", || {
         let log = broker.stderr();
@@ -379,15 +437,24 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         "mosquitto_sub's connection without the library ended before {STUCK:?}"
     );
     Some(Outcome {
-        with: format!("its connection ends within {} s", secs(BOUND)),
+        with: format!(
+            "its connection ends within {} s; mosquitto_sub {}",
+            secs(BOUND),
+            if with.is_running() {
+                "runs on"
+            } else {
+                "exits"
+            }
+        ),
         without: format!("still waiting on the dead connection at {} s", secs(STUCK)),
     })
 }
 
 type Case = fn(&str) -> Option<Outcome>;
 
-const CASES: [(&str, Case); 6] = [
+const CASES: [(&str, Case); 7] = [
     ("postgresql_client", postgresql_client),
+    ("postgresql_query_in_flight", postgresql_query_in_flight),
     ("postgresql_server", postgresql_server),
     ("redis_cli", redis_cli),
     ("redis_server", redis_server),

@@ -180,6 +180,7 @@ pub struct Proc {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl Proc {
@@ -203,7 +204,7 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let kept = Arc::clone(&stderr);
         let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 eprintln!("{line}");
                 let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,7 +217,18 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
         }
+    }
+
+    /// What the child wrote on stderr, complete once every writer has closed it (the
+    /// child exited, and nothing it started holds it), or after `timeout`.
+    pub fn stderr_when_closed(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stderr()
     }
 
     /// What the child wrote on stderr so far.
