@@ -63,8 +63,9 @@ fn run(program: &Path, library: &Path, vars: &[(&str, &str)]) -> common::Run {
     run
 }
 
-/// The socket() client and the accept4() connection are configured; the listener
-/// keeps what the program set on it after socket(); UDP gets nothing.
+/// The socket() client and the connection accept4() takes on a listener the library
+/// never saw are configured; the listener the program configured after socket() keeps
+/// its settings, and so does the connection accepted on it; UDP gets nothing.
 #[test]
 fn musl_program_sockets_are_configured_and_udp_left_alone() {
     let test = "musl_program_sockets_are_configured_and_udp_left_alone";
@@ -89,12 +90,14 @@ fn musl_program_sockets_are_configured_and_udp_left_alone() {
         let name = library.display();
         assert_eq!(run.keepalive("client"), configured, "{name}");
         assert_eq!(run.keepalive("accepted"), configured, "{name}");
-        let listener = run.keepalive("listener");
-        assert_eq!(
-            (listener.keepalive, listener.idle),
-            (0, 999),
-            "{name}: the program's own settings after socket() must stand"
-        );
+        for label in ["listener", "inherited"] {
+            let own = run.keepalive(label);
+            assert_eq!(
+                (own.keepalive, own.idle),
+                (0, 999),
+                "{name}: {label}: the program's own listener settings must stand"
+            );
+        }
         assert_eq!(
             run.report("udp")["keepalive"],
             "0",

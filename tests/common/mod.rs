@@ -28,6 +28,17 @@ pub const VARIABLES: [&str; 6] = [
     "KEEPALIVE_DEBUG",
 ];
 
+/// Every function the library imports, sorted: the same for the native and the
+/// portable build (tests/hygiene.rs says why each is there).
+pub const IMPORTS: [&str; 6] = [
+    "__errno_location",
+    "dlsym",
+    "getsockopt",
+    "secure_getenv",
+    "setsockopt",
+    "syscall",
+];
+
 const SCENARIO: &str = "LIBKEEPALIVE_TEST_SCENARIO";
 
 /// The release build of the library, built once per test binary with the same cargo

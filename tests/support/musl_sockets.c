@@ -1,13 +1,16 @@
-/* A program built against musl (musl-gcc): a TCP listener, a client connected to it,
- * the connection accepted with accept4, and a UDP socket. Before accepting, it sets
- * its own keepalive options on the listener, so the accepted socket shows what the
- * preloaded accept4 did rather than what it inherited. Prints what the kernel holds
- * for each socket as "@ label key=value..." lines. */
+/* A program built against musl (musl-gcc): two TCP listeners, a client connected to
+ * each, the connections accepted with accept4, and a UDP socket. The first listener
+ * comes from socket() and gets the program's own keepalive options before accepting:
+ * its connection must keep what it inherits. The second is made with a raw system
+ * call, as a listener inherited from a parent that was never preloaded would be: its
+ * connection shows what the preloaded accept4 did. Prints what the kernel holds for
+ * each socket as "@ label key=value..." lines. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int option(int fd, int level, int name)
@@ -25,15 +28,35 @@ static void report(const char *label, int fd)
            option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
 }
 
+/* A listener on a free loopback port; its address in *address. */
+static int listen_on(int fd, struct sockaddr_in *address)
+{
+    socklen_t len = sizeof *address;
+    *address = (struct sockaddr_in){.sin_family = AF_INET};
+    address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return fd >= 0 && bind(fd, (struct sockaddr *)address, sizeof *address) == 0 &&
+                   listen(fd, 1) == 0 &&
+                   getsockname(fd, (struct sockaddr *)address, &len) == 0
+               ? fd
+               : -1;
+}
+
+/* A client connected to address, and its connection accepted with accept4. */
+static int connect_and_accept(int listener, struct sockaddr_in *address, int *client)
+{
+    *client = socket(AF_INET, SOCK_STREAM, 0);
+    if (*client < 0 || connect(*client, (struct sockaddr *)address, sizeof *address))
+        return -1;
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+}
+
 int main(void)
 {
-    struct sockaddr_in address = {.sin_family = AF_INET};
-    socklen_t len = sizeof address;
+    struct sockaddr_in own_address, raw_address;
     int off = 0, idle = 999;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) ||
-        listen(listener, 1) || getsockname(listener, (struct sockaddr *)&address, &len)) {
+    int listener = listen_on(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), &own_address);
+    int raw = listen_on(syscall(SYS_socket, AF_INET, SOCK_STREAM, 0), &raw_address);
+    if (listener < 0 || raw < 0) {
         perror("listener");
         return 1;
     }
@@ -42,14 +65,11 @@ int main(void)
         perror("setsockopt");
         return 1;
     }
-    int client = socket(AF_INET, SOCK_STREAM, 0);
-    if (client < 0 || connect(client, (struct sockaddr *)&address, sizeof address)) {
-        perror("connect");
-        return 1;
-    }
-    int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-    if (accepted < 0) {
-        perror("accept4");
+    int client, raw_client;
+    int inherited = connect_and_accept(listener, &own_address, &client);
+    int accepted = connect_and_accept(raw, &raw_address, &raw_client);
+    if (inherited < 0 || accepted < 0) {
+        perror("connect or accept4");
         return 1;
     }
     int udp = socket(AF_INET, SOCK_DGRAM, 0);
@@ -59,6 +79,7 @@ int main(void)
     }
     report("listener", listener);
     report("client", client);
+    report("inherited", inherited);
     report("accepted", accepted);
     report("udp", udp);
     return 0;
