@@ -1064,3 +1064,30 @@ fn enable_and_disable_a_user_unit() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!drop_in.exists() && !drop_in.parent().unwrap().exists());
 }
+
+/// A specifier in the unit's LD_PRELOAD (`%N`, the unit's name) is copied as it is,
+/// for systemd to expand, and the drop-in still passes `systemd-analyze verify`.
+#[test]
+fn enable_keeps_specifiers_in_the_units_preload() {
+    let test = "enable_keeps_specifiers_in_the_units_preload";
+    if !have(test, "systemd-analyze") {
+        return;
+    }
+    let root = unit_root("enable_specifier");
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/lib/libother.so", "/opt/%N/libother.so");
+    std::fs::write(&unit, text).unwrap();
+    let (code, _, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    assert_eq!(
+        assignments(&std::fs::read_to_string(drop_in).unwrap()),
+        [format!(
+            "LD_PRELOAD=/opt/%N/libother.so {}",
+            common::shim().display()
+        )]
+    );
+    verify(&root, "app.service");
+}

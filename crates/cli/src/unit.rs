@@ -313,13 +313,11 @@ fn environment_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One `Environment=` line, quoted for systemd: `%` is a specifier, `"` and `\` are
-/// escaped.
+/// One `Environment=` line, quoted for systemd: `"` and `\` are escaped. A `%` is
+/// left alone: systemd expands specifiers after unquoting, so the entries copied from
+/// the unit keep their meaning, and the library's own path is escaped by the caller.
 fn assignment(name: &str, value: &str) -> String {
-    let value = value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%");
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
     format!("Environment=\"{name}={value}\"\n")
 }
 
@@ -413,6 +411,8 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     }
 
     let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
+    let library = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
     let preload = library::preload(existing.as_deref(), &library);
     let mut text = format!("{MARKER}\n[Service]\n");
     text.push_str(&assignment("LD_PRELOAD", &preload.to_string_lossy()));
@@ -591,8 +591,8 @@ mod tests {
     #[test]
     fn assignments_escape_for_systemd() {
         assert_eq!(
-            assignment("A", r#"x"%\"#),
-            "Environment=\"A=x\\\"%%\\\\\"\n"
+            assignment("A", r#"x"%i\"#),
+            "Environment=\"A=x\\\"%i\\\\\"\n"
         );
     }
 }
