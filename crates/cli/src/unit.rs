@@ -49,19 +49,27 @@ impl Unit {
                 .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
                 .ok_or_else(|| Failure::usage("--user: neither XDG_CONFIG_HOME nor HOME is set"))?;
             let config = prefix(&config.join("systemd/user").to_string_lossy());
-            let system = [
+            let system: &[&str] = &[
                 "/etc/systemd/user",
                 "/run/systemd/user",
+                "/usr/local/share/systemd/user",
+                "/usr/share/systemd/user",
                 "/usr/local/lib/systemd/user",
                 "/usr/lib/systemd/user",
             ];
             (config, system)
         } else {
-            let system = [
+            // systemd.unit(5), "System Unit Search Path", without the directories only
+            // systemctl itself writes (*.control, *.attached).
+            let system: &[&str] = &[
+                "/run/systemd/transient",
+                "/run/systemd/generator.early",
                 "/run/systemd/system",
+                "/run/systemd/generator",
                 "/usr/local/lib/systemd/system",
                 "/lib/systemd/system",
                 "/usr/lib/systemd/system",
+                "/run/systemd/generator.late",
             ];
             (prefix("/etc/systemd/system"), system)
         };
