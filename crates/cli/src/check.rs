@@ -228,9 +228,9 @@ impl Verdict {
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
     if args.json {
-        println!("{}", verdict.json());
+        crate::say(format_args!("{}", verdict.json()))?;
     } else {
-        println!("{}", verdict.line());
+        crate::say(format_args!("{}", verdict.line()))?;
     }
     Ok(if verdict.reach.reachable() {
         ExitCode::SUCCESS

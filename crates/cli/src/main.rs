@@ -11,8 +11,10 @@ mod env;
 mod json;
 mod library;
 mod run;
+mod signals;
 mod unit;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -44,6 +46,18 @@ impl Failure {
     }
 }
 
+/// Writes one line to stdout. `println!` would panic when the reader has gone away
+/// (EPIPE: Rust's runtime ignores SIGPIPE); here that is a failure like any other.
+pub fn say(line: std::fmt::Arguments) -> Result<(), Failure> {
+    writeln!(std::io::stdout(), "{line}")
+        .map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))
+}
+
+/// Writes one line to stderr; when that fails there is nowhere left to say so.
+pub fn warn(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -60,7 +74,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("keepalive: {}", failure.message);
+            crate::warn(format_args!("keepalive: {}", failure.message));
             ExitCode::from(failure.code)
         }
     }
