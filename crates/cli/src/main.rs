@@ -82,14 +82,18 @@ fn main() -> ExitCode {
 
 /// The man page and completions, from the same definition as `--help`.
 fn generate(what: Generate) -> Result<ExitCode, Failure> {
-    let mut out = std::io::stdout().lock();
-    let written = match what {
-        Generate::Man => cli::man_page(&mut out),
+    // Rendered in memory first: clap_complete panics when a write fails.
+    let mut text = Vec::new();
+    match what {
+        Generate::Man => cli::man_page(&mut text)
+            .map_err(|err| Failure::with_code(1, format!("cannot render keepalive(1): {err}")))?,
         Generate::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut out);
-            Ok(())
+            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut text)
         }
-    };
-    written.map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))?;
+    }
+    std::io::stdout()
+        .write_all(&text)
+        .and_then(|()| std::io::stdout().flush())
+        .map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))?;
     Ok(ExitCode::SUCCESS)
 }
