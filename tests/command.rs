@@ -642,6 +642,16 @@ fn check_follows_scripts_to_their_interpreter() {
         stderr.contains("not an ELF program or #! script"),
         "{stderr}"
     );
+    let orphan = dir.join("orphan.sh");
+    std::fs::write(&orphan, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&orphan, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, stderr) = output(cli().arg("check").arg(&orphan));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    let named = format!(
+        "'{}': #! interpreter '/nonexistent/interpreter'",
+        orphan.display()
+    );
+    assert!(stderr.contains(&named), "{stderr}");
     let (code, _, stderr) = output(cli().args(["check", "no-such-program-here"]));
     assert_eq!(code, 127, "{stderr}");
     assert!(
