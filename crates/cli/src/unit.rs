@@ -49,19 +49,27 @@ impl Unit {
                 .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
                 .ok_or_else(|| Failure::usage("--user: neither XDG_CONFIG_HOME nor HOME is set"))?;
             let config = prefix(&config.join("systemd/user").to_string_lossy());
-            let system = [
+            let system: &[&str] = &[
                 "/etc/systemd/user",
                 "/run/systemd/user",
+                "/usr/local/share/systemd/user",
+                "/usr/share/systemd/user",
                 "/usr/local/lib/systemd/user",
                 "/usr/lib/systemd/user",
             ];
             (config, system)
         } else {
-            let system = [
+            // systemd.unit(5), "System Unit Search Path", without the directories only
+            // systemctl itself writes (*.control, *.attached).
+            let system: &[&str] = &[
+                "/run/systemd/transient",
+                "/run/systemd/generator.early",
                 "/run/systemd/system",
+                "/run/systemd/generator",
                 "/usr/local/lib/systemd/system",
                 "/lib/systemd/system",
                 "/usr/lib/systemd/system",
+                "/run/systemd/generator.late",
             ];
             (prefix("/etc/systemd/system"), system)
         };
@@ -313,13 +321,11 @@ fn environment_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One `Environment=` line, quoted for systemd: `%` is a specifier, `"` and `\` are
-/// escaped.
+/// One `Environment=` line, quoted for systemd: `"` and `\` are escaped. A `%` is
+/// left alone: systemd expands specifiers after unquoting, so the entries copied from
+/// the unit keep their meaning, and the library's own path is escaped by the caller.
 fn assignment(name: &str, value: &str) -> String {
-    let value = value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%");
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
     format!("Environment=\"{name}={value}\"\n")
 }
 
@@ -392,27 +398,31 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     )?;
 
     match service.exec_start.as_deref().and_then(exec_program) {
-        None => eprintln!(
+        None => crate::warn(format_args!(
             "keepalive: warning: {} has no ExecStart= to check",
             unit.name
-        ),
+        )),
         Some(program) => {
             let root = match &unit.root {
                 Some(dir) => Root::under(dir),
                 None => Root::under(Path::new("/")),
             };
             match check::inspect(program.as_ref(), &root, Runner::Anyone) {
-                Ok(verdict) if !verdict.reach.reachable() => eprintln!("{}", verdict.warning()),
+                Ok(verdict) if !verdict.reach.reachable() => {
+                    crate::warn(format_args!("{}", verdict.warning()))
+                }
                 Ok(_) => {}
-                Err(failure) => eprintln!(
+                Err(failure) => crate::warn(format_args!(
                     "keepalive: warning: cannot check {}'s ExecStart program: {}",
                     unit.name, failure.message
-                ),
+                )),
             }
         }
     }
 
     let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
+    let library = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
     let preload = library::preload(existing.as_deref(), &library);
     let mut text = format!("{MARKER}\n[Service]\n");
     text.push_str(&assignment("LD_PRELOAD", &preload.to_string_lossy()));
@@ -422,12 +432,12 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
     if unchanged {
-        println!("{} is up to date", path.display());
+        crate::say(format_args!("{} is up to date", path.display()))?;
     } else {
         write_atomically(&path, text.as_bytes()).map_err(|err| {
             Failure::with_code(1, format!("cannot write {}: {err}", path.display()))
         })?;
-        println!("wrote {}", path.display());
+        crate::say(format_args!("wrote {}", path.display()))?;
     }
     apply(&args.place, &unit, true)
 }
@@ -438,11 +448,11 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     match std::fs::read_to_string(&path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            println!(
+            crate::say(format_args!(
                 "{}: no drop-in from keepalive enable ({} does not exist)",
                 unit.name,
                 path.display()
-            );
+            ))?;
             return Ok(ExitCode::SUCCESS);
         }
         Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
@@ -463,7 +473,7 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
     }
-    println!("removed {}", path.display());
+    crate::say(format_args!("removed {}", path.display()))?;
     apply(&args.place, &unit, false)
 }
 
@@ -513,7 +523,7 @@ fn apply(place: &Place, unit: &Unit, enabling: bool) -> Result<ExitCode, Failure
             } else {
                 "to stop preloading"
             };
-            println!("{what}: {}", shown.join(" && "));
+            crate::say(format_args!("{what}: {}", shown.join(" && ")))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -591,8 +601,8 @@ mod tests {
     #[test]
     fn assignments_escape_for_systemd() {
         assert_eq!(
-            assignment("A", r#"x"%\"#),
-            "Environment=\"A=x\\\"%%\\\\\"\n"
+            assignment("A", r#"x"%i\"#),
+            "Environment=\"A=x\\\"%i\\\\\"\n"
         );
     }
 }
