@@ -276,13 +276,18 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
     }
 }
 
+/// The date keepalive(1) carries, as man-pages(7) asks: the release it documents. The
+/// same day heads libkeepalive(7) and the newest entry of packaging/debian/changelog
+/// (tests/packages.rs holds the three together).
+const RELEASE_DATE: &str = "2026-11-24";
+
 /// keepalive(1), one page: the command's name, synopsis, description and options, a
 /// section for each subcommand with its own synopsis, description and options, then
 /// the examples and exit status of `--help`.
 pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
     let mut command = Cli::command();
     command.build();
-    let man = clap_mangen::Man::new(command.clone());
+    let man = clap_mangen::Man::new(command.clone()).date(RELEASE_DATE);
     man.render_title(out)?;
     man.render_name_section(out)?;
     man.render_synopsis_section(out)?;
@@ -308,7 +313,10 @@ pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
     let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SH NOTES");
     out.write_all(extra.as_bytes())?;
     writeln!(out, ".SH \"SEE ALSO\"")?;
-    writeln!(out, "ld.so(8), tcp(7), socket(7), systemd.exec(5), ss(8)")?;
+    writeln!(
+        out,
+        "libkeepalive(7), ld.so(8), tcp(7), socket(7), systemd.exec(5), ss(8)"
+    )?;
     Ok(())
 }
 
