@@ -61,7 +61,7 @@ impl Object {
 }
 
 /// A JSON string (RFC 8259 §7): quote, backslash and control characters escaped.
-fn push_string(out: &mut String, value: &str) {
+pub fn push_string(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars() {
         match c {

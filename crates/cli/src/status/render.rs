@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::tcp_table::{Timer, TimerKind};
 use super::{Report, Socket};
+use crate::json::push_string;
 
 const HEADINGS: [&str; 10] = [
     "FD",
@@ -130,7 +131,7 @@ pub fn json(report: &Report) -> String {
     let _ = write!(out, "{{\"pid\":{}", report.pid);
     out.push_str(",\"command\":");
     match &report.command {
-        Some(command) => string(&mut out, command),
+        Some(command) => push_string(&mut out, command),
         None => out.push_str("null"),
     }
     let _ = write!(
@@ -144,7 +145,7 @@ pub fn json(report: &Report) -> String {
         if i > 0 {
             out.push(',');
         }
-        string(&mut out, problem);
+        push_string(&mut out, problem);
     }
     out.push_str("],\"sockets\":[");
     for (i, socket) in report.sockets.iter().enumerate() {
@@ -220,23 +221,4 @@ fn address(out: &mut String, address: Option<SocketAddr>) {
             let _ = write!(out, "{{\"address\":\"{}\",\"port\":{}}}", a.ip(), a.port());
         }
     }
-}
-
-/// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped.
-fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
