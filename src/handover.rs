@@ -59,12 +59,20 @@ fn apply(fd: c_int, family: tcp::Family, config: &Config) {
 /// `LISTEN_PID` names this process (a child that inherited the variables is not meant).
 fn listen_fds() -> core::ops::Range<c_int> {
     const FIRST: c_int = 3;
+    // systemd's descriptors always start at fd 3 (sd_listen_fds(3)). When fd 3 is not
+    // a socket, one failed getsockopt answers for LISTEN_FDS: cheaper than looking
+    // the variable up, which scans the whole environment, at every exec.
+    if sys::int_option(FIRST, libc::SOL_SOCKET, libc::SO_DOMAIN).is_err() {
+        return FIRST..FIRST;
+    }
     // SAFETY: the values are parsed at once, before the constructor returns.
     let number = |name| unsafe { sys::env(name) }.and_then(decimal);
-    let ours = number(c"LISTEN_PID").is_some_and(|pid| pid as i64 == i64::from(sys::getpid()));
-    let count = match number(c"LISTEN_FDS") {
-        Some(n) if ours => n.min(MAX_LISTEN_FDS) as c_int,
-        _ => 0,
-    };
+    // LISTEN_PID is read only when LISTEN_FDS is set: each lookup scans the whole
+    // environment, at every exec.
+    let count = number(c"LISTEN_FDS")
+        .filter(|_| {
+            number(c"LISTEN_PID").is_some_and(|pid| i64::from(pid) == i64::from(sys::getpid()))
+        })
+        .map_or(0, |n| n.min(MAX_LISTEN_FDS) as c_int);
     FIRST..FIRST + count
 }

@@ -1,5 +1,6 @@
-//! The system-call layer: every call into libc the shim makes, each behind a safe
-//! function with the reason it is sound. Nothing here allocates or takes a lock once
+//! The system-call layer: every call into libc the shim makes, and the raw system
+//! calls it makes through syscall(2), each behind a safe function with the reason it
+//! is sound. Nothing here allocates or takes a lock once
 //! the real functions are resolved.
 
 use core::ffi::{CStr, c_int, c_long, c_void};
@@ -13,7 +14,7 @@ use once_cell::race::OnceNonZeroUsize;
 /// Puts `errno` back as it was when saved, on drop.
 ///
 /// The host must see exactly the `errno` its real call produced; the shim's own
-/// `setsockopt`, `getsockopt`, `write` and `dlsym` calls may change it.
+/// `setsockopt`, `getsockopt`, raw system calls and `dlsym` may change it.
 pub struct SavedErrno(c_int);
 
 impl SavedErrno {
@@ -186,13 +187,17 @@ unsafe fn c_string<'a>(string: *const u8) -> &'a [u8] {
     }
 }
 
-/// The raw system calls: one import, syscall(2), serves them all. Unlike libc's
+/// A raw system call: one import, syscall(2), serves them all. Unlike libc's
 /// wrappers, a raw call is never a cancellation point (pthreads(7)), so a pending
-/// cancel cannot act inside the library.
-fn raw(number: c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> Result<usize, c_int> {
-    // SAFETY: the callers below pass each call's arguments as the kernel expects them,
-    // with every pointer live and sized for what the call reads or writes.
-    let rc = unsafe { libc::syscall(number, a, b, c, d, e) };
+/// cancel cannot act inside the library. `Err` holds the errno.
+///
+/// # Safety
+/// `args` must be what system call `number` expects, every pointer among them live
+/// and valid for what the call reads or writes.
+unsafe fn raw(number: c_long, args: [usize; 6]) -> Result<usize, c_int> {
+    let [a, b, c, d, e, f] = args;
+    // SAFETY: the caller's contract.
+    let rc = unsafe { libc::syscall(number, a, b, c, d, e, f) };
     if rc < 0 {
         Err(errno())
     } else {
@@ -209,15 +214,9 @@ pub struct FileId {
 
 pub fn file_id(fd: c_int) -> Option<FileId> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
-    raw(
-        libc::SYS_fstat,
-        fd as usize,
-        stat.as_mut_ptr() as usize,
-        0,
-        0,
-        0,
-    )
-    .ok()?;
+    let buf = stat.as_mut_ptr() as usize;
+    // SAFETY: fstat(2) writes one struct stat into `buf`, which has room for it.
+    unsafe { raw(libc::SYS_fstat, [fd as usize, buf, 0, 0, 0, 0]) }.ok()?;
     // SAFETY: fstat succeeded, so it filled the whole struct.
     let stat = unsafe { stat.assume_init() };
     Some(FileId {
@@ -227,14 +226,16 @@ pub fn file_id(fd: c_int) -> Option<FileId> {
 }
 
 pub fn getpid() -> libc::pid_t {
-    raw(libc::SYS_getpid, 0, 0, 0, 0, 0).map_or(0, |pid| pid as libc::pid_t)
+    // SAFETY: getpid(2) takes no arguments and touches no memory.
+    unsafe { raw(libc::SYS_getpid, [0; 6]) }.map_or(0, |pid| pid as libc::pid_t)
 }
 
 /// `sendto(fd, bytes, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, never raises SIGPIPE.
 pub fn send_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
-    let (ptr, len) = (bytes.as_ptr() as usize, bytes.len());
-    raw(libc::SYS_sendto, fd as usize, ptr, len, flags, 0)
+    let (buf, len) = (bytes.as_ptr() as usize, bytes.len());
+    // SAFETY: sendto(2) reads `len` bytes from `buf`, a live slice; no address.
+    unsafe { raw(libc::SYS_sendto, [fd as usize, buf, len, flags, 0, 0]) }
 }
 
 /// `pwritev2(fd, bytes, offset -1, RWF_NOWAIT)`: a write at the current position that
@@ -245,27 +246,18 @@ pub fn write_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
         iov_base: bytes.as_ptr() as *mut c_void,
         iov_len: bytes.len(),
     };
-    // pwritev2(fd, iov, iovcnt, pos_l, pos_h, flags): offset -1 is "the current file
-    // position", split in two longs as the system call takes it.
-    let flags = libc::RWF_NOWAIT as usize;
     let iov = ptr::from_ref(&iov) as usize;
-    // SAFETY: as in `raw`; the sixth argument goes through its own call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pwritev2,
-            fd as usize,
-            iov,
-            1usize,
-            usize::MAX,
-            usize::MAX,
-            flags,
-        )
-    };
-    if rc < 0 {
-        Err(errno())
-    } else {
-        Ok(rc as usize)
-    }
+    // The offset -1, "the current file position", goes as two longs (pos_l, pos_h).
+    let args = [
+        fd as usize,
+        iov,
+        1,
+        usize::MAX,
+        usize::MAX,
+        libc::RWF_NOWAIT as usize,
+    ];
+    // SAFETY: pwritev2(2) reads one iovec, which points to a live slice of its length.
+    unsafe { raw(libc::SYS_pwritev2, args) }
 }
 
 /// Whether `fd` can take bytes now: poll(2) with a zero timeout.
@@ -276,20 +268,17 @@ pub fn writable_now(fd: c_int) -> bool {
         revents: 0,
     };
     let pollfd_ptr = ptr::from_mut(&mut pollfd) as usize;
-    raw(libc::SYS_poll, pollfd_ptr, 1, 0, 0, 0).is_ok_and(|n| n == 1)
+    // SAFETY: poll(2) reads and writes the one pollfd passed, a live local.
+    let ready = unsafe { raw(libc::SYS_poll, [pollfd_ptr, 1, 0, 0, 0, 0]) };
+    ready.is_ok_and(|n| n == 1)
         && pollfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == libc::POLLOUT
 }
 
 /// write(2) as a raw system call.
 pub fn write(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
-    raw(
-        libc::SYS_write,
-        fd as usize,
-        bytes.as_ptr() as usize,
-        bytes.len(),
-        0,
-        0,
-    )
+    let (buf, len) = (bytes.as_ptr() as usize, bytes.len());
+    // SAFETY: write(2) reads `len` bytes from `buf`, a live slice.
+    unsafe { raw(libc::SYS_write, [fd as usize, buf, len, 0, 0, 0]) }
 }
 
 /// The kernel's signal set, as rt_sigprocmask(2) takes it: one bit per signal.
@@ -310,25 +299,29 @@ fn bit(signal: c_int) -> KernelSigset {
 /// not queue, so the write's merged into it.
 pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
     let pipe = bit(libc::SIGPIPE);
+    let pipe_ptr = ptr::from_ref(&pipe) as usize;
     let mut old: KernelSigset = 0;
-    let blocked = raw(
-        libc::SYS_rt_sigprocmask,
+    let old_ptr = ptr::from_mut(&mut old) as usize;
+    let block = [
         libc::SIG_BLOCK as usize,
-        ptr::from_ref(&pipe) as usize,
-        ptr::from_mut(&mut old) as usize,
+        pipe_ptr,
+        old_ptr,
         SIGSET_SIZE,
         0,
-    )
-    .is_ok();
+        0,
+    ];
+    // SAFETY: rt_sigprocmask(2) reads one kernel sigset and writes one, both live
+    // locals of the size passed.
+    let blocked = unsafe { raw(libc::SYS_rt_sigprocmask, block) }.is_ok();
     let mut pending: KernelSigset = 0;
-    let was_pending = raw(
-        libc::SYS_rt_sigpending,
-        ptr::from_mut(&mut pending) as usize,
-        SIGSET_SIZE,
-        0,
-        0,
-        0,
-    )
+    let pending_ptr = ptr::from_mut(&mut pending) as usize;
+    // SAFETY: rt_sigpending(2) writes one kernel sigset into a live local.
+    let was_pending = unsafe {
+        raw(
+            libc::SYS_rt_sigpending,
+            [pending_ptr, SIGSET_SIZE, 0, 0, 0, 0],
+        )
+    }
     .map_or(true, |_| pending & pipe != 0);
     let result = f();
     if blocked {
@@ -337,23 +330,19 @@ pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
                 tv_sec: 0,
                 tv_nsec: 0,
             };
-            let _ = raw(
-                libc::SYS_rt_sigtimedwait,
-                ptr::from_ref(&pipe) as usize,
-                0,
-                ptr::from_ref(&zero) as usize,
-                SIGSET_SIZE,
-                0,
-            );
+            let zero_ptr = ptr::from_ref(&zero) as usize;
+            // SAFETY: rt_sigtimedwait(2) reads the set and the timeout, live locals,
+            // and writes no siginfo (NULL).
+            let _ = unsafe {
+                raw(
+                    libc::SYS_rt_sigtimedwait,
+                    [pipe_ptr, 0, zero_ptr, SIGSET_SIZE, 0, 0],
+                )
+            };
         }
-        let _ = raw(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK as usize,
-            ptr::from_ref(&old) as usize,
-            0,
-            SIGSET_SIZE,
-            0,
-        );
+        let restore = [libc::SIG_SETMASK as usize, old_ptr, 0, SIGSET_SIZE, 0, 0];
+        // SAFETY: rt_sigprocmask(2) reads the saved set, a live local.
+        let _ = unsafe { raw(libc::SYS_rt_sigprocmask, restore) };
     }
     result
 }

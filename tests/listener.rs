@@ -152,6 +152,29 @@ const PROGRAMS_TIMERS: Keepalive = Keepalive {
     ..PROGRAMS
 };
 
+/// The reproduction, in C: a server sets 5/2/3 s and 9000 ms on its listener
+/// (or turns keepalive off there) and accepts with accept4; with the library asking
+/// for 600/60/9 s and 120000 ms, the connection carries the program's settings.
+#[test]
+fn a_c_server_keeps_its_listener_settings() {
+    let test = "a_c_server_keeps_its_listener_settings";
+    let Some(server) = common::c_program("listener_settings", test) else {
+        return;
+    };
+    for (argument, keepalive) in [("on", 1), ("off", 0)] {
+        let output = common::preloaded(&server, &VARS)
+            .arg(argument)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("keepalive={keepalive} idle=5 intvl=2 cnt=3 user_timeout=9000\n"),
+            "listener keepalive {argument}"
+        );
+    }
+}
+
 /// KEEPALIVE=skip: the library sets only the timers, and the program's own timers on
 /// its listener still win, though its SO_KEEPALIVE is off.
 #[test]

@@ -383,8 +383,9 @@ fn a_pending_cancel_does_not_act_inside_socket() {
 
 /// A fork taken while the start-up warning is being written: the child reads the
 /// configuration the parent published, not its own environment changed later.
-/// strace holds the warning's write for a second (delay injection); a thread started
-/// by an earlier constructor forks 300 ms in.
+/// strace holds the warning's write in the kernel for two seconds after its bytes
+/// went out (delay injection at syscall exit); a thread started by an earlier
+/// constructor reads those bytes from the pipe on fd 2 and forks at once.
 #[test]
 fn a_fork_during_the_warning_reads_once() {
     const NAME: &str = "a_fork_during_the_warning_reads_once";
@@ -398,10 +399,10 @@ fn a_fork_during_the_warning_reads_once() {
     let mut command = Command::new("strace");
     command
         .args(["-f", "-o", "/dev/null", "-e", "trace=write,pwritev2,sendto"])
-        .args(["-e", "inject=write,pwritev2,sendto:delay_exit=1000000"])
+        .args(["-e", "inject=write,pwritev2,sendto:delay_exit=2000000"])
         .arg("-E")
         .arg(format!("LD_PRELOAD={preload}"))
-        .args(["-E", "EARLY_FORK_MS=300", "/bin/true"]);
+        .args(["-E", "EARLY_FORK_ON_LINE=1", "/bin/true"]);
     for name in common::VARIABLES {
         command.env_remove(name);
     }

@@ -65,6 +65,7 @@ fn main() {
     );
     per_socket(&paths, &plan);
     per_connection(&paths, &plan);
+    per_accept_call(&paths, &plan);
     per_process(&paths, &plan);
     footprint(&paths);
 }
@@ -300,6 +301,35 @@ fn per_connection(paths: &Paths, plan: &Plan) {
     );
 }
 
+/// The accept path alone. The floor is a server that configured its listener inline
+/// (its connections inherit the options, so accept4 needs nothing more); the library
+/// configured the listener at `socket()`, and must then leave accept4 at that floor.
+fn per_accept_call(paths: &Paths, plan: &Plan) {
+    let count = (plan.connections * 2).to_string();
+    let samples = measure(plan.rounds, &FLOOR_VARIANTS, |variant| {
+        let ns = worker_number(variant.command(paths, &paths.exe).args([
+            "worker",
+            "accept-only",
+            &count,
+            variant.mode(),
+        ]));
+        ns / (plan.connections * 2) as f64
+    });
+    print_comparison(
+        &format!(
+            "(b2) per accept4() call alone: {} queued connections per run, clients made without the library",
+            plan.connections * 2
+        ),
+        &["no shim", "inline floor (listener set)", "libkeepalive"],
+        &samples,
+        &[
+            (2, 1, "libkeepalive / inline floor"),
+            (2, 0, "libkeepalive / no shim"),
+        ],
+        "libkeepalive / inline floor <= 1.3\n",
+    );
+}
+
 fn per_process(paths: &Paths, plan: &Plan) {
     let trivial = Path::new("/bin/true");
     let variants = [Variant::NoShim, Variant::CShim, Variant::Shim];
@@ -471,6 +501,49 @@ fn worker(args: &[String]) {
             }
             println!("{}", start.map(|s| s.elapsed().as_nanos()).unwrap_or(0));
         }
+        "accept-only" => {
+            // Only the accept4 calls are timed: the clients are made here, in batches,
+            // with a raw socket system call that the library never sees, and connected
+            // before the clock starts.
+            let inline = args[2] == "inline";
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let fd = listener.as_raw_fd();
+            // SAFETY: listen(2) on our socket, to make room for a whole batch.
+            assert_eq!(unsafe { libc::listen(fd, ACCEPT_BATCH as i32) }, 0);
+            if inline {
+                // SAFETY: fd is a socket.
+                unsafe { set_keepalive_inline(fd) };
+            }
+            let address = listener.local_addr().expect("address");
+            let mut elapsed = std::time::Duration::ZERO;
+            let mut left = count(1);
+            while left > 0 {
+                let batch = left.min(ACCEPT_BATCH);
+                left -= batch;
+                let clients: Vec<TcpStream> = (0..batch).map(|_| raw_client(address)).collect();
+                let mut conns = Vec::with_capacity(batch);
+                let start = Instant::now();
+                for _ in 0..batch {
+                    // SAFETY: accept4(2) on our listener, whose backlog holds the batch.
+                    conns.push(unsafe {
+                        libc::accept4(
+                            fd,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                            libc::SOCK_CLOEXEC,
+                        )
+                    });
+                }
+                elapsed += start.elapsed();
+                for conn in conns {
+                    assert!(conn >= 0, "accept4");
+                    // SAFETY: each connection is ours to close.
+                    unsafe { libc::close(conn) };
+                }
+                drop(clients);
+            }
+            println!("{}", elapsed.as_nanos());
+        }
         "connect" => {
             let port: u16 = args[2].parse().expect("port");
             for _ in 0..count(1) {
@@ -509,6 +582,47 @@ fn worker(args: &[String]) {
         }
         other => panic!("unknown worker {other}"),
     }
+}
+
+/// Connections queued on the listener per timed batch of accept4 calls.
+const ACCEPT_BATCH: usize = 200;
+
+/// A client connected to `address`, made with a raw socket system call so that a
+/// preloaded library does not see (and configure) it.
+fn raw_client(address: std::net::SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = address else {
+        panic!("IPv4 listener expected")
+    };
+    // SAFETY: the raw socket(2) system call takes plain integers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        )
+    } as i32;
+    assert!(fd >= 0, "socket");
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: connect(2) with a live sockaddr_in and its size; fd is ours.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&raw const sin).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect");
+    // SAFETY: fd is a connected socket that nothing else owns.
+    unsafe { TcpStream::from_raw_fd(fd) }
 }
 
 /// The calls libkeepalive makes for [`VARS`], made by the program itself.

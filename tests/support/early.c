@@ -5,7 +5,9 @@
  *
  *   EARLY_LONG=NAME=TAIL  setenv(NAME, 131072 zeros then TAIL): a value longer
  *                         than any execve(2) can pass on 4 KiB pages.
- *   EARLY_FORK_MS=N       starts a thread that forks after N ms; the child sets
+ *   EARLY_FORK_ON_LINE=1  puts a pipe on fd 2 and starts a thread that waits for
+ *                         the first bytes written there, copies them to the
+ *                         original stderr and forks at once; the child sets
  *                         KEEPIDLE=99, creates a TCP socket, prints
  *                         "@ forked idle=SECONDS" and exits.
  */
@@ -18,16 +20,19 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ZEROS 131072
 
-static void *fork_later(void *arg)
+static int line_pipe[2] = {-1, -1};
+static int original_stderr = -1;
+
+static void *fork_on_line(void *arg)
 {
-    long ms = (long)arg;
-    struct timespec delay = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&delay, NULL);
+    char line[512];
+    ssize_t n;
+    (void)arg;
+    n = read(line_pipe[0], line, sizeof line);
     pid_t pid = fork();
     if (pid == 0) {
         int idle = -1, fd;
@@ -39,6 +44,8 @@ static void *fork_later(void *arg)
         fflush(stdout);
         _exit(0);
     }
+    if (n > 0)
+        write(original_stderr, line, (size_t)n);
     if (pid > 0)
         waitpid(pid, NULL, 0);
     return NULL;
@@ -47,7 +54,7 @@ static void *fork_later(void *arg)
 __attribute__((constructor)) static void early(void)
 {
     const char *long_value = getenv("EARLY_LONG");
-    const char *fork_ms = getenv("EARLY_FORK_MS");
+    const char *fork_wanted = getenv("EARLY_FORK_ON_LINE");
     if (long_value) {
         const char *eq = strchr(long_value, '=');
         size_t tail = strlen(eq + 1);
@@ -57,9 +64,11 @@ __attribute__((constructor)) static void early(void)
         memcpy(value + ZEROS, eq + 1, tail + 1);
         setenv(name, value, 1);
     }
-    if (fork_ms) {
+    if (fork_wanted && pipe(line_pipe) == 0) {
         pthread_t thread;
-        pthread_create(&thread, NULL, fork_later, (void *)atol(fork_ms));
-        pthread_detach(thread);
+        original_stderr = dup(2);
+        dup2(line_pipe[1], 2);
+        close(line_pipe[1]);
+        pthread_create(&thread, NULL, fork_on_line, NULL);
     }
 }
