@@ -399,21 +399,20 @@ fn check_and_run_agree_on_static_and_32_bit_programs() {
     }
 }
 
-/// A real Go program built here with Debian's golang-go: `check` says Go, and the
-/// socket Go's net package creates is indeed not configured by `run`.
-#[test]
-fn check_and_run_agree_on_a_go_program() {
-    let test = "check_and_run_agree_on_a_go_program";
+/// tests/support/go built with Debian's golang-go for `goarch` (Go cross-compiles
+/// without any other toolchain), or None after saying why.
+fn go_program(test: &str, goarch: &str) -> Option<PathBuf> {
     if !have(test, "go") {
-        return;
+        return None;
     }
-    let dir = scratch("go");
+    let dir = scratch(&format!("go-{goarch}"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go/main.go");
     let program = dir.join("gosock");
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&program)
         .arg(&source)
+        .env("GOARCH", goarch)
         .env("GOCACHE", dir.join("cache"))
         .env("GOPATH", dir.join("path"))
         .env("HOME", &dir)
@@ -425,6 +424,16 @@ fn check_and_run_agree_on_a_go_program() {
         "go build: {}",
         String::from_utf8_lossy(&built.stderr)
     );
+    Some(program)
+}
+
+/// A real Go program: `check` says Go, and the socket Go's net package creates is
+/// indeed not configured by `run`.
+#[test]
+fn check_and_run_agree_on_a_go_program() {
+    let Some(program) = go_program("check_and_run_agree_on_a_go_program", "amd64") else {
+        return;
+    };
     let (code, found, json) = check(&program);
     assert_eq!((code, found.as_str()), (1, "go"), "{json}");
     let (code, stdout, stderr) = output(cli().args(["run", "--idle", "45s", "--"]).arg(&program));
@@ -432,9 +441,54 @@ fn check_and_run_agree_on_a_go_program() {
     assert!(stdout.starts_with("keepalive=0 "), "{stdout}");
 }
 
-/// Set-user-ID and file-capability copies of a glibc program: `check` says secure
-/// execution, and run by another user (as nobody, through setpriv) with the library
-/// preloaded, their socket is indeed untouched while the plain copy's is configured.
+/// A real program for another architecture, arm64: `check` names both architectures,
+/// and `run --strict` does not start it.
+#[test]
+fn check_refuses_a_foreign_architecture() {
+    let Some(program) = go_program("check_refuses_a_foreign_architecture", "arm64") else {
+        return;
+    };
+    let (code, found, json) = check(&program);
+    assert_eq!((code, found.as_str()), (1, "machine"), "{json}");
+    assert!(
+        json.contains("built for arm64 (aarch64); the library is for x86-64"),
+        "{json}"
+    );
+    let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        "{stderr}"
+    );
+}
+
+/// A directory under the system's temporary directory that any user can read,
+/// removed when dropped.
+struct PublicDir(PathBuf);
+
+impl PublicDir {
+    fn new(name: &str) -> PublicDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("keepalive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create a public directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PublicDir(dir)
+    }
+}
+
+impl Drop for PublicDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Set-user-ID, set-group-ID and file-capability copies of a glibc program (owned by
+/// root). `check` says secure execution. Run by another user (nobody, through
+/// setpriv) the library indeed does not reach them while it reaches the plain copy,
+/// and `keepalive run` warns; run by root, their owner, it does, and `run` says
+/// nothing. The files sit in a directory nobody can read, with a copy of the command
+/// and the library beside it.
 #[test]
 fn check_and_run_agree_on_setuid_and_capability_programs() {
     let test = "check_and_run_agree_on_setuid_and_capability_programs";
@@ -446,45 +500,55 @@ fn check_and_run_agree_on_setuid_and_capability_programs() {
         skip(test, "needs root to make set-user-ID and capability copies");
         return;
     }
-    let Some(plain) = sockopt(test, "cc", &[], "sockopt-secure") else {
+    let Some(built) = sockopt(test, "cc", &[], "sockopt-secure") else {
         return;
     };
-    let dir = plain.parent().unwrap().to_path_buf();
-    let copy = |name: &str| {
-        let path = dir.join(name);
-        std::fs::copy(&plain, &path).expect("copy program");
+    let dir = PublicDir::new("secure");
+    let copy = |from: &Path, name: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.0.join(name);
+        std::fs::copy(from, &path).expect("copy");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     };
-    let setuid = copy("setuid");
-    let setgid = copy("setgid");
-    let capable = copy("capable");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    std::fs::set_permissions(&setgid, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let command = copy(keepalive(), "keepalive", 0o755);
+    copy(common::shim(), "libkeepalive.so", 0o644);
+    let plain = copy(&built, "plain", 0o755);
+    let setuid = copy(&built, "setuid", 0o4755);
+    let setgid = copy(&built, "setgid", 0o2755);
+    let capable = copy(&built, "capable", 0o755);
     let status = Command::new("setcap")
         .arg("cap_net_raw+ep")
         .arg(&capable)
         .status()
         .unwrap();
     assert!(status.success(), "setcap");
-    // The scratch directory must be reachable by nobody.
-    for dir in dir.ancestors() {
-        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-        if mode & 0o001 == 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
+
+    let nobody = |program: &Path, run: bool| {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        if run {
+            command
+                .arg(dir.0.join("keepalive"))
+                .args(["run", "--idle", "45s", "--"]);
+        } else {
+            command
+                .env("LD_PRELOAD", dir.0.join("libkeepalive.so"))
+                .env("KEEPIDLE", "45");
         }
-    }
-    let as_nobody = |program: &Path| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(program)
-            .env("LD_PRELOAD", common::shim())
-            .env("KEEPIDLE", "45")
-            .output()
-            .expect("run setpriv");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let (_, stdout, stderr) = output(command.arg(program));
+        (stdout.trim().to_string(), stderr)
     };
-    assert_eq!(as_nobody(&plain), CONFIGURED, "the plain copy, as nobody");
+    assert_eq!(
+        nobody(&plain, false).0,
+        CONFIGURED,
+        "the plain copy, as nobody"
+    );
+    assert_eq!(
+        nobody(&plain, true).0,
+        CONFIGURED,
+        "the plain copy, run as nobody"
+    );
     for (program, kind) in [
         (&setuid, "setuid"),
         (&setgid, "setgid"),
@@ -492,10 +556,27 @@ fn check_and_run_agree_on_setuid_and_capability_programs() {
     ] {
         let (code, found, json) = check(program);
         assert_eq!((code, found.as_str()), (1, kind), "{json}");
+        let (stdout, _) = nobody(program, false);
         assert!(
-            as_nobody(program).starts_with("keepalive=0 "),
-            "{kind}: reached"
+            stdout.starts_with("keepalive=0 "),
+            "{kind} as nobody: {stdout}"
         );
+        let (stdout, stderr) = nobody(program, true);
+        assert!(
+            stdout.starts_with("keepalive=0 "),
+            "{kind} run as nobody: {stdout}"
+        );
+        assert!(
+            stderr.starts_with("keepalive: warning: preloading cannot reach"),
+            "{kind} run as nobody: {stderr}"
+        );
+        let (code, stdout, stderr) = output(
+            Command::new(&command)
+                .args(["run", "--idle", "45s", "--"])
+                .arg(program),
+        );
+        assert_eq!((code, stdout.trim()), (0, CONFIGURED), "{kind} run by root");
+        assert_eq!(stderr, "", "{kind} run by root");
     }
 }
 
@@ -922,6 +1003,28 @@ fn library_is_found_beside_the_command() {
             "{library}"
         );
     }
+    // KEEPALIVE_LIBRARY overrides the search, made absolute, and --library overrides
+    // it; a named file that does not exist is an error, not a fallback.
+    let shim = common::shim();
+    let (dir, file) = (shim.parent().unwrap(), shim.file_name().unwrap());
+    let (code, stdout, stderr) = output(
+        Command::new(keepalive())
+            .arg("env")
+            .env("KEEPALIVE_LIBRARY", file)
+            .current_dir(dir),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("LD_PRELOAD={}\n", shim.display()));
+    let (code, _, stderr) = output(
+        Command::new(keepalive())
+            .args(["env", "--library", "/nonexistent/libkeepalive.so"])
+            .env("KEEPALIVE_LIBRARY", shim),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--library '/nonexistent/libkeepalive.so': no such library file"),
+        "{stderr}"
+    );
 }
 
 /// `--user` writes beside the user's own units ($XDG_CONFIG_HOME/systemd/user), found
@@ -960,4 +1063,31 @@ fn enable_and_disable_a_user_unit() {
     let (code, _, stderr) = run("disable");
     assert_eq!(code, 0, "{stderr}");
     assert!(!drop_in.exists() && !drop_in.parent().unwrap().exists());
+}
+
+/// A specifier in the unit's LD_PRELOAD (`%N`, the unit's name) is copied as it is,
+/// for systemd to expand, and the drop-in still passes `systemd-analyze verify`.
+#[test]
+fn enable_keeps_specifiers_in_the_units_preload() {
+    let test = "enable_keeps_specifiers_in_the_units_preload";
+    if !have(test, "systemd-analyze") {
+        return;
+    }
+    let root = unit_root("enable_specifier");
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/lib/libother.so", "/opt/%N/libother.so");
+    std::fs::write(&unit, text).unwrap();
+    let (code, _, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    assert_eq!(
+        assignments(&std::fs::read_to_string(drop_in).unwrap()),
+        [format!(
+            "LD_PRELOAD=/opt/%N/libother.so {}",
+            common::shim().display()
+        )]
+    );
+    verify(&root, "app.service");
 }

@@ -8,8 +8,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -154,6 +155,16 @@ impl fmt::Display for Reach {
     }
 }
 
+/// Who runs the program. Secure execution depends on the user: a set-user-ID program
+/// run by its owner, or one with file capabilities run by root, reads LD_PRELOAD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runner {
+    /// Any user, as a service may be run (`check`, `enable`).
+    Anyone,
+    /// This process's real user and group, who `run` execs the program as.
+    Me,
+}
+
 /// The verdict on one program.
 #[derive(Debug)]
 pub struct Verdict {
@@ -215,7 +226,7 @@ impl Verdict {
 
 /// `keepalive check`.
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let verdict = inspect(&args.program, &Root::host())?;
+    let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
     if args.json {
         println!("{}", verdict.json());
     } else {
@@ -282,7 +293,7 @@ fn executable(path: &Path) -> bool {
 }
 
 /// Follows `command` through PATH and `#!` lines to the ELF program and judges it.
-pub fn inspect(command: &OsStr, root: &Root) -> Result<Verdict, Failure> {
+pub fn inspect(command: &OsStr, root: &Root, runner: Runner) -> Result<Verdict, Failure> {
     let mut scripts = Vec::new();
     let mut path = root.resolve(command)?;
     loop {
@@ -307,7 +318,7 @@ pub fn inspect(command: &OsStr, root: &Root) -> Result<Verdict, Failure> {
             path = interpreter;
             continue;
         }
-        let reach = judge(&data, meta.permissions().mode(), &real).map_err(|why| {
+        let reach = judge(&data, &meta, &real, runner).map_err(|why| {
             Failure::usage(format!("{shown}: not an ELF program or #! script ({why})"))
         })?;
         return Ok(Verdict {
@@ -339,7 +350,8 @@ fn interpreter(line: &[u8], root: &Root) -> Result<PathBuf, String> {
 }
 
 /// The verdict on one ELF file.
-fn judge(data: &[u8], mode: u32, path: &Path) -> Result<Reach, String> {
+fn judge(data: &[u8], meta: &Metadata, path: &Path, runner: Runner) -> Result<Reach, String> {
+    let mode = meta.mode();
     let elf = Elf::parse(data)?;
     if elf.bits != own_bits() {
         return Ok(Reach::Class { bits: elf.bits });
@@ -355,14 +367,23 @@ fn judge(data: &[u8], mode: u32, path: &Path) -> Result<Reach, String> {
     let Some(loader) = elf.interpreter else {
         return Ok(Reach::Static);
     };
-    if mode & libc::S_ISUID != 0 {
+    // execve(2) runs the loader in secure-execution mode (AT_SECURE) when the
+    // effective IDs after exec differ from the real ones, or capabilities are gained.
+    let me = match runner {
+        Runner::Anyone => None,
+        // SAFETY: getuid(2) and getgid(2) cannot fail.
+        Runner::Me => Some(unsafe { (libc::getuid(), libc::getgid()) }),
+    };
+    if mode & libc::S_ISUID != 0 && me.is_none_or(|(uid, _)| uid != meta.uid()) {
         return Ok(Reach::SetUid);
     }
     // Without group execute, the set-group-ID bit means mandatory locking (stat(2)).
-    if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+    let setgid = mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP;
+    if setgid && me.is_none_or(|(_, gid)| gid != meta.gid()) {
         return Ok(Reach::SetGid);
     }
-    if has_capabilities(path) {
+    // Root already holds every capability a file can grant (capabilities(7)).
+    if has_capabilities(path) && me.is_none_or(|(uid, _)| uid != 0) {
         return Ok(Reach::Capabilities);
     }
     let name = Path::new(&loader)

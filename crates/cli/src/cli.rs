@@ -76,7 +76,8 @@ pub enum Subcommand {
             are out of reach. Programs whose loader is glibc's or musl's are reachable: \
             musl's loader takes the library's libc.so.6 as itself.\n\n\
             Prints one line, the verdict and the reason; exit status 0 when reachable, \
-            1 when not, 2 when PROGRAM cannot be read."
+            1 when not, 2 when PROGRAM is not a program that can be read, 127 when it \
+            is not found in PATH."
     )]
     Check(CheckArgs),
     /// Preload the library into a systemd service with a drop-in

@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use keepalive_config::Var;
 
 use crate::Failure;
-use crate::check::{self, Root};
+use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
 use crate::library::{self, quoted};
@@ -25,7 +25,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .command
         .split_first()
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
-    match check::inspect(program, &Root::host()) {
+    match check::inspect(program, &Root::host(), Runner::Me) {
         Ok(verdict) if !verdict.reach.reachable() => {
             eprintln!("{}", verdict.warning());
             if args.strict {

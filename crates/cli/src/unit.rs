@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use crate::Failure;
-use crate::check::{self, Root};
+use crate::check::{self, Root, Runner};
 use crate::cli::{DisableArgs, EnableArgs, Place};
 use crate::env;
 use crate::library;
@@ -49,19 +49,27 @@ impl Unit {
                 .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
                 .ok_or_else(|| Failure::usage("--user: neither XDG_CONFIG_HOME nor HOME is set"))?;
             let config = prefix(&config.join("systemd/user").to_string_lossy());
-            let system = [
+            let system: &[&str] = &[
                 "/etc/systemd/user",
                 "/run/systemd/user",
+                "/usr/local/share/systemd/user",
+                "/usr/share/systemd/user",
                 "/usr/local/lib/systemd/user",
                 "/usr/lib/systemd/user",
             ];
             (config, system)
         } else {
-            let system = [
+            // systemd.unit(5), "System Unit Search Path", without the directories only
+            // systemctl itself writes (*.control, *.attached).
+            let system: &[&str] = &[
+                "/run/systemd/transient",
+                "/run/systemd/generator.early",
                 "/run/systemd/system",
+                "/run/systemd/generator",
                 "/usr/local/lib/systemd/system",
                 "/lib/systemd/system",
                 "/usr/lib/systemd/system",
+                "/run/systemd/generator.late",
             ];
             (prefix("/etc/systemd/system"), system)
         };
@@ -313,13 +321,11 @@ fn environment_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One `Environment=` line, quoted for systemd: `%` is a specifier, `"` and `\` are
-/// escaped.
+/// One `Environment=` line, quoted for systemd: `"` and `\` are escaped. A `%` is
+/// left alone: systemd expands specifiers after unquoting, so the entries copied from
+/// the unit keep their meaning, and the library's own path is escaped by the caller.
 fn assignment(name: &str, value: &str) -> String {
-    let value = value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%");
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
     format!("Environment=\"{name}={value}\"\n")
 }
 
@@ -401,7 +407,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
                 Some(dir) => Root::under(dir),
                 None => Root::under(Path::new("/")),
             };
-            match check::inspect(program.as_ref(), &root) {
+            match check::inspect(program.as_ref(), &root, Runner::Anyone) {
                 Ok(verdict) if !verdict.reach.reachable() => eprintln!("{}", verdict.warning()),
                 Ok(_) => {}
                 Err(failure) => eprintln!(
@@ -413,6 +419,8 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     }
 
     let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
+    let library = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
     let preload = library::preload(existing.as_deref(), &library);
     let mut text = format!("{MARKER}\n[Service]\n");
     text.push_str(&assignment("LD_PRELOAD", &preload.to_string_lossy()));
@@ -591,8 +599,8 @@ mod tests {
     #[test]
     fn assignments_escape_for_systemd() {
         assert_eq!(
-            assignment("A", r#"x"%\"#),
-            "Environment=\"A=x\\\"%%\\\\\"\n"
+            assignment("A", r#"x"%i\"#),
+            "Environment=\"A=x\\\"%i\\\\\"\n"
         );
     }
 }
