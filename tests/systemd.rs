@@ -189,7 +189,8 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
 /// The three ways the README offers to configure a service, each in its own
 /// service in a real systemd, each with its own idle time so that settings that reach
 /// the wrong service fail: the raw drop-in recipe (`Environment=LD_PRELOAD=…`),
-/// `keepalive enable UNIT` run on that machine, and `ExecStart=keepalive run … --`.
+/// `keepalive enable UNIT --now` run on that machine, and
+/// `ExecStart=keepalive run … --`.
 /// A fourth service with none of them is the control: no keepalive timer.
 #[test]
 fn keepalive_command_and_drop_in_configure_services() {
@@ -215,9 +216,20 @@ fn keepalive_command_and_drop_in_configure_services() {
             library()
         ),
     );
-    // `keepalive enable` on the running system, for a unit that already preloads a
-    // library of its own (found by name in the loader's path, ld.so(8)), which must
-    // stay.
+    // `keepalive run` in ExecStart.
+    container.write(
+        "/etc/systemd/system/wrapped.service",
+        &service(&format!(
+            "{keepalive} run --idle 50 --library {} -- {}",
+            library(),
+            server(7203)
+        )),
+    );
+    container.write("/etc/systemd/system/plain.service", &service(&server(7204)));
+    container.start(&["recipe.service", "wrapped.service", "plain.service"]);
+    // `keepalive enable --now` on the running system: it reloads systemd and starts
+    // the service itself. The unit already preloads a library of its own (found by
+    // name in the loader's path, ld.so(8)), which must stay.
     container.write(
         "/etc/systemd/system/enabled.service",
         &format!(
@@ -233,25 +245,15 @@ fn keepalive_command_and_drop_in_configure_services() {
         "35s",
         "--library",
         &library(),
+        "--now",
     ]);
-    // `keepalive run` in ExecStart.
-    container.write(
-        "/etc/systemd/system/wrapped.service",
-        &service(&format!(
-            "{keepalive} run --idle 50 --library {} -- {}",
-            library(),
-            server(7203)
-        )),
-    );
-    container.write("/etc/systemd/system/plain.service", &service(&server(7204)));
+
     let units = [
         "recipe.service",
         "enabled.service",
         "wrapped.service",
         "plain.service",
     ];
-    container.start(&units);
-
     let _clients: Vec<Proc> = (7201..=7204)
         .zip(units)
         .map(|(port, unit)| connect(&container, port, unit))
