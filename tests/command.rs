@@ -642,6 +642,16 @@ fn check_follows_scripts_to_their_interpreter() {
         stderr.contains("not an ELF program or #! script"),
         "{stderr}"
     );
+    let orphan = dir.join("orphan.sh");
+    std::fs::write(&orphan, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&orphan, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, stderr) = output(cli().arg("check").arg(&orphan));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    let named = format!(
+        "'{}': #! interpreter '/nonexistent/interpreter'",
+        orphan.display()
+    );
+    assert!(stderr.contains(&named), "{stderr}");
     let (code, _, stderr) = output(cli().args(["check", "no-such-program-here"]));
     assert_eq!(code, 127, "{stderr}");
     assert!(
@@ -1090,4 +1100,68 @@ fn enable_keeps_specifiers_in_the_units_preload() {
         )]
     );
     verify(&root, "app.service");
+}
+
+/// The signal state COMMAND starts with is the one `run` was started with, as if run
+/// had not been there: an ignored SIGPIPE (systemd's IgnoreSIGPIPE=, on by default),
+/// an ignored SIGHUP (nohup) and a blocked SIGUSR1 stay, although Rust's runtime
+/// ignores SIGPIPE in the command itself; and a default SIGPIPE stays default.
+#[test]
+fn run_hands_on_the_signal_state() {
+    use std::os::unix::process::CommandExt;
+    let signal_lines = |command: &mut Command, inherit_ignored: bool| {
+        command.args(["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+        if inherit_ignored {
+            // SAFETY: signal(2), sigemptyset(3), sigaddset(3) and sigprocmask(2) are
+            // async-signal-safe, as a pre_exec hook requires.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                    libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGUSR1);
+                    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                    Ok(())
+                });
+            }
+        }
+        let (code, stdout, stderr) = output(command);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    for inherit_ignored in [true, false] {
+        let direct = signal_lines(&mut Command::new("env"), inherit_ignored);
+        let through_run = signal_lines(cli().args(["run", "--"]), inherit_ignored);
+        assert_eq!(
+            through_run, direct,
+            "ignored and blocked: {inherit_ignored}"
+        );
+    }
+}
+
+/// A reader that has gone away is one line and exit status 1, not a panic (the
+/// command's own SIGPIPE is ignored by Rust's runtime, so a write fails with EPIPE).
+#[test]
+fn output_to_a_closed_pipe_is_not_a_panic() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two-element array it is given.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The reader is gone before the command starts: its first write must fail.
+    drop(read);
+    let out = cli()
+        .args(["check", "sh"])
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run keepalive check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "keepalive: cannot write to stdout: Broken pipe (os error 32)"
+    );
 }

@@ -228,9 +228,9 @@ impl Verdict {
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
     if args.json {
-        println!("{}", verdict.json());
+        crate::say(format_args!("{}", verdict.json()))?;
     } else {
-        println!("{}", verdict.line());
+        crate::say(format_args!("{}", verdict.line()))?;
     }
     Ok(if verdict.reach.reachable() {
         ExitCode::SUCCESS
@@ -294,11 +294,19 @@ fn executable(path: &Path) -> bool {
 
 /// Follows `command` through PATH and `#!` lines to the ELF program and judges it.
 pub fn inspect(command: &OsStr, root: &Root, runner: Runner) -> Result<Verdict, Failure> {
-    let mut scripts = Vec::new();
+    let mut scripts: Vec<PathBuf> = Vec::new();
     let mut path = root.resolve(command)?;
     loop {
         let real = root.real(&path);
-        let shown = quoted(path.as_os_str());
+        // An interpreter is named with the script that names it.
+        let shown = match scripts.last() {
+            Some(script) => format!(
+                "{}: #! interpreter {}",
+                quoted(script.as_os_str()),
+                quoted(path.as_os_str())
+            ),
+            None => quoted(path.as_os_str()),
+        };
         let meta = real
             .metadata()
             .map_err(|err| Failure::usage(format!("{shown}: {err}")))?;

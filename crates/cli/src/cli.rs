@@ -249,7 +249,7 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
                 .collect();
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("keepalive: {message} (see keepalive --help)");
+            crate::warn(format_args!("keepalive: {message} (see keepalive --help)"));
             ExitCode::from(2)
         }
     }

@@ -71,12 +71,12 @@ pub fn name(var: Var) -> &'static str {
 pub fn print(args: &EnvArgs) -> Result<ExitCode, Failure> {
     let config = resolve(&args.settings, |_| None, "")?;
     let library = library::find(args.settings.library.as_deref())?;
-    println!(
+    crate::say(format_args!(
         "LD_PRELOAD={}",
         shell_word(&library.as_os_str().to_string_lossy())
-    );
+    ))?;
     for (var, value) in config.variables() {
-        println!("{}={value}", name(var));
+        crate::say(format_args!("{}={value}", name(var)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,8 +11,10 @@ mod env;
 mod json;
 mod library;
 mod run;
+mod signals;
 mod unit;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -44,6 +46,18 @@ impl Failure {
     }
 }
 
+/// Writes one line to stdout. `println!` would panic when the reader has gone away
+/// (EPIPE: Rust's runtime ignores SIGPIPE); here that is a failure like any other.
+pub fn say(line: std::fmt::Arguments) -> Result<(), Failure> {
+    writeln!(std::io::stdout(), "{line}")
+        .map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))
+}
+
+/// Writes one line to stderr; when that fails there is nowhere left to say so.
+pub fn warn(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -60,7 +74,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("keepalive: {}", failure.message);
+            crate::warn(format_args!("keepalive: {}", failure.message));
             ExitCode::from(failure.code)
         }
     }
@@ -68,14 +82,18 @@ fn main() -> ExitCode {
 
 /// The man page and completions, from the same definition as `--help`.
 fn generate(what: Generate) -> Result<ExitCode, Failure> {
-    let mut out = std::io::stdout().lock();
-    let written = match what {
-        Generate::Man => cli::man_page(&mut out),
+    // Rendered in memory first: clap_complete panics when a write fails.
+    let mut text = Vec::new();
+    match what {
+        Generate::Man => cli::man_page(&mut text)
+            .map_err(|err| Failure::with_code(1, format!("cannot render keepalive(1): {err}")))?,
         Generate::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut out);
-            Ok(())
+            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut text)
         }
-    };
-    written.map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))?;
+    }
+    std::io::stdout()
+        .write_all(&text)
+        .and_then(|()| std::io::stdout().flush())
+        .map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
 use crate::library::{self, quoted};
+use crate::signals;
 
 /// Replaces this process with COMMAND, the library preloaded: COMMAND keeps the process
 /// id, the file descriptors and the signal dispositions, and its exit status is the
@@ -27,14 +28,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
     match check::inspect(program, &Root::host(), Runner::Me) {
         Ok(verdict) if !verdict.reach.reachable() => {
-            eprintln!("{}", verdict.warning());
+            crate::warn(format_args!("{}", verdict.warning()));
             if args.strict {
                 return Ok(ExitCode::from(1));
             }
         }
         Ok(_) => {}
         Err(failure) if failure.code == 127 || args.strict => return Err(failure),
-        Err(failure) => eprintln!("keepalive: warning: cannot check: {}", failure.message),
+        Err(failure) => crate::warn(format_args!(
+            "keepalive: warning: cannot check: {}",
+            failure.message
+        )),
     }
     let mut command = Command::new(program);
     command.args(arguments);
@@ -46,6 +50,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     command.env("LD_PRELOAD", preload);
+    if signals::sigpipe_was_ignored() {
+        // SAFETY: the hook runs in this process just before execve(2) (exec() does
+        // not fork), after std reset SIGPIPE; signal(2) is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
     let err = command.exec();
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => 127,

@@ -398,22 +398,24 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     )?;
 
     match service.exec_start.as_deref().and_then(exec_program) {
-        None => eprintln!(
+        None => crate::warn(format_args!(
             "keepalive: warning: {} has no ExecStart= to check",
             unit.name
-        ),
+        )),
         Some(program) => {
             let root = match &unit.root {
                 Some(dir) => Root::under(dir),
                 None => Root::under(Path::new("/")),
             };
             match check::inspect(program.as_ref(), &root, Runner::Anyone) {
-                Ok(verdict) if !verdict.reach.reachable() => eprintln!("{}", verdict.warning()),
+                Ok(verdict) if !verdict.reach.reachable() => {
+                    crate::warn(format_args!("{}", verdict.warning()))
+                }
                 Ok(_) => {}
-                Err(failure) => eprintln!(
+                Err(failure) => crate::warn(format_args!(
                     "keepalive: warning: cannot check {}'s ExecStart program: {}",
                     unit.name, failure.message
-                ),
+                )),
             }
         }
     }
@@ -430,12 +432,12 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
     if unchanged {
-        println!("{} is up to date", path.display());
+        crate::say(format_args!("{} is up to date", path.display()))?;
     } else {
         write_atomically(&path, text.as_bytes()).map_err(|err| {
             Failure::with_code(1, format!("cannot write {}: {err}", path.display()))
         })?;
-        println!("wrote {}", path.display());
+        crate::say(format_args!("wrote {}", path.display()))?;
     }
     apply(&args.place, &unit, true)
 }
@@ -446,11 +448,11 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     match std::fs::read_to_string(&path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            println!(
+            crate::say(format_args!(
                 "{}: no drop-in from keepalive enable ({} does not exist)",
                 unit.name,
                 path.display()
-            );
+            ))?;
             return Ok(ExitCode::SUCCESS);
         }
         Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
@@ -471,7 +473,7 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
     }
-    println!("removed {}", path.display());
+    crate::say(format_args!("removed {}", path.display()))?;
     apply(&args.place, &unit, false)
 }
 
@@ -521,7 +523,7 @@ fn apply(place: &Place, unit: &Unit, enabling: bool) -> Result<ExitCode, Failure
             } else {
                 "to stop preloading"
             };
-            println!("{what}: {}", shown.join(" && "));
+            crate::say(format_args!("{what}: {}", shown.join(" && ")))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
