@@ -79,6 +79,23 @@ fn connect(container: &Container, port: u16, unit: &str) -> Proc {
     client
 }
 
+/// A library a unit preloads for its own reasons before keepalive is added; harmless.
+const OWN_PRELOAD: &str = "libm.so.6";
+
+/// The value of `name` in the environment of `unit`'s main process ("" when unset).
+fn environment(container: &Container, unit: &str, name: &str) -> String {
+    let pid = container
+        .main_pid(unit)
+        .unwrap_or_else(|| panic!("{unit} has no main process"));
+    let environ = container.read(&format!("/proc/{pid}/environ"));
+    let prefix = format!("{name}=");
+    environ
+        .split('\0')
+        .find_map(|pair| pair.strip_prefix(&prefix))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The keepalive timer of the one connection the service on `port` holds.
 fn server_timer(container: &Container, port: u16) -> Option<Duration> {
     let seen = container.ss_keepalive(&format!("( sport = :{port} )"));
@@ -172,7 +189,8 @@ fn accept_yes_service_gets_keepalive_on_its_socket() {
 /// The three ways the README offers to configure a service, each in its own
 /// service in a real systemd, each with its own idle time so that settings that reach
 /// the wrong service fail: the raw drop-in recipe (`Environment=LD_PRELOAD=…`),
-/// `keepalive enable UNIT` run on that machine, and `ExecStart=keepalive run … --`.
+/// `keepalive enable UNIT --now` run on that machine, and
+/// `ExecStart=keepalive run … --`.
 /// A fourth service with none of them is the control: no keepalive timer.
 #[test]
 fn keepalive_command_and_drop_in_configure_services() {
@@ -198,20 +216,6 @@ fn keepalive_command_and_drop_in_configure_services() {
             library()
         ),
     );
-    // `keepalive enable` on the running system.
-    container.write(
-        "/etc/systemd/system/enabled.service",
-        &service(&server(7202)),
-    );
-    container.run_ok(&[
-        &keepalive,
-        "enable",
-        "enabled.service",
-        "--idle",
-        "35s",
-        "--library",
-        &library(),
-    ]);
     // `keepalive run` in ExecStart.
     container.write(
         "/etc/systemd/system/wrapped.service",
@@ -222,14 +226,34 @@ fn keepalive_command_and_drop_in_configure_services() {
         )),
     );
     container.write("/etc/systemd/system/plain.service", &service(&server(7204)));
+    container.start(&["recipe.service", "wrapped.service", "plain.service"]);
+    // `keepalive enable --now` on the running system: it reloads systemd and starts
+    // the service itself. The unit already preloads a library of its own (found by
+    // name in the loader's path, ld.so(8)), which must stay.
+    container.write(
+        "/etc/systemd/system/enabled.service",
+        &format!(
+            "{}Environment=LD_PRELOAD={OWN_PRELOAD}\n",
+            service(&server(7202))
+        ),
+    );
+    container.run_ok(&[
+        &keepalive,
+        "enable",
+        "enabled.service",
+        "--idle",
+        "35s",
+        "--library",
+        &library(),
+        "--now",
+    ]);
+
     let units = [
         "recipe.service",
         "enabled.service",
         "wrapped.service",
         "plain.service",
     ];
-    container.start(&units);
-
     let _clients: Vec<Proc> = (7201..=7204)
         .zip(units)
         .map(|(port, unit)| connect(&container, port, unit))
@@ -241,6 +265,12 @@ fn keepalive_command_and_drop_in_configure_services() {
         server_timer(&container, 7204),
         None,
         "a service configured by none of them has no keepalive timer"
+    );
+    let preload = environment(&container, "enabled.service", "LD_PRELOAD");
+    let preload: Vec<&str> = preload.split([' ', ':']).collect();
+    assert!(
+        preload.contains(&OWN_PRELOAD) && preload.contains(&library().as_str()),
+        "keepalive enable: the service runs with LD_PRELOAD={preload:?}"
     );
     // `run` execs the program: systemd's main process is the server itself.
     let main = container
