@@ -197,6 +197,30 @@ pub fn client(
     })
 }
 
+/// Waits until `server` itself listens on loopback `port`. Connecting blindly could
+/// reach another process that took the free port meanwhile, or the test's own socket
+/// (a connect to a port in the ephemeral range with nobody listening can pick that
+/// same port as its source and connect to itself).
+fn listening(program: &str, server: &mut Proc, port: u16) {
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let owner = format!("pid={},", server.pid());
+    loop {
+        let output = Command::new("ss")
+            .args(["-tlnpH", &format!("( sport = :{port} )")])
+            .output()
+            .expect("run ss");
+        if String::from_utf8_lossy(&output.stdout).contains(&owner) {
+            return;
+        }
+        assert!(
+            server.is_running() && Instant::now() < deadline,
+            "{program} never listened on {port}; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Connects to a server on loopback `port`, retrying while it starts.
 pub fn connect(program: &str, port: u16) -> TcpStream {
     let deadline = Instant::now() + CONNECT_WAIT;
@@ -223,7 +247,8 @@ pub fn server(
     }
     let run = |mut command: Command| {
         let port = crate::common::free_port();
-        let _server = Proc::spawn(command.args(args(port)));
+        let mut server = Proc::spawn(command.args(args(port)));
+        listening(program, &mut server, port);
         let _conn = connect(program, port);
         measure(program, &format!("( sport = :{port} )"), own_secs)
     };
