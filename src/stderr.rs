@@ -40,6 +40,7 @@ pub fn record() {
         return;
     }
     let state = match sys::file_id(STDERR) {
+        Some(id) if is_the_connection(id) => NONE,
         Some(id) => {
             DEV.store(id.dev, Ordering::Relaxed);
             INO.store(id.ino, Ordering::Relaxed);
@@ -48,6 +49,18 @@ pub fn record() {
         None => NONE,
     };
     STATE.store(state, Ordering::Release);
+}
+
+/// Whether fd 2, whose identity is `id`, is the connection a per-connection service
+/// was started with: a socket that is fd 0 too. inetd and systemd's `Accept=yes` with
+/// `StandardInput=socket` put the connection on fds 0, 1 and 2 alike, and on an
+/// `AF_UNIX` listener it passes the socket check that refuses inet sockets; a line
+/// written there is the program's peer reading the library's words. journald's stream
+/// never is fd 0 (systemd gives stdin /dev/null unless asked otherwise), and a terminal
+/// that is both is no socket.
+fn is_the_connection(id: FileId) -> bool {
+    sys::file_id(libc::STDIN_FILENO) == Some(id)
+        && sys::int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN).is_ok()
 }
 
 /// Whether fd 2 still refers to the file recorded at load.

@@ -357,6 +357,39 @@ fn fd_2_reopened_as_a_unix_channel_gets_no_lines() {
     );
 }
 
+/// A per-connection service on an `AF_UNIX` listener (inetd, systemd `Accept=yes` with
+/// `StandardInput=socket`) starts with the connection on fds 0, 1 and 2. A bad value's
+/// warning must not reach the peer, while the program still runs; the control run,
+/// with the same kind of socket on fd 2 alone (as journald's stream is), gets the line.
+#[test]
+fn a_connection_on_fds_0_to_2_gets_no_lines() {
+    let run = |stdin_too: bool| {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let fd = |s: &UnixStream| Stdio::from(OwnedFd::from(s.try_clone().unwrap()));
+        let stdin = if stdin_too {
+            fd(&theirs)
+        } else {
+            Stdio::null()
+        };
+        let status = preloaded("/bin/true", &[BAD])
+            .stdin(stdin)
+            .stdout(fd(&theirs))
+            .stderr(fd(&theirs))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        drop(theirs);
+        let mut received = String::new();
+        (&ours).read_to_string(&mut received).unwrap();
+        received
+    };
+    assert_eq!(run(true), "", "the peer read the library's line");
+    assert!(
+        run(false).starts_with("libkeepalive: KEEPIDLE=\"30s\" ignored"),
+        "an AF_UNIX stderr that is not the connection gets the warning"
+    );
+}
+
 // ---- never a cancellation point --------------------------------------------------
 
 /// A thread with a cancel pending calls socket() with debug on: it gets its
