@@ -178,9 +178,9 @@ pub unsafe fn env<'a>(name: &CStr) -> Option<&'a [u8]> {
 /// `string` must point to a NUL-terminated string that outlives `'a`.
 unsafe fn c_string<'a>(string: *const u8) -> &'a [u8] {
     // SAFETY: the string is NUL-terminated, so every byte up to its NUL is readable,
-    // and the NUL lies beyond index MAX_VALUE_LEN when none was found before it.
+    // and the NUL lies beyond index MAX_VALUE_LEN when none was found up to it.
     unsafe {
-        let len = (0..MAX_VALUE_LEN)
+        let len = (0..=MAX_VALUE_LEN)
             .find(|&i| *string.add(i) == 0)
             .unwrap_or(MAX_VALUE_LEN + 1);
         core::slice::from_raw_parts(string, len)
@@ -260,7 +260,7 @@ pub fn write_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     unsafe { raw(libc::SYS_pwritev2, args) }
 }
 
-/// Whether `fd` can take bytes now: poll(2) with a zero timeout.
+/// Whether `fd` can take bytes now: ppoll(2) with a zero timeout.
 pub fn writable_now(fd: c_int) -> bool {
     let mut pollfd = libc::pollfd {
         fd,
@@ -268,8 +268,16 @@ pub fn writable_now(fd: c_int) -> bool {
         revents: 0,
     };
     let pollfd_ptr = ptr::from_mut(&mut pollfd) as usize;
-    // SAFETY: poll(2) reads and writes the one pollfd passed, a live local.
-    let ready = unsafe { raw(libc::SYS_poll, [pollfd_ptr, 1, 0, 0, 0, 0]) };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let zero_ptr = ptr::from_ref(&zero) as usize;
+    // ppoll rather than poll: the generic system call table (aarch64, riscv64) has no
+    // poll. With no signal mask (NULL) it is poll with a zero timeout.
+    // SAFETY: ppoll(2) reads and writes the one pollfd passed and reads the timeout,
+    // live locals; the signal mask pointer is NULL.
+    let ready = unsafe { raw(libc::SYS_ppoll, [pollfd_ptr, 1, zero_ptr, 0, 0, 0]) };
     ready.is_ok_and(|n| n == 1)
         && pollfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == libc::POLLOUT
 }
@@ -297,7 +305,11 @@ fn bit(signal: c_int) -> KernelSigset {
 /// it stays pending, and rt_sigtimedwait(2) with a zero timeout takes it. One that was
 /// pending before (for the thread or the process) is not taken: standard signals do
 /// not queue, so the write's merged into it.
-pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
+///
+/// When SIGPIPE cannot be blocked (a seccomp filter or an LSM refusing
+/// rt_sigprocmask), `f` does not run at all: a write it made into a pipe with no
+/// reader could kill the program.
+pub fn without_sigpipe(f: impl FnOnce()) {
     let pipe = bit(libc::SIGPIPE);
     let pipe_ptr = ptr::from_ref(&pipe) as usize;
     let mut old: KernelSigset = 0;
@@ -312,7 +324,9 @@ pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
     ];
     // SAFETY: rt_sigprocmask(2) reads one kernel sigset and writes one, both live
     // locals of the size passed.
-    let blocked = unsafe { raw(libc::SYS_rt_sigprocmask, block) }.is_ok();
+    if unsafe { raw(libc::SYS_rt_sigprocmask, block) }.is_err() {
+        return;
+    }
     let mut pending: KernelSigset = 0;
     let pending_ptr = ptr::from_mut(&mut pending) as usize;
     // SAFETY: rt_sigpending(2) writes one kernel sigset into a live local.
@@ -323,26 +337,23 @@ pub fn without_sigpipe<R>(f: impl FnOnce() -> R) -> R {
         )
     }
     .map_or(true, |_| pending & pipe != 0);
-    let result = f();
-    if blocked {
-        if !was_pending {
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            let zero_ptr = ptr::from_ref(&zero) as usize;
-            // SAFETY: rt_sigtimedwait(2) reads the set and the timeout, live locals,
-            // and writes no siginfo (NULL).
-            let _ = unsafe {
-                raw(
-                    libc::SYS_rt_sigtimedwait,
-                    [pipe_ptr, 0, zero_ptr, SIGSET_SIZE, 0, 0],
-                )
-            };
-        }
-        let restore = [libc::SIG_SETMASK as usize, old_ptr, 0, SIGSET_SIZE, 0, 0];
-        // SAFETY: rt_sigprocmask(2) reads the saved set, a live local.
-        let _ = unsafe { raw(libc::SYS_rt_sigprocmask, restore) };
+    f();
+    if !was_pending {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let zero_ptr = ptr::from_ref(&zero) as usize;
+        // SAFETY: rt_sigtimedwait(2) reads the set and the timeout, live locals,
+        // and writes no siginfo (NULL).
+        let _ = unsafe {
+            raw(
+                libc::SYS_rt_sigtimedwait,
+                [pipe_ptr, 0, zero_ptr, SIGSET_SIZE, 0, 0],
+            )
+        };
     }
-    result
+    let restore = [libc::SIG_SETMASK as usize, old_ptr, 0, SIGSET_SIZE, 0, 0];
+    // SAFETY: rt_sigprocmask(2) reads the saved set, a live local.
+    let _ = unsafe { raw(libc::SYS_rt_sigprocmask, restore) };
 }
