@@ -276,12 +276,18 @@ pub fn set_errno(value: i32) {
 /// Gives a child process `fd` as descriptor `target`, open across exec, the way a
 /// parent or systemd hands a listening socket to a service.
 pub fn pass_fd(command: &mut Command, fd: OwnedFd, target: RawFd) {
-    // SAFETY: dup2(2) is async-signal-safe, as a pre_exec hook requires; the duplicate
-    // it makes has FD_CLOEXEC clear, so it survives the exec. The hook owns `fd`, which
-    // keeps it open for as long as the command may spawn.
+    // SAFETY: dup2(2) and fcntl(2) are async-signal-safe, as a pre_exec hook requires;
+    // the duplicate dup2 makes has FD_CLOEXEC clear, so it survives the exec. When `fd`
+    // already is `target`, dup2 does nothing, and FD_CLOEXEC is cleared by hand. The
+    // hook owns `fd`, which keeps it open for as long as the command may spawn.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(fd.as_raw_fd(), target) < 0 {
+            let rc = if fd.as_raw_fd() == target {
+                libc::fcntl(target, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd.as_raw_fd(), target)
+            };
+            if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
