@@ -1164,4 +1164,19 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
         stderr.trim(),
         "keepalive: cannot write to stdout: Broken pipe (os error 32)"
     );
+
+    // status, with stdout and stderr both the pipe nobody reads: an exit status, not
+    // an abort from a failed eprintln.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: as above.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let status = cli()
+        .args(["status", &std::process::id().to_string()])
+        .stdout(Stdio::from(write.try_clone().unwrap()))
+        .stderr(Stdio::from(write))
+        .status()
+        .expect("run keepalive status");
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }

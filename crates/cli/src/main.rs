@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Subcommand::Check(args) => check::command(&args),
         Subcommand::Enable(args) => unit::enable(&args),
         Subcommand::Disable(args) => unit::disable(&args),
-        Subcommand::Status { pid, json } => Ok(status::run(pid, json)),
+        Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Env(args) => env::print(&args),
         Subcommand::Generate { what } => generate(what),
     };

@@ -13,6 +13,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
+use crate::Failure;
+
 mod options;
 mod process;
 mod render;
@@ -25,31 +27,30 @@ use tcp_table::Entry;
 /// Exit status when some of the report could not be read (it is printed all the same).
 const PARTIAL: u8 = 3;
 
-pub fn run(pid: i32, json: bool) -> ExitCode {
-    let report = match inspect(pid) {
-        Ok(report) => report,
-        Err(failure) => {
-            eprintln!("keepalive: {}", failure.message);
-            return ExitCode::from(failure.status);
-        }
-    };
+pub fn run(pid: i32, json: bool) -> Result<ExitCode, Failure> {
+    let report = inspect(pid)?;
     let text = if json {
         render::json(&report)
     } else {
         render::table(&report)
     };
-    if let Err(err) = io::stdout().lock().write_all(text.as_bytes()) {
-        eprintln!("keepalive: cannot write the status of process {pid}: {err}");
-        return ExitCode::FAILURE;
-    }
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|err| {
+            Failure::with_code(
+                1,
+                format!("cannot write the status of process {pid}: {err}"),
+            )
+        })?;
     for problem in &report.problems {
-        eprintln!("keepalive: {problem}");
+        crate::warn(format_args!("keepalive: {problem}"));
     }
-    if report.problems.is_empty() {
+    Ok(if report.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(PARTIAL)
-    }
+    })
 }
 
 /// What was read about a process.
@@ -71,25 +72,14 @@ pub struct Socket {
     pub options: Option<Options>,
 }
 
-/// Why there is no report at all: the message and the exit status.
-struct Failure {
-    message: String,
-    status: u8,
-}
-
-impl Failure {
-    fn new(status: u8, message: String) -> Failure {
-        Failure { message, status }
-    }
-
-    fn exited(pid: i32) -> Failure {
-        Failure::new(1, format!("process {pid} exited while being read"))
-    }
+/// A process that went away while it was being read.
+fn exited_while_read(pid: i32) -> Failure {
+    Failure::with_code(1, format!("process {pid} exited while being read"))
 }
 
 fn inspect(pid: i32) -> Result<Report, Failure> {
     if pid <= 0 {
-        return Err(Failure::new(
+        return Err(Failure::with_code(
             2,
             format!("status: PID must be a positive process ID, not {pid}"),
         ));
@@ -101,16 +91,16 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
     // another PID namespace).
     let unreadable = |path: &str, err: io::Error| -> Failure {
         match &pidfd {
-            Some(pidfd) if pidfd.has_exited() => Failure::exited(pid),
-            None if err.kind() == io::ErrorKind::NotFound => Failure::exited(pid),
-            Some(_) if err.kind() == io::ErrorKind::NotFound => Failure::new(
+            Some(pidfd) if pidfd.has_exited() => exited_while_read(pid),
+            None if err.kind() == io::ErrorKind::NotFound => exited_while_read(pid),
+            Some(_) if err.kind() == io::ErrorKind::NotFound => Failure::with_code(
                 1,
                 format!(
                     "cannot read {path} although process {pid} runs ({err}); \
                      is /proc mounted with hidepid= or from another PID namespace?"
                 ),
             ),
-            _ => Failure::new(1, format!("cannot read {path}: {err}")),
+            _ => Failure::with_code(1, format!("cannot read {path}: {err}")),
         }
     };
 
@@ -168,7 +158,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         None => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
     };
     if exited {
-        return Err(Failure::exited(pid));
+        return Err(exited_while_read(pid));
     }
     Ok(Report {
         pid,
@@ -237,21 +227,21 @@ fn owned_sockets(entries: HashMap<u64, Entry>, uids: &[u32]) -> Vec<Socket> {
 /// pidfd_open(2); `None` (with a problem said) on a kernel without it.
 fn open_pidfd(pid: i32, problems: &mut Vec<String>) -> Result<Option<Pidfd>, Failure> {
     match Pidfd::open(pid) {
-        Ok(pidfd) if pidfd.has_exited() => Err(Failure::new(
+        Ok(pidfd) if pidfd.has_exited() => Err(Failure::with_code(
             1,
             format!("process {pid} has exited (its parent has not collected it yet)"),
         )),
         Ok(pidfd) => Ok(Some(pidfd)),
         Err(err) => match err.raw_os_error() {
-            Some(libc::ESRCH) => Err(Failure::new(1, format!("no process with PID {pid}"))),
+            Some(libc::ESRCH) => Err(Failure::with_code(1, format!("no process with PID {pid}"))),
             // pidfd_open(2) refuses a thread that does not lead its thread group:
             // EINVAL before Linux 6.9, ENOENT since.
             Some(libc::EINVAL | libc::ENOENT) => match process::thread_group(pid) {
-                Some(leader) if leader != pid => Err(Failure::new(
+                Some(leader) if leader != pid => Err(Failure::with_code(
                     2,
                     format!("{pid} is a thread of process {leader}; give the process ID"),
                 )),
-                _ => Err(Failure::new(1, format!("pidfd_open({pid}): {err}"))),
+                _ => Err(Failure::with_code(1, format!("pidfd_open({pid}): {err}"))),
             },
             Some(libc::ENOSYS) => {
                 problems.push(format!(
@@ -260,7 +250,7 @@ fn open_pidfd(pid: i32, problems: &mut Vec<String>) -> Result<Option<Pidfd>, Fai
                 ));
                 Ok(None)
             }
-            _ => Err(Failure::new(1, format!("pidfd_open({pid}): {err}"))),
+            _ => Err(Failure::with_code(1, format!("pidfd_open({pid}): {err}"))),
         },
     }
 }
@@ -320,7 +310,7 @@ fn read_options(
         ));
     }
     if exited {
-        return Err(Failure::exited(pid));
+        return Err(exited_while_read(pid));
     }
     Ok(())
 }
