@@ -1,7 +1,7 @@
 //! The variables the library reads: from the options, over those inherited, checked
 //! by the library's own parser.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use keepalive_config::{Config, Var};
 
 use crate::Failure;
 use crate::cli::{EnvArgs, Settings};
-use crate::library;
+use crate::library::{self, quoted_value};
 
 /// The configuration the options ask for, over the variables inherited from `source`
 /// (the environment for `run`, the unit for `enable`). Variables the options do not set
@@ -42,12 +42,12 @@ pub fn resolve(
                 .map(|(_, value)| value.as_bytes())
         },
         |var, value| {
-            bad.get_or_insert((var, String::from_utf8_lossy(value).into_owned()));
+            bad.get_or_insert((var, quoted_value(OsStr::from_bytes(value))));
         },
     );
     if let Some((var, value)) = bad {
         return Err(Failure::usage(format!(
-            "{}='{value}' {source}: expected {}",
+            "{}={value} {source}: expected {}",
             name(var),
             var.accepted()
         )));

@@ -99,14 +99,47 @@ pub fn same_file(entry: &[u8], library: &Path) -> bool {
         }
 }
 
-/// A path or value as the user typed it, quoted so that blanks show.
+/// A path or value as the user typed it, quoted so that blanks show, on one line:
+/// control characters are escaped (`\n`, `\u{1b}`), so that a message stays the one
+/// line it promises whatever was typed.
 pub fn quoted(text: &OsStr) -> String {
-    format!("'{}'", text.to_string_lossy())
+    let text = text.to_string_lossy();
+    format!(
+        "'{}'",
+        text.chars()
+            .flat_map(char::escape_debug)
+            .collect::<String>()
+    )
+}
+
+/// A variable's value as [`quoted`] shows it, cut after as many characters as the
+/// library's own warnings show (64), with `...`.
+pub fn quoted_value(value: &OsStr) -> String {
+    const LIMIT: usize = 64;
+    match value.to_string_lossy().char_indices().nth(LIMIT) {
+        Some((cut, _)) => {
+            let shown = quoted(OsStr::new(&value.to_string_lossy()[..cut]));
+            format!("{}...'", &shown[..shown.len() - 1])
+        }
+        None => quoted(value),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_text_stays_on_one_line() {
+        assert_eq!(quoted(OsStr::new("a b")), "'a b'");
+        assert_eq!(quoted(OsStr::new("1\n2\u{1b}")), "'1\\n2\\u{1b}'");
+        let long = "9".repeat(100);
+        assert_eq!(
+            quoted_value(OsStr::new(&long)),
+            format!("'{}...'", "9".repeat(64))
+        );
+        assert_eq!(quoted_value(OsStr::new("30s")), "'30s'");
+    }
 
     #[test]
     fn preload_keeps_entries_and_never_adds_twice() {
