@@ -171,6 +171,10 @@ fn ticks(hex: &str, ticks_per_second: u64) -> Duration {
 fn address(field: &str) -> Option<SocketAddr> {
     let (address, port) = field.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
+    // Hex digits only: the slices below are byte ranges, which must fall on characters.
+    if !address.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     let ip = match address.len() {
         8 => IpAddr::V4(Ipv4Addr::from(word(address)?)),
         32 => {
@@ -219,6 +223,14 @@ mod tests {
         assert_eq!(entry.state, State::LISTEN);
         assert_eq!((entry.uid, entry.inode), (1000, 4242));
         assert!(entry.timer.is_none());
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused_not_panicked_on() {
+        let non_ascii = format!("{}é{}:1F90", "0".repeat(7), "0".repeat(23));
+        for field in [non_ascii.as_str(), "0100007G:1F90", "0100007F", "7F:1F90"] {
+            assert_eq!(address(field), None, "{field:?}");
+        }
     }
 
     #[test]
