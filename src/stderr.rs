@@ -99,6 +99,9 @@ pub fn write(line: &[u8]) {
 /// it. pwritev2(2) with `RWF_NOWAIT` does it for pipes; where the file type has no
 /// such write (terminals, most file systems' regular files, old kernels), poll(2) with a zero
 /// timeout asks first. A line is at most a few hundred bytes, well under `PIPE_BUF`.
+/// The ask and the write are two calls: another thread that fills the pipe or the
+/// terminal in between makes this write wait, a second instant, beside the one on fd
+/// 2's identity, that only a lock around the program's own writes could close.
 fn write_file(line: &[u8]) {
     // EINVAL and ENOSYS: kernels before 4.14 and 4.6, without RWF_NOWAIT or pwritev2.
     if let Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) = sys::write_now(STDERR, line) {
