@@ -264,10 +264,7 @@ impl Root {
 
     /// Where `path`, as the program sees it, is on this machine.
     fn real(&self, path: &Path) -> PathBuf {
-        match &self.dir {
-            Some(dir) => dir.join(path.strip_prefix("/").unwrap_or(path)),
-            None => path.to_path_buf(),
-        }
+        under_root(self.dir.as_deref(), path)
     }
 
     /// The path exec would run for `name`: as given when it holds a slash, else the
@@ -532,4 +529,13 @@ fn has_capabilities(path: &Path) -> bool {
         )
     };
     size > 0
+}
+
+/// Where `path`, as a program in the file system tree at `root` sees it, is on this
+/// machine: under `root` (`--root`), or as it is.
+pub fn under_root(root: Option<&Path>, path: &Path) -> PathBuf {
+    match root {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_path_buf(),
+    }
 }

@@ -39,10 +39,7 @@ struct Unit {
 impl Unit {
     fn new(place: &Place) -> Result<Unit, Failure> {
         let name = service_name(&place.unit)?;
-        let prefix = |path: &str| match &place.root {
-            Some(root) => root.join(path.trim_start_matches('/')),
-            None => PathBuf::from(path),
-        };
+        let prefix = |path: &str| check::under_root(place.root.as_deref(), Path::new(path));
         let (config_dir, system) = if place.user {
             let config = std::env::var_os("XDG_CONFIG_HOME")
                 .map(PathBuf::from)
@@ -140,10 +137,7 @@ impl Unit {
 
     /// A path the unit names, on this machine.
     fn real(&self, path: &str) -> PathBuf {
-        match &self.root {
-            Some(root) => root.join(path.trim_start_matches('/')),
-            None => PathBuf::from(path),
-        }
+        check::under_root(self.root.as_deref(), Path::new(path))
     }
 }
 
