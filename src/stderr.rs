@@ -58,9 +58,11 @@ pub fn record() {
 /// written there is the program's peer reading the library's words. journald's stream
 /// never is fd 0 (systemd gives stdin /dev/null unless asked otherwise), and a terminal
 /// that is both is no socket.
+///
+/// Asked only of a socket, so that the usual stderr (a terminal, pipe or file) costs
+/// no system call more at load.
 fn is_the_connection(id: FileId) -> bool {
-    sys::file_id(libc::STDIN_FILENO) == Some(id)
-        && sys::int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN).is_ok()
+    id.socket && sys::file_id(libc::STDIN_FILENO) == Some(id)
 }
 
 /// Whether fd 2 still refers to the file recorded at load.
@@ -68,10 +70,7 @@ fn unchanged() -> bool {
     record();
     STATE.load(Ordering::Acquire) == RECORDED
         && sys::file_id(STDERR).is_some_and(|now| {
-            now == FileId {
-                dev: DEV.load(Ordering::Relaxed),
-                ino: INO.load(Ordering::Relaxed),
-            }
+            (now.dev, now.ino) == (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))
         })
 }
 

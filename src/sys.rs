@@ -205,11 +205,13 @@ unsafe fn raw(number: c_long, args: [usize; 6]) -> Result<usize, c_int> {
     }
 }
 
-/// The identity of the file an fd refers to: device and inode, from fstat(2).
+/// The identity of the file an fd refers to: device and inode, from fstat(2), and
+/// whether it is a socket (its type comes with the same call, for free).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     pub dev: libc::dev_t,
     pub ino: libc::ino_t,
+    pub socket: bool,
 }
 
 pub fn file_id(fd: c_int) -> Option<FileId> {
@@ -222,6 +224,7 @@ pub fn file_id(fd: c_int) -> Option<FileId> {
     Some(FileId {
         dev: stat.st_dev,
         ino: stat.st_ino,
+        socket: stat.st_mode & libc::S_IFMT == libc::S_IFSOCK,
     })
 }
 
