@@ -86,15 +86,7 @@ fn soname_relro_bind_now_and_no_executable_stack() {
     let Some(segments) = inspect(test, "readelf", &["-lW"]) else {
         return;
     };
-    assert!(segments.contains("GNU_RELRO"), "{segments}");
-    let stack = segments
-        .lines()
-        .find(|line| line.trim_start().starts_with("GNU_STACK"))
-        .unwrap_or_else(|| panic!("no GNU_STACK header:\n{segments}"));
-    assert!(
-        stack.split_whitespace().any(|field| field == "RW"),
-        "{stack}"
-    );
+    common::assert_relro_and_no_executable_stack(&segments);
 }
 
 /// What the library imports from libc. After initialisation its paths call only

@@ -103,15 +103,7 @@ fn portable_library_keeps_the_native_builds_hygiene() {
         .collect();
     assert_eq!(needed, ["libc.so.6", "libdl.so.2"], "{dynamic}");
     let segments = readelf(&["-lW"], &library);
-    assert!(segments.contains("GNU_RELRO"), "{segments}");
-    let stack = segments
-        .lines()
-        .find(|line| line.trim_start().starts_with("GNU_STACK"))
-        .unwrap_or_else(|| panic!("no GNU_STACK:\n{segments}"));
-    assert!(
-        stack.split_whitespace().any(|field| field == "RW"),
-        "{stack}"
-    );
+    common::assert_relro_and_no_executable_stack(&segments);
 
     let symbols = readelf(&["--dyn-syms", "-W"], &library);
     let mut exported = Vec::new();

@@ -167,6 +167,22 @@ impl Run {
     }
 }
 
+/// Checks `readelf -lW` output of a build of the library: a `GNU_RELRO` segment, and
+/// a `GNU_STACK` header that is read-write only, so that loading the library can never
+/// make the host's stack executable. Shared by the native and the portable build's
+/// hygiene tests.
+pub fn assert_relro_and_no_executable_stack(segments: &str) {
+    assert!(segments.contains("GNU_RELRO"), "{segments}");
+    let stack = segments
+        .lines()
+        .find(|line| line.trim_start().starts_with("GNU_STACK"))
+        .unwrap_or_else(|| panic!("no GNU_STACK header:\n{segments}"));
+    assert!(
+        stack.split_whitespace().any(|field| field == "RW"),
+        "{stack}"
+    );
+}
+
 /// Prints one report line from a scenario child.
 pub fn report(label: &str, fields: &[(&str, String)]) {
     let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
