@@ -19,8 +19,8 @@ use object::elf::{
 };
 use object::read::elf::{FileHeader, ProgramHeader};
 
-use crate::Failure;
 use crate::cli::CheckArgs;
+use crate::failure::{self, Failure};
 use crate::json::Object;
 use crate::library::quoted;
 
@@ -228,9 +228,9 @@ impl Verdict {
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
     if args.json {
-        crate::say(format_args!("{}", verdict.json()))?;
+        failure::say(format_args!("{}", verdict.json()))?;
     } else {
-        crate::say(format_args!("{}", verdict.line()))?;
+        failure::say(format_args!("{}", verdict.line()))?;
     }
     Ok(if verdict.reach.reachable() {
         ExitCode::SUCCESS

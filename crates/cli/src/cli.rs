@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser};
 use keepalive_config::{Millis, Mode, Probes, Seconds, Var};
 
+use crate::failure;
+
 const ABOUT: &str = "Turn on TCP keepalive for programs that cannot be changed";
 
 const LONG_ABOUT: &str = "\
@@ -270,7 +272,7 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
                 .collect();
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            crate::warn(format_args!("keepalive: {message} (see keepalive --help)"));
+            failure::warn(format_args!("keepalive: {message} (see keepalive --help)"));
             ExitCode::from(2)
         }
     }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use keepalive_config::{Config, Var};
 
-use crate::Failure;
 use crate::cli::{EnvArgs, Settings};
+use crate::failure::{self, Failure};
 use crate::library::{self, quoted_value};
 
 /// The configuration the options ask for, over the variables inherited from `source`
@@ -71,12 +71,12 @@ pub fn name(var: Var) -> &'static str {
 pub fn print(args: &EnvArgs) -> Result<ExitCode, Failure> {
     let config = resolve(&args.settings, |_| None, "")?;
     let library = library::find(args.settings.library.as_deref())?;
-    crate::say(format_args!(
+    failure::say(format_args!(
         "LD_PRELOAD={}",
         shell_word(&library.as_os_str().to_string_lossy())
     ))?;
     for (var, value) in config.variables() {
-        crate::say(format_args!("{}={value}", name(var)))?;
+        failure::say(format_args!("{}={value}", name(var)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

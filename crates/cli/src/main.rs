@@ -8,6 +8,7 @@
 mod check;
 mod cli;
 mod env;
+mod failure;
 mod json;
 mod library;
 mod run;
@@ -21,43 +22,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Generate, Subcommand};
-
-/// A failure the user can act on: one line on stderr, and the exit status.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    pub code: u8,
-}
-
-impl Failure {
-    /// Bad input: a value, a name or a file the user gave (exit status 2).
-    pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code: 2,
-        }
-    }
-
-    /// A failure with its own exit status.
-    pub fn with_code(code: u8, message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code,
-        }
-    }
-}
-
-/// Writes one line to stdout. `println!` would panic when the reader has gone away
-/// (EPIPE: Rust's runtime ignores SIGPIPE); here that is a failure like any other.
-pub fn say(line: std::fmt::Arguments) -> Result<(), Failure> {
-    writeln!(std::io::stdout(), "{line}")
-        .map_err(|err| Failure::with_code(1, format!("cannot write to stdout: {err}")))
-}
-
-/// Writes one line to stderr; when that fails there is nowhere left to say so.
-pub fn warn(line: std::fmt::Arguments) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
+use failure::Failure;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -73,13 +38,7 @@ fn main() -> ExitCode {
         Subcommand::Env(args) => env::print(&args),
         Subcommand::Generate { what } => generate(what),
     };
-    match result {
-        Ok(code) => code,
-        Err(failure) => {
-            crate::warn(format_args!("keepalive: {}", failure.message));
-            ExitCode::from(failure.code)
-        }
-    }
+    result.unwrap_or_else(Failure::report)
 }
 
 /// The man page and completions, from the same definition as `--help`.

@@ -5,10 +5,10 @@ use std::process::{Command, ExitCode};
 
 use keepalive_config::Var;
 
-use crate::Failure;
 use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
+use crate::failure::{self, Failure};
 use crate::library::{self, quoted};
 use crate::signals;
 
@@ -28,14 +28,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
     match check::inspect(program, &Root::host(), Runner::Me) {
         Ok(verdict) if !verdict.reach.reachable() => {
-            crate::warn(format_args!("{}", verdict.warning()));
+            failure::warn(format_args!("{}", verdict.warning()));
             if args.strict {
                 return Ok(ExitCode::from(1));
             }
         }
         Ok(_) => {}
         Err(failure) if failure.code == 127 || args.strict => return Err(failure),
-        Err(failure) => crate::warn(format_args!(
+        Err(failure) => failure::warn(format_args!(
             "keepalive: warning: cannot check: {}",
             failure.message
         )),

@@ -13,10 +13,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use crate::Failure;
 use crate::check::{self, Root, Runner};
 use crate::cli::{DisableArgs, EnableArgs, Place};
 use crate::env;
+use crate::failure::{self, Failure};
 use crate::library;
 
 /// The drop-in's file name: after `override.conf` (systemctl edit) and numbered ones.
@@ -392,7 +392,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     )?;
 
     match service.exec_start.as_deref().and_then(exec_program) {
-        None => crate::warn(format_args!(
+        None => failure::warn(format_args!(
             "keepalive: warning: {} has no ExecStart= to check",
             unit.name
         )),
@@ -403,10 +403,10 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
             };
             match check::inspect(program.as_ref(), &root, Runner::Anyone) {
                 Ok(verdict) if !verdict.reach.reachable() => {
-                    crate::warn(format_args!("{}", verdict.warning()))
+                    failure::warn(format_args!("{}", verdict.warning()))
                 }
                 Ok(_) => {}
-                Err(failure) => crate::warn(format_args!(
+                Err(failure) => failure::warn(format_args!(
                     "keepalive: warning: cannot check {}'s ExecStart program: {}",
                     unit.name, failure.message
                 )),
@@ -426,12 +426,12 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
     if unchanged {
-        crate::say(format_args!("{} is up to date", path.display()))?;
+        failure::say(format_args!("{} is up to date", path.display()))?;
     } else {
         write_atomically(&path, text.as_bytes()).map_err(|err| {
             Failure::with_code(1, format!("cannot write {}: {err}", path.display()))
         })?;
-        crate::say(format_args!("wrote {}", path.display()))?;
+        failure::say(format_args!("wrote {}", path.display()))?;
     }
     apply(&args.place, &unit, true)
 }
@@ -442,7 +442,7 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let path = unit.drop_in();
     match std::fs::read_to_string(&path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            crate::say(format_args!(
+            failure::say(format_args!(
                 "{}: no drop-in from keepalive enable ({} does not exist)",
                 unit.name,
                 path.display()
@@ -467,7 +467,7 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
     }
-    crate::say(format_args!("removed {}", path.display()))?;
+    failure::say(format_args!("removed {}", path.display()))?;
     apply(&args.place, &unit, false)
 }
 
@@ -517,7 +517,7 @@ fn apply(place: &Place, unit: &Unit, enabling: bool) -> Result<ExitCode, Failure
             } else {
                 "to stop preloading"
             };
-            crate::say(format_args!("{what}: {}", shown.join(" && ")))?;
+            failure::say(format_args!("{what}: {}", shown.join(" && ")))?;
         }
         return Ok(ExitCode::SUCCESS);
     }

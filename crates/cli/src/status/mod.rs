@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
-use crate::Failure;
+use crate::failure::{self, Failure};
 
 mod options;
 mod process;
@@ -44,7 +44,7 @@ pub fn run(pid: i32, json: bool) -> Result<ExitCode, Failure> {
             )
         })?;
     for problem in &report.problems {
-        crate::warn(format_args!("keepalive: {problem}"));
+        failure::warn(format_args!("keepalive: {problem}"));
     }
     Ok(if report.problems.is_empty() {
         ExitCode::SUCCESS
