@@ -2,17 +2,23 @@
 //! caller's arguments, classifies the new socket and applies the configuration, and
 //! returns exactly what the real call returned, with its errno.
 //!
+//! errno has one rule: every path that runs library code — the constructor and each
+//! entry point after its real call — holds a [`SavedErrno`] from its first line to its
+//! last, so nothing below it (the first reading of the configuration, a warning, a
+//! failed `setsockopt`) can reach the program's errno.
+//!
 //! Whose settings win: the program's, always. A socket our `socket()` creates is
 //! configured before the program sees it, so whatever the program sets afterwards
-//! stays. A connection accepted on a listener someone configured inherits that
-//! listener's settings and is not touched (see [`accepted`]).
+//! stays. Any other socket — an accepted connection, however its listener reached the
+//! program — is configured only when nobody configured it before
+//! ([`tcp::configured_elsewhere`]).
 
 use core::ffi::c_int;
 
 use libc::{sockaddr, socklen_t};
 
 use crate::sys::{self, Next, SavedErrno};
-use crate::{handover, listeners, log, state, stderr, tcp};
+use crate::{handover, log, state, stderr, tcp};
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
@@ -29,13 +35,13 @@ static ACCEPT4: Next<Accept4Fn> = unsafe { Next::new(c"accept4") };
 /// configuration (so that bad values are reported at start-up and the entry points
 /// find everything ready), and configures connections handed over at start-up.
 pub fn preload() {
+    let _errno = SavedErrno::save();
     stderr::record();
     let _ = real(&SOCKET);
     let _ = real(&ACCEPT);
     let _ = real(&ACCEPT4);
     let config = state::config();
     if config.is_active() {
-        let _errno = SavedErrno::save();
         handover::configure(&config);
     }
 }
@@ -52,7 +58,9 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let fd = unsafe { real(domain, ty, protocol) };
     if fd >= 0 {
-        created(fd, tcp::requested(domain, ty, protocol));
+        if let Some(family) = tcp::requested(domain, ty, protocol) {
+            created(fd, family);
+        }
     }
     fd
 }
@@ -69,7 +77,7 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len) };
     if conn >= 0 {
-        accepted(fd, conn, "accept()");
+        accepted(conn, "accept()");
     }
     conn
 }
@@ -91,48 +99,35 @@ pub unsafe extern "C" fn accept4(
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len, flags) };
     if conn >= 0 {
-        accepted(fd, conn, "accept4()");
+        accepted(conn, "accept4()");
     }
     conn
 }
 
-/// Configures a socket our `socket()` just created, if it is TCP, and marks its
-/// number as one whose accepted connections are left to what they inherit.
-fn created(fd: c_int, family: Option<tcp::Family>) {
+/// Configures a TCP socket our `socket()` just created: nobody else has touched it.
+fn created(fd: c_int, family: tcp::Family) {
+    let _errno = SavedErrno::save();
     let config = state::config();
-    if !config.is_active() {
-        return;
-    }
-    match family {
-        Some(family) => {
-            let _errno = SavedErrno::save();
-            tcp::apply(fd, family, "socket()", &config);
-            listeners::mark(fd);
-        }
-        None => listeners::forget(fd),
+    if config.is_active() {
+        tcp::apply(fd, family, "socket()", &config);
     }
 }
 
-/// Configures a connection accepted on `listener`, unless its listener was configured
-/// already: then the connection inherited those settings from the kernel, and they
-/// stay exactly as the listener's owner left them. A listener our `socket()` made was
-/// configured (by us, then perhaps by the program): no call at all. Any other listener
-/// (inherited, `LISTEN_FDS`, passed with `SCM_RIGHTS`) counts as configured when the
-/// connection came with `SO_KEEPALIVE` on.
-fn accepted(listener: c_int, conn: c_int, call: &str) {
-    let config = state::config();
-    if !config.is_active() {
-        return;
-    }
-    listeners::forget(conn);
-    if listeners::made_here(listener) {
-        return;
-    }
+/// Configures an accepted connection unless someone configured it already: it
+/// inherited every keepalive option of its listener from the kernel, so a listener the
+/// program, systemd or this library configured — whichever way it reached the program
+/// (made here, inherited, `LISTEN_FDS`, `SCM_RIGHTS`, dup2 onto any number) — shows in
+/// the connection itself. The check comes before the classification because it is the
+/// common case and answers in one call; on a socket that is not TCP its TCP questions
+/// fail, and such a socket counts as configured.
+fn accepted(conn: c_int, call: &str) {
     let _errno = SavedErrno::save();
+    let config = state::config();
+    if !config.is_active() || tcp::configured_elsewhere(conn) {
+        return;
+    }
     if let Some(family) = tcp::of(conn) {
-        if !tcp::configured_elsewhere(conn) {
-            tcp::apply(conn, family, call, &config);
-        }
+        tcp::apply(conn, family, call, &config);
     }
 }
 

@@ -5,8 +5,10 @@
 //! descriptors (inetd style, `StandardInput=socket`), or from fd 3 with `LISTEN_FDS`
 //! and `LISTEN_PID` (sd_listen_fds(3)). Options belong to the socket, so configuring
 //! each once, when the library loads, is enough. Listening sockets there are left alone
-//! (what they accept is handled by `accept`), and so is a connection that already has
-//! `SO_KEEPALIVE` on (systemd's `KeepAlive=` on the `.socket` unit: its settings stay).
+//! (what they accept is handled by `accept`), and so is a connection someone configured,
+//! by the rule accepted connections follow (`tcp::configured_elsewhere`): systemd's
+//! `KeepAlive=` on the `.socket` unit, or a parent that set its own timers, keeps its
+//! settings.
 
 use core::ffi::c_int;
 

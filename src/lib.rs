@@ -7,14 +7,15 @@
 //! - [`ffi`]: the exported entry points: resolve the real function, call it,
 //!   classify the new socket, apply the configuration.
 //! - [`tcp`]: which sockets are TCP, and the `setsockopt` calls for one.
-//! - [`listeners`]: which descriptors our `socket()` made, so that their accepted
-//!   connections keep the listener's settings.
+//! - [`defaults`]: what an untouched socket has, so that a socket someone else
+//!   configured is recognised and left alone.
 //! - [`handover`]: connections handed over at start-up (inetd, `LISTEN_FDS`).
 //! - [`state`]: the process-wide configuration, read from the environment once.
 //! - `keepalive_config` (crates/config): the pure parser and the validated
 //!   configuration it produces, shared with the `keepalive` command.
 //! - [`sys`]: the thin `unsafe` layer over libc.
-//! - [`log`]: the single-line messages on stderr, and [`stderr`]: when they may go.
+//! - [`log`]: the single-line messages on stderr, and [`stderr`]: when they may go
+//!   ([`mounts`]: whether a file's file system writes locally).
 //!
 //! It is `no_std`: it has no Rust runtime to start, no allocator and no unwinding,
 //! so loading it costs what loading a small C library costs.
@@ -24,11 +25,12 @@
 // tested from outside by tests/ with the built library preloaded into real processes.
 #![cfg_attr(test, allow(dead_code))]
 
+mod defaults;
 #[cfg(not(test))]
 mod ffi;
 mod handover;
-mod listeners;
 mod log;
+mod mounts;
 mod state;
 mod stderr;
 mod sys;

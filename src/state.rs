@@ -3,83 +3,109 @@
 //! The library's constructor reads it before `main`. Another library's constructor may
 //! create a socket before ours has run (ld.so runs constructors in dependency order, not
 //! LD_PRELOAD order), and threads may race at any time, so the first caller of
-//! [`config`] reads it instead, whoever that is. No caller ever waits: the one that
-//! claims the slot parses, publishes, and only then reports bad values; any caller that
-//! arrives while that is in progress parses the same environment for itself, silently,
-//! and gets the same value.
+//! [`config`] reads it instead, whoever that is.
 //!
-//! Hand-written rather than a `once_cell::race` cell: a `Config` takes 72 bits
-//! (two 15-bit timers, a 7-bit count, a 31-bit timeout with its presence bit, the mode
-//! and the debug flag), more than `OnceNonZeroUsize` holds, and `OnceRef`/`OnceBox`
-//! need storage per racing initialiser, which means allocating.
+//! Nobody claims the reading and nobody waits: every caller that finds the
+//! configuration unpublished parses the environment itself (pure code, the same
+//! answer each time), stores the result in atomics and publishes it with a Release
+//! store. A fork at any instant therefore leaves a child that simply parses again:
+//! there is no claim a vanished thread could hold, and no process identity to compare,
+//! which pid namespaces would make ambiguous. Exactly one caller, the one that wins
+//! `REPORTED`, reports the refused values, after publishing.
 
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::{log, sys};
-use keepalive_config::{Config, Var};
+use keepalive_config::{Config, Millis, Mode, Probes, Seconds, Var};
 
-/// `STATE` values besides these two are the pid of the process whose thread is
-/// writing the slot.
-const EMPTY: i32 = 0;
-const READY: i32 = -1;
+const EMPTY: u8 = 0;
+const READY: u8 = 1;
 
-/// Written once by the thread that claims `STATE`, and read only after `STATE` is
-/// `READY`.
-struct Slot(UnsafeCell<MaybeUninit<Config>>);
-
-// SAFETY: the cell is written only by a thread that holds the claim, before the
-// Release store of READY, and read only after an Acquire load of READY (see `config`).
-// A claim passes to another thread only across fork(2), in a child where the first
-// claimant does not exist.
-unsafe impl Sync for Slot {}
-
-static STATE: AtomicI32 = AtomicI32::new(EMPTY);
-static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+static STATE: AtomicU8 = AtomicU8::new(EMPTY);
+static REPORTED: AtomicBool = AtomicBool::new(false);
+/// The configuration, packed (see [`Packed`]): every racing writer stores the same
+/// words, so a reader that saw `READY` finds a whole configuration.
+static TIMERS: AtomicU64 = AtomicU64::new(0);
+static USER_TIMEOUT: AtomicU32 = AtomicU32::new(0);
 
 /// The configuration, read on first use.
 pub fn config() -> Config {
     if STATE.load(Ordering::Acquire) == READY {
-        // SAFETY: READY is stored (Release) only after the slot was written, and the
-        // slot is never written again.
-        return unsafe { (*SLOT.0.get()).assume_init() };
+        return Packed {
+            timers: TIMERS.load(Ordering::Relaxed),
+            user_timeout: USER_TIMEOUT.load(Ordering::Relaxed),
+        }
+        .unpack();
     }
     publish()
 }
 
-/// Claims the slot, or takes over a claim held by another process: a `fork()` taken
-/// while a thread of the parent was publishing leaves the child with that thread's
-/// claim and without the thread. The child takes the claim over and publishes itself,
-/// so that it, too, reads the environment once.
+/// Parses, publishes, then reports what was refused, once per process.
 #[cold]
 fn publish() -> Config {
-    let me = sys::getpid();
-    let mut seen = STATE.load(Ordering::Acquire);
-    let claimed = loop {
-        if seen == READY || seen == me || me <= 0 {
-            break false;
-        }
-        match STATE.compare_exchange(seen, me, Ordering::Acquire, Ordering::Acquire) {
-            Ok(_) => break true,
-            Err(now) => seen = now,
-        }
-    };
-    if seen == READY {
-        return config();
-    }
     let mut rejected = Rejected::default();
     let config = read_environment(&mut rejected);
-    if claimed {
-        // SAFETY: this thread holds the claim, so it is the only writer, and no reader
-        // looks at the slot before READY is stored below.
-        unsafe { (*SLOT.0.get()).write(config) };
-        STATE.store(READY, Ordering::Release);
+    let packed = Packed::pack(&config);
+    TIMERS.store(packed.timers, Ordering::Relaxed);
+    USER_TIMEOUT.store(packed.user_timeout, Ordering::Relaxed);
+    STATE.store(READY, Ordering::Release);
+    if !REPORTED.swap(true, Ordering::AcqRel) {
         for &(var, value) in rejected.0.iter().flatten() {
             log::rejected(var, value);
         }
     }
     config
+}
+
+/// A [`Config`] in two atomic words. `timers`: idle and interval in 15 bits each,
+/// count in 7, 0 for "not set" (none of their ranges contains 0), the mode in 2 bits
+/// and debug in 1. `user_timeout`: the value in 31 bits and a presence bit, since 0
+/// is a value there.
+struct Packed {
+    timers: u64,
+    user_timeout: u32,
+}
+
+impl Packed {
+    const PRESENT: u32 = 1 << 31;
+
+    fn pack(config: &Config) -> Packed {
+        let mode = match config.mode {
+            Mode::On => 0,
+            Mode::Skip => 1,
+            Mode::Off => 2,
+        };
+        let timers = u64::from(config.idle.map_or(0, Seconds::get))
+            | u64::from(config.interval.map_or(0, Seconds::get)) << 15
+            | u64::from(config.count.map_or(0, Probes::get)) << 30
+            | mode << 37
+            | u64::from(config.debug) << 39;
+        let user_timeout = config
+            .user_timeout
+            .map_or(0, |ms| ms.get() | Packed::PRESENT);
+        Packed {
+            timers,
+            user_timeout,
+        }
+    }
+
+    fn unpack(&self) -> Config {
+        let field = |shift: u32, bits: u32| ((self.timers >> shift) & ((1 << bits) - 1)) as u32;
+        Config {
+            mode: match field(37, 2) {
+                0 => Mode::On,
+                1 => Mode::Skip,
+                _ => Mode::Off,
+            },
+            idle: Seconds::new(field(0, 15)),
+            interval: Seconds::new(field(15, 15)),
+            count: Probes::new(field(30, 7)),
+            user_timeout: (self.user_timeout & Packed::PRESENT != 0)
+                .then(|| Millis::new(self.user_timeout & !Packed::PRESENT))
+                .flatten(),
+            debug: field(39, 1) != 0,
+        }
+    }
 }
 
 /// The values refused while parsing, kept until the configuration is published.
@@ -90,7 +116,6 @@ struct Rejected<'a>([Option<(Var, &'a [u8])>; Var::ALL.len()]);
 /// variable reads as unset (see `sys::env`): keepalive on with the kernel's timers, and
 /// no warnings.
 fn read_environment<'a>(rejected: &mut Rejected<'a>) -> Config {
-    let _errno = sys::SavedErrno::save();
     Config::parse(
         // SAFETY: the bytes are used before `publish` returns; a program that calls
         // setenv while another thread reads the environment is already racing with
@@ -102,4 +127,47 @@ fn read_environment<'a>(rejected: &mut Rejected<'a>) -> Config {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configuration_survives_packing() {
+        let seconds = [
+            None,
+            Seconds::new(1),
+            Seconds::new(600),
+            Seconds::new(32767),
+        ];
+        let probes = [None, Probes::new(1), Probes::new(127)];
+        let millis = [
+            None,
+            Millis::new(0),
+            Millis::new(1),
+            Millis::new(Millis::MAX),
+        ];
+        for mode in [Mode::On, Mode::Skip, Mode::Off] {
+            for idle in seconds {
+                for interval in seconds {
+                    for count in probes {
+                        for user_timeout in millis {
+                            for debug in [false, true] {
+                                let config = Config {
+                                    mode,
+                                    idle,
+                                    interval,
+                                    count,
+                                    user_timeout,
+                                    debug,
+                                };
+                                assert_eq!(Packed::pack(&config).unpack(), config);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

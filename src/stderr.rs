@@ -1,30 +1,65 @@
-//! Where the library's lines go, and the rules that keep them harmless: a line is
-//! written only to the stderr the process started with, never waits, never raises
-//! SIGPIPE, and is never a cancellation point. A line that cannot go out now is dropped.
+//! Where the library's lines go, and the rules that make a line harmless to the
+//! program whatever fd 2 is. Each rule is stated here once and tested as a matrix
+//! (tests/stderr_matrix.rs: every kind of fd 2 below × the program's signal states ×
+//! the moment of the line, with and without the library).
 //!
-//! "The stderr the process started with" is the file fd 2 referred to when the library
-//! first looked, at load (device and inode, fstat(2)). A daemon that closes stderr and
-//! reopens fd 2 as its data file, a pipe, an `AF_UNIX` work channel or an accepted
-//! connection gets nothing spliced into its data. Not even this closes every gap: fd 2
-//! can be replaced by another thread between the check and the write, an instant no
-//! library can close without taking a lock around the program's own `dup2`.
+//! 1. **Only the stderr the process started with.** A line goes to fd 2 only while fd 2
+//!    is still the file it referred to when the library loaded (device and inode,
+//!    fstat(2)). A daemon that reopens fd 2 as its data file, a pipe or a connection
+//!    gets nothing spliced into its data.
+//! 2. **Each kind of file its own way** (the kind comes from the same fstat):
+//!    - a *terminal*: written, unless this process's group is in the background of
+//!      its controlling terminal while `TOSTOP` is set — the terminal's owner asked
+//!      background jobs not to write, and the write would stop the program with
+//!      SIGTTOU (termios(3));
+//!    - a *pipe or FIFO*: written without waiting (`RWF_NOWAIT`; where the kernel has
+//!      no such write, only when poll(2) says it fits);
+//!    - a *socket*: only an `AF_UNIX` one that is not also fd 0 and whose own end has
+//!      no name of its own — journald's stream (a service's default stderr), one end
+//!      of a socketpair. The server end of an accepted connection carries its
+//!      listener's name, and a socket on fd 0 is a channel the program reads: both are
+//!      the program's peer. Sent with `MSG_DONTWAIT | MSG_NOSIGNAL`. Inet sockets
+//!      carry data, never lines;
+//!    - a *regular file*: a plain write where the file system completes writes
+//!      locally (disk and memory file systems, [`mounts::is_local`]); elsewhere —
+//!      NFS, SMB, FUSE, anything not known — only a write that cannot wait
+//!      (`RWF_NOWAIT`), so a server that never answers cannot hold the program. fd 2
+//!      is identified with `AT_STATX_DONT_SYNC`, which never asks such a server
+//!      either ([`sys::file_id`]);
+//!    - another *character device* (`/dev/null`): written when poll(2) says it fits;
+//!    - anything else, or fd 2 closed: nothing.
+//! 3. **No signal reaches the program, and none is taken from it.** The write runs with
+//!    the signals it could raise blocked (SIGPIPE for pipes, SIGXFSZ for files,
+//!    SIGTTOU for terminals), is skipped when one of them is already pending, and
+//!    takes back only the one its own error proves it raised ([`sys::without_signals`]).
+//! 4. **Never waits, never a cancellation point**: raw system calls, none of which
+//!    blocks as used. A line that cannot go out now is dropped.
+//!
+//! Two instants stay open, because only a lock around the program's own calls could
+//! close them: another thread may replace fd 2 between the identity check and the
+//! write, and on a terminal or on a kernel without `RWF_NOWAIT` for pipes, another
+//! thread may fill the buffer between poll(2) and the write, which then waits.
 
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::sys::{self, FileId};
+use crate::mounts;
+use crate::sys::{self, FileId, Signals};
 
 const STDERR: c_int = libc::STDERR_FILENO;
 
 const UNKNOWN: u8 = 0;
-const RECORDING: u8 = 1;
-const RECORDED: u8 = 2;
-/// fd 2 was closed, or not a file fstat could name, when first looked at.
-const NONE: u8 = 3;
+const RECORDED: u8 = 1;
+/// fd 2 was closed, not a file fstat could name, or the program's peer, when first
+/// looked at.
+const NONE: u8 = 2;
 
-/// fd 2's identity at load. Hand-written rather than a `once_cell::race` cell: the
-/// identity is two 64-bit words and `race` holds at most one without allocating.
-/// Whoever claims `STATE` records it; anyone arriving meanwhile drops their line.
+/// fd 2's identity at load. No thread ever claims the recording: any thread that finds
+/// `STATE` unknown looks at fd 2 and stores what it saw, then publishes with a Release
+/// store. Racers store the same identity, so nobody waits and a fork at any instant
+/// leaves a child that simply records again. (Should fd 2 change while two threads
+/// race here, the stored identity may match neither file: lines are then dropped,
+/// never misdirected.)
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 static DEV: AtomicU64 = AtomicU64::new(0);
 static INO: AtomicU64 = AtomicU64::new(0);
@@ -33,79 +68,87 @@ static INO: AtomicU64 = AtomicU64::new(0);
 /// and so does the first line, should another library's constructor make the library
 /// write before its own constructor has run.
 pub fn record() {
-    if STATE
-        .compare_exchange(UNKNOWN, RECORDING, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    if STATE.load(Ordering::Acquire) != UNKNOWN {
         return;
     }
     let state = match sys::file_id(STDERR) {
-        Some(id) if is_the_connection(id) => NONE,
-        Some(id) => {
+        Some(id) if !id.is_socket() || !is_fd_0(id) => {
             DEV.store(id.dev, Ordering::Relaxed);
             INO.store(id.ino, Ordering::Relaxed);
             RECORDED
         }
-        None => NONE,
+        _ => NONE,
     };
     STATE.store(state, Ordering::Release);
 }
 
-/// Whether fd 2, whose identity is `id`, is the connection a per-connection service
-/// was started with: a socket that is fd 0 too. inetd and systemd's `Accept=yes` with
-/// `StandardInput=socket` put the connection on fds 0, 1 and 2 alike, and on an
-/// `AF_UNIX` listener it passes the socket check that refuses inet sockets; a line
-/// written there is the program's peer reading the library's words. journald's stream
-/// never is fd 0 (systemd gives stdin /dev/null unless asked otherwise), and a terminal
-/// that is both is no socket.
-///
-/// Asked only of a socket, so that the usual stderr (a terminal, pipe or file) costs
-/// no system call more at load.
-fn is_the_connection(id: FileId) -> bool {
-    id.socket && sys::file_id(libc::STDIN_FILENO) == Some(id)
+/// Whether fd 0 is the same file as `id`: inetd and systemd's `Accept=yes` with
+/// `StandardInput=socket` put the connection on fds 0, 1 and 2 alike. Asked only of a
+/// socket, so that the usual stderr (a terminal, pipe or file) costs no system call
+/// more at load.
+fn is_fd_0(id: FileId) -> bool {
+    sys::file_id(libc::STDIN_FILENO) == Some(id)
 }
 
-/// Whether fd 2 still refers to the file recorded at load.
-fn unchanged() -> bool {
+/// fd 2 now, if it is still the file recorded at load.
+fn unchanged() -> Option<FileId> {
     record();
-    STATE.load(Ordering::Acquire) == RECORDED
-        && sys::file_id(STDERR).is_some_and(|now| {
-            (now.dev, now.ino) == (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))
-        })
+    if STATE.load(Ordering::Acquire) != RECORDED {
+        return None;
+    }
+    sys::file_id(STDERR).filter(|now| {
+        (now.dev, now.ino) == (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))
+    })
 }
 
-/// Writes one line to fd 2 if it is still the process's stderr and can take the line
-/// now; otherwise drops it. `errno` is the caller's business (see `SavedErrno`).
+/// Writes one line to fd 2 by the rules above, or drops it. `errno` is the caller's
+/// business (see `SavedErrno`).
 pub fn write(line: &[u8]) {
-    if !unchanged() {
+    let Some(id) = unchanged() else {
         return;
-    }
-    match sys::int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN) {
-        // journald's stream socket: MSG_DONTWAIT and MSG_NOSIGNAL do it all.
-        Ok(libc::AF_UNIX) => {
+    };
+    match id.kind {
+        libc::S_IFCHR => match sys::terminal(STDERR) {
+            Some(tty) if tty.background && tty.tostop => {}
+            Some(_) => sys::without_signals(Signals::one(libc::SIGTTOU), || write_when_ready(line)),
+            None => sys::without_signals(Signals::NONE, || write_when_ready(line)),
+        },
+        libc::S_IFIFO => sys::without_signals(Signals::one(libc::SIGPIPE), || {
+            match sys::write_now(STDERR, line) {
+                // EINVAL and ENOSYS: kernels before 4.14 and 4.6, without RWF_NOWAIT
+                // or pwritev2; EOPNOTSUPP: pipes without RWF_NOWAIT (before 5.8).
+                Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => write_when_ready(line),
+                done => done,
+            }
+        }),
+        libc::S_IFREG => sys::without_signals(Signals::one(libc::SIGXFSZ), || {
+            if mounts::is_local(id.major(), id.minor()) {
+                sys::write(STDERR, line)
+            } else {
+                sys::write_now(STDERR, line)
+            }
+        }),
+        libc::S_IFSOCK if peerless_unix_socket() => {
             let _ = sys::send_now(STDERR, line);
         }
-        // A terminal, pipe or file.
-        Err(libc::ENOTSOCK) => sys::without_sigpipe(|| write_file(line)),
-        // Any other socket carries data, and any other error (EPERM or EACCES from a
-        // seccomp filter or an LSM) proves nothing: refuse.
         _ => {}
     }
 }
 
-/// A non-blocking write to a terminal, pipe or file, without touching the shared file
-/// description's `O_NONBLOCK`, which belongs to the program and every process sharing
-/// it. pwritev2(2) with `RWF_NOWAIT` does it for pipes; where the file type has no
-/// such write (terminals, most file systems' regular files, old kernels), poll(2) with a zero
-/// timeout asks first. A line is at most a few hundred bytes, well under `PIPE_BUF`.
-/// The ask and the write are two calls: another thread that fills the pipe or the
-/// terminal in between makes this write wait, a second instant, beside the one on fd
-/// 2's identity, that only a lock around the program's own writes could close.
-fn write_file(line: &[u8]) {
-    // EINVAL and ENOSYS: kernels before 4.14 and 4.6, without RWF_NOWAIT or pwritev2.
-    if let Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) = sys::write_now(STDERR, line) {
-        if sys::writable_now(STDERR) {
-            let _ = sys::write(STDERR, line);
-        }
+/// Whether the socket on fd 2 may take a line (rule 2): `AF_UNIX`, and its own end
+/// unnamed. That it is not fd 0 was settled when fd 2 was recorded. Any failed
+/// question (EPERM or EACCES from a seccomp filter or an LSM) proves nothing: refuse.
+fn peerless_unix_socket() -> bool {
+    sys::int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+        && sys::unix_end_named(STDERR) == Some(false)
+}
+
+/// A write after poll(2) says the line fits now. A line is at most a few hundred
+/// bytes, well under `PIPE_BUF`.
+fn write_when_ready(line: &[u8]) -> Result<usize, c_int> {
+    if sys::writable_now(STDERR) {
+        sys::write(STDERR, line)
+    } else {
+        Err(libc::EAGAIN)
     }
 }

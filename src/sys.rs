@@ -205,16 +205,58 @@ unsafe fn raw(number: c_long, args: [usize; 6]) -> Result<usize, c_int> {
     }
 }
 
-/// The identity of the file an fd refers to: device and inode, from fstat(2), and
-/// whether it is a socket (its type comes with the same call, for free).
+/// The identity of the file an fd refers to: its device and inode, and its kind
+/// (`S_IFSOCK`, `S_IFIFO`, ...), which comes with the same call, for free.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
-    pub dev: libc::dev_t,
-    pub ino: libc::ino_t,
-    pub socket: bool,
+    /// The device: major in the high 32 bits, minor in the low.
+    pub dev: u64,
+    pub ino: u64,
+    pub kind: u32,
 }
 
+impl FileId {
+    pub fn is_socket(self) -> bool {
+        self.kind == libc::S_IFSOCK
+    }
+
+    pub fn major(self) -> u32 {
+        (self.dev >> 32) as u32
+    }
+
+    pub fn minor(self) -> u32 {
+        self.dev as u32
+    }
+}
+
+/// statx(2) with `AT_STATX_DONT_SYNC`: what the kernel has cached, never a request to
+/// the file's server. An fstat(2) of a file on FUSE or NFS may ask the server for
+/// fresh attributes and wait for ever when it does not answer; this cannot. Kernels
+/// before 4.11 have no statx: fstat(2) there.
 pub fn file_id(fd: c_int) -> Option<FileId> {
+    let mut stx = MaybeUninit::<libc::statx>::uninit();
+    let buf = stx.as_mut_ptr() as usize;
+    let flags = (libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC) as usize;
+    let mask = (libc::STATX_TYPE | libc::STATX_INO) as usize;
+    let empty = c"".as_ptr() as usize;
+    // SAFETY: statx(2) reads the empty NUL-terminated path and writes one struct statx
+    // into `buf`, which has room for it.
+    match unsafe { raw(libc::SYS_statx, [fd as usize, empty, flags, mask, buf, 0]) } {
+        Ok(_) => {
+            // SAFETY: statx succeeded, so it filled the whole struct.
+            let stx = unsafe { stx.assume_init() };
+            Some(FileId {
+                dev: u64::from(stx.stx_dev_major) << 32 | u64::from(stx.stx_dev_minor),
+                ino: stx.stx_ino,
+                kind: u32::from(stx.stx_mode) & libc::S_IFMT,
+            })
+        }
+        Err(libc::ENOSYS) => fstat_id(fd),
+        Err(_) => None,
+    }
+}
+
+fn fstat_id(fd: c_int) -> Option<FileId> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     let buf = stat.as_mut_ptr() as usize;
     // SAFETY: fstat(2) writes one struct stat into `buf`, which has room for it.
@@ -222,9 +264,9 @@ pub fn file_id(fd: c_int) -> Option<FileId> {
     // SAFETY: fstat succeeded, so it filled the whole struct.
     let stat = unsafe { stat.assume_init() };
     Some(FileId {
-        dev: stat.st_dev,
+        dev: u64::from(libc::major(stat.st_dev)) << 32 | u64::from(libc::minor(stat.st_dev)),
         ino: stat.st_ino,
-        socket: stat.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+        kind: stat.st_mode & libc::S_IFMT,
     })
 }
 
@@ -243,7 +285,7 @@ pub fn send_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
 
 /// `pwritev2(fd, bytes, offset -1, RWF_NOWAIT)`: a write at the current position that
 /// fails with EAGAIN instead of waiting; EOPNOTSUPP where the file type has no
-/// non-blocking write (terminals, most regular files).
+/// non-blocking write (terminals, some file systems' regular files).
 pub fn write_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     let iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut c_void,
@@ -271,10 +313,7 @@ pub fn writable_now(fd: c_int) -> bool {
         revents: 0,
     };
     let pollfd_ptr = ptr::from_mut(&mut pollfd) as usize;
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let zero = ZERO_TIMEOUT;
     let zero_ptr = ptr::from_ref(&zero) as usize;
     // ppoll rather than poll: the generic system call table (aarch64, riscv64) has no
     // poll. With no signal mask (NULL) it is poll with a zero timeout.
@@ -285,6 +324,11 @@ pub fn writable_now(fd: c_int) -> bool {
         && pollfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == libc::POLLOUT
 }
 
+const ZERO_TIMEOUT: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
+
 /// write(2) as a raw system call.
 pub fn write(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     let (buf, len) = (bytes.as_ptr() as usize, bytes.len());
@@ -292,34 +336,149 @@ pub fn write(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     unsafe { raw(libc::SYS_write, [fd as usize, buf, len, 0, 0, 0]) }
 }
 
-/// The kernel's signal set, as rt_sigprocmask(2) takes it: one bit per signal.
-type KernelSigset = u64;
-const SIGSET_SIZE: usize = size_of::<KernelSigset>();
-
-fn bit(signal: c_int) -> KernelSigset {
-    1 << (signal - 1)
+/// What a terminal on `fd` means for a write from this process: `None` when `fd` is
+/// not a terminal (TCGETS fails, tty_ioctl(4)).
+pub struct Terminal {
+    /// `TOSTOP` is set (termios(3)): a write from a background process group raises
+    /// SIGTTOU.
+    pub tostop: bool,
+    /// This process's group is in the background of the terminal, which is its
+    /// controlling terminal. A terminal that is not the controlling one (TIOCGPGRP
+    /// fails with ENOTTY) has no background for this process.
+    pub background: bool,
 }
 
-/// Runs `f` with SIGPIPE blocked in this thread, and afterwards removes a SIGPIPE that
-/// `f` raised, leaving the signal mask, and a SIGPIPE that was already pending, exactly
-/// as they were.
+pub fn terminal(fd: c_int) -> Option<Terminal> {
+    // Every Linux struct termios starts with four tcflag_t (unsigned int) fields,
+    // c_lflag the fourth; 64 bytes hold the largest architecture's struct.
+    let mut termios = [0u32; 16];
+    let termios_ptr = termios.as_mut_ptr() as usize;
+    // SAFETY: TCGETS writes one struct termios, which fits in the 64 live bytes passed.
+    unsafe {
+        raw(
+            libc::SYS_ioctl,
+            [fd as usize, libc::TCGETS as usize, termios_ptr, 0, 0, 0],
+        )
+    }
+    .ok()?;
+    let lflag = termios.get(3).copied().unwrap_or(0);
+    let mut foreground: libc::pid_t = 0;
+    let foreground_ptr = ptr::from_mut(&mut foreground) as usize;
+    // SAFETY: TIOCGPGRP writes one pid_t into a live local.
+    let background = unsafe {
+        raw(
+            libc::SYS_ioctl,
+            [
+                fd as usize,
+                libc::TIOCGPGRP as usize,
+                foreground_ptr,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .is_ok_and(|_| foreground != getpgrp());
+    Some(Terminal {
+        tostop: lflag & libc::TOSTOP != 0,
+        background,
+    })
+}
+
+fn getpgrp() -> libc::pid_t {
+    // SAFETY: getpgid(2) with 0 asks for the caller's own group and touches no memory.
+    unsafe { raw(libc::SYS_getpgid, [0; 6]) }.map_or(0, |pgrp| pgrp as libc::pid_t)
+}
+
+/// Whether `fd`'s own end is bound to a name chosen by someone: a path, or an abstract
+/// name other than the kernel's autobind name (five hex digits after the NUL, unix(7)).
+/// The server end of an accepted `AF_UNIX` connection carries its listener's name; a
+/// client end — journald's stream socket on a service's stderr, one end of a
+/// socketpair — has none, or an autobind name. `None` when getsockname(2) fails.
+pub fn unix_end_named(fd: c_int) -> Option<bool> {
+    let mut addr = MaybeUninit::<libc::sockaddr_un>::uninit();
+    let addr_ptr = addr.as_mut_ptr() as usize;
+    let mut len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let len_ptr = ptr::from_mut(&mut len) as usize;
+    // SAFETY: getsockname(2) writes at most `len` bytes of address into `addr`, a live
+    // sockaddr_un of that size, and the length into `len`.
+    unsafe {
+        raw(
+            libc::SYS_getsockname,
+            [fd as usize, addr_ptr, len_ptr, 0, 0, 0],
+        )
+    }
+    .ok()?;
+    let path_len = (len as usize).saturating_sub(size_of::<libc::sa_family_t>());
+    if path_len == 0 {
+        return Some(false);
+    }
+    // SAFETY: getsockname wrote the family and `path_len` bytes of sun_path, within
+    // the struct (the kernel truncates to the length passed).
+    let path = unsafe {
+        let start = ptr::addr_of!((*addr.as_ptr()).sun_path).cast::<u8>();
+        core::slice::from_raw_parts(start, path_len.min(size_of::<libc::sockaddr_un>() - 2))
+    };
+    let autobind =
+        matches!(path, [0, rest @ ..] if rest.len() == 5 && rest.iter().all(u8::is_ascii_hexdigit));
+    Some(!autobind)
+}
+
+/// The kernel's signal set, as rt_sigprocmask(2) takes it: one bit per signal.
+#[derive(Clone, Copy)]
+pub struct Signals(u64);
+
+const SIGSET_SIZE: usize = size_of::<u64>();
+
+impl Signals {
+    pub const NONE: Signals = Signals(0);
+
+    pub const fn one(signal: c_int) -> Signals {
+        Signals(1 << (signal - 1))
+    }
+
+    fn contains(self, signal: c_int) -> bool {
+        self.0 & Signals::one(signal).0 != 0
+    }
+}
+
+/// The signal a failed write raised in the calling thread, by its error (write(2)):
+/// EPIPE comes with SIGPIPE (a pipe or FIFO with no reader), EFBIG with SIGXFSZ (a
+/// file at `RLIMIT_FSIZE`). Both are sent to the writing thread, not the process.
+fn raised_by(errno: c_int) -> Option<c_int> {
+    match errno {
+        libc::EPIPE => Some(libc::SIGPIPE),
+        libc::EFBIG => Some(libc::SIGXFSZ),
+        _ => None,
+    }
+}
+
+/// Runs `write` with `signals` — every signal it could raise — blocked in this thread,
+/// so that none can reach the program, and leaves the program's signals as they were:
 ///
-/// A SIGPIPE raised by write(2) is sent to the writing thread (signal(7)); while blocked
-/// it stays pending, and rt_sigtimedwait(2) with a zero timeout takes it. One that was
-/// pending before (for the thread or the process) is not taken: standard signals do
-/// not queue, so the write's merged into it.
+/// - if one of `signals` is already pending, for this thread or for the process,
+///   `write` does not run: a standard signal does not queue (signal(7)), so the one
+///   the write raised and the program's would be one, and taking it would take the
+///   program's;
+/// - afterwards a signal is taken (rt_sigtimedwait(2) with a zero timeout) only when
+///   the write's own error says it raised one, and rt_sigtimedwait takes the thread's
+///   own pending signals before the process's, so a process-directed one that arrived
+///   meanwhile stays for the program;
+/// - then the mask is put back.
 ///
-/// When SIGPIPE cannot be blocked (a seccomp filter or an LSM refusing
-/// rt_sigprocmask), `f` does not run at all: a write it made into a pipe with no
-/// reader could kill the program.
-pub fn without_sigpipe(f: impl FnOnce()) {
-    let pipe = bit(libc::SIGPIPE);
-    let pipe_ptr = ptr::from_ref(&pipe) as usize;
-    let mut old: KernelSigset = 0;
+/// When the mask cannot be changed (a seccomp filter or an LSM refusing
+/// rt_sigprocmask), `write` does not run: it could kill or stop the program.
+///
+/// One instant stays open: a signal of the same kind that another thread sends to
+/// this very thread between the write and the taking merges with the write's, and is
+/// taken with it.
+pub fn without_signals(signals: Signals, write: impl FnOnce() -> Result<usize, c_int>) {
+    let set_ptr = ptr::from_ref(&signals.0) as usize;
+    let mut old: u64 = 0;
     let old_ptr = ptr::from_mut(&mut old) as usize;
     let block = [
         libc::SIG_BLOCK as usize,
-        pipe_ptr,
+        set_ptr,
         old_ptr,
         SIGSET_SIZE,
         0,
@@ -330,33 +489,83 @@ pub fn without_sigpipe(f: impl FnOnce()) {
     if unsafe { raw(libc::SYS_rt_sigprocmask, block) }.is_err() {
         return;
     }
-    let mut pending: KernelSigset = 0;
+    let mut pending: u64 = 0;
     let pending_ptr = ptr::from_mut(&mut pending) as usize;
-    // SAFETY: rt_sigpending(2) writes one kernel sigset into a live local.
-    let was_pending = unsafe {
+    // SAFETY: rt_sigpending(2) writes one kernel sigset (the thread's and the
+    // process's pending signals together) into a live local.
+    let clear = unsafe {
         raw(
             libc::SYS_rt_sigpending,
             [pending_ptr, SIGSET_SIZE, 0, 0, 0, 0],
         )
     }
-    .map_or(true, |_| pending & pipe != 0);
-    f();
-    if !was_pending {
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        let zero_ptr = ptr::from_ref(&zero) as usize;
-        // SAFETY: rt_sigtimedwait(2) reads the set and the timeout, live locals,
-        // and writes no siginfo (NULL).
-        let _ = unsafe {
-            raw(
-                libc::SYS_rt_sigtimedwait,
-                [pipe_ptr, 0, zero_ptr, SIGSET_SIZE, 0, 0],
-            )
-        };
+    .is_ok_and(|_| pending & signals.0 == 0);
+    if clear {
+        let raised = write().err().and_then(raised_by);
+        if let Some(signal) = raised.filter(|&signal| signals.contains(signal)) {
+            let taken = Signals::one(signal);
+            let taken_ptr = ptr::from_ref(&taken.0) as usize;
+            let zero = ZERO_TIMEOUT;
+            let zero_ptr = ptr::from_ref(&zero) as usize;
+            // SAFETY: rt_sigtimedwait(2) reads the set and the timeout, live locals,
+            // and writes no siginfo (NULL).
+            let _ = unsafe {
+                raw(
+                    libc::SYS_rt_sigtimedwait,
+                    [taken_ptr, 0, zero_ptr, SIGSET_SIZE, 0, 0],
+                )
+            };
+        }
     }
     let restore = [libc::SIG_SETMASK as usize, old_ptr, 0, SIGSET_SIZE, 0, 0];
     // SAFETY: rt_sigprocmask(2) reads the saved set, a live local.
     let _ = unsafe { raw(libc::SYS_rt_sigprocmask, restore) };
+}
+
+/// A file the library opened itself, closed on drop; raw system calls throughout.
+pub struct File(usize);
+
+impl File {
+    /// openat(2) read-only, close-on-exec.
+    pub fn open(path: &CStr) -> Option<File> {
+        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as usize;
+        let args = [
+            libc::AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            flags,
+            0,
+            0,
+            0,
+        ];
+        // SAFETY: openat(2) reads the NUL-terminated path, a live CStr.
+        unsafe { raw(libc::SYS_openat, args) }.ok().map(File)
+    }
+
+    /// pread64(2) at `offset` into `buf`; the bytes read. The buffer may be
+    /// uninitialised: zeroing it would make the compiler call memset(3), one more
+    /// import to look up at every exec.
+    pub fn read_at<'b>(&self, buf: &'b mut [MaybeUninit<u8>], offset: u64) -> Option<&'b [u8]> {
+        let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
+        // SAFETY: pread64(2) writes at most `len` bytes into `buf`, live memory of
+        // that size.
+        let read = unsafe { raw(libc::SYS_pread64, [self.0, ptr, len, offset as usize, 0, 0]) };
+        let read = read.ok().filter(|&n| n <= len)?;
+        // SAFETY: pread64 initialised the first `read` bytes.
+        Some(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), read) })
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // SAFETY: close(2) of a descriptor this value opened and nothing else knows.
+        let _ = unsafe { raw(libc::SYS_close, [self.0, 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// Reads a small file whole into `buf`. `None` when it cannot be opened or read, or
+/// fills `buf`.
+pub fn read_file<'b>(path: &CStr, buf: &'b mut [MaybeUninit<u8>]) -> Option<&'b [u8]> {
+    let len = buf.len();
+    let read = File::open(path)?.read_at(buf, 0)?;
+    (read.len() < len).then_some(read)
 }

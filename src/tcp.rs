@@ -3,7 +3,7 @@
 use core::ffi::c_int;
 
 use crate::log::Line;
-use crate::sys;
+use crate::{defaults, sys};
 use keepalive_config::{Config, Setting};
 
 /// The address family of a TCP socket. IPv6 sockets matter as much as IPv4: Java and
@@ -54,15 +54,32 @@ pub fn of(fd: c_int) -> Option<Family> {
     (protocol == libc::IPPROTO_TCP).then_some(family)
 }
 
-/// Whether someone already turned keepalive on for `fd`: on an accepted connection
-/// it was inherited from the listener (the program, or systemd's `KeepAlive=`
-/// on a `.socket` unit), on a connection handed over at start-up it was set by
-/// whoever passed it. Either way the settings are theirs, and stay.
+/// Whether someone other than the library configured keepalive on `fd`: the one rule
+/// for every socket the library did not create — an accepted connection (which
+/// inherited its listener's options from the kernel, `inet_csk_clone_lock`), a
+/// connection handed over on fds 0–2 or in `LISTEN_FDS`. Such a socket is never
+/// changed: its settings belong to the program, to whoever passed it, or to systemd's
+/// `KeepAlive=`.
 ///
-/// An `SO_KEEPALIVE` of 0 cannot be told from the kernel's default on a socket the
-/// library did not make, so off means "nobody configured it".
+/// Configured means keepalive on, or a user timeout set, or a keepalive timer that
+/// differs from what an untouched socket has in this network namespace
+/// ([`defaults`]). An option that cannot be read proves nothing either way, and the
+/// socket is left alone. Two things cannot be seen: keepalive turned off explicitly
+/// (off is the default) and a timer set to exactly its default; both look untouched.
+///
+/// The common case costs one call: a connection accepted on a listener this library
+/// configured comes with keepalive on.
 pub fn configured_elsewhere(fd: c_int) -> bool {
-    sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).is_ok_and(|on| on != 0)
+    let tcp = |option| sys::int_option(fd, libc::IPPROTO_TCP, option).ok();
+    if sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) != Ok(0)
+        || tcp(libc::TCP_USER_TIMEOUT) != Some(0)
+    {
+        return true;
+    }
+    let untouched = defaults::timers();
+    tcp(libc::TCP_KEEPIDLE) != Some(untouched.idle as c_int)
+        || tcp(libc::TCP_KEEPINTVL) != Some(untouched.interval as c_int)
+        || tcp(libc::TCP_KEEPCNT) != Some(untouched.count as c_int)
 }
 
 /// Whether `fd` is a listening socket (`SO_ACCEPTCONN`, socket(7)).

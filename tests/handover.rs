@@ -242,3 +242,57 @@ fn listen_fds_for_another_process_are_left_alone() {
     drop(client);
     assert_eq!(run.keepalive("fd3"), Keepalive::untouched());
 }
+
+/// A server that is not preloaded hands its own connection to a child run with the
+/// library, as the child's stdout (the case 7). The socket is shared: what the
+/// library does to it, it does to the server's. One rule decides: a connection someone
+/// configured — here keepalive off with their own idle, interval, count or user timeout
+/// — is left exactly as it was; only an untouched one gets the configuration.
+#[test]
+fn a_parents_configured_connection_is_left_as_it_was() {
+    let untouched = Keepalive::untouched();
+    let own = |change: fn(&mut Keepalive)| {
+        let mut k = untouched;
+        change(&mut k);
+        k
+    };
+    let cases = [
+        ("idle 5", own(|k| k.idle = 5), None),
+        ("interval 3", own(|k| k.interval = 3), None),
+        ("count 2", own(|k| k.count = 2), None),
+        ("user timeout 9000", own(|k| k.user_timeout = 9000), None),
+        ("keepalive on", own(|k| k.keepalive = 1), None),
+        ("untouched", untouched, Some(CONFIGURED)),
+    ];
+    for (what, set, expected) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        set_all(conn.as_raw_fd(), set);
+        set_user_timeout(conn.as_raw_fd(), set.user_timeout);
+        let status = common::preloaded("true", &VARS)
+            .stdout(OwnedFd::from(conn.try_clone().unwrap()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{what}: {status:?}");
+        assert_eq!(
+            Keepalive::of(conn.as_raw_fd()),
+            expected.unwrap_or(set),
+            "{what}"
+        );
+    }
+}
+
+fn set_user_timeout(fd: RawFd, ms: i32) {
+    // SAFETY: setsockopt(2) with a live int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const ms).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}

@@ -338,3 +338,49 @@ time.sleep(60)
     let timer = seen[0].expect("the service's connection has no keepalive timer");
     assert!(timer <= 5.0, "{timer} s: not the service's 5 s");
 }
+
+/// Every way a listener reaches a program onto a number a socket made through the
+/// library used before (the "stale marks"), and the program's own listener
+/// moved elsewhere: the rule looks at the connection, not at the number. An untouched
+/// listener's connections get the environment's settings; a listener the program set
+/// to keepalive off and idle 5 s keeps exactly that.
+#[test]
+fn a_listener_is_judged_by_itself_however_it_arrived() {
+    let test = "a_listener_is_judged_by_itself_however_it_arrived";
+    let Some(program) = common::c_program("listener_ways", test) else {
+        return;
+    };
+    let off5 = "keepalive=0 idle=5 intvl=75 cnt=9 user_timeout=0";
+    // The program's own listener was configured by the library first.
+    let moved_off5 = "keepalive=0 idle=5 intvl=60 cnt=9 user_timeout=120000";
+    let environment = "keepalive=1 idle=600 intvl=60 cnt=9 user_timeout=120000";
+    let cases = [
+        ("dup2", "", environment),
+        ("dup", "", environment),
+        ("fdupfd", "", environment),
+        ("raw", "", environment),
+        ("scm_rights", "", environment),
+        ("dup2", "off5", off5),
+        ("raw", "off5", off5),
+        ("scm_rights", "off5", off5),
+        ("moved", "off5", moved_off5),
+        ("moved", "", environment),
+    ];
+    let mut failures = Vec::new();
+    for (way, own, expected) in cases {
+        let output = common::preloaded(&program, &VARS)
+            .args([way, own])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let seen = stdout.split_once(' ').map(|(_, rest)| rest).unwrap_or("");
+        let (_, rest) = seen.split_once(' ').unwrap_or(("", seen));
+        if !output.status.success() || !seen.starts_with("reused=1") || rest.trim() != expected {
+            failures.push(format!(
+                "{way} {own}: {:?} {stdout:?}, expected reused=1 {expected}",
+                output.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
