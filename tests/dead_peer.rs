@@ -124,8 +124,9 @@ fn assert_still_blocked(proc: &mut Proc, what: &str) {
     assert!(proc.is_running(), "{what} exited");
 }
 
-/// Holds the README rows naming `test` to what it showed: a read that failed with
-/// ETIMEDOUT within `bound_ms` (`since` says from when), and a run that stayed blocked.
+/// Holds the table rows naming `test` (docs/compatibility.md) to what it showed: a
+/// read that failed with ETIMEDOUT within `bound_ms` (`since` says from when), and a
+/// run that stayed blocked.
 fn check_readme(test: &str, bound_ms: u64, since: &str) {
     let with = format!(
         "`read` fails with ETIMEDOUT within {:.1} s{since}",
@@ -135,12 +136,14 @@ fn check_readme(test: &str, bound_ms: u64, since: &str) {
         let cell = row.cell(&["with the library"]);
         assert!(
             cell.starts_with(&with),
-            "README.md is stale for {test}:\n  README:   {cell}\n  measured: {with}"
+            "{} is stale for {test}:\n  written:  {cell}\n  measured: {with}",
+            row.file
         );
         let cell = row.cell(&["without"]);
         assert!(
             cell.starts_with("still blocked"),
-            "README.md is stale for {test}: {cell}"
+            "{} is stale for {test}: {cell}",
+            row.file
         );
     }
 }

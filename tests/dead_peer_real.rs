@@ -5,7 +5,8 @@
 //! The cases run side by side, each on test hosts of its own: what dominates is the
 //! wait that shows a run without the library still stuck at ten times the bound, and
 //! those waits overlap. `DEAD_PEER_CASES=postgresql_client,ssh_client` runs only those.
-//! What each case measured is held against the README's rows naming it.
+//! What each case measured is held against the table rows naming it (README.md and
+//! docs/compatibility.md).
 
 mod common;
 #[path = "common/readme.rs"]
@@ -25,7 +26,7 @@ const BOUND: Duration = Duration::from_secs(1 + 2 + 2);
 /// A run without the library must still be waiting this long after the cut.
 const STUCK: Duration = Duration::from_secs(10 * 5);
 
-/// What a case measured, in the words its README rows must start with.
+/// What a case measured, in the words its table rows must start with.
 struct Outcome {
     with: String,
     without: String,
@@ -495,7 +496,9 @@ fn real_programs_and_vanished_peers() {
                 );
                 let rows = readme::rows_naming(&format!("dead_peer_real::{name}"));
                 if rows.is_empty() {
-                    failed.push(format!("{name}: README.md has no row naming it"));
+                    failed.push(format!(
+                        "{name}: no table row in README.md or docs/*.md names it"
+                    ));
                 }
                 for row in rows {
                     for (columns, measured) in [
@@ -508,7 +511,8 @@ fn real_programs_and_vanished_peers() {
                         let cell = row.cell(columns);
                         if !cell.starts_with(measured.as_str()) {
                             failed.push(format!(
-                                "{name}: README.md is stale:\n  README:   {cell}\n  measured: {measured}"
+                                "{name}: {} is stale:\n  written:  {cell}\n  measured: {measured}",
+                                row.file
                             ));
                         }
                     }

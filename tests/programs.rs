@@ -1,7 +1,7 @@
 //! Real programs that no one here wrote, each run with the library preloaded and
 //! observed from outside with `ss -tno`, as an operator would. Each test holds its
-//! row of the README's Compatibility table to what it measured: the version the
-//! program states and the keepalive its connection carries.
+//! row of the programs table in docs/compatibility.md to what it measured: the
+//! version the program states and the keepalive its connection carries.
 
 mod common;
 #[path = "common/compat.rs"]

@@ -1,7 +1,8 @@
 //! More real programs of the kind people keep long connections with — database,
 //! cache and SSH clients and servers, a proxy, a JVM server, download and sync
 //! tools — each run with the library and observed from outside with `ss -tno`. Each
-//! test holds its row of the README's Compatibility table to what it measured.
+//! test holds its row of the programs table in docs/compatibility.md to what it
+//! measured.
 
 mod common;
 #[path = "common/compat.rs"]
@@ -298,7 +299,7 @@ fn memcached_server() {
     compat::check("programs_more::memcached_server", &version, &measured);
 }
 
-/// Every Compatibility row names a test that exists, and there are at least twenty
+/// Every row of the programs table names a test that exists, and there are at least twenty
 /// programs: a row cannot outlive its test.
 #[test]
 fn compatibility_rows_name_tests() {

@@ -262,7 +262,7 @@ pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Holds `test`'s Compatibility row to what it measured.
+/// Holds `test`'s row in docs/compatibility.md to what it measured.
 pub fn check(test: &str, version: &str, measured: &Measured) {
     crate::readme::check_compatibility(
         test,
