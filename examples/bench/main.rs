@@ -327,7 +327,7 @@ fn per_accept_call(paths: &Paths, plan: &Plan) {
             (2, 1, "libkeepalive / inline floor"),
             (2, 0, "libkeepalive / no shim"),
         ],
-        "libkeepalive / inline floor <= 1.3\n",
+        "libkeepalive / inline floor <= 1.15\n",
     );
 }
 
