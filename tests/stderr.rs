@@ -488,3 +488,59 @@ fn an_over_long_value_is_refused_with_a_warning() {
         assert!(lines[0].contains("...\" ignored"), "{lines:?}");
     }
 }
+
+/// A signal of the program's that arrives while the library writes a line stays the
+/// program's (the issue's case 2): strace injects SIGPIPE into the write to a live
+/// pipe, and SIGXFSZ into the write to a file, as though sent at that instant. The
+/// writes succeed, so nothing proves the library raised a signal, and the program must
+/// find its own still pending.
+#[test]
+fn a_signal_sent_during_the_line_is_not_taken() {
+    let test = "a_signal_sent_during_the_line_is_not_taken";
+    if !common::have(test, "strace") {
+        return;
+    }
+    let Some(program) = common::c_program("signal_during_line", test) else {
+        return;
+    };
+    let file = std::env::temp_dir().join(format!("libkeepalive-signal-{}", std::process::id()));
+    for (signal, name, syscall, stderr) in [
+        (libc::SIGPIPE, "SIGPIPE", "pwritev2", None),
+        (libc::SIGXFSZ, "SIGXFSZ", "write", Some(&file)),
+    ] {
+        let mut command = Command::new("strace");
+        command
+            .args(["-o", "/dev/null", "-f", "-e"])
+            .arg(format!("trace={syscall}"))
+            .arg("-e")
+            .arg(format!("inject={syscall}:signal={name}"))
+            .arg("env")
+            .arg(format!("LD_PRELOAD={}", common::shim().display()))
+            .arg("KEEPALIVE_DEBUG=1")
+            .arg(&program)
+            .arg(signal.to_string())
+            .env_remove("LD_PRELOAD");
+        let output = match stderr {
+            Some(path) => command
+                .stderr(std::fs::File::create(path).unwrap())
+                .output()
+                .unwrap(),
+            None => command.output().unwrap(),
+        };
+        let written = match stderr {
+            Some(path) => std::fs::read_to_string(path).unwrap(),
+            None => String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert!(output.status.success(), "{name}: {:?}", output.status);
+        assert!(
+            written.contains("libkeepalive: socket() fd"),
+            "{name}: the line was not written: {written:?}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "ok=1 pending=1\n",
+            "{name} sent during the line was taken from the program"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
