@@ -14,8 +14,8 @@
 //!      SIGTTOU (termios(3));
 //!    - a *pipe or FIFO*: written without waiting (`RWF_NOWAIT`; where the kernel has
 //!      no such write, only when poll(2) says it fits);
-//!    - a *socket*: only an `AF_UNIX` one that is not also fd 0 and whose own end has
-//!      no name of its own — journald's stream (a service's default stderr), one end
+//!    - a *socket*: only an `AF_UNIX` stream that is not also fd 0 and whose own end
+//!      has no name of its own — journald's stream (a service's default stderr), one end
 //!      of a socketpair. The server end of an accepted connection carries its
 //!      listener's name, and a socket on fd 0 is a channel the program reads: both are
 //!      the program's peer. Sent with `MSG_DONTWAIT | MSG_NOSIGNAL`. Inet sockets
@@ -135,11 +135,14 @@ pub fn write(line: &[u8]) {
     }
 }
 
-/// Whether the socket on fd 2 may take a line (rule 2): `AF_UNIX`, and its own end
-/// unnamed. That it is not fd 0 was settled when fd 2 was recorded. Any failed
-/// question (EPERM or EACCES from a seccomp filter or an LSM) proves nothing: refuse.
+/// Whether the socket on fd 2 may take a line (rule 2): an `AF_UNIX` stream, its own
+/// end unnamed. A datagram or seqpacket socket carries messages, which a line would
+/// join. That it is not fd 0 was settled when fd 2 was recorded. Any failed question
+/// (EPERM or EACCES from a seccomp filter or an LSM) proves nothing: refuse.
 fn peerless_unix_socket() -> bool {
-    sys::int_option(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+    let option = |name| sys::int_option(STDERR, libc::SOL_SOCKET, name);
+    option(libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+        && option(libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
         && sys::unix_end_named(STDERR) == Some(false)
 }
 
