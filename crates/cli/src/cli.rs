@@ -174,6 +174,11 @@ pub struct RunArgs {
     /// Do not start COMMAND when preloading cannot reach it (exit status 1)
     #[arg(long)]
     pub strict: bool,
+    /// Give COMMAND's connections the settings from the kernel instead of the
+    /// library: a cgroup sock_ops program that reaches static, setuid and raw-syscall
+    /// programs too (root, Linux 6.1, cgroup v2; see docs/kernel.md)
+    #[arg(long, conflicts_with_all = ["strict", "library"])]
+    pub kernel: bool,
     /// The program and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -10,6 +10,7 @@ mod cli;
 mod env;
 mod failure;
 mod json;
+mod kernel;
 mod library;
 mod run;
 mod signals;

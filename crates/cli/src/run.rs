@@ -9,6 +9,7 @@ use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
 use crate::failure::{self, Failure};
+use crate::kernel;
 use crate::library::{self, quoted};
 use crate::signals;
 
@@ -16,6 +17,9 @@ use crate::signals;
 /// id, the file descriptors and the signal dispositions, and its exit status is the
 /// one the caller sees (execve(2)). Returns only when COMMAND cannot be started.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    if args.kernel {
+        return kernel::run(args);
+    }
     let config = env::resolve(
         &args.settings,
         |name| std::env::var_os(name),
