@@ -75,13 +75,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .map_err(|err| refused(format!("cannot attach the sock_ops program: {err}")))?;
     let supervisor = supervise::Supervisor::new()
         .map_err(|err| refused(format!("cannot block signals to pass them on: {err}")))?;
-    let mut child = supervise::spawn(program, arguments, scope.procs_fd()).map_err(|err| {
-        let code = match err.kind() {
-            std::io::ErrorKind::NotFound => 127,
-            _ => 126,
-        };
-        Failure::with_code(code, format!("cannot run {}: {err}", quoted(program)))
-    })?;
+    let mut child = supervisor
+        .spawn(program, arguments, scope.procs_fd())
+        .map_err(|err| {
+            let code = match err.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
+            Failure::with_code(code, format!("cannot run {}: {err}", quoted(program)))
+        })?;
     let end = supervisor.wait(&mut child).map_err(|err| {
         Failure::with_code(1, format!("cannot wait for {}: {err}", quoted(program)))
     })?;

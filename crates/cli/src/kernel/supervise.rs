@@ -25,35 +25,41 @@ const FORWARDED: [libc::c_int; 8] = [
 ];
 
 /// The forwarded signals and SIGCHLD, blocked in this process so that sigwaitinfo(2)
-/// takes them one at a time instead of handlers.
-struct Blocked(libc::sigset_t);
+/// takes them one at a time instead of handlers; with the mask the command inherited,
+/// which the program gets back (std does not reset the mask of a child it forks).
+struct Blocked {
+    set: libc::sigset_t,
+    inherited: libc::sigset_t,
+}
 
 impl Blocked {
     fn new() -> io::Result<Blocked> {
         // SAFETY: sigemptyset and sigaddset write only into `set`, a local sigset_t;
-        // pthread_sigmask changes this thread's mask, the only thread of the command.
+        // pthread_sigmask changes this thread's mask, the only thread of the command,
+        // and writes the old one into `inherited`.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut inherited: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
                 libc::sigaddset(&mut set, signal);
             }
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut inherited);
             if rc != 0 {
                 return Err(io::Error::from_raw_os_error(rc));
             }
-            Ok(Blocked(set))
+            Ok(Blocked { set, inherited })
         }
     }
 
     /// Waits for the next of the blocked signals.
     fn next(&self) -> io::Result<libc::siginfo_t> {
         loop {
-            // SAFETY: `info` is a zeroed siginfo_t the kernel fills; `self.0` is an
+            // SAFETY: `info` is a zeroed siginfo_t the kernel fills; `self.set` is an
             // initialised set.
             let (rc, info) = unsafe {
                 let mut info: libc::siginfo_t = std::mem::zeroed();
-                (libc::sigwaitinfo(&self.0, &mut info), info)
+                (libc::sigwaitinfo(&self.set, &mut info), info)
             };
             if rc >= 0 {
                 return Ok(info);
@@ -66,44 +72,52 @@ impl Blocked {
     }
 }
 
-/// Starts `program` with `arguments` so that it moves itself into the cgroup whose
-/// `cgroup.procs` is open as `procs` before it executes a single instruction of its
-/// own: every connection it ever makes is in reach.
-pub fn spawn(program: &OsString, arguments: &[OsString], procs: libc::c_int) -> io::Result<Child> {
-    let mut command = Command::new(program);
-    command.args(arguments);
-    let ignore_sigpipe = signals::sigpipe_was_ignored();
-    // SAFETY: the hook runs in the forked child before execve(2); write(2) and
-    // signal(2) are async-signal-safe, and `procs` stays open in the parent, so the
-    // inherited descriptor is valid. Writing "0" to cgroup.procs moves the writer
-    // (cgroups(7)). std resets the signal mask and SIGPIPE before the hook.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(io::Error::last_os_error());
-            }
-            if ignore_sigpipe {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            }
-            Ok(())
-        });
-    }
-    command.spawn()
-}
-
 /// How the program ended.
 pub enum End {
     Exited(u8),
     Killed(libc::c_int),
 }
 
-/// Blocks the signals to pass on; must come before [`spawn`] so that none is lost
-/// between the start of the program and the wait.
+/// Blocks the signals to pass on before the program starts, so that none is lost
+/// between its start and the wait.
 pub struct Supervisor(Blocked);
 
 impl Supervisor {
     pub fn new() -> io::Result<Supervisor> {
         Blocked::new().map(Supervisor)
+    }
+
+    /// Starts `program` with `arguments` so that it moves itself into the cgroup
+    /// whose `cgroup.procs` is open as `procs` before it executes a single instruction
+    /// of its own: every connection it ever makes is in reach. It gets the signal mask
+    /// and the SIGPIPE disposition the command inherited.
+    pub fn spawn(
+        &self,
+        program: &OsString,
+        arguments: &[OsString],
+        procs: libc::c_int,
+    ) -> io::Result<Child> {
+        let mut command = Command::new(program);
+        command.args(arguments);
+        let ignore_sigpipe = signals::sigpipe_was_ignored();
+        let inherited = self.0.inherited;
+        // SAFETY: the hook runs in the forked child before execve(2); write(2),
+        // pthread_sigmask(3) (sigprocmask in a single-threaded child) and signal(2)
+        // are async-signal-safe, and `procs` stays open in the parent, so the inherited
+        // descriptor is valid. Writing "0" to cgroup.procs moves the writer (cgroups(7)).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &inherited, std::ptr::null_mut());
+                if ignore_sigpipe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        command.spawn()
     }
 
     /// Passes signals on to `child` until it ends. A signal the kernel sent to the

@@ -1,0 +1,565 @@
+//! The kernel route: `keepalive run --kernel` gives connections the settings through a
+//! cgroup sock_ops program, where preloading cannot reach — a statically linked
+//! program, a set-user-ID program run by another user, an accept made by io_uring —
+//! side by side with `keepalive run` on the same program; a program's own settings
+//! stay; and nothing is left behind: no cgroup, no mount, no loaded program.
+//!
+//! Every test needs root (CI runs as root with LIBKEEPALIVE_REQUIRE_ALL=1), and they
+//! take turns: each looks for what another run could have left behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
+use common::{have, keepalive_command, skip};
+
+/// The settings every test asks for, and what a connection carries with them.
+const SETTINGS: [&str; 8] = [
+    "--idle",
+    "61",
+    "--interval",
+    "7",
+    "--count",
+    "3",
+    "--user-timeout",
+    "9000ms",
+];
+const CONFIGURED: [(&str, &str); 5] = [
+    ("keepalive", "1"),
+    ("idle", "61"),
+    ("interval", "7"),
+    ("count", "3"),
+    ("user_timeout", "9000"),
+];
+
+/// One test at a time: each counts cgroups and programs before and after.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn root(test: &str) -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(test, "the kernel route needs root");
+    }
+    root
+}
+
+/// tests/support/kernel_peer.c built with `flags` (`-static`, or none for a program
+/// the loader runs). Tests take turns, so each may build it again.
+fn peer(test: &str, flags: &[&str]) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_peer.c");
+    let name = if flags.is_empty() {
+        "kernel_peer"
+    } else {
+        "kernel_peer-static"
+    };
+    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let made = match Command::new("cc")
+        .args(flags)
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .output()
+    {
+        Ok(made) => made,
+        Err(err) => {
+            skip(test, &format!("no C compiler (cc: {err})"));
+            return None;
+        }
+    };
+    if !made.status.success() {
+        let why = String::from_utf8_lossy(&made.stderr);
+        skip(
+            test,
+            &format!("cc {flags:?} cannot build here: {}", why.trim()),
+        );
+        return None;
+    }
+    Some(output)
+}
+
+/// The `@ LABEL key=value...` lines a peer printed, by label.
+fn reports(stdout: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("@ "))
+        .filter_map(|line| {
+            let (label, rest) = line.split_once(' ')?;
+            let fields = rest
+                .split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Some((label.to_string(), fields))
+        })
+        .collect()
+}
+
+fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What an untouched socket reports in this network namespace.
+fn untouched() -> BTreeMap<String, String> {
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_keepalive_{name}"))
+            .expect("read a keepalive sysctl")
+            .trim()
+            .to_string()
+    };
+    let (idle, interval, count) = (sysctl("time"), sysctl("intvl"), sysctl("probes"));
+    fields(&[
+        ("keepalive", "0"),
+        ("idle", &idle),
+        ("interval", &interval),
+        ("count", &count),
+        ("user_timeout", "0"),
+    ])
+}
+
+/// `keepalive run [--kernel] SETTINGS -- PROGRAM ARGS`, with what it printed.
+fn run(kernel: bool, program: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut command = keepalive_command();
+    command.arg("run");
+    if kernel {
+        command.arg("--kernel");
+    }
+    command.args(SETTINGS).arg("--");
+    for arg in program {
+        command.arg(arg);
+    }
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keepalive")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What the kernel route could leave behind: `keepalive-run.*` cgroups anywhere in
+/// the mounted cgroup2 hierarchy, cgroup2 mounts and mount points of the command, and
+/// loaded programs named keepalive.
+#[derive(Debug, PartialEq, Eq)]
+struct Traces {
+    cgroups: Vec<PathBuf>,
+    mounts: Vec<String>,
+    mount_points: Vec<String>,
+    programs: String,
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let fields: Vec<&str> = mount.split(' ').collect();
+        (fs.starts_with("cgroup2 ") && fields.get(3) == Some(&"/"))
+            .then(|| PathBuf::from(fields[4]))
+    })
+}
+
+fn find_cgroups(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.map_while(Result::ok) {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("keepalive-run.")
+            {
+                found.push(entry.path());
+            }
+            find_cgroups(&entry.path(), found);
+        }
+    }
+}
+
+fn traces(test: &str) -> Option<Traces> {
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(test, "no cgroup2 mounted to look for leftover cgroups in");
+        return None;
+    };
+    if !have(test, "bpftool") {
+        return None;
+    }
+    let mut cgroups = Vec::new();
+    find_cgroups(&hierarchy, &mut cgroups);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = mountinfo
+        .lines()
+        .filter(|line| line.contains("keepalive-cgroup2"))
+        .map(str::to_string)
+        .collect();
+    let mount_points = std::fs::read_dir("/run")
+        .unwrap()
+        .map_while(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("keepalive-cgroup2"))
+        .collect();
+    let shown = Command::new("bpftool")
+        .args(["prog", "show", "name", "keepalive"])
+        .output()
+        .expect("run bpftool");
+    Some(Traces {
+        cgroups,
+        mounts,
+        mount_points,
+        programs: text(&shown.stdout),
+    })
+}
+
+/// Asserts that `traces` found nothing.
+fn assert_clean(traces: &Traces, after: &str) {
+    assert_eq!(
+        traces,
+        &Traces {
+            cgroups: Vec::new(),
+            mounts: Vec::new(),
+            mount_points: Vec::new(),
+            programs: String::new(),
+        },
+        "left behind after {after}"
+    );
+}
+
+/// A static client and server in one program: `keepalive run` cannot reach it (no
+/// loader) and says so; `run --kernel` gives both the connected and the accepted
+/// connection every setting.
+#[test]
+fn a_static_program_is_reached_only_by_the_kernel() {
+    let test = "a_static_program_is_reached_only_by_the_kernel";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+
+    let preloaded = run(false, &[&peer, &"pair"]);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    assert!(
+        text(&preloaded.stderr).contains("preloading cannot reach"),
+        "{}",
+        text(&preloaded.stderr)
+    );
+    let seen = reports(&text(&preloaded.stdout));
+    assert_eq!(seen["client"], untouched(), "run, client");
+    assert_eq!(seen["accepted"], untouched(), "run, accepted");
+
+    let kernel = run(true, &[&peer, &"pair"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    assert_eq!(text(&kernel.stderr), "", "run --kernel warns of nothing");
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "run --kernel, client");
+    assert_eq!(
+        seen["accepted"],
+        fields(&CONFIGURED),
+        "run --kernel, accepted"
+    );
+    assert_clean(&traces(test).unwrap(), "run --kernel");
+}
+
+/// An accept made by io_uring (IORING_OP_ACCEPT) never passes through accept(2) in
+/// libc; the kernel route sees the connection all the same.
+#[test]
+fn an_io_uring_accept_is_reached_by_the_kernel() {
+    let test = "an_io_uring_accept_is_reached_by_the_kernel";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let preloaded = run(false, &[&peer, &"uring"]);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    assert_eq!(reports(&text(&preloaded.stdout))["accepted"], untouched());
+    let kernel = run(true, &[&peer, &"uring"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "io_uring accept");
+    assert_eq!(seen["client"], fields(&CONFIGURED), "raw socket(2) client");
+}
+
+/// A program that turns keepalive on for its listener, with its own idle time: its
+/// accepted connections keep exactly that, while its client connection, which it left
+/// alone, gets the settings.
+#[test]
+fn a_listeners_own_keepalive_stays() {
+    let test = "a_listeners_own_keepalive_stays";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let kernel = run(true, &[&peer, &"own-listener"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    let mut own = untouched();
+    own.insert("keepalive".into(), "1".into());
+    own.insert("idle".into(), "333".into());
+    assert_eq!(seen["accepted"], own, "the listener's settings");
+    assert_eq!(seen["client"], fields(&CONFIGURED), "the client's");
+}
+
+/// A set-user-ID copy of the (dynamically linked) peer, run by nobody through
+/// setpriv: the loader ignores LD_PRELOAD in secure execution, so `keepalive run`
+/// does not reach it, and `run --kernel` does.
+#[test]
+fn a_setuid_program_run_by_another_user_is_reached_by_the_kernel() {
+    let test = "a_setuid_program_run_by_another_user_is_reached_by_the_kernel";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(built) = peer(test, &[]) else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::net::TempDir::new("kernel-setuid");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let setuid = dir.path().join("peer");
+    std::fs::copy(&built, &setuid).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let nobody: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+        &"setpriv",
+        &"--reuid=65534",
+        &"--regid=65534",
+        &"--clear-groups",
+        &setuid,
+        &"pair",
+    ];
+    let preloaded = run(false, &nobody);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    let seen = reports(&text(&preloaded.stdout));
+    assert_eq!(seen["client"], untouched(), "run, setuid client");
+    let kernel = run(true, &nobody);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "run --kernel, client");
+    assert_eq!(
+        seen["accepted"],
+        fields(&CONFIGURED),
+        "run --kernel, accepted"
+    );
+}
+
+/// The program's exit status and the signal that killed it are the command's; a
+/// signal sent to the command reaches the program; a child that outlives the program
+/// is moved out and the cgroup still goes.
+#[test]
+fn status_and_signals_pass_through_and_nothing_stays() {
+    let test = "status_and_signals_pass_through_and_nothing_stays";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let exited = run(true, &[&"sh", &"-c", &"exit 7"]);
+    assert_eq!(exited.status.code(), Some(7), "{}", text(&exited.stderr));
+    let killed = run(true, &[&"sh", &"-c", &"kill -USR1 $$"]);
+    assert_eq!(killed.status.signal(), Some(libc::SIGUSR1), "{killed:?}");
+
+    let survivor = run(true, &[&"sh", &"-c", &"sleep 30 >/dev/null 2>&1 & echo $!"]);
+    assert!(survivor.status.success(), "{}", text(&survivor.stderr));
+    let pid = text(&survivor.stdout).trim().to_string();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        !cgroup.contains("keepalive-run."),
+        "the survivor stays in the program's cgroup: {cgroup}"
+    );
+    let _ = Command::new("kill").arg(&pid).status();
+
+    let mut waiting = keepalive_command();
+    waiting
+        .args(["run", "--kernel", "--idle", "61", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut waiting = Proc::spawn(&mut waiting);
+    // The command has started the program once its cgroup holds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while traces(test).unwrap().cgroups.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the command's own pid.
+    unsafe { libc::kill(waiting.pid() as i32, libc::SIGTERM) };
+    let status = waiting
+        .wait_exit(Duration::from_secs(20))
+        .expect("SIGTERM ends the program and the command");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{}", waiting.stderr());
+    assert_clean(&traces(test).unwrap(), "signals and survivors");
+}
+
+/// Refusals are one line, with the exit status keepalive(1) gives, and leave nothing:
+/// a program that is not there (127), a bad value (2), no privileges (1).
+#[test]
+fn refusals_leave_nothing_behind() {
+    let test = "refusals_leave_nothing_behind";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let missing = run(true, &[&"/nonexistent/program"]);
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    let bad = keepalive_command()
+        .args(["run", "--kernel", "--idle", "0", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let unprivileged = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(unprivileged.status.code(), Some(1), "{unprivileged:?}");
+    let line = text(&unprivileged.stderr);
+    assert!(
+        line.starts_with("keepalive: run --kernel: needs root") && line.lines().count() == 1,
+        "{line}"
+    );
+    assert_clean(&traces(test).unwrap(), "refusals");
+}
+
+/// With no cgroup2 mounted (this machine's cgroup v1 layout, in a mount namespace of
+/// its own with the unified mount taken away), the command mounts one for a moment
+/// and detaches it at once: the program is reached, and no mount or mount point stays.
+#[test]
+fn without_a_cgroup2_mount_one_is_mounted_for_a_moment() {
+    let test = "without_a_cgroup2_mount_one_is_mounted_for_a_moment";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let script = format!(
+        "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount; \
+         {} run --kernel {} -- {} pair && grep -c cgroup2 /proc/self/mountinfo",
+        common::keepalive().display(),
+        SETTINGS.join(" "),
+        peer.display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0"),
+        "a cgroup2 mount stays: {output:?}"
+    );
+    let seen = reports(&stdout);
+    assert_eq!(seen["client"], fields(&CONFIGURED), "{output:?}");
+    assert_clean(&traces(test).unwrap(), "a run that mounted cgroup2");
+}
+
+/// The dead-peer test of tests/dead_peer.rs with a static client under `run
+/// --kernel`: once the server's link is cut, its blocked read fails with ETIMEDOUT
+/// within idle + interval × count + 1.5 s, while the same client under `keepalive
+/// run` (which cannot reach it) stays blocked.
+#[test]
+fn a_static_client_notices_a_vanished_server() {
+    let test = "a_static_client_notices_a_vanished_server";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(link) = Link::new(test) else {
+        return;
+    };
+    const WAIT: Duration = Duration::from_secs(20);
+    const BOUND_MS: u64 = 1000 + 1000 * 2 + 1500;
+    let mut server = Command::new(&peer);
+    server.args(["hold", "7101"]);
+    link.enter(&mut server, Side::Server);
+    let mut server = Proc::spawn(&mut server);
+    server.line("@ listening", WAIT).expect("server listening");
+    let client = |kernel: bool| {
+        let mut command = keepalive_command();
+        command.arg("run");
+        if kernel {
+            command.arg("--kernel");
+        }
+        command
+            .args(["--idle", "1", "--interval", "1", "--count", "2", "--"])
+            .arg(&peer)
+            .args(["client", SERVER_ADDR, "7101"]);
+        link.enter(&mut command, Side::Client);
+        Proc::spawn(&mut command)
+    };
+    let mut kernel = client(true);
+    let mut preloaded = client(false);
+    let connected = kernel.line("@ connected", WAIT).expect("client connected");
+    assert!(
+        connected.contains("keepalive=1 idle=1 interval=1 count=2"),
+        "{connected}"
+    );
+    preloaded
+        .line("@ connected", WAIT)
+        .expect("client connected");
+
+    let cut = monotonic_ms();
+    link.cut(Side::Server);
+    let line = kernel
+        .line("@ result", Duration::from_millis(BOUND_MS + 5000))
+        .expect("the client under run --kernel noticed the cut");
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            .to_string()
+    };
+    assert_eq!(field("errno"), libc::ETIMEDOUT.to_string(), "{line}");
+    let took = field("at_ms").parse::<u64>().unwrap() - cut;
+    assert!(
+        took <= BOUND_MS,
+        "noticed after {took} ms, bound {BOUND_MS} ms"
+    );
+    eprintln!("run --kernel: ETIMEDOUT after {took} ms (bound {BOUND_MS} ms)");
+    assert_eq!(kernel.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        preloaded.line("@ result", Duration::ZERO),
+        None,
+        "run returned"
+    );
+    assert!(preloaded.is_running(), "the client under run exited");
+}
