@@ -563,3 +563,84 @@ fn a_static_client_notices_a_vanished_server() {
     );
     assert!(preloaded.is_running(), "the client under run exited");
 }
+
+/// `check --kernel` says of a program preloading cannot reach that the kernel route
+/// can, here, and exits 0; without privileges it says why not and exits 1. `status`
+/// names the mechanism: the sock_ops program on the cgroup of a program under `run
+/// --kernel`, the library mapped into one under `run`.
+#[test]
+fn check_and_status_know_the_kernel_route() {
+    let test = "check_and_status_know_the_kernel_route";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    let lines = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(lines.starts_with("not reachable: "), "{lines}");
+    assert!(lines.contains("\nkernel route: reachable: "), "{lines}");
+    let unprivileged = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::keepalive())
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    assert_eq!(unprivileged.status.code(), Some(1), "{unprivileged:?}");
+    assert!(
+        text(&unprivileged.stdout).contains("\nkernel route: not available here: needs root"),
+        "{unprivileged:?}"
+    );
+
+    for (kernel, expected) in [
+        (true, "sock_ops program keepalive (id "),
+        (false, "libkeepalive.so"),
+    ] {
+        let mut command = keepalive_command();
+        command.arg("run");
+        if kernel {
+            command.arg("--kernel");
+        }
+        command
+            .args([
+                "--idle",
+                "61",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec sleep 30",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut running = Proc::spawn(&mut command);
+        running
+            .line("ready", Duration::from_secs(20))
+            .expect("sh started");
+        // The shell is the command itself under `run` (it execs in place), and the
+        // command's only child under `run --kernel`.
+        let pid = if kernel {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", running.pid()))
+                    .unwrap();
+            children.split_whitespace().next().unwrap().to_string()
+        } else {
+            running.pid().to_string()
+        };
+        let status = keepalive_command().args(["status", &pid]).output().unwrap();
+        let table = text(&status.stdout);
+        let by = table.lines().nth(1).unwrap_or_default();
+        assert!(
+            by.starts_with("configured by: ") && by.contains(expected),
+            "{table}"
+        );
+        assert_eq!(by.contains("sock_ops"), kernel, "{table}");
+    }
+}

@@ -22,6 +22,7 @@ use object::read::elf::{FileHeader, ProgramHeader};
 use crate::cli::CheckArgs;
 use crate::failure::{self, Failure};
 use crate::json::Object;
+use crate::kernel;
 use crate::library::quoted;
 
 /// The kernel follows at most this many `#!` interpreters (`BINPRM_MAX_RECURSION`
@@ -208,6 +209,11 @@ impl Verdict {
     }
 
     fn json(&self) -> String {
+        self.json_object().finish()
+    }
+
+    /// The fields of `--json`, for `check --kernel` to add its own to.
+    pub fn json_object(&self) -> Object {
         let mut object = Object::new();
         object
             .string("command", &self.command.to_string_lossy())
@@ -220,13 +226,16 @@ impl Verdict {
             .string("kind", self.reach.kind())
             .string("reason", &self.reach.to_string())
             .string("instead", self.reach.instead());
-        object.finish()
+        object
     }
 }
 
 /// `keepalive check`.
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
+    if args.kernel {
+        return kernel::verdict::command(&verdict, args.json);
+    }
     if args.json {
         failure::say(format_args!("{}", verdict.json()))?;
     } else {

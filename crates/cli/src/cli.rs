@@ -192,6 +192,10 @@ pub struct CheckArgs {
     /// One JSON object instead of the line
     #[arg(long)]
     pub json: bool,
+    /// Also say whether `run --kernel` reaches it here (kernel, cgroup v2, privileges,
+    /// BPF, lockdown); the exit status is then the kernel route's: 0 reachable, 1 not
+    #[arg(long)]
+    pub kernel: bool,
 }
 
 /// Where the unit lives.

@@ -20,7 +20,7 @@ use crate::failure;
 /// fresh directory made here, removed again right after.
 const MOUNT_PARENT: &str = "/run";
 
-/// The directory of this process's own cgroup in the v2 hierarchy, open.
+/// The directory of a process's cgroup in the v2 hierarchy, open.
 pub struct Own {
     dir: OwnedFd,
     /// How it was found, for messages.
@@ -31,7 +31,12 @@ pub struct Own {
 /// when there is one (systemd hosts: /sys/fs/cgroup; hybrid ones: /sys/fs/cgroup/unified),
 /// else through one mounted for the moment it takes to open it.
 pub fn own() -> Result<Own, String> {
-    let path = own_path()?;
+    of("self")
+}
+
+/// The cgroup of process `pid` (a number, or `self`), found as [`own`] finds its own.
+pub fn of(pid: &str) -> Result<Own, String> {
+    let path = path_of(pid)?;
     if let Some(mount) = mounted()? {
         let dir = mount.join(path.trim_start_matches('/'));
         let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
@@ -52,11 +57,25 @@ pub fn own() -> Result<Own, String> {
     })
 }
 
-/// The path of this process's cgroup in the v2 hierarchy, from the `0::PATH` line of
-/// /proc/self/cgroup (cgroups(7)); present even when no cgroup2 is mounted.
-fn own_path() -> Result<String, String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|err| format!("cannot read /proc/self/cgroup: {err}"))?;
+impl Own {
+    /// The open directory, to ask what is attached to it.
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
+/// Whether the kernel has a cgroup v2 hierarchy this process is in, without mounting
+/// or making anything.
+pub fn available() -> Result<(), String> {
+    path_of("self").map(drop)
+}
+
+/// The path of a process's cgroup in the v2 hierarchy, from the `0::PATH` line of
+/// /proc/PID/cgroup (cgroups(7)); present even when no cgroup2 is mounted.
+fn path_of(pid: &str) -> Result<String, String> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text =
+        std::fs::read_to_string(&file).map_err(|err| format!("cannot read {file}: {err}"))?;
     text.lines()
         .find_map(|line| line.strip_prefix("0::"))
         .map(str::to_string)

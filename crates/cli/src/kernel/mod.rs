@@ -7,7 +7,8 @@
 
 mod cgroup;
 mod supervise;
-pub mod support;
+mod support;
+pub mod verdict;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,15 @@ fn refused(message: impl std::fmt::Display) -> Failure {
     Failure::with_code(REFUSED, format!("run --kernel: {message}"))
 }
 
+/// The part of a refusal after the subcommand's name, for other verdicts to quote.
+fn reason(failure: Failure) -> String {
+    failure
+        .message
+        .strip_prefix("run --kernel: ")
+        .map(str::to_string)
+        .unwrap_or(failure.message)
+}
+
 /// The sock_ops program for `config`, loaded: judged against what an untouched socket
 /// reports in this network namespace, which the program's connections share.
 fn load(config: &Config) -> Result<Program, Failure> {
@@ -43,6 +53,24 @@ fn load(config: &Config) -> Result<Program, Failure> {
             .unwrap_or_default();
         refused(format!("cannot load the sock_ops program: {err}{lockdown}"))
     })
+}
+
+/// The keepalive sock_ops programs that run for process `pid`'s connections (on its
+/// cgroup or an ancestor), each as "sock_ops program keepalive (id N) on cgroup PATH",
+/// for `status`.
+pub fn attached_to(pid: i32) -> Result<Vec<String>, String> {
+    let cgroup = cgroup::of(&pid.to_string())?;
+    let programs = keepalive_sockops::attached(cgroup.dir()).map_err(|err| err.to_string())?;
+    Ok(programs
+        .into_iter()
+        .filter(|program| program.name == keepalive_sockops::PROGRAM_NAME)
+        .map(|program| {
+            format!(
+                "sock_ops program {} (id {}) on cgroup {}",
+                program.name, program.id, cgroup.place
+            )
+        })
+        .collect())
 }
 
 /// `keepalive run --kernel`.
