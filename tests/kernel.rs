@@ -644,3 +644,109 @@ fn check_and_status_know_the_kernel_route() {
         assert_eq!(by.contains("sock_ops"), kernel, "{table}");
     }
 }
+
+/// `enable --kernel` in a real systemd (nspawn): a unit whose ExecStart is a static
+/// server gets the settings on the connections it accepts — checked by the command's
+/// own verification after `--now` and with `ss` from outside — again after a restart,
+/// and not any more after `disable --now`.
+#[test]
+fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
+    let test = "enable_kernel_reaches_a_static_service_across_restart_and_disable";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    // systemd-nspawn's seccomp filter refuses bpf(2) (EPERM) unless asked to allow it;
+    // the container's systemd runs the hybrid layout, whose cgroup2 hierarchy at
+    // /sys/fs/cgroup/unified holds the units' cgroups, which is all the route needs.
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target = common::systemd::TARGET;
+    let inside = |path: &Path| {
+        let target_dir = common::shim().parent().unwrap().parent().unwrap();
+        format!(
+            "{target}/{}",
+            path.strip_prefix(target_dir).unwrap().display()
+        )
+    };
+    let peer = inside(&peer);
+    let keepalive = inside(common::keepalive());
+    container.write(
+        "/etc/systemd/system/static.service",
+        &format!("[Service]\nExecStart={peer} hold 7301\n"),
+    );
+    container.start(&["static.service"]);
+    // One connection to the service, held by a client outside its cgroup; the
+    // service's side of it, as ss shows it inside the container.
+    let service_side = || {
+        let mut client = Proc::spawn(&mut container.enter(&[&peer, "client", "127.0.0.1", "7301"]));
+        client
+            .line("@ connected", Duration::from_secs(20))
+            .expect("client connected");
+        let timers = container.ss_keepalive("( sport = :7301 )");
+        drop(client);
+        timers
+    };
+    assert_eq!(service_side(), [None], "before enable --kernel");
+
+    let enabled = container.run(&[
+        &keepalive,
+        "enable",
+        "--kernel",
+        "--idle",
+        "61",
+        "--interval",
+        "7",
+        "--count",
+        "3",
+        "--now",
+        "static",
+    ]);
+    let said = format!("{}{}", text(&enabled.stdout), text(&enabled.stderr));
+    assert!(
+        enabled.status.success(),
+        "{said}{}",
+        container.diagnose("static.service")
+    );
+    assert!(
+        said.contains("a connection in its cgroup carries SO_KEEPALIVE=1 TCP_KEEPIDLE=61 TCP_KEEPINTVL=7 TCP_KEEPCNT=3"),
+        "{said}"
+    );
+    let drop_in = container.read("/etc/systemd/system/static.service.d/zz-keepalive.conf");
+    assert!(
+        drop_in.contains(&format!(
+            "ExecStartPre=+{keepalive} kernel-attach --idle 61 --interval 7 --count 3\n"
+        )),
+        "{drop_in}"
+    );
+    assert!(!drop_in.contains("LD_PRELOAD"), "{drop_in}");
+    let configured = |what: &str| {
+        let timers = service_side();
+        assert!(
+            matches!(timers.as_slice(), [Some(left)] if *left <= Duration::from_secs(61)),
+            "{what}: {timers:?}"
+        );
+    };
+    configured("after enable --kernel --now");
+    container.run_ok(&["systemctl", "restart", "static.service"]);
+    configured("after a restart");
+
+    let disabled = container.run(&[&keepalive, "disable", "--now", "static"]);
+    assert!(disabled.status.success(), "{disabled:?}");
+    assert_eq!(service_side(), [None], "after disable --now");
+    let pid = container
+        .main_pid("static.service")
+        .expect("static.service runs");
+    let status = container.run_ok(&[&keepalive, "status", &pid.to_string()]);
+    assert_eq!(
+        status.lines().nth(1),
+        Some("configured by: neither the library nor a keepalive sock_ops program"),
+        "{status}"
+    );
+}

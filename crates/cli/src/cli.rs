@@ -122,6 +122,10 @@ pub enum Subcommand {
             options given, checked as `run` checks them. Settings left at their \
             default print nothing.")]
     Env(EnvArgs),
+    /// Attach the sock_ops program to this process's cgroup: the ExecStartPre=+ step
+    /// of `enable --kernel`
+    #[command(name = "kernel-attach", hide = true)]
+    KernelAttach(EnvArgs),
     /// Write the man page or shell completions to stdout (for packaging)
     #[command(hide = true)]
     Generate {
@@ -221,6 +225,10 @@ pub struct EnableArgs {
     pub place: Place,
     #[command(flatten)]
     pub settings: Settings,
+    /// Attach a sock_ops program to the unit's cgroup at every start instead of
+    /// preloading the library (an ExecStartPre=+ line; see docs/kernel.md)
+    #[arg(long, conflicts_with = "library")]
+    pub kernel: bool,
 }
 
 #[derive(Args, Debug)]

@@ -15,4 +15,6 @@ mod sys;
 
 pub use insn::Insn;
 pub use program::{Untouched, build};
-pub use sys::{Attached, Error, Link, PROGRAM_NAME, Program, attached, untouched};
+pub use sys::{
+    Attached, Error, Link, PROGRAM_NAME, Program, attached, attached_directly, detach, untouched,
+};

@@ -13,6 +13,7 @@ use crate::program::Untouched;
 // Commands (enum bpf_cmd).
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
+const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
@@ -223,6 +224,15 @@ pub struct Attached {
 /// The sock_ops programs that run for connections of processes in `cgroup`: those
 /// attached to it and to its ancestors.
 pub fn attached(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
+    query(cgroup, F_QUERY_EFFECTIVE)
+}
+
+/// The sock_ops programs attached to `cgroup` itself.
+pub fn attached_directly(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
+    query(cgroup, 0)
+}
+
+fn query(cgroup: BorrowedFd, query_flags: u32) -> Result<Vec<Attached>, Error> {
     #[repr(C)]
     #[derive(Default)]
     struct ProgQuery {
@@ -238,7 +248,7 @@ pub fn attached(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
     let mut attr = ProgQuery {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_type: CGROUP_SOCK_OPS,
-        query_flags: F_QUERY_EFFECTIVE,
+        query_flags,
         prog_ids: ids.as_mut_ptr() as u64,
         prog_cnt: ids.len() as u32,
         ..ProgQuery::default()
@@ -258,19 +268,13 @@ pub fn attached(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
         .collect())
 }
 
-/// The name a loaded program was given, by id.
-fn name_of(id: u32) -> Option<String> {
+/// A descriptor of the loaded program with id `id`.
+fn fd_of(id: u32) -> Result<OwnedFd, Error> {
     #[repr(C)]
     struct GetFdById {
         prog_id: u32,
         next_id: u32,
         open_flags: u32,
-    }
-    #[repr(C)]
-    struct GetInfo {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
     }
     let mut attr = GetFdById {
         prog_id: id,
@@ -280,10 +284,42 @@ fn name_of(id: u32) -> Option<String> {
     // SAFETY: GetFdById is BPF_PROG_GET_FD_BY_ID's attribute block; no pointers.
     let fd = unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) };
     if fd < 0 {
-        return None;
+        return Err(failed("BPF_PROG_GET_FD_BY_ID"));
     }
     // SAFETY: a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Detaches the program with id `id` from `cgroup`, where [`Program::attach`] put it.
+pub fn detach(cgroup: BorrowedFd, id: u32) -> Result<(), Error> {
+    #[repr(C)]
+    struct ProgDetach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+    }
+    let program = fd_of(id)?;
+    let mut attr = ProgDetach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: CGROUP_SOCK_OPS,
+    };
+    // SAFETY: ProgDetach is BPF_PROG_DETACH's attribute block; it holds no pointers.
+    if unsafe { bpf(BPF_PROG_DETACH, &mut attr) } < 0 {
+        return Err(failed("BPF_PROG_DETACH"));
+    }
+    Ok(())
+}
+
+/// The name a loaded program was given, by id.
+fn name_of(id: u32) -> Option<String> {
+    #[repr(C)]
+    struct GetInfo {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let fd = fd_of(id).ok()?;
     // struct bpf_prog_info up to and including `name`, at offset 64 (linux/bpf.h).
     let mut info = [0u8; 80];
     let mut attr = GetInfo {

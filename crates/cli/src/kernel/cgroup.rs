@@ -36,7 +36,20 @@ pub fn own() -> Result<Own, String> {
 
 /// The cgroup of process `pid` (a number, or `self`), found as [`own`] finds its own.
 pub fn of(pid: &str) -> Result<Own, String> {
-    let path = path_of(pid)?;
+    at(&path_of(pid)?)
+}
+
+/// The cgroup of the systemd service this process runs for: its own, or the parent of
+/// the `.control` cgroup systemd puts control processes in when the service has
+/// `Delegate=` (systemd.resource-control(5)).
+pub fn of_service() -> Result<Own, String> {
+    let path = path_of("self")?;
+    at(path.strip_suffix("/.control").unwrap_or(&path))
+}
+
+/// The cgroup at `path` in the v2 hierarchy (as /proc/PID/cgroup and systemd's
+/// `ControlGroup` property give it).
+pub fn at(path: &str) -> Result<Own, String> {
     if let Some(mount) = mounted()? {
         let dir = mount.join(path.trim_start_matches('/'));
         let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
@@ -61,6 +74,12 @@ impl Own {
     /// The open directory, to ask what is attached to it.
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
+    }
+
+    /// One of its files (`cgroup.procs`), open for writing.
+    pub fn open(&self, file: &str) -> io::Result<OwnedFd> {
+        let name = CString::new(file).map_err(io::Error::other)?;
+        open_at(Some(self.dir.as_fd()), &name, libc::O_WRONLY)
     }
 }
 

@@ -6,8 +6,10 @@
 //! cgroup, and removes everything when the program ends.
 
 mod cgroup;
+mod probe;
 mod supervise;
 mod support;
+pub mod unit;
 pub mod verdict;
 
 use std::process::ExitCode;
