@@ -223,6 +223,15 @@ fn traces(test: &str) -> Option<Traces> {
     })
 }
 
+/// Waits, at most 20 s, until `done` says so: for what systemd or the kernel finishes
+/// asynchronously. The caller asserts afterwards.
+fn eventually(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Asserts that `traces` found nothing.
 fn assert_clean(traces: &Traces, after: &str) {
     assert_eq!(
@@ -448,6 +457,24 @@ fn refusals_leave_nothing_behind() {
         "{line}"
     );
     assert_clean(&traces(test).unwrap(), "refusals");
+
+    // kill -9 of the command leaves its empty cgroup (and nothing attached); the next
+    // run removes it.
+    let mut killed = keepalive_command();
+    killed
+        .args(["run", "--kernel", "--", "sleep", "30"])
+        .stdout(Stdio::null());
+    let killed = Proc::spawn(&mut killed);
+    eventually(|| !traces(test).unwrap().cgroups.is_empty());
+    drop(killed);
+    // The kernel frees a BPF link from a work queue once its last descriptor closed.
+    eventually(|| traces(test).unwrap().programs.is_empty());
+    let after_kill = traces(test).unwrap();
+    assert_eq!(after_kill.cgroups.len(), 1, "{after_kill:?}");
+    assert_eq!(after_kill.programs, "", "detached with the command");
+    let next = run(true, &[&"true"]);
+    assert!(next.status.success(), "{next:?}");
+    assert_clean(&traces(test).unwrap(), "the run after a kill -9");
 }
 
 /// With no cgroup2 mounted (this machine's cgroup v1 layout, in a mount namespace of
@@ -635,6 +662,12 @@ fn check_and_status_know_the_kernel_route() {
             running.pid().to_string()
         };
         let status = keepalive_command().args(["status", &pid]).output().unwrap();
+        // SAFETY: kill(2) on the command's own pid: SIGTERM ends it and its program
+        // as the user's would, where dropping `running` would SIGKILL them.
+        unsafe { libc::kill(running.pid() as i32, libc::SIGTERM) };
+        running
+            .wait_exit(Duration::from_secs(20))
+            .expect("SIGTERM ends the run");
         let table = text(&status.stdout);
         let by = table.lines().nth(1).unwrap_or_default();
         assert!(
@@ -683,8 +716,15 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
     );
     container.start(&["static.service"]);
     // One connection to the service, held by a client outside its cgroup; the
-    // service's side of it, as ss shows it inside the container.
+    // service's side of it, as ss shows it inside the container. A started service
+    // (Type=simple) may not listen yet.
     let service_side = || {
+        let listening = || {
+            !container
+                .run_ok(&["ss", "-Hltn", "( sport = :7301 )"])
+                .is_empty()
+        };
+        eventually(listening);
         let mut client = Proc::spawn(&mut container.enter(&[&peer, "client", "127.0.0.1", "7301"]));
         client
             .line("@ connected", Duration::from_secs(20))
@@ -749,4 +789,75 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
         Some("configured by: neither the library nor a keepalive sock_ops program"),
         "{status}"
     );
+}
+
+/// On a systemd host (systemd 252 in nspawn), `run --kernel` has systemd make the
+/// cgroup, a transient scope: the static program's connections get the settings, the
+/// exit status is the program's, and afterwards no scope, cgroup or program is left.
+#[test]
+fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
+    let test = "run_kernel_on_a_systemd_host_uses_a_transient_scope";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    // bpf(2) allowed through nspawn's seccomp filter, as for enable --kernel.
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target_dir = common::shim().parent().unwrap().parent().unwrap();
+    let inside = |path: &Path| {
+        format!(
+            "{}/{}",
+            common::systemd::TARGET,
+            path.strip_prefix(target_dir).unwrap().display()
+        )
+    };
+    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
+    let mut run = vec![keepalive.as_str(), "run", "--kernel"];
+    run.extend(SETTINGS);
+    run.push("--");
+    let mut pair = run.clone();
+    pair.extend([peer.as_str(), "pair"]);
+    let output = container.run(&pair);
+    assert!(output.status.success(), "{output:?}");
+    let seen = reports(&text(&output.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "{output:?}");
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "{output:?}");
+    let mut exit = run.clone();
+    exit.extend(["sh", "-c", "exit 7"]);
+    assert_eq!(container.run(&exit).status.code(), Some(7));
+
+    // systemd learns that a scope emptied from a cgroup notification and then
+    // removes it: wait for that, bounded.
+    let scopes = || {
+        container.run_ok(&[
+            "systemctl",
+            "list-units",
+            "--all",
+            "--no-legend",
+            "--type=scope",
+            "keepalive-run-*",
+        ])
+    };
+    eventually(|| scopes().trim().is_empty());
+    assert_eq!(scopes().trim(), "", "scopes left");
+    let cgroups = container.run_ok(&["find", "/sys/fs/cgroup/unified", "-name", "keepalive-run-*"]);
+    assert_eq!(cgroups.trim(), "", "cgroups left");
+    // The kernel is the host's: its bpftool sees every loaded program. The kernel
+    // releases a removed cgroup's programs from a work queue.
+    let programs = || {
+        let shown = Command::new("bpftool")
+            .args(["prog", "show", "name", "keepalive"])
+            .output()
+            .expect("run bpftool");
+        text(&shown.stdout)
+    };
+    eventually(|| programs().is_empty());
+    assert_eq!(programs(), "", "programs left");
 }

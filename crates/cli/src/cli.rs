@@ -122,10 +122,11 @@ pub enum Subcommand {
             options given, checked as `run` checks them. Settings left at their \
             default print nothing.")]
     Env(EnvArgs),
-    /// Attach the sock_ops program to this process's cgroup: the ExecStartPre=+ step
-    /// of `enable --kernel`
+    /// Attach the sock_ops program to this process's cgroup, then execute COMMAND in
+    /// place: the ExecStartPre=+ step of `enable --kernel`, and `run --kernel` inside
+    /// a systemd scope
     #[command(name = "kernel-attach", hide = true)]
-    KernelAttach(EnvArgs),
+    KernelAttach(AttachArgs),
     /// Write the man page or shell completions to stdout (for packaging)
     #[command(hide = true)]
     Generate {
@@ -185,6 +186,15 @@ pub struct RunArgs {
     pub kernel: bool,
     /// The program and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// A program to execute in place once the sock_ops program is attached
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 

@@ -54,16 +54,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     command.env("LD_PRELOAD", preload);
-    if signals::sigpipe_was_ignored() {
-        // SAFETY: the hook runs in this process just before execve(2) (exec() does
-        // not fork), after std reset SIGPIPE; signal(2) is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-    }
+    signals::hand_on(&mut command);
     let err = command.exec();
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => 127,

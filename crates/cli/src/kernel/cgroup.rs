@@ -228,9 +228,40 @@ pub struct Scope {
     procs: File,
 }
 
+/// A command killed with SIGKILL cannot remove its cgroup (its program was detached
+/// with it: a BPF link goes with its last descriptor). The next run removes such a
+/// `keepalive-run.PID` when no process PID exists and the cgroup is empty (rmdir(2)
+/// refuses one that is not). A command of another PID namespace under the same cgroup
+/// would look dead from here; its cgroup is spared while its program is in it.
+fn remove_stale(own: &Own) {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", own.dir.as_raw_fd())) else {
+        return;
+    };
+    for entry in entries.map_while(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("keepalive-run."))
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if let (true, Ok(name)) = (gone, CString::new(name.as_bytes())) {
+            // SAFETY: `name` is NUL-terminated and `own.dir` an open directory; a
+            // cgroup with processes in it is refused with EBUSY.
+            unsafe { libc::unlinkat(own.dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+        }
+    }
+}
+
 impl Scope {
-    /// Makes `keepalive-run.PID` under this process's cgroup.
+    /// Makes `keepalive-run.PID` under this process's cgroup, after removing the empty
+    /// ones of commands that no longer run.
     pub fn make(own: Own) -> Result<Scope, String> {
+        remove_stale(&own);
         let text = format!("keepalive-run.{}", std::process::id());
         let name = CString::new(text.clone()).map_err(|err| err.to_string())?;
         // SAFETY: `name` is NUL-terminated and `own.dir` an open directory.

@@ -3,10 +3,13 @@
 //!
 //! `run --kernel` makes a cgroup for the program, attaches the program built by
 //! keepalive-sockops from the same parsed settings as `run`, starts the program in the
-//! cgroup, and removes everything when the program ends.
+//! cgroup, and removes everything when the program ends; on a systemd host, systemd
+//! makes the cgroup, a transient scope, and removes it ([`scope`]).
 
+pub mod attach;
 mod cgroup;
 mod probe;
+mod scope;
 mod supervise;
 mod support;
 pub mod unit;
@@ -94,6 +97,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
+    }
+    if scope::systemd_runs() {
+        return scope::run(&config, program, arguments);
     }
     let bpf = load(&config)?;
     let own = cgroup::own().map_err(refused)?;

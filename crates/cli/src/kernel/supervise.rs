@@ -99,11 +99,10 @@ impl Supervisor {
     ) -> io::Result<Child> {
         let mut command = Command::new(program);
         command.args(arguments);
-        let ignore_sigpipe = signals::sigpipe_was_ignored();
         let inherited = self.0.inherited;
-        // SAFETY: the hook runs in the forked child before execve(2); write(2),
-        // pthread_sigmask(3) (sigprocmask in a single-threaded child) and signal(2)
-        // are async-signal-safe, and `procs` stays open in the parent, so the inherited
+        // SAFETY: the hook runs in the forked child before execve(2); write(2) and
+        // pthread_sigmask(3) (sigprocmask in a single-threaded child) are
+        // async-signal-safe, and `procs` stays open in the parent, so the inherited
         // descriptor is valid. Writing "0" to cgroup.procs moves the writer (cgroups(7)).
         unsafe {
             command.pre_exec(move || {
@@ -111,12 +110,10 @@ impl Supervisor {
                     return Err(io::Error::last_os_error());
                 }
                 libc::pthread_sigmask(libc::SIG_SETMASK, &inherited, std::ptr::null_mut());
-                if ignore_sigpipe {
-                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                }
                 Ok(())
             });
         }
+        signals::hand_on(&mut command);
         command.spawn()
     }
 

@@ -12,44 +12,13 @@ use std::fs::File;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
-use keepalive_config::{Config, Mode};
+use keepalive_config::Config;
 
+use super::attach::{self, ATTACH};
 use super::cgroup;
-use crate::cli::Settings;
-use crate::env;
 use crate::failure::{self, Failure};
-
-/// The hidden subcommand the drop-in runs.
-pub const ATTACH: &str = "kernel-attach";
-
-/// The options that give `config`, as `run` and `enable` take them.
-fn options(config: &Config) -> Vec<String> {
-    let mut options = Vec::new();
-    let mut add = |name: &str, value: String| {
-        options.push(name.to_string());
-        options.push(value);
-    };
-    match config.mode {
-        Mode::On => {}
-        Mode::Skip => add("--mode", "skip".into()),
-        Mode::Off => add("--mode", "off".into()),
-    }
-    if let Some(idle) = config.idle {
-        add("--idle", idle.get().to_string());
-    }
-    if let Some(interval) = config.interval {
-        add("--interval", interval.get().to_string());
-    }
-    if let Some(count) = config.count {
-        add("--count", count.get().to_string());
-    }
-    if let Some(timeout) = config.user_timeout {
-        add("--user-timeout", format!("{}ms", timeout.get()));
-    }
-    options
-}
 
 /// The drop-in's `[Service]` line: this command, by the path it was run from, attaching
 /// the program with `config` at every start.
@@ -59,44 +28,12 @@ pub fn exec_start_pre(config: &Config) -> Result<String, Failure> {
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let me = me.to_string_lossy().replace('%', "%%");
     let mut line = format!("ExecStartPre=+{me} {ATTACH}");
-    for option in options(config) {
+    for option in attach::options(config) {
         line.push(' ');
         line.push_str(&option);
     }
     line.push('\n');
     Ok(line)
-}
-
-/// `keepalive kernel-attach`, run by systemd as the service's `ExecStartPre=+`:
-/// attaches the program to the cgroup this process is in, the service's. A failure
-/// fails the start, with the reason in the journal.
-pub fn attach(settings: &Settings) -> Result<ExitCode, Failure> {
-    let config = env::resolve(settings, |_| None, "")?;
-    if let Some(refusal) = super::support::refusal() {
-        return Err(Failure::with_code(1, format!("{ATTACH}: {refusal}")));
-    }
-    let bpf = super::load(&config).map_err(|failure| {
-        Failure::with_code(1, format!("{ATTACH}: {}", super::reason(failure)))
-    })?;
-    let service =
-        cgroup::of_service().map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
-    // A cgroup that outlived a stop (processes left behind) still carries the
-    // program of the last start: it goes, so that one program serves the service.
-    for old in keepalive_sockops::attached_directly(service.dir())
-        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?
-    {
-        if old.name == keepalive_sockops::PROGRAM_NAME {
-            keepalive_sockops::detach(service.dir(), old.id)
-                .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
-        }
-    }
-    bpf.attach(service.dir())
-        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
-    failure::say(format_args!(
-        "keepalive: sock_ops program attached to {}",
-        service.place
-    ))?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// After `enable --kernel --now`: proves that a connection made in the service's
@@ -151,36 +88,4 @@ pub fn verify(unit: &str, user: bool, config: &Config) -> Result<(), Failure> {
     failure::say(format_args!(
         "{unit}: a connection in its cgroup carries {carried}"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::{Cli, Subcommand};
-    use clap::Parser;
-    use keepalive_config::{Millis, Probes, Seconds};
-
-    /// The drop-in's options, parsed back by the command's own parser, give the same
-    /// configuration.
-    #[test]
-    fn options_parse_back_to_the_configuration() {
-        let config = Config {
-            mode: Mode::Skip,
-            idle: Seconds::new(61),
-            interval: Seconds::new(7),
-            count: Probes::new(3),
-            user_timeout: Millis::new(9000),
-            debug: false,
-        };
-        let argv = ["keepalive", ATTACH]
-            .into_iter()
-            .map(String::from)
-            .chain(options(&config));
-        let Subcommand::KernelAttach(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not kernel-attach");
-        };
-        let parsed = env::resolve(&args.settings, |_| None, "").unwrap();
-        assert_eq!(parsed, config);
-        assert!(options(&Config::DEFAULT).is_empty());
-    }
 }
