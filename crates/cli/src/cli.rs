@@ -31,13 +31,15 @@ Examples:
   keepalive check /usr/bin/redis-server
   keepalive enable legacy.service --idle 2m --user-timeout 90s --now
   keepalive env --idle 60 >> /etc/default/legacy
+  keepalive run --kernel --idle 60s -- ./static-app   # root: a cgroup sock_ops program
 
 The library is found beside the command (target/release/libkeepalive.so, or \
 ../lib/<multiarch>/, ../lib64/ or ../lib/ libkeepalive.so.0) unless --library or \
 KEEPALIVE_LIBRARY names it.
 
 Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
-reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status.";
+reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status. \
+With --kernel, 1 also when the kernel route cannot be taken here (see docs/kernel.md).";
 
 #[derive(Parser, Debug)]
 #[command(

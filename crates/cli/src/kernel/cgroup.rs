@@ -1,5 +1,6 @@
-//! A cgroup (v2) of its own for the program `run --kernel` starts: found or mounted,
-//! made, and removed again whatever happens.
+//! cgroup (v2) directories: a process's own, found through a mounted cgroup2 or one
+//! mounted for a moment; and the cgroup of its own that `run --kernel` makes for its
+//! program and removes again whatever happens ([`Scope`]).
 //!
 //! Everything after the first look is done through directory descriptors: a cgroup2
 //! hierarchy this command mounts itself is detached again at once (umount2(2)
@@ -50,6 +51,13 @@ pub fn of_service() -> Result<Own, String> {
 /// The cgroup at `path` in the v2 hierarchy (as /proc/PID/cgroup and systemd's
 /// `ControlGroup` property give it).
 pub fn at(path: &str) -> Result<Own, String> {
+    // A cgroup outside this process's cgroup namespace shows as `/..` (cgroup_namespaces(7)):
+    // it cannot be reached from here, and must not be taken for a path next to the mount.
+    if path.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "cgroup {path} lies outside this process's cgroup namespace"
+        ));
+    }
     if let Some(mount) = mounted()? {
         let dir = mount.join(path.trim_start_matches('/'));
         let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
@@ -98,7 +106,7 @@ fn path_of(pid: &str) -> Result<String, String> {
     text.lines()
         .find_map(|line| line.strip_prefix("0::"))
         .map(str::to_string)
-        .ok_or_else(|| "no cgroup v2 line in /proc/self/cgroup: a kernel without cgroup2".into())
+        .ok_or_else(|| format!("no cgroup v2 line in {file}: a kernel without cgroup2"))
 }
 
 /// The mount point of a cgroup2 file system mounted at the root of the hierarchy, from
@@ -122,8 +130,10 @@ fn unescape(field: &str) -> std::ffi::OsString {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Three octal digits of at most 0o377: one byte.
         let octal = bytes
             .get(i + 1..i + 4)
+            .filter(|d| (b'0'..=b'3').contains(&d[0]))
             .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match (bytes[i], octal) {
             (b'\\', Some(d)) => {
@@ -367,5 +377,24 @@ impl Drop for Scope {
                 self.name.to_string_lossy()
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone_and_bad_ones_kept() {
+        assert_eq!(unescape(r"/a\040b"), OsStr::new("/a b"));
+        assert_eq!(unescape(r"/a\134"), OsStr::new("/a\\"));
+        assert_eq!(unescape(r"/a\777"), OsStr::new(r"/a\777"));
+        assert_eq!(unescape(r"/a\04"), OsStr::new(r"/a\04"));
+    }
+
+    #[test]
+    fn cgroups_outside_the_namespace_are_refused() {
+        let refused = at("/../system.slice").err().unwrap_or_default();
+        assert!(refused.contains("outside"), "{refused}");
     }
 }
