@@ -248,7 +248,7 @@ fn assert_clean(traces: &Traces, after: &str) {
 
 /// A static client and server in one program: `keepalive run` cannot reach it (no
 /// loader) and says so; `run --kernel` gives both the connected and the accepted
-/// connection every setting.
+/// connection every setting, over IPv4 and IPv6.
 #[test]
 fn a_static_program_is_reached_only_by_the_kernel() {
     let test = "a_static_program_is_reached_only_by_the_kernel";
@@ -860,4 +860,66 @@ fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
     };
     eventually(|| programs().is_empty());
     assert_eq!(programs(), "", "programs left");
+}
+
+/// A Go program: Go turns keepalive on (15 s) right after connect returns, after the
+/// kernel's callback, and so overrides the idle time and interval the kernel set; the
+/// options Go leaves alone keep the kernel's (TCP_USER_TIMEOUT always), and a
+/// connection Go leaves alone keeps all of them. `check --kernel` says "in part".
+#[test]
+fn go_sets_its_own_keepalive_over_the_kernels() {
+    let test = "go_sets_its_own_keepalive_over_the_kernels";
+    let _turn = turn();
+    if !root(test) || !have(test, "go") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-kernel");
+    let program = dir.join("gokernel");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&program)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go_kernel/main.go"))
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("path"))
+        .env("HOME", &dir)
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("run go build");
+    assert!(built.status.success(), "go build: {}", text(&built.stderr));
+
+    let kernel = run(true, &[&program]);
+    assert!(kernel.status.success(), "{kernel:?}");
+    let seen = reports(&text(&kernel.stdout));
+    let go = &seen["go-default"];
+    assert_eq!(
+        (
+            &go["keepalive"],
+            &go["idle"],
+            &go["interval"],
+            &go["user_timeout"]
+        ),
+        (
+            &"1".to_string(),
+            &"15".to_string(),
+            &"15".to_string(),
+            &"9000".to_string()
+        ),
+        "Go's own 15 s over the kernel's, the user timeout the kernel's"
+    );
+    assert_eq!(
+        seen["go-off"],
+        fields(&CONFIGURED),
+        "a connection Go left alone"
+    );
+
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        text(&check.stdout).contains("\nkernel route: in part: Go sets"),
+        "{check:?}"
+    );
 }

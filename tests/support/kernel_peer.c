@@ -5,6 +5,7 @@
  *   @ LABEL keepalive=1 idle=60 interval=10 count=6 user_timeout=0
  *
  *   pair          a listener, a client connected to it, the accepted connection
+ *   pair6         the same over IPv6 (::1)
  *   own-listener  the same, the listener set up by the program with keepalive on
  *                 and TCP_KEEPIDLE 333 before listen: accepted connections inherit it
  *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
@@ -73,6 +74,27 @@ static int listener(struct sockaddr_in *addr, int own)
         getsockname(fd, (struct sockaddr *)addr, &len) != 0)
         die("listen");
     return fd;
+}
+
+/* `pair` over IPv6: a listener on ::1, a client, the accepted connection. */
+static void pair6(void)
+{
+    struct sockaddr_in6 addr;
+    socklen_t len = sizeof addr;
+    int l = socket(AF_INET6, SOCK_STREAM, 0), client = socket(AF_INET6, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    if (l < 0 || client < 0 || bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&addr, &len) != 0)
+        die("listen6");
+    if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect6");
+    int accepted = accept(l, 0, 0);
+    if (accepted < 0)
+        die("accept6");
+    report("client", client);
+    report("accepted", accepted);
 }
 
 static int connected(const struct sockaddr_in *addr)
@@ -144,6 +166,8 @@ int main(int argc, char **argv)
             die("accept");
         report("client", client);
         report("accepted", accepted);
+    } else if (!strcmp(mode, "pair6")) {
+        pair6();
     } else if (!strcmp(mode, "uring")) {
         int l = listener(&addr, 0);
         int client = connected(&addr);
@@ -177,7 +201,7 @@ int main(int argc, char **argv)
             ;
         printf("@ result errno=%d at_ms=%lld\n", n == 0 ? 0 : errno, monotonic_ms());
     } else {
-        fprintf(stderr, "usage: kernel_peer pair|own-listener|uring|hold PORT|client ADDR PORT\n");
+        fprintf(stderr, "usage: kernel_peer pair|pair6|own-listener|uring|hold PORT|client ADDR PORT\n");
         return 2;
     }
     return 0;

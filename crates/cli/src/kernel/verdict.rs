@@ -44,13 +44,14 @@ impl KernelReach {
     }
 }
 
-/// Go's net package turns keepalive on (15 s idle and interval by default, or its
-/// KeepAliveConfig) on every connection right after connect and accept return, after
-/// the kernel's ESTABLISHED callbacks: its values replace the kernel's.
-const GO: &str = "Go sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL itself (15 s by \
-                  default) after connect and accept, over what the kernel set; only the \
-                  options it leaves alone (TCP_KEEPCNT, TCP_USER_TIMEOUT) keep the \
-                  kernel's; set KeepAliveConfig in the program";
+/// Go's net package turns keepalive on for every connection right after connect and
+/// accept return, after the kernel's ESTABLISHED callbacks: 15 s idle time and interval
+/// by default (and, since Go 1.23's KeepAliveConfig, 9 probes), over the kernel's.
+const GO: &str = "Go sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL (15 s by default; \
+                  Go 1.23 and later also TCP_KEEPCNT) after connect and accept, over what \
+                  the kernel set; TCP_USER_TIMEOUT keeps the kernel's, and connections \
+                  dialled with KeepAlive: -1 keep all of it; set KeepAliveConfig in the \
+                  program";
 
 /// Judges the kernel route for `verdict`'s program: the refusals `run --kernel` would
 /// give, then a real load of the program (the verifier, BPF, lockdown), unloaded again.
