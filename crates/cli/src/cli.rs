@@ -239,7 +239,7 @@ pub struct EnableArgs {
     pub settings: Settings,
     /// Attach a sock_ops program to the unit's cgroup at every start instead of
     /// preloading the library (an ExecStartPre=+ line; see docs/kernel.md)
-    #[arg(long, conflicts_with = "library")]
+    #[arg(long, conflicts_with_all = ["library", "user"])]
     pub kernel: bool,
 }
 

@@ -443,7 +443,7 @@ fn enable_kernel(args: &EnableArgs, unit: &Unit) -> Result<ExitCode, Failure> {
     write_drop_in(unit, &text)?;
     let code = apply(&args.place, unit, true)?;
     if args.place.now {
-        kernel::unit::verify(&unit.name, args.place.user, &config)?;
+        kernel::unit::verify(&unit.name, &config)?;
     }
     Ok(code)
 }

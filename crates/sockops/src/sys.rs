@@ -1,5 +1,6 @@
-//! bpf(2): loading the program, attaching it to a cgroup, and asking a cgroup what is
-//! attached. Each `bpf_attr` variant used is its own `#[repr(C)]` struct with the
+//! The system calls: bpf(2) to load the program, attach it to a cgroup and ask a cgroup
+//! what is attached, and getsockopt(2) on a fresh socket for what an untouched
+//! connection reports. Each `bpf_attr` variant used is its own `#[repr(C)]` struct with the
 //! layout of linux/bpf.h; the kernel zero-fills what a shorter struct leaves out and
 //! refuses a longer one whose tail it does not know unless that tail is zero.
 

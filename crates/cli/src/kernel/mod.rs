@@ -60,9 +60,9 @@ fn load(config: &Config) -> Result<Program, Failure> {
     })
 }
 
-/// The keepalive sock_ops programs that run for process `pid`'s connections (on its
-/// cgroup or an ancestor), each as "sock_ops program keepalive (id N) on cgroup PATH",
-/// for `status`.
+/// The keepalive sock_ops programs that run for process `pid`'s connections (attached
+/// to its cgroup or an ancestor), each as "sock_ops program keepalive (id N) runs for
+/// cgroup PATH", for `status`.
 pub fn attached_to(pid: i32) -> Result<Vec<String>, String> {
     let cgroup = cgroup::of(&pid.to_string())?;
     let programs = keepalive_sockops::attached(cgroup.dir()).map_err(|err| err.to_string())?;
@@ -71,7 +71,7 @@ pub fn attached_to(pid: i32) -> Result<Vec<String>, String> {
         .filter(|program| program.name == keepalive_sockops::PROGRAM_NAME)
         .map(|program| {
             format!(
-                "sock_ops program {} (id {}) on cgroup {}",
+                "sock_ops program {} (id {}) runs for cgroup {}",
                 program.name, program.id, cgroup.place
             )
         })

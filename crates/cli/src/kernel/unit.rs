@@ -1,6 +1,7 @@
 //! `enable --kernel`: a systemd service whose every start attaches the sock_ops program
 //! to the service's own cgroup, through an `ExecStartPre=+` step (docs/kernel.md says
-//! why not `BPFProgram=`).
+//! why not `BPFProgram=`). System services only: a user manager cannot run the step
+//! with the privileges loading a BPF program takes.
 //!
 //! systemd runs `ExecStartPre=` commands in the service's cgroup, before `ExecStart=`
 //! (systemd.service(5)); with the `+` prefix, with full privileges whatever `User=`
@@ -42,13 +43,9 @@ pub fn exec_start_pre(config: &Config) -> Result<String, Failure> {
 /// It stays there for the moment until it exits, this being its last step: its own
 /// cgroup may lie outside its cgroup namespace (a command entered into a container
 /// from the host sees it as `/..`), where it could not be named to go back to.
-pub fn verify(unit: &str, user: bool, config: &Config) -> Result<(), Failure> {
+pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
     let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
-    let mut systemctl = Command::new("systemctl");
-    if user {
-        systemctl.arg("--user");
-    }
-    let shown = systemctl
+    let shown = Command::new("systemctl")
         .args(["show", "--value", "-p", "ControlGroup", unit])
         .output()
         .map_err(|err| fail(format!("cannot run systemctl: {err}")))?;
