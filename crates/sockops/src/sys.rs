@@ -243,6 +243,8 @@ fn query(cgroup: BorrowedFd, query_flags: u32) -> Result<Vec<Attached>, Error> {
         attach_flags: u32,
         prog_ids: u64,
         prog_cnt: u32,
+        /// Named, so that it is zero rather than uninitialised padding.
+        _pad: u32,
     }
     // The kernel allows 64 programs per cgroup and attach type (BPF_CGROUP_MAX_PROGS).
     let mut ids = [0u32; 64];
