@@ -90,16 +90,21 @@ impl Reach {
             Reach::OtherLoader { .. } => {
                 "try it and watch `ss -tno`, or set the options in the program"
             }
-            Reach::Static => "link it dynamically, or set the socket options in the program",
+            Reach::Static => {
+                "run it with `keepalive run --kernel` (root; `check --kernel` says whether \
+                 it works here), link it dynamically, or set the socket options in the program"
+            }
             Reach::Go => {
                 "set keepalive in the program (net.Dialer and net.ListenConfig have KeepAliveConfig)"
             }
             Reach::SetUid | Reach::SetGid => {
-                "run a copy without the set-ID bit, or list the library in /etc/ld.so.preload"
+                "run it with `keepalive run --kernel` (root), run a copy without the set-ID \
+                 bit, or list the library in /etc/ld.so.preload"
             }
             Reach::Capabilities => {
-                "run a copy without file capabilities (systemd can grant AmbientCapabilities=), \
-                 or list the library in /etc/ld.so.preload"
+                "run it with `keepalive run --kernel` (root), run a copy without file \
+                 capabilities (systemd can grant AmbientCapabilities=), or list the library \
+                 in /etc/ld.so.preload"
             }
             Reach::Class { .. } | Reach::Machine { .. } => {
                 "build the library for that architecture and name it with --library"
