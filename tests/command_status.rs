@@ -235,7 +235,7 @@ impl Drop for Server {
 const FLATTEN: &str = r#"
 import json, sys
 doc = json.load(sys.stdin)
-assert list(doc) == ["pid", "command", "complete", "descriptors_known", "problems", "sockets"], list(doc)
+assert list(doc) == ["pid", "command", "complete", "descriptors_known", "problems", "configured_by", "sockets"], list(doc)
 assert isinstance(doc["pid"], int) and isinstance(doc["command"], str)
 assert all(isinstance(p, str) for p in doc["problems"])
 SOCKET = ["fd", "inode", "family", "state", "listener", "local", "peer", "keepalive",

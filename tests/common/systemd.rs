@@ -42,6 +42,12 @@ impl Container {
     /// Boots a container and waits until its systemd has finished starting up, or says
     /// by name why `test` cannot run here and returns `None`.
     pub fn boot(test: &str) -> Option<Container> {
+        Container::boot_with(test, &[])
+    }
+
+    /// [`Container::boot`], with `extra` arguments for systemd-nspawn (capabilities or
+    /// system calls a test's units need).
+    pub fn boot_with(test: &str, extra: &[&str]) -> Option<Container> {
         // SAFETY: geteuid(2) cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             super::skip(test, "systemd-nspawn needs root");
@@ -78,6 +84,7 @@ impl Container {
             .args(["--register=no", "--keep-unit", "--console=pipe"])
             .args(["-M", &name])
             .arg(format!("--bind-ro={}:{TARGET}", target.display()))
+            .args(extra)
             // Arguments for the container's systemd. Booting to the default target
             // would start every service installed on the host (on a first boot, with
             // /etc empty, presets enable them all), nginx, sshd and a two-minute wait

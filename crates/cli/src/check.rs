@@ -22,6 +22,7 @@ use object::read::elf::{FileHeader, ProgramHeader};
 use crate::cli::CheckArgs;
 use crate::failure::{self, Failure};
 use crate::json::Object;
+use crate::kernel;
 use crate::library::quoted;
 
 /// The kernel follows at most this many `#!` interpreters (`BINPRM_MAX_RECURSION`
@@ -89,16 +90,21 @@ impl Reach {
             Reach::OtherLoader { .. } => {
                 "try it and watch `ss -tno`, or set the options in the program"
             }
-            Reach::Static => "link it dynamically, or set the socket options in the program",
+            Reach::Static => {
+                "run it with `keepalive run --kernel` (root; `check --kernel` says whether \
+                 it works here), link it dynamically, or set the socket options in the program"
+            }
             Reach::Go => {
                 "set keepalive in the program (net.Dialer and net.ListenConfig have KeepAliveConfig)"
             }
             Reach::SetUid | Reach::SetGid => {
-                "run a copy without the set-ID bit, or list the library in /etc/ld.so.preload"
+                "run it with `keepalive run --kernel` (root), run a copy without the set-ID \
+                 bit, or list the library in /etc/ld.so.preload"
             }
             Reach::Capabilities => {
-                "run a copy without file capabilities (systemd can grant AmbientCapabilities=), \
-                 or list the library in /etc/ld.so.preload"
+                "run it with `keepalive run --kernel` (root), run a copy without file \
+                 capabilities (systemd can grant AmbientCapabilities=), or list the library \
+                 in /etc/ld.so.preload"
             }
             Reach::Class { .. } | Reach::Machine { .. } => {
                 "build the library for that architecture and name it with --library"
@@ -208,6 +214,11 @@ impl Verdict {
     }
 
     fn json(&self) -> String {
+        self.json_object().finish()
+    }
+
+    /// The fields of `--json`, for `check --kernel` to add its own to.
+    pub fn json_object(&self) -> Object {
         let mut object = Object::new();
         object
             .string("command", &self.command.to_string_lossy())
@@ -220,13 +231,16 @@ impl Verdict {
             .string("kind", self.reach.kind())
             .string("reason", &self.reach.to_string())
             .string("instead", self.reach.instead());
-        object.finish()
+        object
     }
 }
 
 /// `keepalive check`.
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
+    if args.kernel {
+        return kernel::verdict::command(&verdict, args.json);
+    }
     if args.json {
         failure::say(format_args!("{}", verdict.json()))?;
     } else {

@@ -31,13 +31,15 @@ Examples:
   keepalive check /usr/bin/redis-server
   keepalive enable legacy.service --idle 2m --user-timeout 90s --now
   keepalive env --idle 60 >> /etc/default/legacy
+  keepalive run --kernel --idle 60s -- ./static-app   # root: a cgroup sock_ops program
 
 The library is found beside the command (target/release/libkeepalive.so, or \
 ../lib/<multiarch>/, ../lib64/ or ../lib/ libkeepalive.so.0) unless --library or \
 KEEPALIVE_LIBRARY names it.
 
 Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
-reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status.";
+reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status. \
+With --kernel, 1 also when the kernel route cannot be taken here (see docs/kernel.md).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,6 +124,11 @@ pub enum Subcommand {
             options given, checked as `run` checks them. Settings left at their \
             default print nothing.")]
     Env(EnvArgs),
+    /// Attach the sock_ops program to this process's cgroup, then execute COMMAND in
+    /// place: the ExecStartPre=+ step of `enable --kernel`, and `run --kernel` inside
+    /// a systemd scope
+    #[command(name = "kernel-attach", hide = true)]
+    KernelAttach(AttachArgs),
     /// Write the man page or shell completions to stdout (for packaging)
     #[command(hide = true)]
     Generate {
@@ -174,8 +181,22 @@ pub struct RunArgs {
     /// Do not start COMMAND when preloading cannot reach it (exit status 1)
     #[arg(long)]
     pub strict: bool,
+    /// Give COMMAND's connections the settings from the kernel instead of the
+    /// library: a cgroup sock_ops program that reaches static, setuid and raw-syscall
+    /// programs too (root, Linux 6.1, cgroup v2; see docs/kernel.md)
+    #[arg(long, conflicts_with_all = ["strict", "library"])]
+    pub kernel: bool,
     /// The program and its arguments
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// A program to execute in place once the sock_ops program is attached
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 
@@ -187,6 +208,10 @@ pub struct CheckArgs {
     /// One JSON object instead of the line
     #[arg(long)]
     pub json: bool,
+    /// Also say whether `run --kernel` reaches it here (kernel, cgroup v2, privileges,
+    /// BPF, lockdown); the exit status is then the kernel route's: 0 reachable, 1 not
+    #[arg(long)]
+    pub kernel: bool,
 }
 
 /// Where the unit lives.
@@ -212,6 +237,10 @@ pub struct EnableArgs {
     pub place: Place,
     #[command(flatten)]
     pub settings: Settings,
+    /// Attach a sock_ops program to the unit's cgroup at every start instead of
+    /// preloading the library (an ExecStartPre=+ line; see docs/kernel.md)
+    #[arg(long, conflicts_with_all = ["library", "user"])]
+    pub kernel: bool,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ mod cli;
 mod env;
 mod failure;
 mod json;
+mod kernel;
 mod library;
 mod run;
 mod signals;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Subcommand::Disable(args) => unit::disable(&args),
         Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Env(args) => env::print(&args),
+        Subcommand::KernelAttach(args) => kernel::attach::attach(&args),
         Subcommand::Generate { what } => generate(what),
     };
     result.unwrap_or_else(Failure::report)

@@ -9,6 +9,7 @@ use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
 use crate::failure::{self, Failure};
+use crate::kernel;
 use crate::library::{self, quoted};
 use crate::signals;
 
@@ -16,6 +17,9 @@ use crate::signals;
 /// id, the file descriptors and the signal dispositions, and its exit status is the
 /// one the caller sees (execve(2)). Returns only when COMMAND cannot be started.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    if args.kernel {
+        return kernel::run(args);
+    }
     let config = env::resolve(
         &args.settings,
         |name| std::env::var_os(name),
@@ -50,16 +54,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     command.env("LD_PRELOAD", preload);
-    if signals::sigpipe_was_ignored() {
-        // SAFETY: the hook runs in this process just before execve(2) (exec() does
-        // not fork), after std reset SIGPIPE; signal(2) is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-    }
+    signals::hand_on(&mut command);
     let err = command.exec();
     let code = match err.kind() {
         std::io::ErrorKind::NotFound => 127,

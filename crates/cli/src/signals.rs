@@ -7,6 +7,8 @@
 //! from a write to a closed connection instead of being killed. So the disposition is
 //! read in an `.init_array` constructor, which the C runtime runs before `main`.
 
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static IGNORED: AtomicBool = AtomicBool::new(false);
@@ -31,4 +33,18 @@ static RECORD: extern "C" fn() = record;
 /// Whether SIGPIPE was ignored when this process started.
 pub fn sigpipe_was_ignored() -> bool {
     IGNORED.load(Ordering::Relaxed)
+}
+
+/// Makes `command` start with SIGPIPE ignored when this process started so.
+pub fn hand_on(command: &mut Command) {
+    if sigpipe_was_ignored() {
+        // SAFETY: the hook runs in the new process just before execve(2), after std
+        // reset SIGPIPE; signal(2) is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
 }

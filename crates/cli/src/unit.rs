@@ -17,6 +17,7 @@ use crate::check::{self, Root, Runner};
 use crate::cli::{DisableArgs, EnableArgs, Place};
 use crate::env;
 use crate::failure::{self, Failure};
+use crate::kernel;
 use crate::library;
 
 /// The drop-in's file name: after `override.conf` (systemctl edit) and numbered ones.
@@ -327,6 +328,9 @@ fn assignment(name: &str, value: &str) -> String {
 pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
     let service = Service::read(&unit)?;
+    if args.kernel {
+        return enable_kernel(args, &unit);
+    }
     let library = library::find(args.settings.library.as_deref())?;
 
     let config = env::resolve(&args.settings, |_| None, "")?;
@@ -423,17 +427,39 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     for (var, value) in config.variables() {
         text.push_str(&assignment(env::name(var), &value.to_string()));
     }
+    write_drop_in(&unit, &text)?;
+    apply(&args.place, &unit, true)
+}
+
+/// `enable --kernel`: the same drop-in file, with an `ExecStartPre=+` line that
+/// attaches the sock_ops program instead of the preload; after `--now`, a connection
+/// in the unit's cgroup is shown to carry the settings.
+fn enable_kernel(args: &EnableArgs, unit: &Unit) -> Result<ExitCode, Failure> {
+    let config = env::resolve(&args.settings, |_| None, "")?;
+    let text = format!(
+        "{MARKER}\n[Service]\n{}",
+        kernel::unit::exec_start_pre(&config)?
+    );
+    write_drop_in(unit, &text)?;
+    let code = apply(&args.place, unit, true)?;
+    if args.place.now {
+        kernel::unit::verify(&unit.name, &config)?;
+    }
+    Ok(code)
+}
+
+/// Writes the drop-in unless it already says `text`.
+fn write_drop_in(unit: &Unit, text: &str) -> Result<(), Failure> {
     let path = unit.drop_in();
     let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
     if unchanged {
-        failure::say(format_args!("{} is up to date", path.display()))?;
+        failure::say(format_args!("{} is up to date", path.display()))
     } else {
         write_atomically(&path, text.as_bytes()).map_err(|err| {
             Failure::with_code(1, format!("cannot write {}: {err}", path.display()))
         })?;
-        failure::say(format_args!("wrote {}", path.display()))?;
+        failure::say(format_args!("wrote {}", path.display()))
     }
-    apply(&args.place, &unit, true)
 }
 
 /// `keepalive disable`: removes the drop-in `enable` wrote, and nothing else.

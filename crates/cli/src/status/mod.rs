@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use crate::failure::{self, Failure};
 
+mod mechanism;
 mod options;
 mod process;
 mod render;
@@ -61,6 +62,9 @@ pub struct Report {
     /// process's user in its network namespace, without descriptor numbers.
     pub fds_known: bool,
     pub sockets: Vec<Socket>,
+    /// What configured the process: the library mapped, a sock_ops program on its
+    /// cgroup; empty when neither.
+    pub configured_by: Vec<String>,
     /// What could not be read, and why: one sentence each.
     pub problems: Vec<String>,
 }
@@ -153,6 +157,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         }
     }
 
+    let configured_by = mechanism::configured_by(pid);
     let exited = match &pidfd {
         Some(pidfd) => pidfd.has_exited(),
         None => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -165,6 +170,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
         command,
         fds_known: fds.is_some(),
         sockets,
+        configured_by,
         problems,
     })
 }

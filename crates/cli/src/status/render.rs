@@ -42,6 +42,12 @@ pub fn table(report: &Report) -> String {
         "PID {}{name}: {count} TCP {sockets}{whose}",
         report.pid
     );
+    let by = if report.configured_by.is_empty() {
+        "neither the library nor a keepalive sock_ops program".to_string()
+    } else {
+        report.configured_by.join("; ")
+    };
+    let _ = writeln!(out, "configured by: {by}");
     if count == 0 {
         return out;
     }
@@ -146,6 +152,13 @@ pub fn json(report: &Report) -> String {
             out.push(',');
         }
         push_string(&mut out, problem);
+    }
+    out.push_str("],\"configured_by\":[");
+    for (i, by) in report.configured_by.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_string(&mut out, by);
     }
     out.push_str("],\"sockets\":[");
     for (i, socket) in report.sockets.iter().enumerate() {

@@ -1,0 +1,129 @@
+//! Attaching the sock_ops program to the cgroup this process is in, for as long as
+//! the cgroup exists: the step systemd runs, as a unit's `ExecStartPre=+` for `enable
+//! --kernel`, or inside a transient scope for `run --kernel` on a systemd host. The
+//! cgroup is systemd's, and so is removing it: with it goes the attachment.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+use keepalive_config::{Config, Mode};
+
+use super::cgroup;
+use crate::cli::AttachArgs;
+use crate::env;
+use crate::failure::{self, Failure};
+use crate::library::quoted;
+use crate::signals;
+
+/// The hidden subcommand that attaches.
+pub const ATTACH: &str = "kernel-attach";
+
+/// The options that give `config`, as `run` and `enable` take them.
+pub fn options(config: &Config) -> Vec<String> {
+    let mut options = Vec::new();
+    let mut add = |name: &str, value: String| {
+        options.push(name.to_string());
+        options.push(value);
+    };
+    match config.mode {
+        Mode::On => {}
+        Mode::Skip => add("--mode", "skip".into()),
+        Mode::Off => add("--mode", "off".into()),
+    }
+    if let Some(idle) = config.idle {
+        add("--idle", idle.get().to_string());
+    }
+    if let Some(interval) = config.interval {
+        add("--interval", interval.get().to_string());
+    }
+    if let Some(count) = config.count {
+        add("--count", count.get().to_string());
+    }
+    if let Some(timeout) = config.user_timeout {
+        add("--user-timeout", format!("{}ms", timeout.get()));
+    }
+    options
+}
+
+/// `keepalive kernel-attach [OPTIONS] [-- COMMAND ARGS]`: attaches the program to
+/// the cgroup this process is in, then executes COMMAND in place when one is given.
+/// Run by systemd as a service's `ExecStartPre=+` (the service's cgroup; a failure
+/// fails the start, with the reason in the journal), and by `run --kernel` on a
+/// systemd host inside the transient scope systemd-run made for it.
+pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(&args.settings, |_| None, "")?;
+    if let Some(refusal) = super::support::refusal() {
+        return Err(Failure::with_code(1, format!("{ATTACH}: {refusal}")));
+    }
+    let bpf = super::load(&config).map_err(|failure| {
+        Failure::with_code(1, format!("{ATTACH}: {}", super::reason(failure)))
+    })?;
+    let service =
+        cgroup::of_service().map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
+    // A cgroup that outlived a stop (processes left behind) still carries the
+    // program of the last start: it goes, so that one program serves the service.
+    for old in keepalive_sockops::attached_directly(service.dir())
+        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?
+    {
+        if old.name == keepalive_sockops::PROGRAM_NAME {
+            keepalive_sockops::detach(service.dir(), old.id)
+                .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
+        }
+    }
+    bpf.attach(service.dir())
+        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
+    let Some((program, arguments)) = args.command.split_first() else {
+        failure::say(format_args!(
+            "keepalive: sock_ops program attached to {}",
+            service.place
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The attachment lasts as long as the cgroup: the program descriptor may go with
+    // this process image.
+    let mut command = Command::new(program);
+    command.args(arguments);
+    signals::hand_on(&mut command);
+    let err = command.exec();
+    let code = match err.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    Err(Failure::with_code(
+        code,
+        format!("cannot run {}: {err}", quoted(program)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Subcommand};
+    use clap::Parser;
+    use keepalive_config::{Millis, Probes, Seconds};
+
+    /// The drop-in's options, parsed back by the command's own parser, give the same
+    /// configuration.
+    #[test]
+    fn options_parse_back_to_the_configuration() {
+        let config = Config {
+            mode: Mode::Skip,
+            idle: Seconds::new(61),
+            interval: Seconds::new(7),
+            count: Probes::new(3),
+            user_timeout: Millis::new(9000),
+            debug: false,
+        };
+        let argv = ["keepalive", ATTACH]
+            .into_iter()
+            .map(String::from)
+            .chain(options(&config));
+        let Subcommand::KernelAttach(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not kernel-attach");
+        };
+        let parsed = env::resolve(&args.settings, |_| None, "").unwrap();
+        assert!(args.command.is_empty());
+        assert_eq!(parsed, config);
+        assert!(options(&Config::DEFAULT).is_empty());
+    }
+}

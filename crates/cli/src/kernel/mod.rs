@@ -1,0 +1,135 @@
+//! The kernel route: a cgroup sock_ops program gives every TCP connection of a
+//! program the settings, for programs preloading cannot reach (docs/kernel.md).
+//!
+//! `run --kernel` makes a cgroup for the program, attaches the program built by
+//! keepalive-sockops from the same parsed settings as `run`, starts the program in the
+//! cgroup, and removes everything when the program ends; on a systemd host, systemd
+//! makes the cgroup, a transient scope, and removes it ([`scope`]).
+
+pub mod attach;
+mod cgroup;
+mod probe;
+mod scope;
+mod supervise;
+mod support;
+pub mod unit;
+pub mod verdict;
+
+use std::process::ExitCode;
+
+use keepalive_config::Config;
+use keepalive_sockops::{Program, Untouched};
+
+use crate::cli::RunArgs;
+use crate::env;
+use crate::failure::{self, Failure};
+use crate::library::quoted;
+
+/// Exit status of a refusal: the system cannot take the kernel route (keepalive(1),
+/// EXIT STATUS: 1 is a failure of the system).
+const REFUSED: u8 = 1;
+
+fn refused(message: impl std::fmt::Display) -> Failure {
+    Failure::with_code(REFUSED, format!("run --kernel: {message}"))
+}
+
+/// The part of a refusal after the subcommand's name, for other verdicts to quote.
+fn reason(failure: Failure) -> String {
+    failure
+        .message
+        .strip_prefix("run --kernel: ")
+        .map(str::to_string)
+        .unwrap_or(failure.message)
+}
+
+/// The sock_ops program for `config`, loaded: judged against what an untouched socket
+/// reports in this network namespace, which the program's connections share.
+fn load(config: &Config) -> Result<Program, Failure> {
+    let untouched: Untouched = keepalive_sockops::untouched().map_err(|err| {
+        refused(format!(
+            "cannot read an untouched TCP socket's options: {err}"
+        ))
+    })?;
+    let insns = keepalive_sockops::build(config, &untouched);
+    Program::load(&insns).map_err(|err| {
+        let lockdown = support::lockdown()
+            .filter(|mode| mode != "none")
+            .map(|mode| format!(" (kernel lockdown: {mode})"))
+            .unwrap_or_default();
+        refused(format!("cannot load the sock_ops program: {err}{lockdown}"))
+    })
+}
+
+/// The keepalive sock_ops programs that run for process `pid`'s connections (attached
+/// to its cgroup or an ancestor), each as "sock_ops program keepalive (id N) runs for
+/// cgroup PATH", for `status`.
+pub fn attached_to(pid: i32) -> Result<Vec<String>, String> {
+    let cgroup = cgroup::of(&pid.to_string())?;
+    let programs = keepalive_sockops::attached(cgroup.dir()).map_err(|err| err.to_string())?;
+    Ok(programs
+        .into_iter()
+        .filter(|program| program.name == keepalive_sockops::PROGRAM_NAME)
+        .map(|program| {
+            format!(
+                "sock_ops program {} (id {}) runs for cgroup {}",
+                program.name, program.id, cgroup.place
+            )
+        })
+        .collect())
+}
+
+/// `keepalive run --kernel`.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(
+        &args.settings,
+        |name| std::env::var_os(name),
+        "in the environment",
+    )?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+    if args.settings.debug {
+        failure::warn(format_args!(
+            "keepalive: warning: --debug: the kernel route reports nothing per \
+             connection; `keepalive status PID` shows what a connection carries"
+        ));
+    }
+    if let Some(refusal) = support::refusal() {
+        return Err(refused(refusal));
+    }
+    if scope::systemd_runs() {
+        return scope::run(&config, program, arguments);
+    }
+    let bpf = load(&config)?;
+    let own = cgroup::own().map_err(refused)?;
+    // From here on every step undoes itself when dropped, in reverse order: the link
+    // before the cgroup it is attached to.
+    let scope = cgroup::Scope::make(own).map_err(refused)?;
+    let link = bpf
+        .link(scope.dir())
+        .map_err(|err| refused(format!("cannot attach the sock_ops program: {err}")))?;
+    let supervisor = supervise::Supervisor::new()
+        .map_err(|err| refused(format!("cannot block signals to pass them on: {err}")))?;
+    let mut child = supervisor
+        .spawn(program, arguments, scope.procs_fd())
+        .map_err(|err| {
+            let code = match err.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
+            Failure::with_code(code, format!("cannot run {}: {err}", quoted(program)))
+        })?;
+    let end = supervisor.wait(&mut child).map_err(|err| {
+        Failure::with_code(1, format!("cannot wait for {}: {err}", quoted(program)))
+    })?;
+    drop(link);
+    drop(scope);
+    match end {
+        supervise::End::Exited(code) => Ok(ExitCode::from(code)),
+        supervise::End::Killed(signal) => {
+            supervise::die_like(signal);
+            Ok(ExitCode::from(128 + signal as u8))
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Starting the program in its cgroup and staying beside it until it ends: the command
+//! must outlive the program to remove the cgroup, so it cannot exec in place as
+//! `run` does. The program's exit status and the signals sent to the command are
+//! passed through instead.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+
+use crate::signals;
+
+/// Signals the command passes on to the program. Stop signals are not among them:
+/// the command stops with its program's process group, so that a shell's job control
+/// sees the job stop.
+const FORWARDED: [libc::c_int; 8] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGALRM,
+];
+
+/// The forwarded signals and SIGCHLD, blocked in this process so that sigwaitinfo(2)
+/// takes them one at a time instead of handlers; with the mask the command inherited,
+/// which the program gets back (std does not reset the mask of a child it forks).
+struct Blocked {
+    set: libc::sigset_t,
+    inherited: libc::sigset_t,
+}
+
+impl Blocked {
+    fn new() -> io::Result<Blocked> {
+        // SAFETY: sigemptyset and sigaddset write only into `set`, a local sigset_t;
+        // pthread_sigmask changes this thread's mask, the only thread of the command,
+        // and writes the old one into `inherited`.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut inherited: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+                libc::sigaddset(&mut set, signal);
+            }
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut inherited);
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(Blocked { set, inherited })
+        }
+    }
+
+    /// Waits for the next of the blocked signals.
+    fn next(&self) -> io::Result<libc::siginfo_t> {
+        loop {
+            // SAFETY: `info` is a zeroed siginfo_t the kernel fills; `self.set` is an
+            // initialised set.
+            let (rc, info) = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                (libc::sigwaitinfo(&self.set, &mut info), info)
+            };
+            if rc >= 0 {
+                return Ok(info);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// How the program ended.
+pub enum End {
+    Exited(u8),
+    Killed(libc::c_int),
+}
+
+/// Blocks the signals to pass on before the program starts, so that none is lost
+/// between its start and the wait.
+pub struct Supervisor(Blocked);
+
+impl Supervisor {
+    pub fn new() -> io::Result<Supervisor> {
+        Blocked::new().map(Supervisor)
+    }
+
+    /// Starts `program` with `arguments` so that it moves itself into the cgroup
+    /// whose `cgroup.procs` is open as `procs` before it executes a single instruction
+    /// of its own: every connection it ever makes is in reach. It gets the signal mask
+    /// and the SIGPIPE disposition the command inherited.
+    pub fn spawn(
+        &self,
+        program: &OsString,
+        arguments: &[OsString],
+        procs: libc::c_int,
+    ) -> io::Result<Child> {
+        let mut command = Command::new(program);
+        command.args(arguments);
+        let inherited = self.0.inherited;
+        // SAFETY: the hook runs in the forked child before execve(2); write(2) and
+        // pthread_sigmask(3) (sigprocmask in a single-threaded child) are
+        // async-signal-safe, and `procs` stays open in the parent, so the inherited
+        // descriptor is valid. Writing "0" to cgroup.procs moves the writer (cgroups(7)).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &inherited, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        signals::hand_on(&mut command);
+        command.spawn()
+    }
+
+    /// Passes signals on to `child` until it ends. A signal the kernel sent to the
+    /// whole foreground process group (a terminal's ^C, ^\, hangup: `SI_KERNEL`) has
+    /// reached the program already and is not sent twice.
+    pub fn wait(&self, child: &mut Child) -> io::Result<End> {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(end(status));
+            }
+            let info = self.0.next()?;
+            if info.si_signo == libc::SIGCHLD || info.si_code == libc::SI_KERNEL {
+                continue;
+            }
+            // SAFETY: kill(2) on the child's pid, which stays ours (unreaped) until
+            // try_wait above has seen it end.
+            unsafe { libc::kill(child.id() as libc::pid_t, info.si_signo) };
+        }
+    }
+}
+
+fn end(status: ExitStatus) -> End {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => End::Exited(code as u8),
+        (None, Some(signal)) => End::Killed(signal),
+        (None, None) => End::Exited(1),
+    }
+}
+
+/// Ends this process the way the program ended: killed by the same signal, its
+/// disposition reset first, so that the caller sees what it would have seen without
+/// the command in between. Returns only when the signal did not end the process.
+pub fn die_like(signal: libc::c_int) {
+    // SAFETY: signal(2) and raise(3) on this process; the signal is unblocked only
+    // after its default action is restored.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
+}

@@ -1,0 +1,105 @@
+//! Whether this kernel and this process can take the kernel route, asked before
+//! anything is made, so that a refusal leaves nothing behind.
+
+/// The first Linux whose `bpf_getsockopt` reads `SO_KEEPALIVE` and the TCP keepalive
+/// options in a sock_ops program ("bpf: Change bpf_getsockopt(SOL_SOCKET) to reuse
+/// sk_getsockopt()" and its SOL_TCP sibling, 6.1). Setting them with `bpf_setsockopt`
+/// came earlier (5.9), but without reading them the program could not leave a
+/// connection its program configured alone.
+pub const FIRST_KERNEL: (u32, u32) = (6, 1);
+
+/// `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`, `CAP_BPF` (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// What stands in the way of the kernel route; each says what is missing, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Kernel(String),
+    Privileges,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Kernel(release) => write!(
+                f,
+                "Linux {release} cannot read keepalive options in a sock_ops program; \
+                 Linux {}.{} is the first that can",
+                FIRST_KERNEL.0, FIRST_KERNEL.1
+            ),
+            Refusal::Privileges => f.write_str(
+                "needs root: CAP_SYS_ADMIN to make a cgroup and mount cgroup2, CAP_BPF \
+                 and CAP_NET_ADMIN to load and attach a sock_ops program",
+            ),
+        }
+    }
+}
+
+/// The first thing that rules the kernel route out here, if any.
+pub fn refusal() -> Option<Refusal> {
+    let release = release();
+    if let Some(version) = version(&release) {
+        if version < FIRST_KERNEL {
+            return Some(Refusal::Kernel(release));
+        }
+    }
+    let caps = effective_capabilities();
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
+    if !(has(CAP_SYS_ADMIN) && bpf && has(CAP_NET_ADMIN)) {
+        return Some(Refusal::Privileges);
+    }
+    None
+}
+
+/// The kernel release, as uname(2) reports it.
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|text| text.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Major and minor of a release such as `6.18.44-fc-v857`.
+fn version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The effective capability set, from `CapEff` in /proc/self/status (proc(5)).
+fn effective_capabilities() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            let hex = text.lines().find_map(|line| line.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The kernel lockdown mode, when the kernel has one and securityfs shows it
+/// (kernel_lockdown(7)): the bracketed word of /sys/kernel/security/lockdown.
+/// Lockdown does not forbid sock_ops programs, which read no kernel memory, but a
+/// refused load under it is worth naming.
+pub fn lockdown() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_releases() {
+        assert_eq!(version("6.18.44-fc-v857"), Some((6, 18)));
+        assert_eq!(version("5.10.0-28-amd64"), Some((5, 10)));
+        assert_eq!(version("6.1"), Some((6, 1)));
+        assert_eq!(version("weird"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! `enable --kernel`: a systemd service whose every start attaches the sock_ops program
+//! to the service's own cgroup, through an `ExecStartPre=+` step (docs/kernel.md says
+//! why not `BPFProgram=`). System services only: a user manager cannot run the step
+//! with the privileges loading a BPF program takes.
+//!
+//! systemd runs `ExecStartPre=` commands in the service's cgroup, before `ExecStart=`
+//! (systemd.service(5)); with the `+` prefix, with full privileges whatever `User=`
+//! and the sandboxing options say. The attachment lives as long as the cgroup, which
+//! systemd removes when the service stops: a restart attaches again, and after
+//! `disable` and a restart nothing is attached.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+use keepalive_config::Config;
+
+use super::attach::{self, ATTACH};
+use super::cgroup;
+use crate::failure::{self, Failure};
+
+/// The drop-in's `[Service]` line: this command, by the path it was run from, attaching
+/// the program with `config` at every start.
+pub fn exec_start_pre(config: &Config) -> Result<String, Failure> {
+    let me = std::env::current_exe()
+        .map_err(|err| Failure::with_code(1, format!("cannot find this command's path: {err}")))?;
+    // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
+    let me = me.to_string_lossy().replace('%', "%%");
+    let mut line = format!("ExecStartPre=+{me} {ATTACH}");
+    for option in attach::options(config) {
+        line.push(' ');
+        line.push_str(&option);
+    }
+    line.push('\n');
+    Ok(line)
+}
+
+/// After `enable --kernel --now`: proves that a connection made in the service's
+/// cgroup carries the settings. This command joins the cgroup (cgroup.procs takes "0"
+/// for the writer, cgroups(7)), makes one loopback connection and reads its options.
+/// It stays there for the moment until it exits, this being its last step: its own
+/// cgroup may lie outside its cgroup namespace (a command entered into a container
+/// from the host sees it as `/..`), where it could not be named to go back to.
+pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
+    let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
+    let shown = Command::new("systemctl")
+        .args(["show", "--value", "-p", "ControlGroup", unit])
+        .output()
+        .map_err(|err| fail(format!("cannot run systemctl: {err}")))?;
+    let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+    if !shown.status.success() || path.is_empty() {
+        return Err(fail(
+            "is not running after the restart: no cgroup to verify".into(),
+        ));
+    }
+    let service = cgroup::at(&path).map_err(fail)?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|err| fail(format!("cannot listen on loopback to verify: {err}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| fail(format!("cannot listen on loopback to verify: {err}")))?;
+    let mut into = File::from(
+        service
+            .open("cgroup.procs")
+            .map_err(|err| fail(format!("cannot open {path}/cgroup.procs: {err}")))?,
+    );
+    into.write_all(b"0")
+        .map_err(|err| fail(format!("cannot join {path} to verify: {err}")))?;
+    let stream = TcpStream::connect(address)
+        .map_err(|err| fail(format!("cannot connect to verify: {err}")))?;
+    let carried = super::probe::settings_of(stream.as_raw_fd()).map_err(|err| {
+        fail(format!(
+            "cannot read the verifying connection's options: {err}"
+        ))
+    })?;
+    let wanted = super::probe::expected(config, &carried);
+    if carried != wanted {
+        return Err(fail(format!(
+            "a connection in its cgroup carries {carried}, not {wanted}: is another \
+             program on the cgroup setting keepalive first?"
+        )));
+    }
+    failure::say(format_args!(
+        "{unit}: a connection in its cgroup carries {carried}"
+    ))
+}

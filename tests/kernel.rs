@@ -1,0 +1,925 @@
+//! The kernel route: `keepalive run --kernel` gives connections the settings through a
+//! cgroup sock_ops program, where preloading cannot reach — a statically linked
+//! program, a set-user-ID program run by another user, an accept made by io_uring —
+//! side by side with `keepalive run` on the same program; a program's own settings
+//! stay; and nothing is left behind: no cgroup, no mount, no loaded program.
+//!
+//! Every test needs root (CI runs as root with LIBKEEPALIVE_REQUIRE_ALL=1), and they
+//! take turns: each looks for what another run could have left behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
+use common::{have, keepalive_command, skip};
+
+/// The settings every test asks for, and what a connection carries with them.
+const SETTINGS: [&str; 8] = [
+    "--idle",
+    "61",
+    "--interval",
+    "7",
+    "--count",
+    "3",
+    "--user-timeout",
+    "9000ms",
+];
+const CONFIGURED: [(&str, &str); 5] = [
+    ("keepalive", "1"),
+    ("idle", "61"),
+    ("interval", "7"),
+    ("count", "3"),
+    ("user_timeout", "9000"),
+];
+
+/// One test at a time: each counts cgroups and programs before and after.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn root(test: &str) -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(test, "the kernel route needs root");
+    }
+    root
+}
+
+/// tests/support/kernel_peer.c built with `flags` (`-static`, or none for a program
+/// the loader runs). Tests take turns, so each may build it again.
+fn peer(test: &str, flags: &[&str]) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_peer.c");
+    let name = if flags.is_empty() {
+        "kernel_peer"
+    } else {
+        "kernel_peer-static"
+    };
+    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let made = match Command::new("cc")
+        .args(flags)
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .output()
+    {
+        Ok(made) => made,
+        Err(err) => {
+            skip(test, &format!("no C compiler (cc: {err})"));
+            return None;
+        }
+    };
+    if !made.status.success() {
+        let why = String::from_utf8_lossy(&made.stderr);
+        skip(
+            test,
+            &format!("cc {flags:?} cannot build here: {}", why.trim()),
+        );
+        return None;
+    }
+    Some(output)
+}
+
+/// The `@ LABEL key=value...` lines a peer printed, by label.
+fn reports(stdout: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("@ "))
+        .filter_map(|line| {
+            let (label, rest) = line.split_once(' ')?;
+            let fields = rest
+                .split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Some((label.to_string(), fields))
+        })
+        .collect()
+}
+
+fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What an untouched socket reports in this network namespace.
+fn untouched() -> BTreeMap<String, String> {
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_keepalive_{name}"))
+            .expect("read a keepalive sysctl")
+            .trim()
+            .to_string()
+    };
+    let (idle, interval, count) = (sysctl("time"), sysctl("intvl"), sysctl("probes"));
+    fields(&[
+        ("keepalive", "0"),
+        ("idle", &idle),
+        ("interval", &interval),
+        ("count", &count),
+        ("user_timeout", "0"),
+    ])
+}
+
+/// `keepalive run [--kernel] SETTINGS -- PROGRAM ARGS`, with what it printed.
+fn run(kernel: bool, program: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut command = keepalive_command();
+    command.arg("run");
+    if kernel {
+        command.arg("--kernel");
+    }
+    command.args(SETTINGS).arg("--");
+    for arg in program {
+        command.arg(arg);
+    }
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keepalive")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What the kernel route could leave behind: `keepalive-run.*` cgroups anywhere in
+/// the mounted cgroup2 hierarchy, cgroup2 mounts and mount points of the command, and
+/// loaded programs named keepalive.
+#[derive(Debug, PartialEq, Eq)]
+struct Traces {
+    cgroups: Vec<PathBuf>,
+    mounts: Vec<String>,
+    mount_points: Vec<String>,
+    programs: String,
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let fields: Vec<&str> = mount.split(' ').collect();
+        (fs.starts_with("cgroup2 ") && fields.get(3) == Some(&"/"))
+            .then(|| PathBuf::from(fields[4]))
+    })
+}
+
+fn find_cgroups(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.map_while(Result::ok) {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("keepalive-run.")
+            {
+                found.push(entry.path());
+            }
+            find_cgroups(&entry.path(), found);
+        }
+    }
+}
+
+fn traces(test: &str) -> Option<Traces> {
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(test, "no cgroup2 mounted to look for leftover cgroups in");
+        return None;
+    };
+    if !have(test, "bpftool") {
+        return None;
+    }
+    let mut cgroups = Vec::new();
+    find_cgroups(&hierarchy, &mut cgroups);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = mountinfo
+        .lines()
+        .filter(|line| line.contains("keepalive-cgroup2"))
+        .map(str::to_string)
+        .collect();
+    let mount_points = std::fs::read_dir("/run")
+        .unwrap()
+        .map_while(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("keepalive-cgroup2"))
+        .collect();
+    let shown = Command::new("bpftool")
+        .args(["prog", "show", "name", "keepalive"])
+        .output()
+        .expect("run bpftool");
+    Some(Traces {
+        cgroups,
+        mounts,
+        mount_points,
+        programs: text(&shown.stdout),
+    })
+}
+
+/// Waits, at most 20 s, until `done` says so: for what systemd or the kernel finishes
+/// asynchronously. The caller asserts afterwards.
+fn eventually(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that `traces` found nothing.
+fn assert_clean(traces: &Traces, after: &str) {
+    assert_eq!(
+        traces,
+        &Traces {
+            cgroups: Vec::new(),
+            mounts: Vec::new(),
+            mount_points: Vec::new(),
+            programs: String::new(),
+        },
+        "left behind after {after}"
+    );
+}
+
+/// A static client and server in one program: `keepalive run` cannot reach it (no
+/// loader) and says so; `run --kernel` gives both the connected and the accepted
+/// connection every setting, over IPv4 and IPv6.
+#[test]
+fn a_static_program_is_reached_only_by_the_kernel() {
+    let test = "a_static_program_is_reached_only_by_the_kernel";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+
+    let preloaded = run(false, &[&peer, &"pair"]);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    assert!(
+        text(&preloaded.stderr).contains("preloading cannot reach"),
+        "{}",
+        text(&preloaded.stderr)
+    );
+    let seen = reports(&text(&preloaded.stdout));
+    assert_eq!(seen["client"], untouched(), "run, client");
+    assert_eq!(seen["accepted"], untouched(), "run, accepted");
+
+    let kernel = run(true, &[&peer, &"pair"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    assert_eq!(text(&kernel.stderr), "", "run --kernel warns of nothing");
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "run --kernel, client");
+    assert_eq!(
+        seen["accepted"],
+        fields(&CONFIGURED),
+        "run --kernel, accepted"
+    );
+    assert_clean(&traces(test).unwrap(), "run --kernel");
+}
+
+/// An accept made by io_uring (IORING_OP_ACCEPT) never passes through accept(2) in
+/// libc; the kernel route sees the connection all the same.
+#[test]
+fn an_io_uring_accept_is_reached_by_the_kernel() {
+    let test = "an_io_uring_accept_is_reached_by_the_kernel";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let preloaded = run(false, &[&peer, &"uring"]);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    assert_eq!(reports(&text(&preloaded.stdout))["accepted"], untouched());
+    let kernel = run(true, &[&peer, &"uring"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "io_uring accept");
+    assert_eq!(seen["client"], fields(&CONFIGURED), "raw socket(2) client");
+}
+
+/// A program that turns keepalive on for its listener, with its own idle time: its
+/// accepted connections keep exactly that, while its client connection, which it left
+/// alone, gets the settings.
+#[test]
+fn a_listeners_own_keepalive_stays() {
+    let test = "a_listeners_own_keepalive_stays";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let kernel = run(true, &[&peer, &"own-listener"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    let mut own = untouched();
+    own.insert("keepalive".into(), "1".into());
+    own.insert("idle".into(), "333".into());
+    assert_eq!(seen["accepted"], own, "the listener's settings");
+    assert_eq!(seen["client"], fields(&CONFIGURED), "the client's");
+}
+
+/// A set-user-ID copy of the (dynamically linked) peer, run by nobody through
+/// setpriv: the loader ignores LD_PRELOAD in secure execution, so `keepalive run`
+/// does not reach it, and `run --kernel` does.
+#[test]
+fn a_setuid_program_run_by_another_user_is_reached_by_the_kernel() {
+    let test = "a_setuid_program_run_by_another_user_is_reached_by_the_kernel";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(built) = peer(test, &[]) else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::net::TempDir::new("kernel-setuid");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let setuid = dir.path().join("peer");
+    std::fs::copy(&built, &setuid).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let nobody: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+        &"setpriv",
+        &"--reuid=65534",
+        &"--regid=65534",
+        &"--clear-groups",
+        &setuid,
+        &"pair",
+    ];
+    let preloaded = run(false, &nobody);
+    assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
+    let seen = reports(&text(&preloaded.stdout));
+    assert_eq!(seen["client"], untouched(), "run, setuid client");
+    let kernel = run(true, &nobody);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let seen = reports(&text(&kernel.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "run --kernel, client");
+    assert_eq!(
+        seen["accepted"],
+        fields(&CONFIGURED),
+        "run --kernel, accepted"
+    );
+}
+
+/// The program's exit status and the signal that killed it are the command's; a
+/// signal sent to the command reaches the program; a child that outlives the program
+/// is moved out and the cgroup still goes.
+#[test]
+fn status_and_signals_pass_through_and_nothing_stays() {
+    let test = "status_and_signals_pass_through_and_nothing_stays";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let exited = run(true, &[&"sh", &"-c", &"exit 7"]);
+    assert_eq!(exited.status.code(), Some(7), "{}", text(&exited.stderr));
+    let killed = run(true, &[&"sh", &"-c", &"kill -USR1 $$"]);
+    assert_eq!(killed.status.signal(), Some(libc::SIGUSR1), "{killed:?}");
+
+    let survivor = run(true, &[&"sh", &"-c", &"sleep 30 >/dev/null 2>&1 & echo $!"]);
+    assert!(survivor.status.success(), "{}", text(&survivor.stderr));
+    let pid = text(&survivor.stdout).trim().to_string();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        !cgroup.contains("keepalive-run."),
+        "the survivor stays in the program's cgroup: {cgroup}"
+    );
+    let _ = Command::new("kill").arg(&pid).status();
+
+    let mut waiting = keepalive_command();
+    waiting
+        .args(["run", "--kernel", "--idle", "61", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut waiting = Proc::spawn(&mut waiting);
+    // The command has started the program once its cgroup holds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while traces(test).unwrap().cgroups.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the command's own pid.
+    unsafe { libc::kill(waiting.pid() as i32, libc::SIGTERM) };
+    let status = waiting
+        .wait_exit(Duration::from_secs(20))
+        .expect("SIGTERM ends the program and the command");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{}", waiting.stderr());
+    assert_clean(&traces(test).unwrap(), "signals and survivors");
+}
+
+/// Refusals are one line, with the exit status keepalive(1) gives, and leave nothing:
+/// a program that is not there (127), a bad value (2), no privileges (1).
+#[test]
+fn refusals_leave_nothing_behind() {
+    let test = "refusals_leave_nothing_behind";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let missing = run(true, &[&"/nonexistent/program"]);
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    let bad = keepalive_command()
+        .args(["run", "--kernel", "--idle", "0", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let unprivileged = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(unprivileged.status.code(), Some(1), "{unprivileged:?}");
+    let line = text(&unprivileged.stderr);
+    assert!(
+        line.starts_with("keepalive: run --kernel: needs root") && line.lines().count() == 1,
+        "{line}"
+    );
+    assert_clean(&traces(test).unwrap(), "refusals");
+
+    // kill -9 of the command leaves its empty cgroup (and nothing attached); the next
+    // run removes it.
+    let mut killed = keepalive_command();
+    killed
+        .args(["run", "--kernel", "--", "sleep", "30"])
+        .stdout(Stdio::null());
+    let killed = Proc::spawn(&mut killed);
+    eventually(|| !traces(test).unwrap().cgroups.is_empty());
+    drop(killed);
+    // The kernel frees a BPF link from a work queue once its last descriptor closed.
+    eventually(|| traces(test).unwrap().programs.is_empty());
+    let after_kill = traces(test).unwrap();
+    assert_eq!(after_kill.cgroups.len(), 1, "{after_kill:?}");
+    assert_eq!(after_kill.programs, "", "detached with the command");
+    let next = run(true, &[&"true"]);
+    assert!(next.status.success(), "{next:?}");
+    assert_clean(&traces(test).unwrap(), "the run after a kill -9");
+}
+
+/// With no cgroup2 mounted (this machine's cgroup v1 layout, in a mount namespace of
+/// its own with the unified mount taken away), the command mounts one for a moment
+/// and detaches it at once: the program is reached, and no mount or mount point stays.
+#[test]
+fn without_a_cgroup2_mount_one_is_mounted_for_a_moment() {
+    let test = "without_a_cgroup2_mount_one_is_mounted_for_a_moment";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let script = format!(
+        "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount; \
+         {} run --kernel {} -- {} pair && grep -c cgroup2 /proc/self/mountinfo",
+        common::keepalive().display(),
+        SETTINGS.join(" "),
+        peer.display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0"),
+        "a cgroup2 mount stays: {output:?}"
+    );
+    let seen = reports(&stdout);
+    assert_eq!(seen["client"], fields(&CONFIGURED), "{output:?}");
+    assert_clean(&traces(test).unwrap(), "a run that mounted cgroup2");
+}
+
+/// The dead-peer test of tests/dead_peer.rs with a static client under `run
+/// --kernel`: once the server's link is cut, its blocked read fails with ETIMEDOUT
+/// within idle + interval × count + 1.5 s, while the same client under `keepalive
+/// run` (which cannot reach it) stays blocked.
+#[test]
+fn a_static_client_notices_a_vanished_server() {
+    let test = "a_static_client_notices_a_vanished_server";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(link) = Link::new(test) else {
+        return;
+    };
+    const WAIT: Duration = Duration::from_secs(20);
+    const BOUND_MS: u64 = 1000 + 1000 * 2 + 1500;
+    let mut server = Command::new(&peer);
+    server.args(["hold", "7101"]);
+    link.enter(&mut server, Side::Server);
+    let mut server = Proc::spawn(&mut server);
+    server.line("@ listening", WAIT).expect("server listening");
+    let client = |kernel: bool| {
+        let mut command = keepalive_command();
+        command.arg("run");
+        if kernel {
+            command.arg("--kernel");
+        }
+        command
+            .args(["--idle", "1", "--interval", "1", "--count", "2", "--"])
+            .arg(&peer)
+            .args(["client", SERVER_ADDR, "7101"]);
+        link.enter(&mut command, Side::Client);
+        Proc::spawn(&mut command)
+    };
+    let mut kernel = client(true);
+    let mut preloaded = client(false);
+    let connected = kernel.line("@ connected", WAIT).expect("client connected");
+    assert!(
+        connected.contains("keepalive=1 idle=1 interval=1 count=2"),
+        "{connected}"
+    );
+    preloaded
+        .line("@ connected", WAIT)
+        .expect("client connected");
+
+    let cut = monotonic_ms();
+    link.cut(Side::Server);
+    let line = kernel
+        .line("@ result", Duration::from_millis(BOUND_MS + 5000))
+        .expect("the client under run --kernel noticed the cut");
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+            .to_string()
+    };
+    assert_eq!(field("errno"), libc::ETIMEDOUT.to_string(), "{line}");
+    let took = field("at_ms").parse::<u64>().unwrap() - cut;
+    assert!(
+        took <= BOUND_MS,
+        "noticed after {took} ms, bound {BOUND_MS} ms"
+    );
+    eprintln!("run --kernel: ETIMEDOUT after {took} ms (bound {BOUND_MS} ms)");
+    assert_eq!(kernel.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        preloaded.line("@ result", Duration::ZERO),
+        None,
+        "run returned"
+    );
+    assert!(preloaded.is_running(), "the client under run exited");
+}
+
+/// `check --kernel` says of a program preloading cannot reach that the kernel route
+/// can, here, and exits 0; without privileges it says why not and exits 1. `status`
+/// names the mechanism: the sock_ops program on the cgroup of a program under `run
+/// --kernel`, the library mapped into one under `run`.
+#[test]
+fn check_and_status_know_the_kernel_route() {
+    let test = "check_and_status_know_the_kernel_route";
+    let _turn = turn();
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    let lines = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(lines.starts_with("not reachable: "), "{lines}");
+    assert!(lines.contains("\nkernel route: reachable: "), "{lines}");
+    let unprivileged = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::keepalive())
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    assert_eq!(unprivileged.status.code(), Some(1), "{unprivileged:?}");
+    assert!(
+        text(&unprivileged.stdout).contains("\nkernel route: not available here: needs root"),
+        "{unprivileged:?}"
+    );
+
+    for (kernel, expected) in [
+        (true, "sock_ops program keepalive (id "),
+        (false, "libkeepalive.so"),
+    ] {
+        let mut command = keepalive_command();
+        command.arg("run");
+        if kernel {
+            command.arg("--kernel");
+        }
+        command
+            .args([
+                "--idle",
+                "61",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec sleep 30",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut running = Proc::spawn(&mut command);
+        running
+            .line("ready", Duration::from_secs(20))
+            .expect("sh started");
+        // The shell is the command itself under `run` (it execs in place), and the
+        // command's only child under `run --kernel`.
+        let pid = if kernel {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", running.pid()))
+                    .unwrap();
+            children.split_whitespace().next().unwrap().to_string()
+        } else {
+            running.pid().to_string()
+        };
+        let status = keepalive_command().args(["status", &pid]).output().unwrap();
+        // SAFETY: kill(2) on the command's own pid: SIGTERM ends it and its program
+        // as the user's would, where dropping `running` would SIGKILL them.
+        unsafe { libc::kill(running.pid() as i32, libc::SIGTERM) };
+        running
+            .wait_exit(Duration::from_secs(20))
+            .expect("SIGTERM ends the run");
+        let table = text(&status.stdout);
+        let by = table.lines().nth(1).unwrap_or_default();
+        assert!(
+            by.starts_with("configured by: ") && by.contains(expected),
+            "{table}"
+        );
+        assert_eq!(by.contains("sock_ops"), kernel, "{table}");
+    }
+}
+
+/// `enable --kernel` in a real systemd (nspawn): a unit whose ExecStart is a static
+/// server gets the settings on the connections it accepts — checked by the command's
+/// own verification after `--now` and with `ss` from outside — again after a restart,
+/// and not any more after `disable --now`.
+#[test]
+fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
+    let test = "enable_kernel_reaches_a_static_service_across_restart_and_disable";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    // systemd-nspawn's seccomp filter refuses bpf(2) (EPERM) unless asked to allow it;
+    // the container's systemd runs the hybrid layout, whose cgroup2 hierarchy at
+    // /sys/fs/cgroup/unified holds the units' cgroups, which is all the route needs.
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target = common::systemd::TARGET;
+    let inside = |path: &Path| {
+        let target_dir = common::shim().parent().unwrap().parent().unwrap();
+        format!(
+            "{target}/{}",
+            path.strip_prefix(target_dir).unwrap().display()
+        )
+    };
+    let peer = inside(&peer);
+    let keepalive = inside(common::keepalive());
+    container.write(
+        "/etc/systemd/system/static.service",
+        &format!("[Service]\nExecStart={peer} hold 7301\n"),
+    );
+    container.start(&["static.service"]);
+    // One connection to the service, held by a client outside its cgroup; the
+    // service's side of it, as ss shows it inside the container. A started service
+    // (Type=simple) may not listen yet.
+    let service_side = || {
+        let listening = || {
+            !container
+                .run_ok(&["ss", "-Hltn", "( sport = :7301 )"])
+                .is_empty()
+        };
+        eventually(listening);
+        let mut client = Proc::spawn(&mut container.enter(&[&peer, "client", "127.0.0.1", "7301"]));
+        client
+            .line("@ connected", Duration::from_secs(20))
+            .expect("client connected");
+        let timers = container.ss_keepalive("( sport = :7301 )");
+        drop(client);
+        timers
+    };
+    assert_eq!(service_side(), [None], "before enable --kernel");
+
+    let enabled = container.run(&[
+        &keepalive,
+        "enable",
+        "--kernel",
+        "--idle",
+        "61",
+        "--interval",
+        "7",
+        "--count",
+        "3",
+        "--now",
+        "static",
+    ]);
+    let said = format!("{}{}", text(&enabled.stdout), text(&enabled.stderr));
+    assert!(
+        enabled.status.success(),
+        "{said}{}",
+        container.diagnose("static.service")
+    );
+    assert!(
+        said.contains("a connection in its cgroup carries SO_KEEPALIVE=1 TCP_KEEPIDLE=61 TCP_KEEPINTVL=7 TCP_KEEPCNT=3"),
+        "{said}"
+    );
+    let drop_in = container.read("/etc/systemd/system/static.service.d/zz-keepalive.conf");
+    assert!(
+        drop_in.contains(&format!(
+            "ExecStartPre=+{keepalive} kernel-attach --idle 61 --interval 7 --count 3\n"
+        )),
+        "{drop_in}"
+    );
+    assert!(!drop_in.contains("LD_PRELOAD"), "{drop_in}");
+    let configured = |what: &str| {
+        let timers = service_side();
+        assert!(
+            matches!(timers.as_slice(), [Some(left)] if *left <= Duration::from_secs(61)),
+            "{what}: {timers:?}"
+        );
+    };
+    configured("after enable --kernel --now");
+    container.run_ok(&["systemctl", "restart", "static.service"]);
+    configured("after a restart");
+
+    let disabled = container.run(&[&keepalive, "disable", "--now", "static"]);
+    assert!(disabled.status.success(), "{disabled:?}");
+    assert_eq!(service_side(), [None], "after disable --now");
+    let pid = container
+        .main_pid("static.service")
+        .expect("static.service runs");
+    let status = container.run_ok(&[&keepalive, "status", &pid.to_string()]);
+    assert_eq!(
+        status.lines().nth(1),
+        Some("configured by: neither the library nor a keepalive sock_ops program"),
+        "{status}"
+    );
+}
+
+/// On a systemd host (systemd 252 in nspawn), `run --kernel` has systemd make the
+/// cgroup, a transient scope: the static program's connections get the settings, the
+/// exit status is the program's, and afterwards no scope, cgroup or program is left.
+#[test]
+fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
+    let test = "run_kernel_on_a_systemd_host_uses_a_transient_scope";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    // bpf(2) allowed through nspawn's seccomp filter, as for enable --kernel.
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target_dir = common::shim().parent().unwrap().parent().unwrap();
+    let inside = |path: &Path| {
+        format!(
+            "{}/{}",
+            common::systemd::TARGET,
+            path.strip_prefix(target_dir).unwrap().display()
+        )
+    };
+    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
+    let mut run = vec![keepalive.as_str(), "run", "--kernel"];
+    run.extend(SETTINGS);
+    run.push("--");
+    let mut pair = run.clone();
+    pair.extend([peer.as_str(), "pair"]);
+    let output = container.run(&pair);
+    assert!(output.status.success(), "{output:?}");
+    let seen = reports(&text(&output.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "{output:?}");
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "{output:?}");
+    let mut exit = run.clone();
+    exit.extend(["sh", "-c", "exit 7"]);
+    assert_eq!(container.run(&exit).status.code(), Some(7));
+
+    // systemd learns that a scope emptied from a cgroup notification and then
+    // removes it: wait for that, bounded.
+    let scopes = || {
+        container.run_ok(&[
+            "systemctl",
+            "list-units",
+            "--all",
+            "--no-legend",
+            "--type=scope",
+            "keepalive-run-*",
+        ])
+    };
+    eventually(|| scopes().trim().is_empty());
+    assert_eq!(scopes().trim(), "", "scopes left");
+    let cgroups = container.run_ok(&["find", "/sys/fs/cgroup/unified", "-name", "keepalive-run-*"]);
+    assert_eq!(cgroups.trim(), "", "cgroups left");
+    // The kernel is the host's: its bpftool sees every loaded program. The kernel
+    // releases a removed cgroup's programs from a work queue.
+    let programs = || {
+        let shown = Command::new("bpftool")
+            .args(["prog", "show", "name", "keepalive"])
+            .output()
+            .expect("run bpftool");
+        text(&shown.stdout)
+    };
+    eventually(|| programs().is_empty());
+    assert_eq!(programs(), "", "programs left");
+}
+
+/// A Go program: Go turns keepalive on (15 s) right after connect returns, after the
+/// kernel's callback, and so overrides the idle time and interval the kernel set; the
+/// options Go leaves alone keep the kernel's (TCP_USER_TIMEOUT always), and a
+/// connection Go leaves alone keeps all of them. `check --kernel` says "in part".
+#[test]
+fn go_sets_its_own_keepalive_over_the_kernels() {
+    let test = "go_sets_its_own_keepalive_over_the_kernels";
+    let _turn = turn();
+    if !root(test) || !have(test, "go") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-kernel");
+    let program = dir.join("gokernel");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&program)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go_kernel/main.go"))
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOPATH", dir.join("path"))
+        .env("HOME", &dir)
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("run go build");
+    assert!(built.status.success(), "go build: {}", text(&built.stderr));
+
+    let kernel = run(true, &[&program]);
+    assert!(kernel.status.success(), "{kernel:?}");
+    let seen = reports(&text(&kernel.stdout));
+    let go = &seen["go-default"];
+    assert_eq!(
+        (
+            &go["keepalive"],
+            &go["idle"],
+            &go["interval"],
+            &go["user_timeout"]
+        ),
+        (
+            &"1".to_string(),
+            &"15".to_string(),
+            &"15".to_string(),
+            &"9000".to_string()
+        ),
+        "Go's own 15 s over the kernel's, the user timeout the kernel's"
+    );
+    assert_eq!(
+        seen["go-off"],
+        fields(&CONFIGURED),
+        "a connection Go left alone"
+    );
+
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        text(&check.stdout).contains("\nkernel route: in part: Go sets"),
+        "{check:?}"
+    );
+}

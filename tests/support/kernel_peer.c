@@ -1,0 +1,208 @@
+/*
+ * TCP connections made the ways preloading cannot see, for tests/kernel.rs; built
+ * with -static, so the library is never loaded into it. Each mode prints one line
+ * per connection with the keepalive settings the kernel holds for it:
+ *   @ LABEL keepalive=1 idle=60 interval=10 count=6 user_timeout=0
+ *
+ *   pair          a listener, a client connected to it, the accepted connection
+ *   pair6         the same over IPv6 (::1)
+ *   own-listener  the same, the listener set up by the program with keepalive on
+ *                 and TCP_KEEPIDLE 333 before listen: accepted connections inherit it
+ *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
+ *   hold PORT     listens on PORT on every address, says "@ listening", holds
+ *                 every connection it accepts and never sends anything
+ *   client ADDR PORT
+ *                 connects, reports, then blocks in read(2) and reports how it ended
+ *                 and when (CLOCK_MONOTONIC, ms): "@ result errno=110 at_ms=..."
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int option(int fd, int level, int name)
+{
+    int value = -1;
+    socklen_t len = sizeof value;
+    if (getsockopt(fd, level, name, &value, &len) != 0)
+        return -1;
+    return value;
+}
+
+static void report(const char *label, int fd)
+{
+    printf("@ %s keepalive=%d idle=%d interval=%d count=%d user_timeout=%d\n", label,
+           option(fd, SOL_SOCKET, SO_KEEPALIVE), option(fd, IPPROTO_TCP, TCP_KEEPIDLE),
+           option(fd, IPPROTO_TCP, TCP_KEEPINTVL), option(fd, IPPROTO_TCP, TCP_KEEPCNT),
+           option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
+    fflush(stdout);
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(3);
+}
+
+/* A listener on a free loopback port; `own` sets keepalive on it first. */
+static int listener(struct sockaddr_in *addr, int own)
+{
+    socklen_t len = sizeof *addr;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0)
+        die("socket");
+    if (own) {
+        int on = 1, idle = 333;
+        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0)
+            die("setsockopt");
+    }
+    if (bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)addr, &len) != 0)
+        die("listen");
+    return fd;
+}
+
+/* `pair` over IPv6: a listener on ::1, a client, the accepted connection. */
+static void pair6(void)
+{
+    struct sockaddr_in6 addr;
+    socklen_t len = sizeof addr;
+    int l = socket(AF_INET6, SOCK_STREAM, 0), client = socket(AF_INET6, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    if (l < 0 || client < 0 || bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(l, 4) != 0 || getsockname(l, (struct sockaddr *)&addr, &len) != 0)
+        die("listen6");
+    if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect6");
+    int accepted = accept(l, 0, 0);
+    if (accepted < 0)
+        die("accept6");
+    report("client", client);
+    report("accepted", accepted);
+}
+
+static int connected(const struct sockaddr_in *addr)
+{
+    int fd = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)addr, sizeof *addr) != 0)
+        die("connect");
+    return fd;
+}
+
+/* One IORING_OP_ACCEPT on `fd`, through io_uring_setup(2) and io_uring_enter(2). */
+static int uring_accept(int fd)
+{
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    int ring = (int)syscall(SYS_io_uring_setup, 1, &params);
+    if (ring < 0)
+        die("io_uring_setup");
+    size_t sq_len = params.sq_off.array + params.sq_entries * sizeof(unsigned);
+    size_t cq_len = params.cq_off.cqes + params.cq_entries * sizeof(struct io_uring_cqe);
+    char *sq = mmap(0, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+                    IORING_OFF_SQ_RING);
+    char *cq = mmap(0, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+                    IORING_OFF_CQ_RING);
+    struct io_uring_sqe *sqes =
+        mmap(0, params.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+    if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED)
+        die("mmap");
+    unsigned *tail = (unsigned *)(sq + params.sq_off.tail);
+    unsigned mask = *(unsigned *)(sq + params.sq_off.ring_mask);
+    unsigned *array = (unsigned *)(sq + params.sq_off.array);
+    unsigned index = *tail & mask;
+    memset(&sqes[index], 0, sizeof sqes[index]);
+    sqes[index].opcode = IORING_OP_ACCEPT;
+    sqes[index].fd = fd;
+    array[index] = index;
+    __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+    if (syscall(SYS_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, 0, 0) < 0)
+        die("io_uring_enter");
+    unsigned *head = (unsigned *)(cq + params.cq_off.head);
+    struct io_uring_cqe *cqes = (struct io_uring_cqe *)(cq + params.cq_off.cqes);
+    unsigned cq_mask = *(unsigned *)(cq + params.cq_off.ring_mask);
+    int res = cqes[*head & cq_mask].res;
+    __atomic_store_n(head, *head + 1, __ATOMIC_RELEASE);
+    if (res < 0) {
+        errno = -res;
+        die("IORING_OP_ACCEPT");
+    }
+    return res;
+}
+
+static long long monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int main(int argc, char **argv)
+{
+    struct sockaddr_in addr;
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "pair") || !strcmp(mode, "own-listener")) {
+        int l = listener(&addr, !strcmp(mode, "own-listener"));
+        int client = connected(&addr);
+        int accepted = accept(l, 0, 0);
+        if (accepted < 0)
+            die("accept");
+        report("client", client);
+        report("accepted", accepted);
+    } else if (!strcmp(mode, "pair6")) {
+        pair6();
+    } else if (!strcmp(mode, "uring")) {
+        int l = listener(&addr, 0);
+        int client = connected(&addr);
+        report("client", client);
+        report("accepted", uring_accept(l));
+    } else if (!strcmp(mode, "hold") && argc == 3) {
+        int on = 1;
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&addr, 0, sizeof addr);
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons((unsigned short)atoi(argv[2]));
+        if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+            bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(l, 16) != 0)
+            die("listen");
+        printf("@ listening\n");
+        fflush(stdout);
+        while (accept(l, 0, 0) >= 0)
+            ;
+        die("accept");
+    } else if (!strcmp(mode, "client") && argc == 4) {
+        memset(&addr, 0, sizeof addr);
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons((unsigned short)atoi(argv[3]));
+        if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1)
+            die("inet_pton");
+        int fd = connected(&addr);
+        report("connected", fd);
+        char buf[64];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+            ;
+        printf("@ result errno=%d at_ms=%lld\n", n == 0 ? 0 : errno, monotonic_ms());
+    } else {
+        fprintf(stderr, "usage: kernel_peer pair|pair6|own-listener|uring|hold PORT|client ADDR PORT\n");
+        return 2;
+    }
+    return 0;
+}
