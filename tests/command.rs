@@ -660,10 +660,23 @@ fn check_follows_scripts_to_their_interpreter() {
     );
 }
 
+/// Where the library is inside a `--root` tree: the tarball's place, one of those
+/// `enable --root` looks at.
+const ROOT_LIBRARY: &str = "/usr/local/lib/libkeepalive.so.0";
+
+/// A scratch tree with the library at [`ROOT_LIBRARY`].
+fn root_with_library(name: &str) -> PathBuf {
+    let root = scratch(name);
+    let library = root.join(ROOT_LIBRARY.trim_start_matches('/'));
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    std::fs::copy(common::shim(), library).unwrap();
+    root
+}
+
 /// A unit tree under `--root`: app.service sets its own LD_PRELOAD and KEEPCNT, and an
 /// override.conf drop-in adds a variable.
 fn unit_root(name: &str) -> PathBuf {
-    let root = scratch(name);
+    let root = root_with_library(name);
     let system = root.join("etc/systemd/system");
     std::fs::create_dir_all(system.join("app.service.d")).unwrap();
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
@@ -719,7 +732,6 @@ fn enable_and_disable_under_root() {
     }
     let root = unit_root("enable");
     let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
-    let library = common::shim();
     let enable = || {
         output(
             cli()
@@ -737,7 +749,7 @@ fn enable_and_disable_under_root() {
     assert_eq!(
         assignments(&text),
         [
-            format!("LD_PRELOAD=/usr/lib/libother.so {}", library.display()),
+            format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}"),
             "KEEPIDLE=60".to_string(),
             "TCP_USER_TIMEOUT=90000".to_string(),
         ]
@@ -778,7 +790,7 @@ fn enable_refuses_without_writing() {
     let enable = |unit: &str| output(cli().args(["enable", unit, "--root"]).arg(&root));
     for (unit, words) in [
         ("../app.service", "not a unit name"),
-        ("nope", "nope.service: no such unit"),
+        ("nope", "no unit nope.service in"),
         ("app.socket", "only a .service"),
     ] {
         let (code, _, stderr) = enable(unit);
@@ -866,10 +878,7 @@ fn enable_a_unit_named_after_the_drop_in() {
     let text = std::fs::read_to_string(system.join("zzz.service.d/zz-keepalive.conf")).unwrap();
     assert_eq!(
         assignments(&text),
-        [format!(
-            "LD_PRELOAD=/usr/lib/libother.so {}",
-            common::shim().display()
-        )]
+        [format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}")]
     );
 }
 
@@ -917,7 +926,8 @@ fn env_help_and_man_page() {
     assert_eq!(
         stdout,
         format!(
-            "LD_PRELOAD={}\nKEEPIDLE=90\nKEEPINTVL=10\nKEEPCNT=5\nKEEPALIVE_DEBUG=1\n",
+            "export LD_PRELOAD={}\nexport KEEPIDLE=90\nexport KEEPINTVL=10\n\
+             export KEEPCNT=5\nexport KEEPALIVE_DEBUG=1\n",
             common::shim().display()
         )
     );
@@ -1009,7 +1019,7 @@ fn library_is_found_beside_the_command() {
         assert_eq!(code, 0, "{library}: {stderr}");
         assert_eq!(
             stdout,
-            format!("LD_PRELOAD={}\n", path.display()),
+            format!("export LD_PRELOAD={}\n", path.display()),
             "{library}"
         );
     }
@@ -1024,7 +1034,7 @@ fn library_is_found_beside_the_command() {
             .current_dir(dir),
     );
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, format!("LD_PRELOAD={}\n", shim.display()));
+    assert_eq!(stdout, format!("export LD_PRELOAD={}\n", shim.display()));
     let (code, _, stderr) = output(
         Command::new(keepalive())
             .args(["env", "--library", "/nonexistent/libkeepalive.so"])
@@ -1041,7 +1051,7 @@ fn library_is_found_beside_the_command() {
 /// under --root as well.
 #[test]
 fn enable_and_disable_a_user_unit() {
-    let root = scratch("enable_user");
+    let root = root_with_library("enable_user");
     let config = Path::new("/home/someone/.config");
     let units = root.join("home/someone/.config/systemd/user");
     std::fs::create_dir_all(&units).unwrap();
@@ -1062,10 +1072,7 @@ fn enable_and_disable_a_user_unit() {
     assert_eq!(code, 0, "{stderr}");
     let drop_in = units.join("agent.service.d/zz-keepalive.conf");
     let text = std::fs::read_to_string(&drop_in).expect("user drop-in written");
-    assert_eq!(
-        assignments(&text),
-        [format!("LD_PRELOAD={}", common::shim().display())]
-    );
+    assert_eq!(assignments(&text), [format!("LD_PRELOAD={ROOT_LIBRARY}")]);
     assert!(
         !root.join("etc/systemd/system/agent.service.d").exists(),
         "wrote a system drop-in for --user"
@@ -1094,10 +1101,7 @@ fn enable_keeps_specifiers_in_the_units_preload() {
     let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
     assert_eq!(
         assignments(&std::fs::read_to_string(drop_in).unwrap()),
-        [format!(
-            "LD_PRELOAD=/opt/%N/libother.so {}",
-            common::shim().display()
-        )]
+        [format!("LD_PRELOAD=/opt/%N/libother.so {ROOT_LIBRARY}")]
     );
     verify(&root, "app.service");
 }

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod env;
 mod failure;
+mod formats;
 mod json;
 mod library;
 mod run;
@@ -16,16 +17,24 @@ mod signals;
 mod status;
 mod unit;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Generate, Subcommand};
+use cli::{Cli, Generate, GenerateCli, Subcommand};
 use failure::Failure;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|first| first == "generate") {
+        return match GenerateCli::try_parse_from(&args[1..]) {
+            Ok(generator) => generate(generator.what).unwrap_or_else(Failure::report),
+            Err(err) => cli::report_parse_error(err),
+        };
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => return cli::report_parse_error(err),
     };
@@ -36,7 +45,6 @@ fn main() -> ExitCode {
         Subcommand::Disable(args) => unit::disable(&args),
         Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Env(args) => env::print(&args),
-        Subcommand::Generate { what } => generate(what),
     };
     result.unwrap_or_else(Failure::report)
 }

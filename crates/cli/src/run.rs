@@ -16,11 +16,12 @@ use crate::signals;
 /// id, the file descriptors and the signal dispositions, and its exit status is the
 /// one the caller sees (execve(2)). Returns only when COMMAND cannot be started.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let config = env::resolve(
+    let resolved = env::resolve(
         &args.settings,
         |name| std::env::var_os(name),
         "in the environment",
     )?;
+    resolved.tell();
     let library = library::find(args.settings.library.as_deref())?;
     let (program, arguments) = args
         .command
@@ -28,10 +29,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
     match check::inspect(program, &Root::host(), Runner::Me) {
         Ok(verdict) if !verdict.reach.reachable() => {
-            failure::warn(format_args!("{}", verdict.warning()));
             if args.strict {
-                return Ok(ExitCode::from(1));
+                return Err(Failure::with_code(1, verdict.refusal()));
             }
+            failure::warn(format_args!("{}", verdict.warning()));
         }
         Ok(_) => {}
         Err(failure) if failure.code == 127 || args.strict => return Err(failure),
@@ -45,7 +46,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     for var in Var::ALL {
         command.env_remove(env::name(var));
     }
-    for (var, value) in config.variables() {
+    for (var, value) in resolved.variables() {
         command.env(env::name(var), value.to_string());
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);

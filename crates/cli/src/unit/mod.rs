@@ -1,0 +1,559 @@
+//! `keepalive enable` and `disable`: a drop-in that preloads the library into a
+//! systemd service, and the proof that the restarted service got it.
+//!
+//! systemd.unit(5): drop-ins in UNIT.d/*.conf are applied after the unit file, in file
+//! name order across all unit directories, and a later `Environment=` assignment of a
+//! variable replaces an earlier one. So the drop-in is named to sort last and carries
+//! the whole `LD_PRELOAD` the unit had, with the library added; an `EnvironmentFile=`
+//! is applied after every `Environment=` (systemd.exec(5)), so one that sets a
+//! variable the drop-in needs is refused instead of being silently lost.
+
+mod files;
+mod name;
+mod sandbox;
+mod systemctl;
+mod verify;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use keepalive_config::Var;
+
+use crate::check::{self, Root, Runner, Verdict};
+use crate::cli::{DisableArgs, EnableArgs, Place};
+use crate::env;
+use crate::failure::{self, Failure};
+use crate::library;
+use files::{Service, Unit};
+use name::Kind;
+use systemctl::Systemctl;
+use verify::Found;
+
+/// The drop-in's file name: after `override.conf` (systemctl edit) and numbered ones.
+const DROP_IN: &str = "zz-keepalive.conf";
+
+/// The first line of every drop-in `enable` writes; `disable` removes only such files.
+const MARKER: &str = "# Written by `keepalive enable`; `keepalive disable` removes it.";
+
+/// One `Environment=` line, quoted for systemd: `"` and `\` are escaped. A `%` is
+/// left alone: systemd expands specifiers after unquoting, so the entries copied from
+/// the unit keep their meaning, and the library's own path is escaped by the caller.
+fn assignment(name: &str, value: &str) -> String {
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("Environment=\"{name}={value}\"\n")
+}
+
+/// `keepalive enable`.
+pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
+    let unit = Unit::new(&args.place)?;
+    if args.place.runtime {
+        if let Some(wins) = unit.drop_in_elsewhere() {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{}: {} takes precedence over a drop-in under /run; run `keepalive disable {}` first",
+                    unit.name,
+                    wins.display(),
+                    unit.name
+                ),
+            ));
+        }
+    }
+    let service = Service::read(&unit)?;
+    // The library as the service names it: with --root, a path inside the tree.
+    let library = match &unit.root {
+        Some(root) => library::find_in(root, args.settings.library.as_deref())?,
+        None => library::find(args.settings.library.as_deref())?,
+    };
+    let inside_root = |dir: &Path, path: &Path| {
+        unit.real(&dir.to_string_lossy())
+            .join(path.strip_prefix("/").unwrap_or(path))
+            .is_file()
+    };
+    if let Some(why) = sandbox::hides(&service, &library, inside_root) {
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{}: {why}, so the library {} would not load; install it where the service \
+                 can read it (the packages use /usr/lib) and name it with --library",
+                unit.name,
+                library.display()
+            ),
+        ));
+    }
+
+    // What an earlier enable set and this one does not set again stays.
+    let drop_in = unit.drop_in();
+    let earlier = files::our_variables(&drop_in);
+    let from_earlier = format!("in {}", drop_in.display());
+    let resolved = env::resolve(
+        &args.settings,
+        |name| {
+            earlier
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| OsString::from(value))
+        },
+        &from_earlier,
+    )?;
+    for (var, value) in resolved.config.variables() {
+        let kept = env::given(&args.settings, var).is_none()
+            && earlier.iter().any(|(n, _)| n == env::name(var));
+        if kept {
+            failure::warn(format_args!(
+                "keepalive: keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
+                env::name(var),
+                unit.name
+            ));
+        }
+    }
+
+    // What the drop-in sets, which nothing applied after it may set again.
+    let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
+        .chain(resolved.variables().iter().map(|(var, _)| env::name(*var)))
+        .collect();
+    let from_files = environment_files(&unit, &service, &ours)?;
+    if let Some((path, name)) = service
+        .later
+        .iter()
+        .find(|(_, name)| ours.contains(&name.as_str()))
+    {
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{}: {} sets {name} after {DROP_IN} would; rename it to sort before {DROP_IN}",
+                unit.name,
+                path.display()
+            ),
+        ));
+    }
+    // The unit's own values of the variables the options leave alone stay in force:
+    // they are checked as `run` checks inherited ones, and an option that replaces
+    // one is said.
+    let from_unit = format!("in {}", unit.name);
+    let against_unit = env::resolve(
+        &args.settings,
+        |name| {
+            let from_file = from_files.iter().rev().find(|(n, _)| n == name);
+            from_file
+                .map(|(_, value)| value.as_str())
+                .or_else(|| service.get(name))
+                .map(OsString::from)
+        },
+        &from_unit,
+    )?;
+    against_unit.tell();
+    let mut variables = resolved.variables();
+    if against_unit.switched_on && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
+        variables.insert(
+            0,
+            (
+                Var::Keepalive,
+                keepalive_config::Value::Mode(keepalive_config::Mode::On),
+            ),
+        );
+    }
+
+    let verdict = check_exec_start(&unit, &service, args.strict)?;
+
+    let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
+    let escaped = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
+    let preload = library::preload(existing.as_deref(), &escaped);
+    let preload = preload.to_string_lossy();
+    if let Some((_, before)) = earlier.iter().rev().find(|(n, _)| n == "LD_PRELOAD") {
+        if *before != preload {
+            failure::warn(format_args!(
+                "keepalive: LD_PRELOAD was {before} in {}; the unit now gives {preload}",
+                drop_in.display()
+            ));
+        }
+    }
+    let mut text = format!("{MARKER}\n[Service]\n");
+    text.push_str(&assignment("LD_PRELOAD", &preload));
+    let mut expected = vec![(
+        "LD_PRELOAD".to_string(),
+        library.to_string_lossy().into_owned(),
+    )];
+    for (var, value) in &variables {
+        text.push_str(&assignment(env::name(*var), &value.to_string()));
+        expected.push((env::name(*var).to_string(), value.to_string()));
+    }
+    let unchanged = std::fs::read_to_string(&drop_in).is_ok_and(|old| old == text);
+    if unchanged {
+        failure::say(format_args!("{} is up to date", drop_in.display()))?;
+    } else {
+        write_atomically(&drop_in, text.as_bytes()).map_err(|err| {
+            Failure::with_code(1, format!("cannot write {}: {err}", drop_in.display()))
+        })?;
+        failure::say(format_args!("wrote {}", drop_in.display()))?;
+    }
+    let Some(systemctl) = reload(&args.place, &unit)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(started) = restart(&args.place, &unit, &systemctl, "to apply it")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    prove(
+        &unit,
+        &systemctl,
+        &service,
+        &library,
+        &expected,
+        verdict.as_ref(),
+        started,
+    )
+}
+
+/// The variables the unit's `EnvironmentFile=`s set; refuses one that sets a variable
+/// of the drop-in, which it would override.
+fn environment_files(
+    unit: &Unit,
+    service: &Service,
+    ours: &[&str],
+) -> Result<Vec<(String, String)>, Failure> {
+    let mut from_files = Vec::new();
+    for (path, optional) in &service.environment_files {
+        let text = match std::fs::read_to_string(unit.real(path)) {
+            Ok(text) => text,
+            Err(_) if *optional => continue,
+            Err(err) => {
+                return Err(Failure::usage(format!(
+                    "{}: EnvironmentFile={path}: {err}",
+                    unit.name
+                )));
+            }
+        };
+        let assignments = files::environment_file(&text);
+        if let Some((name, _)) = assignments
+            .iter()
+            .find(|(name, _)| ours.contains(&name.as_str()))
+        {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{}: EnvironmentFile={path} sets {name}, which overrides the drop-in's \
+                     Environment=; use ExecStart=keepalive run … -- … instead",
+                    unit.name
+                ),
+            ));
+        }
+        from_files.extend(assignments);
+    }
+    Ok(from_files)
+}
+
+/// Checks the unit's `ExecStart=` program as `keepalive check` does: a warning, or
+/// with `--strict` a refusal before anything is written. Returns the verdict on a
+/// program out of reach, the reason a restarted service would lack the library.
+fn check_exec_start(
+    unit: &Unit,
+    service: &Service,
+    strict: bool,
+) -> Result<Option<Verdict>, Failure> {
+    let Some(program) = service.exec_start.as_deref().and_then(exec_program) else {
+        if strict {
+            return Err(Failure::with_code(
+                1,
+                format!("refused: {} has no ExecStart= to check", unit.name),
+            ));
+        }
+        failure::warn(format_args!(
+            "keepalive: warning: {} has no ExecStart= to check",
+            unit.name
+        ));
+        return Ok(None);
+    };
+    let root = Root::under(unit.root.as_deref().unwrap_or(Path::new("/")));
+    match check::inspect(program.as_ref(), &root, Runner::Anyone) {
+        Ok(verdict) if !verdict.reach.reachable() => {
+            if strict {
+                return Err(Failure::with_code(1, verdict.refusal()));
+            }
+            failure::warn(format_args!("{}", verdict.warning()));
+            Ok(Some(verdict))
+        }
+        Ok(_) => Ok(None),
+        Err(failure) if strict => Err(Failure::with_code(
+            1,
+            format!(
+                "refused: cannot check {}'s ExecStart program: {}",
+                unit.name, failure.message
+            ),
+        )),
+        Err(failure) => {
+            failure::warn(format_args!(
+                "keepalive: warning: cannot check {}'s ExecStart program: {}",
+                unit.name, failure.message
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// `keepalive disable`: removes the drop-in `enable` wrote, and nothing else.
+pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
+    let unit = Unit::new(&args.place)?;
+    let path = unit.drop_in();
+    let strays = unit.stray_drop_ins();
+    match std::fs::read_to_string(&path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && strays.is_empty() => {
+            failure::say(format_args!(
+                "{}: no drop-in from keepalive enable ({} does not exist)",
+                unit.name,
+                path.display()
+            ))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
+        Ok(text) if !text.starts_with(MARKER) => {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{}: not written by keepalive enable; left alone",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(_) => remove(&path)?,
+    }
+    for stray in &strays {
+        remove(stray)?;
+    }
+    let Some(systemctl) = reload(&args.place, &unit)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(_) = restart(&args.place, &unit, &systemctl, "to stop preloading")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pid = systemctl.main_pid(unit.name.as_str())?.ok_or_else(|| {
+        Failure::with_code(
+            1,
+            format!("{}: restarted, but has no main process to check", unit.name),
+        )
+    })?;
+    let library = library_in_environment(pid);
+    match library {
+        Some(library) if verify::mapped_anywhere(pid, &library) => Err(Failure::with_code(
+            1,
+            format!(
+                "{}: restarted, and process {pid} still has {} mapped: another drop-in or \
+                 the unit itself preloads it (systemctl cat {})",
+                unit.name,
+                library.display(),
+                unit.name
+            ),
+        )),
+        _ => {
+            failure::say(format_args!(
+                "verified: {} restarted without the library (process {pid}, {})",
+                unit.name,
+                verify::comm(pid)
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The libkeepalive entry of a process's `LD_PRELOAD`, if any.
+fn library_in_environment(pid: u32) -> Option<PathBuf> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let preload = environ
+        .split(|&b| b == 0)
+        .find_map(|pair| pair.strip_prefix(b"LD_PRELOAD="))?;
+    String::from_utf8_lossy(preload)
+        .split([' ', ':'])
+        .find(|entry| entry.contains("libkeepalive"))
+        .map(PathBuf::from)
+}
+
+fn remove(path: &Path) -> Result<(), Failure> {
+    std::fs::remove_file(path)
+        .map_err(|err| Failure::with_code(1, format!("cannot remove {}: {err}", path.display())))?;
+    // The directory goes too when nothing else is in it; a non-empty one stays.
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    failure::say(format_args!("removed {}", path.display()))
+}
+
+/// The program of an `ExecStart=` line: the first word, without the prefixes
+/// `@ - : + !` (systemd.service(5)).
+fn exec_program(line: &str) -> Option<String> {
+    let line = line.trim_start_matches(['@', '-', ':', '+', '!']);
+    files::words(line).into_iter().next()
+}
+
+/// Writes `path` whole or not at all: a temporary file in the same directory, flushed
+/// to disk, then renamed over it (rename(2) is atomic within a file system).
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // systemd reads only *.conf, so a temporary file left by a crash is ignored.
+    let partial = dir.join(format!(".{DROP_IN}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// `systemctl daemon-reload` when systemd runs here (not for `--root`), as `systemctl
+/// edit` does after writing a drop-in: until then systemd keeps the old settings and
+/// warns that the unit changed on disk. Returns the systemctl to go on with.
+fn reload(place: &Place, unit: &Unit) -> Result<Option<Systemctl>, Failure> {
+    if place.root.is_some() {
+        return Ok(None);
+    }
+    if !Systemctl::booted() {
+        if place.now {
+            return Err(Failure::with_code(1, "--now: systemd is not running here"));
+        }
+        let scope = if place.user { "--user " } else { "" };
+        failure::say(format_args!(
+            "when systemd runs: systemctl {scope}daemon-reload && systemctl {scope}try-restart {}",
+            unit.name
+        ))?;
+        return Ok(None);
+    }
+    let systemctl = Systemctl::new(place.user);
+    systemctl.run(&["daemon-reload"])?;
+    Ok(Some(systemctl))
+}
+
+/// With `--now`, `systemctl try-restart` the unit: a stopped unit stays stopped, and a
+/// template is never started. Without it, says the command that applies the change.
+/// Returns when the restart began (seconds since the epoch), when there was one.
+fn restart(
+    place: &Place,
+    unit: &Unit,
+    systemctl: &Systemctl,
+    what: &str,
+) -> Result<Option<u64>, Failure> {
+    let name = unit.name.as_str();
+    let scope = if place.user { "--user " } else { "" };
+    if unit.name.kind() == Kind::Template {
+        failure::say(format_args!(
+            "{name} is a template: its instances get the drop-in when they (re)start; \
+             {what}: systemctl {scope}try-restart '{}'",
+            name.replace("@.service", "@*.service")
+        ))?;
+        return Ok(None);
+    }
+    if !place.now {
+        failure::say(format_args!("{what}: systemctl {scope}try-restart {name}"))?;
+        return Ok(None);
+    }
+    if !systemctl.running(name)? {
+        failure::say(format_args!(
+            "{name} is not running; left stopped (the change applies when it starts)"
+        ))?;
+        return Ok(None);
+    }
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or_default();
+    systemctl.run(&["try-restart", "--", name])?;
+    Ok(Some(started))
+}
+
+/// After the restart: the service's processes have the library and the variables, or
+/// the command fails with the most specific reason it can find.
+fn prove(
+    unit: &Unit,
+    systemctl: &Systemctl,
+    service: &Service,
+    library: &Path,
+    expected: &[(String, String)],
+    verdict: Option<&Verdict>,
+    started: u64,
+) -> Result<ExitCode, Failure> {
+    let name = unit.name.as_str();
+    let failed =
+        |why: String| Failure::with_code(1, format!("{name}: restarted without keepalive: {why}"));
+    let Some(pid) = systemctl.main_pid(name)? else {
+        let state = systemctl.property(name, "ActiveState")?;
+        return Err(failed(format!(
+            "it has no main process to look at (ActiveState={state}; systemctl status {name})"
+        )));
+    };
+    match verify::service(pid, library, expected) {
+        Found::Proven { pid, comm } => {
+            let settings: Vec<String> = expected
+                .iter()
+                .skip(1)
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            let settings = if settings.is_empty() {
+                "the kernel's timers".to_string()
+            } else {
+                settings.join(" ")
+            };
+            failure::say(format_args!(
+                "verified: {name} process {pid} ({comm}) has {} mapped, with {settings}",
+                library.display()
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Found::Environment { pid, missing } => Err(failed(format!(
+            "process {pid} has the library mapped but not {missing} in its environment \
+             (systemctl cat {name} shows what sets it)"
+        ))),
+        Found::NotMapped { pid } => {
+            let inside = |_: &Path, _: &Path| true;
+            let why = sandbox::hides(service, library, inside)
+                .or_else(|| systemctl.journal_line(name, started, "cannot be preloaded"))
+                .or_else(|| {
+                    verdict.map(|verdict| {
+                        format!(
+                            "preloading cannot reach {}: {}",
+                            verdict.chain(),
+                            verdict.reach
+                        )
+                    })
+                })
+                .unwrap_or_else(|| {
+                    format!(
+                        "process {pid} ({}) and its children do not have {} mapped",
+                        verify::comm(pid),
+                        library.display()
+                    )
+                });
+            Err(failed(why))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_prefixes_are_not_the_program() {
+        assert_eq!(
+            exec_program("-@/usr/bin/app --x").as_deref(),
+            Some("/usr/bin/app")
+        );
+        assert_eq!(exec_program("!!app").as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn assignments_escape_for_systemd() {
+        assert_eq!(
+            assignment("A", r#"x"%i\"#),
+            "Environment=\"A=x\\\"%i\\\\\"\n"
+        );
+    }
+}
