@@ -278,12 +278,22 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// A program name (looked up in PATH) or a path
+    /// A program name (looked up in PATH) or a path; with --unit, a service
     #[arg(value_name = "COMMAND|PATH")]
     pub program: OsString,
     /// One JSON object instead of the line
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unit")]
     pub json: bool,
+    /// Check a service instead: its ExecStart program, and whether the drop-in of
+    /// `keepalive enable` still matches the unit (exit 1 when it has drifted)
+    #[arg(long)]
+    pub unit: bool,
+    /// With --unit: a user unit
+    #[arg(long, requires = "unit")]
+    pub user: bool,
+    /// With --unit: the file system under DIR instead of /
+    #[arg(long, value_name = "DIR", requires = "unit")]
+    pub root: Option<PathBuf>,
 }
 
 /// Where the unit lives.

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keepalive_config::Var;
+use keepalive_config::{Mode, Value, Var};
 
 use crate::check::{self, Root, Runner, Verdict};
-use crate::cli::{DisableArgs, EnableArgs, Place};
+use crate::cli::{CheckArgs, DisableArgs, EnableArgs, Place, Settings};
 use crate::env;
 use crate::failure::{self, Failure};
 use crate::library;
@@ -46,10 +46,29 @@ fn assignment(name: &str, value: &str) -> String {
     format!("Environment=\"{name}={value}\"\n")
 }
 
-/// `keepalive enable`.
-pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
-    let unit = Unit::new(&args.place)?;
-    if args.place.runtime {
+/// What `enable` would write, and what it found on the way.
+struct Plan {
+    unit: Unit,
+    service: Service,
+    /// The library as the service names it.
+    library: PathBuf,
+    drop_in: PathBuf,
+    text: String,
+    /// The variables the service's processes must have, `LD_PRELOAD` first.
+    expected: Vec<(String, String)>,
+    /// The verdict on an ExecStart program out of reach.
+    verdict: Option<Verdict>,
+    /// Lines about the earlier drop-in: variables kept, a copy of the unit's
+    /// `LD_PRELOAD` that has drifted.
+    notes: Vec<String>,
+    /// The `LD_PRELOAD` of the earlier drop-in, when the unit now gives another.
+    drifted: Option<(String, String)>,
+}
+
+/// Reads the unit, refuses what would not work, and composes the drop-in.
+fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
+    let unit = Unit::new(place)?;
+    if place.runtime {
         if let Some(wins) = unit.drop_in_elsewhere() {
             return Err(Failure::with_code(
                 1,
@@ -65,8 +84,8 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
     let library = match &unit.root {
-        Some(root) => library::find_in(root, args.settings.library.as_deref())?,
-        None => library::find(args.settings.library.as_deref())?,
+        Some(root) => library::find_in(root, settings.library.as_deref())?,
+        None => library::find(settings.library.as_deref())?,
     };
     let inside_root = |dir: &Path, path: &Path| {
         unit.real(&dir.to_string_lossy())
@@ -90,7 +109,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let earlier = files::our_variables(&drop_in);
     let from_earlier = format!("in {}", drop_in.display());
     let resolved = env::resolve(
-        &args.settings,
+        settings,
         |name| {
             earlier
                 .iter()
@@ -100,12 +119,13 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         },
         &from_earlier,
     )?;
+    let mut notes = resolved.overridden.clone();
     for (var, value) in resolved.config.variables() {
-        let kept = env::given(&args.settings, var).is_none()
-            && earlier.iter().any(|(n, _)| n == env::name(var));
+        let kept =
+            env::given(settings, var).is_none() && earlier.iter().any(|(n, _)| n == env::name(var));
         if kept {
-            failure::warn(format_args!(
-                "keepalive: keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
+            notes.push(format!(
+                "keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
                 env::name(var),
                 unit.name
             ));
@@ -136,7 +156,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     // one is said.
     let from_unit = format!("in {}", unit.name);
     let against_unit = env::resolve(
-        &args.settings,
+        settings,
         |name| {
             let from_file = from_files.iter().rev().find(|(n, _)| n == name);
             from_file
@@ -146,33 +166,26 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         },
         &from_unit,
     )?;
-    against_unit.tell();
+    notes.extend(against_unit.overridden.iter().cloned());
     let mut variables = resolved.variables();
     if against_unit.switched_on && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
-        variables.insert(
-            0,
-            (
-                Var::Keepalive,
-                keepalive_config::Value::Mode(keepalive_config::Mode::On),
-            ),
-        );
+        variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
     }
 
-    let verdict = check_exec_start(&unit, &service, args.strict)?;
+    let verdict = check_exec_start(&unit, &service, strict)?;
 
     let existing = service.get("LD_PRELOAD").map(OsString::from);
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let escaped = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
-    let preload = library::preload(existing.as_deref(), &escaped);
-    let preload = preload.to_string_lossy();
-    if let Some((_, before)) = earlier.iter().rev().find(|(n, _)| n == "LD_PRELOAD") {
-        if *before != preload {
-            failure::warn(format_args!(
-                "keepalive: LD_PRELOAD was {before} in {}; the unit now gives {preload}",
-                drop_in.display()
-            ));
-        }
-    }
+    let preload = library::preload(existing.as_deref(), &escaped)
+        .to_string_lossy()
+        .into_owned();
+    let drifted = earlier
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "LD_PRELOAD")
+        .filter(|(_, before)| *before != preload)
+        .map(|(_, before)| (before.clone(), preload.clone()));
     let mut text = format!("{MARKER}\n[Service]\n");
     text.push_str(&assignment("LD_PRELOAD", &preload));
     let mut expected = vec![(
@@ -183,30 +196,94 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         text.push_str(&assignment(env::name(*var), &value.to_string()));
         expected.push((env::name(*var).to_string(), value.to_string()));
     }
-    let unchanged = std::fs::read_to_string(&drop_in).is_ok_and(|old| old == text);
-    if unchanged {
-        failure::say(format_args!("{} is up to date", drop_in.display()))?;
-    } else {
-        write_atomically(&drop_in, text.as_bytes()).map_err(|err| {
-            Failure::with_code(1, format!("cannot write {}: {err}", drop_in.display()))
-        })?;
-        failure::say(format_args!("wrote {}", drop_in.display()))?;
+    Ok(Plan {
+        unit,
+        service,
+        library,
+        drop_in,
+        text,
+        expected,
+        verdict,
+        notes,
+        drifted,
+    })
+}
+
+/// `keepalive enable`.
+pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
+    let plan = plan(&args.place, &args.settings, args.strict)?;
+    for note in &plan.notes {
+        failure::warn(format_args!("keepalive: {note}"));
     }
-    let Some(systemctl) = reload(&args.place, &unit)? else {
+    if let Some((before, now)) = &plan.drifted {
+        failure::warn(format_args!(
+            "keepalive: LD_PRELOAD was {before} in {}; the unit now gives {now}",
+            plan.drop_in.display()
+        ));
+    }
+    let unchanged = std::fs::read_to_string(&plan.drop_in).is_ok_and(|old| old == plan.text);
+    if unchanged {
+        failure::say(format_args!("{} is up to date", plan.drop_in.display()))?;
+    } else {
+        write_atomically(&plan.drop_in, plan.text.as_bytes()).map_err(|err| {
+            Failure::with_code(1, format!("cannot write {}: {err}", plan.drop_in.display()))
+        })?;
+        failure::say(format_args!("wrote {}", plan.drop_in.display()))?;
+    }
+    let Some(systemctl) = reload(&args.place, &plan.unit)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let Some(started) = restart(&args.place, &unit, &systemctl, "to apply it")? else {
+    let Some(started) = restart(&args.place, &plan.unit, &systemctl, "to apply it")? else {
         return Ok(ExitCode::SUCCESS);
     };
-    prove(
-        &unit,
-        &systemctl,
-        &service,
-        &library,
-        &expected,
-        verdict.as_ref(),
-        started,
-    )
+    prove(&plan, &systemctl, started)
+}
+
+/// `keepalive check --unit`: whether the drop-in `enable` wrote is still what it would
+/// write now. A unit edited since (its own `LD_PRELOAD`, above all) leaves a stale copy
+/// in the drop-in, which systemd applies last and so silently wins.
+pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let place = Place {
+        unit: args.program.to_string_lossy().into_owned(),
+        user: args.user,
+        root: args.root.clone(),
+        now: false,
+        runtime: false,
+    };
+    let unit = Unit::new(&place)?;
+    let mut place = place;
+    if !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some() {
+        place.runtime = true;
+    }
+    let plan = plan(&place, &Settings::default(), false)?;
+    let name = &plan.unit.name;
+    let shown = plan.drop_in.display();
+    if !files::is_ours(&plan.drop_in) {
+        failure::say(format_args!(
+            "{name}: not enabled: no drop-in from keepalive enable ({shown})"
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    if let Some((before, now)) = &plan.drifted {
+        failure::say(format_args!(
+            "{name}: drifted: {shown} copies LD_PRELOAD={before}, the unit now gives {now}; \
+             `keepalive enable {name}` refreshes it"
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    if std::fs::read_to_string(&plan.drop_in).is_ok_and(|old| old != plan.text) {
+        failure::say(format_args!(
+            "{name}: drifted: {shown} is not what `keepalive enable {name}` writes now \
+             (library {}); run it again",
+            plan.library.display()
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    failure::say(format_args!(
+        "{name}: up to date: {shown} preloads {}",
+        plan.library.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The variables the unit's `EnvironmentFile=`s set; refuses one that sets a variable
@@ -471,16 +548,9 @@ fn restart(
 
 /// After the restart: the service's processes have the library and the variables, or
 /// the command fails with the most specific reason it can find.
-fn prove(
-    unit: &Unit,
-    systemctl: &Systemctl,
-    service: &Service,
-    library: &Path,
-    expected: &[(String, String)],
-    verdict: Option<&Verdict>,
-    started: u64,
-) -> Result<ExitCode, Failure> {
-    let name = unit.name.as_str();
+fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, Failure> {
+    let name = plan.unit.name.as_str();
+    let library = &plan.library;
     let failed =
         |why: String| Failure::with_code(1, format!("{name}: restarted without keepalive: {why}"));
     let Some(pid) = systemctl.main_pid(name)? else {
@@ -489,9 +559,10 @@ fn prove(
             "it has no main process to look at (ActiveState={state}; systemctl status {name})"
         )));
     };
-    match verify::service(pid, library, expected) {
+    match verify::service(pid, library, &plan.expected) {
         Found::Proven { pid, comm } => {
-            let settings: Vec<String> = expected
+            let settings: Vec<String> = plan
+                .expected
                 .iter()
                 .skip(1)
                 .map(|(name, value)| format!("{name}={value}"))
@@ -512,11 +583,11 @@ fn prove(
              (systemctl cat {name} shows what sets it)"
         ))),
         Found::NotMapped { pid } => {
-            let inside = |_: &Path, _: &Path| true;
-            let why = sandbox::hides(service, library, inside)
+            let anywhere = |_: &Path, _: &Path| true;
+            let why = sandbox::hides(&plan.service, library, anywhere)
                 .or_else(|| systemctl.journal_line(name, started, "cannot be preloaded"))
                 .or_else(|| {
-                    verdict.map(|verdict| {
+                    plan.verdict.as_ref().map(|verdict| {
                         format!(
                             "preloading cannot reach {}: {}",
                             verdict.chain(),

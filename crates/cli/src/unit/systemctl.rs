@@ -3,6 +3,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// How long a line a service wrote may take to reach the journal.
+const JOURNAL_WAIT: Duration = Duration::from_secs(5);
 
 use crate::failure::Failure;
 
@@ -85,21 +89,30 @@ impl Systemctl {
     }
 
     /// The last journal line of `unit` since `since` (seconds since the epoch) that
-    /// contains `needle`.
+    /// contains `needle`. journald reads a service's stderr from a socket and may not
+    /// have stored a line yet when the process that wrote it is seen; so the journal is
+    /// asked again for up to [`JOURNAL_WAIT`].
     pub fn journal_line(&self, unit: &str, since: u64, needle: &str) -> Option<String> {
-        let mut command = Command::new("journalctl");
-        if self.user {
-            command.arg("--user");
+        let deadline = Instant::now() + JOURNAL_WAIT;
+        loop {
+            let mut command = Command::new("journalctl");
+            if self.user {
+                command.arg("--user");
+            }
+            let output = command
+                .args(["--no-pager", "-q", "-o", "cat", "-u", unit])
+                .arg(format!("--since=@{since}"))
+                .output()
+                .ok()?;
+            let found = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .rev()
+                .find(|line| line.contains(needle))
+                .map(|line| line.trim().to_string());
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let output = command
-            .args(["--no-pager", "-q", "-o", "cat", "-u", unit])
-            .arg(format!("--since=@{since}"))
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .rev()
-            .find(|line| line.contains(needle))
-            .map(|line| line.trim().to_string())
     }
 }
