@@ -1184,3 +1184,327 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
         .expect("run keepalive status");
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+/// Runs `script` in `shell` (`bash` or `dash`) with a clean environment; its stdout.
+fn shell(shell: &str, script: &str) -> String {
+    let out = Command::new(shell)
+        .args(["-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("KEEPALIVE_LIBRARY", common::shim())
+        .output()
+        .unwrap_or_else(|err| panic!("run {shell}: {err}"));
+    assert!(
+        out.status.success(),
+        "{shell} -c {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `eval "$(keepalive env …)"` in bash and dash exports the variables to the programs
+/// the shell then starts, with an LD_PRELOAD the shell already had kept in front, as
+/// `run` keeps it.
+#[test]
+fn env_output_is_exported_by_eval_in_bash_and_dash() {
+    let test = "env_output_is_exported_by_eval_in_bash_and_dash";
+    let command = keepalive().display().to_string();
+    for sh in ["bash", "dash"] {
+        if !have(test, sh) {
+            continue;
+        }
+        let script = format!(
+            "export LD_PRELOAD=libm.so.6; eval \"$({command} env --idle 60 --count 4)\" && \
+             env | grep -E '^(KEEP[A-Z]*|LD_PRELOAD)=' | sort"
+        );
+        assert_eq!(
+            shell(sh, &script),
+            format!(
+                "KEEPCNT=4\nKEEPIDLE=60\nLD_PRELOAD=libm.so.6 {}\n",
+                common::shim().display()
+            ),
+            "{sh}"
+        );
+    }
+}
+
+/// The other formats, each read by what reads it: systemd's own parser for
+/// `Environment=` (systemd-analyze verify on a unit holding the lines), the documented
+/// `--env-file` rules (NAME=value, taken verbatim, so no quote or blank), and YAML for
+/// a Kubernetes container's `env:` list.
+#[test]
+fn env_formats_for_systemd_env_files_and_kubernetes() {
+    let test = "env_formats_for_systemd_env_files_and_kubernetes";
+    let env = |format: &str| {
+        let (code, stdout, stderr) =
+            output(cli().args(["env", "--idle", "90s", "--mode", "skip", "--format", format]));
+        assert_eq!(code, 0, "{format}: {stderr}");
+        stdout
+    };
+    let library = common::shim().display().to_string();
+
+    let env_file = env("env-file");
+    assert_eq!(
+        env_file,
+        format!("LD_PRELOAD={library}\nKEEPALIVE=skip\nKEEPIDLE=90\n")
+    );
+    for line in env_file.lines() {
+        let (name, value) = line.split_once('=').expect("NAME=value");
+        assert!(
+            name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+            "{line}"
+        );
+        assert!(!value.contains(['"', '\'', ' ', '\t']), "{line}");
+    }
+
+    let systemd = env("systemd");
+    if have(test, "systemd-analyze") {
+        let root = root_with_library("env_systemd");
+        let units = root.join("etc/systemd/system");
+        std::fs::create_dir_all(&units).unwrap();
+        std::fs::write(
+            units.join("pasted.service"),
+            format!("[Service]\nExecStart=/usr/bin/sleep infinity\n{systemd}"),
+        )
+        .unwrap();
+        verify(&root, "pasted.service");
+    }
+    assert_eq!(
+        systemd,
+        format!(
+            "Environment=\"LD_PRELOAD={library}\"\nEnvironment=\"KEEPALIVE=skip\"\n\
+             Environment=\"KEEPIDLE=90\"\n"
+        )
+    );
+
+    let kubernetes = env("kubernetes");
+    if have(test, "/usr/bin/python3") {
+        let parsed = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.argv[1])))",
+            ])
+            .arg(&kubernetes)
+            .output()
+            .expect("run python3");
+        if parsed.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&parsed.stdout).trim(),
+                format!(
+                    "[{{\"name\": \"LD_PRELOAD\", \"value\": \"{library}\"}}, \
+                     {{\"name\": \"KEEPALIVE\", \"value\": \"skip\"}}, \
+                     {{\"name\": \"KEEPIDLE\", \"value\": \"90\"}}]"
+                )
+            );
+        } else {
+            skip(test, "Python's yaml module (python3-yaml) is not installed");
+        }
+    }
+}
+
+/// A library path with a blank or a colon is one ld.so(8) would split into two
+/// entries and load neither: `run`, `env` and `enable` refuse it with exit 2.
+#[test]
+fn library_paths_ld_so_would_split_are_refused() {
+    let dir = scratch("split_paths");
+    let marker = dir.join("started");
+    for name in ["lib dir", "lib:dir"] {
+        let library = dir.join(name).join("libkeepalive.so");
+        std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+        std::fs::copy(common::shim(), &library).unwrap();
+        let (code, _, stderr) = output(
+            cli()
+                .args(["run", "--library"])
+                .arg(&library)
+                .args(["--", "touch"])
+                .arg(&marker),
+        );
+        assert_eq!(
+            (code, stderr.lines().count()),
+            (2, 1),
+            "run {name}: {stderr}"
+        );
+        assert!(stderr.contains("separates LD_PRELOAD entries"), "{stderr}");
+        assert!(!marker.exists(), "run {name}: the program ran");
+        let (code, stdout, stderr) = output(cli().args(["env", "--library"]).arg(&library));
+        assert_eq!((code, stdout.as_str()), (2, ""), "env {name}: {stderr}");
+    }
+    let root = unit_root("split_paths_unit");
+    let library = root.join("opt/lib dir/libkeepalive.so");
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    std::fs::copy(common::shim(), &library).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args([
+                "enable",
+                "app",
+                "--library",
+                "/opt/lib dir/libkeepalive.so",
+                "--root",
+            ])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        !root
+            .join("etc/systemd/system/app.service.d/zz-keepalive.conf")
+            .exists()
+    );
+}
+
+/// With `--root`, the library is the one inside the tree: a path that exists only on
+/// this machine, or a link that leads out of the tree, is refused before anything is
+/// written.
+#[test]
+fn enable_under_root_takes_the_library_inside_it() {
+    let root = unit_root("root_library");
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let host_only = common::shim().display().to_string();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--library", &host_only, "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such library file inside"), "{stderr}");
+    std::os::unix::fs::symlink(common::shim(), root.join("usr/local/lib/escape.so")).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args([
+                "enable",
+                "app",
+                "--library",
+                "/usr/local/lib/escape.so",
+                "--root",
+            ])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!drop_in.exists());
+}
+
+/// `enable --strict` writes nothing for a unit whose ExecStart program preloading
+/// cannot reach, and `run --strict` refuses in a line that is a refusal, not a warning.
+#[test]
+fn strict_refuses_in_its_own_words() {
+    let test = "strict_refuses_in_its_own_words";
+    let Some(program) = sockopt(test, "cc", &["-static"], "sockopt-static-strict") else {
+        return;
+    };
+    let root = unit_root("strict");
+    std::fs::copy(&program, root.join("usr/bin/static-app")).unwrap();
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/bin/sleep infinity", "/usr/bin/static-app");
+    std::fs::write(&unit, text).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--strict", "--root"])
+            .arg(&root),
+    );
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: preloading cannot reach /usr/bin/static-app")
+            && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    assert!(
+        !root
+            .join("etc/systemd/system/app.service.d/zz-keepalive.conf")
+            .exists()
+    );
+
+    let (code, _, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: ") && !stderr.contains("warning"),
+        "{stderr}"
+    );
+}
+
+/// An option given on the command line wins over an inherited variable it
+/// contradicts, and a line on stderr says so: timers over `KEEPALIVE=off` turn
+/// keepalive on, `--idle` replaces an inherited `KEEPIDLE`.
+#[test]
+fn explicit_options_beat_inherited_variables() {
+    let (code, stdout, stderr) = output(
+        cli()
+            .args(["run", "--idle", "60", "--", "sh", "-c"])
+            .arg("env | grep -E '^KEEP' | sort")
+            .env("KEEPALIVE", "off")
+            .env("KEEPIDLE", "30"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "KEEPALIVE=on\nKEEPIDLE=60\n");
+    assert!(
+        stderr.contains("--idle 60 replaces KEEPIDLE='30' in the environment")
+            && stderr.contains("--idle turns keepalive on over KEEPALIVE=off in the environment"),
+        "{stderr}"
+    );
+    // --mode off given with the timers is obeyed, silently.
+    let (code, stdout, stderr) = output(
+        cli()
+            .args(["run", "--mode", "off", "--idle", "60", "--", "sh", "-c"])
+            .arg("env | grep -E '^KEEPALIVE=' | sort")
+            .env("KEEPALIVE", "off"),
+    );
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (0, "KEEPALIVE=off\n", "")
+    );
+}
+
+/// Values the command refuses are refused in words: a negative duration reaches the
+/// library's parser (not clap's "unexpected argument"), a PID beyond pid_t is "not a
+/// process ID" (no Rust integer range).
+#[test]
+fn odd_numbers_are_refused_in_words() {
+    let (code, _, stderr) = output(cli().args(["run", "--idle", "-5", "--", "true"]));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    assert!(
+        stderr.contains("'-5'") && stderr.contains("whole seconds from 1 to 32767"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(cli().args(["status", "2147483648"]));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    assert!(
+        stderr.contains("'2147483648': not a process ID") && !stderr.contains("too large"),
+        "{stderr}"
+    );
+}
+
+/// The bash completion, sourced into a real bash and asked as readline would ask it:
+/// `--mode` completes to its three values (not to file names), and the subcommands
+/// offered are the documented ones, without the packaging-only `generate`.
+#[test]
+fn bash_completion_offers_modes_and_no_hidden_subcommand() {
+    let test = "bash_completion_offers_modes_and_no_hidden_subcommand";
+    if !have(test, "bash") {
+        return;
+    }
+    let (code, script, _) = output(cli().args(["generate", "completions", "bash"]));
+    assert_eq!(code, 0);
+    let path = scratch("completion").join("keepalive.bash");
+    std::fs::write(&path, script).unwrap();
+    let ask = |words: &str| {
+        shell(
+            "bash",
+            &format!(
+                "source {}; COMP_WORDS=({words} ''); COMP_CWORD=${{#COMP_WORDS[@]}}; \
+                 COMP_CWORD=$((COMP_CWORD - 1)); COMP_LINE=\"{words} \"; COMP_POINT=${{#COMP_LINE}}; \
+                 _keepalive keepalive '' \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+                path.display()
+            ),
+        )
+    };
+    assert_eq!(ask("keepalive run --mode").trim(), "on skip off");
+    let subcommands = ask("keepalive");
+    for sub in ["run", "check", "enable", "disable", "status", "env"] {
+        assert!(
+            subcommands.split_whitespace().any(|w| w == sub),
+            "{subcommands}"
+        );
+    }
+    assert!(!subcommands.contains("generate"), "{subcommands}");
+}
