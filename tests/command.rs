@@ -960,6 +960,12 @@ fn env_help_and_man_page() {
             "no section for {sub}"
         );
     }
+    for section in ["ENVIRONMENT", "EXIT STATUS", "FILES", "EXAMPLES"] {
+        assert!(
+            man.contains(&format!(".SH \"{section}\"")),
+            "keepalive(1) has no {section}"
+        );
+    }
     if have(test, "mandoc") {
         let mut lint = Command::new("mandoc")
             .args(["-Tlint", "-Werror"])

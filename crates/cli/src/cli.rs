@@ -40,7 +40,8 @@ The library is found beside the command (target/release/libkeepalive.so, or \
 KEEPALIVE_LIBRARY names it.
 
 Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
-reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status.";
+reach, --strict refuses it, or enable --now cannot prove the service got the library, \
+2 for bad input. run exits with COMMAND's status.";
 
 /// keepalive(1), ENVIRONMENT: what the command itself reads.
 const MAN_ENVIRONMENT: &str = "\

@@ -49,9 +49,13 @@ impl Unit {
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
                 .ok_or_else(|| Failure::usage("--user: neither XDG_CONFIG_HOME nor HOME is set"))?;
+            // systemd.unit(5): $XDG_RUNTIME_DIR/systemd/user, which pam_systemd sets
+            // to /run/user/UID.
+            // SAFETY: getuid(2) cannot fail.
+            let uid = unsafe { libc::getuid() };
             let runtime = std::env::var_os("XDG_RUNTIME_DIR")
                 .map(|dir| Path::new(&dir).join("systemd/user"))
-                .unwrap_or_else(|| PathBuf::from("/run/user/0/systemd/user"));
+                .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}/systemd/user")));
             let system: &[&str] = &[
                 "/etc/systemd/user",
                 "/usr/local/share/systemd/user",

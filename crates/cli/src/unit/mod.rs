@@ -243,18 +243,16 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// write now. A unit edited since (its own `LD_PRELOAD`, above all) leaves a stale copy
 /// in the drop-in, which systemd applies last and so silently wins.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let place = Place {
+    let mut place = Place {
         unit: args.program.to_string_lossy().into_owned(),
         user: args.user,
         root: args.root.clone(),
         now: false,
         runtime: false,
     };
+    // The drop-in is under /run when `enable --runtime` wrote it.
     let unit = Unit::new(&place)?;
-    let mut place = place;
-    if !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some() {
-        place.runtime = true;
-    }
+    place.runtime = !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some();
     let plan = plan(&place, &Settings::default(), false)?;
     let name = &plan.unit.name;
     let shown = plan.drop_in.display();

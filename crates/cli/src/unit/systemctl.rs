@@ -95,12 +95,10 @@ impl Systemctl {
     pub fn journal_line(&self, unit: &str, since: u64, needle: &str) -> Option<String> {
         let deadline = Instant::now() + JOURNAL_WAIT;
         loop {
-            let mut command = Command::new("journalctl");
-            if self.user {
-                command.arg("--user");
-            }
-            let output = command
-                .args(["--no-pager", "-q", "-o", "cat", "-u", unit])
+            // A user service's lines are in the user's journal, under --user-unit.
+            let select = if self.user { "--user-unit" } else { "--unit" };
+            let output = Command::new("journalctl")
+                .args(["--no-pager", "-q", "-o", "cat", select, unit])
                 .arg(format!("--since=@{since}"))
                 .output()
                 .ok()?;
