@@ -1514,3 +1514,27 @@ fn bash_completion_offers_modes_and_no_hidden_subcommand() {
     }
     assert!(!subcommands.contains("generate"), "{subcommands}");
 }
+
+/// `--runtime` writes under /run; a drop-in of enable's under /etc takes precedence
+/// over it, so `--runtime` is refused then; `disable` removes both, since either left
+/// behind would keep preloading.
+#[test]
+fn runtime_drop_ins_and_disable_removing_both() {
+    let root = unit_root("runtime");
+    let runtime = root.join("run/systemd/system/app.service.d/zz-keepalive.conf");
+    let local = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let run = |args: &[&str]| output(cli().args(args).arg("--root").arg(&root));
+    let (code, stdout, stderr) = run(&["enable", "app", "--runtime"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&runtime.display().to_string()), "{stdout}");
+    assert!(runtime.exists() && !local.exists());
+    let (code, _, stderr) = run(&["enable", "app", "--idle", "30"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(local.exists());
+    let (code, _, stderr) = run(&["enable", "app", "--runtime", "--idle", "20"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("takes precedence"), "{stderr}");
+    let (code, stdout, stderr) = run(&["disable", "app"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!runtime.exists() && !local.exists(), "{stdout}");
+}

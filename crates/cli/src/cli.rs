@@ -179,8 +179,10 @@ pub enum Subcommand {
     /// Remove the drop-in `keepalive enable` wrote, and nothing else
     #[command(
         long_about = "Remove the drop-in `keepalive enable` wrote, and nothing else.\n\n\
-            Follows an alias to the unit's real name, as enable does. With systemd \
-            running, reloads it; with --now, restarts the service if it runs and \
+            Follows an alias to the unit's real name, as enable does, and removes \
+            enable's drop-ins under /etc and /run (--runtime) and under the unit's \
+            other names: any one left would keep preloading. With systemd running, \
+            reloads it; with --now, restarts the service if it runs and \
             checks that the new process no longer has the library mapped."
     )]
     Disable(DisableArgs),

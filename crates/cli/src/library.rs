@@ -59,9 +59,10 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
 /// The library for a service in the file system tree at `root` (`enable --root`), as
 /// that service names it: `--library` or `KEEPALIVE_LIBRARY` is a path inside the
 /// tree, else the first package layout present in it (Debian's multiarch directory,
-/// /usr/lib64, /usr/local/lib). The library must be a file inside the tree, its
-/// symbolic links resolved there: a path that exists only on this machine, or leads
-/// out of the tree, would not load in the system the tree boots.
+/// /usr/lib64, /usr/local/lib). The library must be a file inside the tree, and its
+/// symbolic links, followed as this machine follows them, must end inside it: a path
+/// that exists only on this machine, or leads out of the tree, would not load in the
+/// system the tree boots.
 pub fn find_in(root: &Path, option: Option<&Path>) -> Result<PathBuf, Failure> {
     let named = option
         .map(|path| (path.to_path_buf(), "--library"))

@@ -21,7 +21,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         |name| std::env::var_os(name),
         "in the environment",
     )?;
-    resolved.tell();
     let library = library::find(args.settings.library.as_deref())?;
     let (program, arguments) = args
         .command
@@ -41,6 +40,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             failure.message
         )),
     }
+    // Said once nothing else can refuse, so that a refusal stays one line.
+    resolved.tell();
     let mut command = Command::new(program);
     command.args(arguments);
     for var in Var::ALL {

@@ -370,11 +370,15 @@ fn check_exec_start(
     }
 }
 
-/// `keepalive disable`: removes the drop-in `enable` wrote, and nothing else.
+/// `keepalive disable`: removes the drop-ins `enable` wrote for the unit (under /etc
+/// and /run, under any of its names), and nothing else.
 pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
     let path = unit.drop_in();
-    let strays = unit.stray_drop_ins();
+    // Ours under the unit's other names, and in the other place (/run, or /etc with
+    // --runtime): left behind, it would keep preloading after `disable`.
+    let mut strays = unit.stray_drop_ins();
+    strays.extend(unit.drop_in_elsewhere());
     match std::fs::read_to_string(&path) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && strays.is_empty() => {
             failure::say(format_args!(
