@@ -706,3 +706,51 @@ fn re_enable_keeps_settings_and_refreshes_a_drifted_preload() {
     let (code, stdout, _) = keepalive(&container, &["check", "--unit", "again"]);
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// `keepalive env --format systemd` pasted into a drop-in, and `--format env-file`
+/// named by `EnvironmentFile=`, each read by systemd itself: the service runs with the
+/// library and the settings, and its connection has them.
+#[test]
+fn env_formats_configure_a_real_service() {
+    let test = "env_formats_configure_a_real_service";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let printed = |format: &str, idle: &str| {
+        let (code, stdout, stderr) =
+            keepalive(&container, &["env", "--idle", idle, "--format", format]);
+        assert_eq!(code, 0, "{format}: {stderr}");
+        stdout
+    };
+    echo_unit(&container, "pasted.service", 7551, "");
+    container.write(
+        "/etc/systemd/system/pasted.service.d/env.conf",
+        &format!("[Service]\n{}", printed("systemd", "41")),
+    );
+    container.write("/etc/keepalive.env", &printed("env-file", "42"));
+    echo_unit(
+        &container,
+        "from-file.service",
+        7552,
+        "EnvironmentFile=/etc/keepalive.env\n",
+    );
+    container.start(&["pasted.service", "from-file.service"]);
+    for (unit, port, idle) in [
+        ("pasted.service", 7551, 41),
+        ("from-file.service", 7552, 42),
+    ] {
+        assert_eq!(
+            environment(&container, unit, "LD_PRELOAD"),
+            library(),
+            "{unit}"
+        );
+        assert_eq!(
+            environment(&container, unit, "KEEPIDLE"),
+            idle.to_string(),
+            "{unit}"
+        );
+        let _client = connect(&container, port, unit);
+        assert_idle(unit, server_timer(&container, port), idle);
+    }
+}
