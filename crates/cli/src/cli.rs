@@ -256,7 +256,7 @@ pub struct Settings {
     pub user_timeout: Option<Millis>,
     /// on: turn keepalive on; skip: leave SO_KEEPALIVE as the program sets it, apply
     /// the timers; off: touch nothing (KEEPALIVE)
-    #[arg(long, value_name = "on|skip|off", value_parser = ModeParser)]
+    #[arg(long, value_name = "on|skip|off", value_parser = ModeParser, hide_possible_values = true)]
     pub mode: Option<Mode>,
     /// Report every configured socket on stderr (KEEPALIVE_DEBUG=1)
     #[arg(long)]
@@ -343,7 +343,13 @@ pub struct EnvArgs {
     pub settings: Settings,
     /// sh: export lines for eval; systemd: Environment= lines; env-file: NAME=value
     /// for docker --env-file; kubernetes: a container's env: entries
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "sh|systemd|env-file|kubernetes",
+        default_value_t,
+        hide_possible_values = true
+    )]
     pub format: Format,
 }
 
