@@ -457,7 +457,7 @@ fn check_refuses_a_foreign_architecture() {
     let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
     assert!(
-        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        stderr.starts_with("keepalive: refused: preloading cannot reach"),
         "{stderr}"
     );
 }
