@@ -1538,3 +1538,47 @@ fn runtime_drop_ins_and_disable_removing_both() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!runtime.exists() && !local.exists(), "{stdout}");
 }
+
+/// In a unit as in the environment, timers given over the unit's `KEEPALIVE=off`
+/// turn keepalive on, and say so; the drop-in then writes `KEEPALIVE=on`, which a
+/// later enable without options keeps with the rest.
+#[test]
+fn enable_turns_keepalive_on_over_a_units_off_and_keeps_it() {
+    let root = unit_root("enable_off");
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("KEEPCNT=4", "KEEPCNT=4 KEEPALIVE=off");
+    std::fs::write(&unit, text).unwrap();
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--idle", "60", "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("--idle turns keepalive on over KEEPALIVE=off in app.service"),
+        "{stderr}"
+    );
+    let expected = [
+        format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}"),
+        "KEEPALIVE=on".to_string(),
+        "KEEPIDLE=60".to_string(),
+    ];
+    assert_eq!(
+        assignments(&std::fs::read_to_string(&drop_in).unwrap()),
+        expected
+    );
+    let (code, stdout, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("up to date"), "{stdout}");
+    assert!(
+        stderr.contains("keeps KEEPALIVE=on") && stderr.contains("keeps KEEPIDLE=60"),
+        "{stderr}"
+    );
+    assert_eq!(
+        assignments(&std::fs::read_to_string(&drop_in).unwrap()),
+        expected
+    );
+}

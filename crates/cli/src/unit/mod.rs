@@ -120,17 +120,6 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         &from_earlier,
     )?;
     let mut notes = resolved.overridden.clone();
-    for (var, value) in resolved.config.variables() {
-        let kept =
-            env::given(settings, var).is_none() && earlier.iter().any(|(n, _)| n == env::name(var));
-        if kept {
-            notes.push(format!(
-                "keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
-                env::name(var),
-                unit.name
-            ));
-        }
-    }
 
     // What the drop-in sets, which nothing applied after it may set again.
     let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
@@ -167,9 +156,27 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         &from_unit,
     )?;
     notes.extend(against_unit.overridden.iter().cloned());
+    // `KEEPALIVE=on` is the library's default and so not among the configuration's
+    // variables; it is written when it overrides the unit's `off`, now or in the
+    // earlier drop-in.
+    let earlier_on = earlier
+        .iter()
+        .any(|(name, value)| name == env::name(Var::Keepalive) && value == "on");
     let mut variables = resolved.variables();
-    if against_unit.switched_on && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
+    let on_over_off = against_unit.switched_on || (earlier_on && settings.mode.is_none());
+    if on_over_off && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
         variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
+    }
+    for (var, value) in &variables {
+        let kept = env::given(settings, *var).is_none()
+            && earlier.iter().any(|(name, _)| name == env::name(*var));
+        if kept {
+            notes.push(format!(
+                "keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
+                env::name(*var),
+                unit.name
+            ));
+        }
     }
 
     let verdict = check_exec_start(&unit, &service, strict)?;
