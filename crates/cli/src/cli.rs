@@ -218,16 +218,12 @@ pub enum Subcommand {
             dash or bash."
     )]
     Env(EnvArgs),
-}
-
-/// `keepalive generate …`: the man page and completions, for packaging. Parsed apart
-/// from [`Cli`] (main.rs looks at the first argument), so that neither `--help`, the man
-/// page nor the completions it writes offer it to users.
-#[derive(Parser, Debug)]
-#[command(name = "keepalive generate", version)]
-pub struct GenerateCli {
-    #[command(subcommand)]
-    pub what: Generate,
+    /// Write the man page or shell completions to stdout (for packaging)
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -444,6 +440,22 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The command as its users see it, for the completions: clap_complete offers hidden
+/// subcommands too (`generate` is for packaging), so they are left out here, as
+/// `--help` and keepalive(1) leave them out.
+pub fn shown_command() -> clap::Command {
+    let full = Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .cloned()
+        .collect();
+    clap::Command::new("keepalive")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .subcommands(visible)
 }
 
 /// The date keepalive(1) carries, as man-pages(7) asks: the release it documents. The

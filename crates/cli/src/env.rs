@@ -73,10 +73,20 @@ pub fn given(settings: &Settings, var: Var) -> Option<Value> {
 }
 
 /// The configuration the options ask for, over the variables inherited from `source`
-/// (the environment for `run`, the unit for `enable`). Variables the options do not set
-/// are read by [`Config::parse`], and a bad one is refused in the library's words: the
-/// program would otherwise warn on every exec and run with the kernel default.
+/// (the environment for `run`, the unit for `enable`), for a caller that does not
+/// say what the options overrode.
 pub fn resolve(
+    settings: &Settings,
+    inherited: impl Fn(&str) -> Option<OsString>,
+    source: &str,
+) -> Result<Config, Failure> {
+    resolve_against(settings, inherited, source).map(|resolved| resolved.config)
+}
+
+/// [`resolve`], with what the options overrode. Variables the options do not set are
+/// read by [`Config::parse`], and a bad one is refused in the library's words: the
+/// program would otherwise warn on every exec and run with the kernel default.
+pub fn resolve_against(
     settings: &Settings,
     inherited: impl Fn(&str) -> Option<OsString>,
     source: &str,
@@ -159,7 +169,7 @@ pub fn name(var: Var) -> &'static str {
 /// `keepalive env`: the variables `run` would set, with `LD_PRELOAD` as `run` builds
 /// it from the one inherited, in the format asked for.
 pub fn print(args: &EnvArgs) -> Result<ExitCode, Failure> {
-    let resolved = resolve(&args.settings, |_| None, "")?;
+    let config = resolve(&args.settings, |_| None, "")?;
     let library = library::find(args.settings.library.as_deref())?;
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     let mut variables = vec![(
@@ -167,9 +177,8 @@ pub fn print(args: &EnvArgs) -> Result<ExitCode, Failure> {
         preload.to_string_lossy().into_owned(),
     )];
     variables.extend(
-        resolved
+        config
             .variables()
-            .into_iter()
             .map(|(var, value)| (name(var).to_string(), value.to_string())),
     );
     for line in formats::render(args.format, &variables) {

@@ -17,24 +17,16 @@ mod signals;
 mod status;
 mod unit;
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
-use cli::{Cli, Generate, GenerateCli, Subcommand};
+use cli::{Cli, Generate, Subcommand};
 use failure::Failure;
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|first| first == "generate") {
-        return match GenerateCli::try_parse_from(&args[1..]) {
-            Ok(generator) => generate(generator.what).unwrap_or_else(Failure::report),
-            Err(err) => cli::report_parse_error(err),
-        };
-    }
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return cli::report_parse_error(err),
     };
@@ -46,6 +38,7 @@ fn main() -> ExitCode {
         Subcommand::Disable(args) => unit::disable(&args),
         Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Env(args) => env::print(&args),
+        Subcommand::Generate { what } => generate(what),
     };
     result.unwrap_or_else(Failure::report)
 }
@@ -58,7 +51,7 @@ fn generate(what: Generate) -> Result<ExitCode, Failure> {
         Generate::Man => cli::man_page(&mut text)
             .map_err(|err| Failure::with_code(1, format!("cannot render keepalive(1): {err}")))?,
         Generate::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut text)
+            clap_complete::generate(shell, &mut cli::shown_command(), "keepalive", &mut text)
         }
     }
     std::io::stdout()

@@ -16,7 +16,7 @@ use crate::signals;
 /// id, the file descriptors and the signal dispositions, and its exit status is the
 /// one the caller sees (execve(2)). Returns only when COMMAND cannot be started.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let resolved = env::resolve(
+    let resolved = env::resolve_against(
         &args.settings,
         |name| std::env::var_os(name),
         "in the environment",

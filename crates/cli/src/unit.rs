@@ -108,7 +108,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     let drop_in = unit.drop_in();
     let earlier = files::our_variables(&drop_in);
     let from_earlier = format!("in {}", drop_in.display());
-    let resolved = env::resolve(
+    let resolved = env::resolve_against(
         settings,
         |name| {
             earlier
@@ -144,7 +144,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     // they are checked as `run` checks inherited ones, and an option that replaces
     // one is said.
     let from_unit = format!("in {}", unit.name);
-    let against_unit = env::resolve(
+    let against_unit = env::resolve_against(
         settings,
         |name| {
             let from_file = from_files.iter().rev().find(|(n, _)| n == name);
