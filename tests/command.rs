@@ -762,6 +762,22 @@ fn enable_and_disable_under_root() {
     assert!(stdout.contains("up to date"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&drop_in).unwrap(), text);
 
+    // check --unit holds the drop-in to the unit: the unit's own LD_PRELOAD edited
+    // since is drift, until enable copies it again.
+    let check = || output(cli().args(["check", "--unit", "app", "--root"]).arg(&root));
+    let (code, stdout, _) = check();
+    assert_eq!(code, 0, "{stdout}");
+    let unit = root.join("etc/systemd/system/app.service");
+    let original = std::fs::read_to_string(&unit).unwrap();
+    std::fs::write(&unit, original.replace("libother.so", "libnewer.so")).unwrap();
+    let (code, stdout, _) = check();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("drifted") && stdout.contains("LD_PRELOAD=/usr/lib/libother.so "),
+        "{stdout}"
+    );
+    std::fs::write(&unit, original).unwrap();
+
     // disable removes that file only.
     let (code, _, stderr) = output(cli().args(["disable", "app.service", "--root"]).arg(&root));
     assert_eq!(code, 0, "{stderr}");
