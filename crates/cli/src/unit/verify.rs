@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
+/// After the loader looks done, how long a preload may still take to show: musl's
+/// loader is its C library, mapped by the kernel at exec, before it reads LD_PRELOAD.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// What the service's processes were found to have.
 pub enum Found {
     /// This process has the library mapped and every variable in its environment.
@@ -27,17 +31,55 @@ pub enum Found {
 
 /// Waits for `pid` to run its program, then looks at it and its descendants.
 pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+    wait_for_loader(pid, library);
+    let library = library
+        .canonicalize()
+        .unwrap_or_else(|_| library.to_path_buf());
+    let settle = Instant::now() + SETTLE;
+    loop {
+        let found = look(pid, &library, variables);
+        if !matches!(found, Found::NotMapped { .. }) || Instant::now() > settle {
+            return found;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader.
+pub fn mapped_anywhere(pid: u32, library: &Path) -> bool {
+    wait_for_loader(pid, library);
+    let library = library
+        .canonicalize()
+        .unwrap_or_else(|_| library.to_path_buf());
+    let settle = Instant::now() + SETTLE;
+    loop {
+        if tree(pid)
+            .into_iter()
+            .any(|process| mapped(process, &library))
+        {
+            return true;
+        }
+        if Instant::now() > settle {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls until [`loaded`], for at most [`LOAD_TIMEOUT`].
+fn wait_for_loader(pid: u32, library: &Path) {
     let deadline = Instant::now() + LOAD_TIMEOUT;
     while Instant::now() < deadline && !loaded(pid, library) {
         std::thread::sleep(POLL);
     }
-    let tree = tree(pid);
-    let library = library
-        .canonicalize()
-        .unwrap_or_else(|_| library.to_path_buf());
+}
+
+/// `pid` and its descendants, as they are now: the first with the library mapped and
+/// every variable, else what is missing.
+fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
     let mut found = Found::NotMapped { pid };
-    for &process in &tree {
-        if !mapped(process, &library) {
+    for process in tree(pid) {
+        if !mapped(process, library) {
             continue;
         }
         let environ = environment(process);
@@ -49,7 +91,7 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
             match name.as_str() {
                 "LD_PRELOAD" => !have.is_some_and(|have| {
                     have.split([' ', ':'])
-                        .any(|entry| crate::library::same_file(entry.as_bytes(), &library))
+                        .any(|entry| crate::library::same_file(entry.as_bytes(), library))
                 }),
                 _ => have != Some(value.as_str()),
             }
@@ -72,22 +114,9 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     found
 }
 
-/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader.
-pub fn mapped_anywhere(pid: u32, library: &Path) -> bool {
-    let deadline = Instant::now() + LOAD_TIMEOUT;
-    while Instant::now() < deadline && !loaded(pid, library) {
-        std::thread::sleep(POLL);
-    }
-    let library = library
-        .canonicalize()
-        .unwrap_or_else(|_| library.to_path_buf());
-    tree(pid)
-        .into_iter()
-        .any(|process| mapped(process, &library))
-}
-
 /// Whether the process has executed its program and its loader is past the preloads:
-/// the library or a C library is mapped, or the process is gone.
+/// the library or a C library is mapped, the program has no loader at all (statically
+/// linked: nothing will ever preload), or the process is gone.
 fn loaded(pid: u32, library: &Path) -> bool {
     let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
         return true;
@@ -98,13 +127,18 @@ fn loaded(pid: u32, library: &Path) -> bool {
     let library = library
         .canonicalize()
         .unwrap_or_else(|_| library.to_path_buf());
-    maps.lines().filter_map(mapped_path).any(|path| {
-        path == library
-            || path.file_name().is_some_and(|name| {
-                name.to_string_lossy().starts_with("libc.so")
-                    || name.to_string_lossy().starts_with("libc-")
+    let files: Vec<PathBuf> = maps.lines().filter_map(mapped_path).collect();
+    let named = |prefixes: &[&str]| {
+        files.iter().any(|path| {
+            path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                prefixes.iter().any(|prefix| name.starts_with(prefix))
             })
-    })
+        })
+    };
+    // glibc's loader is ld-linux-*.so.2, musl's ld-musl-*.so.1; their C libraries
+    // libc.so.6 (libc-2.x.so before glibc 2.34) and the loader itself.
+    files.contains(&library) || named(&["libc.so", "libc-"]) || !named(&["ld-"])
 }
 
 /// The file of one line of /proc/PID/maps (the sixth field), if it maps one.
