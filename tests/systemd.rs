@@ -754,3 +754,79 @@ fn env_formats_configure_a_real_service() {
         assert_idle(unit, server_timer(&container, port), idle);
     }
 }
+
+/// A statically linked program that only waits, built here: no loader runs in it,
+/// so nothing can preload a library.
+fn static_sleeper(test: &str) -> Option<std::path::PathBuf> {
+    if !common::have(test, "cc") {
+        return None;
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("static-sleeper");
+    let mut cc = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&path)
+        .args(["-x", "c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cc");
+    std::io::Write::write_all(
+        cc.stdin.as_mut().expect("cc's stdin"),
+        b"#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
+    )
+    .expect("write the program to cc");
+    drop(cc.stdin.take());
+    assert!(
+        cc.wait().expect("wait for cc").success(),
+        "cc -static failed"
+    );
+    Some(path)
+}
+
+/// A service whose program preloading cannot reach (statically linked): `enable
+/// --strict` writes nothing, and without it `--now` restarts the service and fails the
+/// proof with the check's reason, never "done".
+#[test]
+fn enable_names_a_program_preloading_cannot_reach() {
+    let test = "enable_names_a_program_preloading_cannot_reach";
+    let Some(program) = static_sleeper(test) else {
+        return;
+    };
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    // target/ is visible inside as TARGET, the test's scratch directory with it.
+    let target = common::shim()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory");
+    let inside = format!(
+        "{TARGET}/{}",
+        program
+            .strip_prefix(target)
+            .expect("the program under target/")
+            .display()
+    );
+    container.write(
+        "/etc/systemd/system/static.service",
+        &format!("[Service]\nExecStart={inside}\n"),
+    );
+    container.start(&["static.service"]);
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "static", "--strict", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: preloading cannot reach")
+            && stderr.contains("statically linked"),
+        "{stderr}"
+    );
+    assert!(!exists(&container, "/etc/systemd/system/static.service.d"));
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "static", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    assert!(
+        stderr.contains("static.service: restarted without keepalive: preloading cannot reach")
+            && stderr.contains("statically linked"),
+        "{stderr}"
+    );
+}
