@@ -457,7 +457,7 @@ fn check_refuses_a_foreign_architecture() {
     let (code, stdout, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
     assert!(
-        stderr.starts_with("keepalive: warning: preloading cannot reach"),
+        stderr.starts_with("keepalive: refused: preloading cannot reach"),
         "{stderr}"
     );
 }
@@ -660,10 +660,23 @@ fn check_follows_scripts_to_their_interpreter() {
     );
 }
 
+/// Where the library is inside a `--root` tree: the tarball's place, one of those
+/// `enable --root` looks at.
+const ROOT_LIBRARY: &str = "/usr/local/lib/libkeepalive.so.0";
+
+/// A scratch tree with the library at [`ROOT_LIBRARY`].
+fn root_with_library(name: &str) -> PathBuf {
+    let root = scratch(name);
+    let library = root.join(ROOT_LIBRARY.trim_start_matches('/'));
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    std::fs::copy(common::shim(), library).unwrap();
+    root
+}
+
 /// A unit tree under `--root`: app.service sets its own LD_PRELOAD and KEEPCNT, and an
 /// override.conf drop-in adds a variable.
 fn unit_root(name: &str) -> PathBuf {
-    let root = scratch(name);
+    let root = root_with_library(name);
     let system = root.join("etc/systemd/system");
     std::fs::create_dir_all(system.join("app.service.d")).unwrap();
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
@@ -719,7 +732,6 @@ fn enable_and_disable_under_root() {
     }
     let root = unit_root("enable");
     let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
-    let library = common::shim();
     let enable = || {
         output(
             cli()
@@ -737,7 +749,7 @@ fn enable_and_disable_under_root() {
     assert_eq!(
         assignments(&text),
         [
-            format!("LD_PRELOAD=/usr/lib/libother.so {}", library.display()),
+            format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}"),
             "KEEPIDLE=60".to_string(),
             "TCP_USER_TIMEOUT=90000".to_string(),
         ]
@@ -749,6 +761,22 @@ fn enable_and_disable_under_root() {
     assert_eq!(code, 0);
     assert!(stdout.contains("up to date"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&drop_in).unwrap(), text);
+
+    // check --unit holds the drop-in to the unit: the unit's own LD_PRELOAD edited
+    // since is drift, until enable copies it again.
+    let check = || output(cli().args(["check", "--unit", "app", "--root"]).arg(&root));
+    let (code, stdout, _) = check();
+    assert_eq!(code, 0, "{stdout}");
+    let unit = root.join("etc/systemd/system/app.service");
+    let original = std::fs::read_to_string(&unit).unwrap();
+    std::fs::write(&unit, original.replace("libother.so", "libnewer.so")).unwrap();
+    let (code, stdout, _) = check();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("drifted") && stdout.contains("LD_PRELOAD=/usr/lib/libother.so "),
+        "{stdout}"
+    );
+    std::fs::write(&unit, original).unwrap();
 
     // disable removes that file only.
     let (code, _, stderr) = output(cli().args(["disable", "app.service", "--root"]).arg(&root));
@@ -778,7 +806,7 @@ fn enable_refuses_without_writing() {
     let enable = |unit: &str| output(cli().args(["enable", unit, "--root"]).arg(&root));
     for (unit, words) in [
         ("../app.service", "not a unit name"),
-        ("nope", "nope.service: no such unit"),
+        ("nope", "no unit nope.service in"),
         ("app.socket", "only a .service"),
     ] {
         let (code, _, stderr) = enable(unit);
@@ -866,10 +894,7 @@ fn enable_a_unit_named_after_the_drop_in() {
     let text = std::fs::read_to_string(system.join("zzz.service.d/zz-keepalive.conf")).unwrap();
     assert_eq!(
         assignments(&text),
-        [format!(
-            "LD_PRELOAD=/usr/lib/libother.so {}",
-            common::shim().display()
-        )]
+        [format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}")]
     );
 }
 
@@ -917,7 +942,8 @@ fn env_help_and_man_page() {
     assert_eq!(
         stdout,
         format!(
-            "LD_PRELOAD={}\nKEEPIDLE=90\nKEEPINTVL=10\nKEEPCNT=5\nKEEPALIVE_DEBUG=1\n",
+            "export LD_PRELOAD={}\nexport KEEPIDLE=90\nexport KEEPINTVL=10\n\
+             export KEEPCNT=5\nexport KEEPALIVE_DEBUG=1\n",
             common::shim().display()
         )
     );
@@ -948,6 +974,12 @@ fn env_help_and_man_page() {
         assert!(
             man.contains(&format!(".SH \"KEEPALIVE {}\"", sub.to_uppercase())),
             "no section for {sub}"
+        );
+    }
+    for section in ["ENVIRONMENT", "EXIT STATUS", "FILES", "EXAMPLES"] {
+        assert!(
+            man.contains(&format!(".SH \"{section}\"")),
+            "keepalive(1) has no {section}"
         );
     }
     if have(test, "mandoc") {
@@ -1009,7 +1041,7 @@ fn library_is_found_beside_the_command() {
         assert_eq!(code, 0, "{library}: {stderr}");
         assert_eq!(
             stdout,
-            format!("LD_PRELOAD={}\n", path.display()),
+            format!("export LD_PRELOAD={}\n", path.display()),
             "{library}"
         );
     }
@@ -1024,7 +1056,7 @@ fn library_is_found_beside_the_command() {
             .current_dir(dir),
     );
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, format!("LD_PRELOAD={}\n", shim.display()));
+    assert_eq!(stdout, format!("export LD_PRELOAD={}\n", shim.display()));
     let (code, _, stderr) = output(
         Command::new(keepalive())
             .args(["env", "--library", "/nonexistent/libkeepalive.so"])
@@ -1041,7 +1073,7 @@ fn library_is_found_beside_the_command() {
 /// under --root as well.
 #[test]
 fn enable_and_disable_a_user_unit() {
-    let root = scratch("enable_user");
+    let root = root_with_library("enable_user");
     let config = Path::new("/home/someone/.config");
     let units = root.join("home/someone/.config/systemd/user");
     std::fs::create_dir_all(&units).unwrap();
@@ -1062,10 +1094,7 @@ fn enable_and_disable_a_user_unit() {
     assert_eq!(code, 0, "{stderr}");
     let drop_in = units.join("agent.service.d/zz-keepalive.conf");
     let text = std::fs::read_to_string(&drop_in).expect("user drop-in written");
-    assert_eq!(
-        assignments(&text),
-        [format!("LD_PRELOAD={}", common::shim().display())]
-    );
+    assert_eq!(assignments(&text), [format!("LD_PRELOAD={ROOT_LIBRARY}")]);
     assert!(
         !root.join("etc/systemd/system/agent.service.d").exists(),
         "wrote a system drop-in for --user"
@@ -1094,10 +1123,7 @@ fn enable_keeps_specifiers_in_the_units_preload() {
     let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
     assert_eq!(
         assignments(&std::fs::read_to_string(drop_in).unwrap()),
-        [format!(
-            "LD_PRELOAD=/opt/%N/libother.so {}",
-            common::shim().display()
-        )]
+        [format!("LD_PRELOAD=/opt/%N/libother.so {ROOT_LIBRARY}")]
     );
     verify(&root, "app.service");
 }
@@ -1179,4 +1205,396 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
         .status()
         .expect("run keepalive status");
     assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// Runs `script` in `shell` (`bash` or `dash`) with a clean environment; its stdout.
+fn shell(shell: &str, script: &str) -> String {
+    let out = Command::new(shell)
+        .args(["-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("KEEPALIVE_LIBRARY", common::shim())
+        .output()
+        .unwrap_or_else(|err| panic!("run {shell}: {err}"));
+    assert!(
+        out.status.success(),
+        "{shell} -c {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `eval "$(keepalive env …)"` in bash and dash exports the variables to the programs
+/// the shell then starts, with an LD_PRELOAD the shell already had kept in front, as
+/// `run` keeps it.
+#[test]
+fn env_output_is_exported_by_eval_in_bash_and_dash() {
+    let test = "env_output_is_exported_by_eval_in_bash_and_dash";
+    let command = keepalive().display().to_string();
+    for sh in ["bash", "dash"] {
+        if !have(test, sh) {
+            continue;
+        }
+        let script = format!(
+            "export LD_PRELOAD=libm.so.6; eval \"$({command} env --idle 60 --count 4)\" && \
+             env | grep -E '^(KEEP[A-Z]*|LD_PRELOAD)=' | sort"
+        );
+        assert_eq!(
+            shell(sh, &script),
+            format!(
+                "KEEPCNT=4\nKEEPIDLE=60\nLD_PRELOAD=libm.so.6 {}\n",
+                common::shim().display()
+            ),
+            "{sh}"
+        );
+    }
+}
+
+/// The other formats, each read by what reads it: systemd's own parser for
+/// `Environment=` (systemd-analyze verify on a unit holding the lines), the documented
+/// `--env-file` rules (NAME=value, taken verbatim, so no quote or blank), and YAML for
+/// a Kubernetes container's `env:` list.
+#[test]
+fn env_formats_for_systemd_env_files_and_kubernetes() {
+    let test = "env_formats_for_systemd_env_files_and_kubernetes";
+    let env = |format: &str| {
+        let (code, stdout, stderr) =
+            output(cli().args(["env", "--idle", "90s", "--mode", "skip", "--format", format]));
+        assert_eq!(code, 0, "{format}: {stderr}");
+        stdout
+    };
+    let library = common::shim().display().to_string();
+
+    let env_file = env("env-file");
+    assert_eq!(
+        env_file,
+        format!("LD_PRELOAD={library}\nKEEPALIVE=skip\nKEEPIDLE=90\n")
+    );
+    for line in env_file.lines() {
+        let (name, value) = line.split_once('=').expect("NAME=value");
+        assert!(
+            name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+            "{line}"
+        );
+        assert!(!value.contains(['"', '\'', ' ', '\t']), "{line}");
+    }
+
+    let systemd = env("systemd");
+    if have(test, "systemd-analyze") {
+        let root = root_with_library("env_systemd");
+        let units = root.join("etc/systemd/system");
+        std::fs::create_dir_all(&units).unwrap();
+        std::fs::write(
+            units.join("pasted.service"),
+            format!("[Service]\nExecStart=/usr/bin/sleep infinity\n{systemd}"),
+        )
+        .unwrap();
+        verify(&root, "pasted.service");
+    }
+    assert_eq!(
+        systemd,
+        format!(
+            "Environment=\"LD_PRELOAD={library}\"\nEnvironment=\"KEEPALIVE=skip\"\n\
+             Environment=\"KEEPIDLE=90\"\n"
+        )
+    );
+
+    let kubernetes = env("kubernetes");
+    if have(test, "/usr/bin/python3") {
+        let parsed = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.argv[1])))",
+            ])
+            .arg(&kubernetes)
+            .output()
+            .expect("run python3");
+        if parsed.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&parsed.stdout).trim(),
+                format!(
+                    "[{{\"name\": \"LD_PRELOAD\", \"value\": \"{library}\"}}, \
+                     {{\"name\": \"KEEPALIVE\", \"value\": \"skip\"}}, \
+                     {{\"name\": \"KEEPIDLE\", \"value\": \"90\"}}]"
+                )
+            );
+        } else {
+            skip(test, "Python's yaml module (python3-yaml) is not installed");
+        }
+    }
+}
+
+/// A library path with a blank or a colon is one ld.so(8) would split into two
+/// entries and load neither: `run`, `env` and `enable` refuse it with exit 2.
+#[test]
+fn library_paths_ld_so_would_split_are_refused() {
+    let dir = scratch("split_paths");
+    let marker = dir.join("started");
+    for name in ["lib dir", "lib:dir"] {
+        let library = dir.join(name).join("libkeepalive.so");
+        std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+        std::fs::copy(common::shim(), &library).unwrap();
+        let (code, _, stderr) = output(
+            cli()
+                .args(["run", "--library"])
+                .arg(&library)
+                .args(["--", "touch"])
+                .arg(&marker),
+        );
+        assert_eq!(
+            (code, stderr.lines().count()),
+            (2, 1),
+            "run {name}: {stderr}"
+        );
+        assert!(stderr.contains("separates LD_PRELOAD entries"), "{stderr}");
+        assert!(!marker.exists(), "run {name}: the program ran");
+        let (code, stdout, stderr) = output(cli().args(["env", "--library"]).arg(&library));
+        assert_eq!((code, stdout.as_str()), (2, ""), "env {name}: {stderr}");
+    }
+    let root = unit_root("split_paths_unit");
+    let library = root.join("opt/lib dir/libkeepalive.so");
+    std::fs::create_dir_all(library.parent().unwrap()).unwrap();
+    std::fs::copy(common::shim(), &library).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args([
+                "enable",
+                "app",
+                "--library",
+                "/opt/lib dir/libkeepalive.so",
+                "--root",
+            ])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        !root
+            .join("etc/systemd/system/app.service.d/zz-keepalive.conf")
+            .exists()
+    );
+}
+
+/// With `--root`, the library is the one inside the tree: a path that exists only on
+/// this machine, or a link that leads out of the tree, is refused before anything is
+/// written.
+#[test]
+fn enable_under_root_takes_the_library_inside_it() {
+    let root = unit_root("root_library");
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let host_only = common::shim().display().to_string();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--library", &host_only, "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such library file inside"), "{stderr}");
+    std::os::unix::fs::symlink(common::shim(), root.join("usr/local/lib/escape.so")).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args([
+                "enable",
+                "app",
+                "--library",
+                "/usr/local/lib/escape.so",
+                "--root",
+            ])
+            .arg(&root),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!drop_in.exists());
+}
+
+/// `enable --strict` writes nothing for a unit whose ExecStart program preloading
+/// cannot reach, and `run --strict` refuses in a line that is a refusal, not a warning.
+#[test]
+fn strict_refuses_in_its_own_words() {
+    let test = "strict_refuses_in_its_own_words";
+    let Some(program) = sockopt(test, "cc", &["-static"], "sockopt-static-strict") else {
+        return;
+    };
+    let root = unit_root("strict");
+    std::fs::copy(&program, root.join("usr/bin/static-app")).unwrap();
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/bin/sleep infinity", "/usr/bin/static-app");
+    std::fs::write(&unit, text).unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--strict", "--root"])
+            .arg(&root),
+    );
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: preloading cannot reach /usr/bin/static-app")
+            && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    assert!(
+        !root
+            .join("etc/systemd/system/app.service.d/zz-keepalive.conf")
+            .exists()
+    );
+
+    let (code, _, stderr) = output(cli().args(["run", "--strict", "--"]).arg(&program));
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: ") && !stderr.contains("warning"),
+        "{stderr}"
+    );
+}
+
+/// An option given on the command line wins over an inherited variable it
+/// contradicts, and a line on stderr says so: timers over `KEEPALIVE=off` turn
+/// keepalive on, `--idle` replaces an inherited `KEEPIDLE`.
+#[test]
+fn explicit_options_beat_inherited_variables() {
+    let (code, stdout, stderr) = output(
+        cli()
+            .args(["run", "--idle", "60", "--", "sh", "-c"])
+            .arg("env | grep -E '^KEEP' | sort")
+            .env("KEEPALIVE", "off")
+            .env("KEEPIDLE", "30"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "KEEPALIVE=on\nKEEPIDLE=60\n");
+    assert!(
+        stderr.contains("--idle 60 replaces KEEPIDLE='30' in the environment")
+            && stderr.contains("--idle turns keepalive on over KEEPALIVE=off in the environment"),
+        "{stderr}"
+    );
+    // --mode off given with the timers is obeyed, silently.
+    let (code, stdout, stderr) = output(
+        cli()
+            .args(["run", "--mode", "off", "--idle", "60", "--", "sh", "-c"])
+            .arg("env | grep -E '^KEEPALIVE=' | sort")
+            .env("KEEPALIVE", "off"),
+    );
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (0, "KEEPALIVE=off\n", "")
+    );
+}
+
+/// Values the command refuses are refused in words: a negative duration reaches the
+/// library's parser (not clap's "unexpected argument"), a PID beyond pid_t is "not a
+/// process ID" (no Rust integer range).
+#[test]
+fn odd_numbers_are_refused_in_words() {
+    let (code, _, stderr) = output(cli().args(["run", "--idle", "-5", "--", "true"]));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    assert!(
+        stderr.contains("'-5'") && stderr.contains("whole seconds from 1 to 32767"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(cli().args(["status", "2147483648"]));
+    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
+    assert!(
+        stderr.contains("'2147483648': not a process ID") && !stderr.contains("too large"),
+        "{stderr}"
+    );
+}
+
+/// The bash completion, sourced into a real bash and asked as readline would ask it:
+/// `--mode` completes to its three values (not to file names), and the subcommands
+/// offered are the documented ones, without the packaging-only `generate`.
+#[test]
+fn bash_completion_offers_modes_and_no_hidden_subcommand() {
+    let test = "bash_completion_offers_modes_and_no_hidden_subcommand";
+    if !have(test, "bash") {
+        return;
+    }
+    let (code, script, _) = output(cli().args(["generate", "completions", "bash"]));
+    assert_eq!(code, 0);
+    let path = scratch("completion").join("keepalive.bash");
+    std::fs::write(&path, script).unwrap();
+    let ask = |words: &str| {
+        shell(
+            "bash",
+            &format!(
+                "source {}; COMP_WORDS=({words} ''); COMP_CWORD=${{#COMP_WORDS[@]}}; \
+                 COMP_CWORD=$((COMP_CWORD - 1)); COMP_LINE=\"{words} \"; COMP_POINT=${{#COMP_LINE}}; \
+                 _keepalive keepalive '' \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+                path.display()
+            ),
+        )
+    };
+    assert_eq!(ask("keepalive run --mode").trim(), "on skip off");
+    let subcommands = ask("keepalive");
+    for sub in ["run", "check", "enable", "disable", "status", "env"] {
+        assert!(
+            subcommands.split_whitespace().any(|w| w == sub),
+            "{subcommands}"
+        );
+    }
+    assert!(!subcommands.contains("generate"), "{subcommands}");
+}
+
+/// `--runtime` writes under /run; a drop-in of enable's under /etc takes precedence
+/// over it, so `--runtime` is refused then; `disable` removes both, since either left
+/// behind would keep preloading.
+#[test]
+fn runtime_drop_ins_and_disable_removing_both() {
+    let root = unit_root("runtime");
+    let runtime = root.join("run/systemd/system/app.service.d/zz-keepalive.conf");
+    let local = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let run = |args: &[&str]| output(cli().args(args).arg("--root").arg(&root));
+    let (code, stdout, stderr) = run(&["enable", "app", "--runtime"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&runtime.display().to_string()), "{stdout}");
+    assert!(runtime.exists() && !local.exists());
+    let (code, _, stderr) = run(&["enable", "app", "--idle", "30"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(local.exists());
+    let (code, _, stderr) = run(&["enable", "app", "--runtime", "--idle", "20"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("takes precedence"), "{stderr}");
+    let (code, stdout, stderr) = run(&["disable", "app"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!runtime.exists() && !local.exists(), "{stdout}");
+}
+
+/// In a unit as in the environment, timers given over the unit's `KEEPALIVE=off`
+/// turn keepalive on, and say so; the drop-in then writes `KEEPALIVE=on`, which a
+/// later enable without options keeps with the rest.
+#[test]
+fn enable_turns_keepalive_on_over_a_units_off_and_keeps_it() {
+    let root = unit_root("enable_off");
+    let unit = root.join("etc/systemd/system/app.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("KEEPCNT=4", "KEEPCNT=4 KEEPALIVE=off");
+    std::fs::write(&unit, text).unwrap();
+    let drop_in = root.join("etc/systemd/system/app.service.d/zz-keepalive.conf");
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "app", "--idle", "60", "--root"])
+            .arg(&root),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("--idle turns keepalive on over KEEPALIVE=off in app.service"),
+        "{stderr}"
+    );
+    let expected = [
+        format!("LD_PRELOAD=/usr/lib/libother.so {ROOT_LIBRARY}"),
+        "KEEPALIVE=on".to_string(),
+        "KEEPIDLE=60".to_string(),
+    ];
+    assert_eq!(
+        assignments(&std::fs::read_to_string(&drop_in).unwrap()),
+        expected
+    );
+    let (code, stdout, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("up to date"), "{stdout}");
+    assert!(
+        stderr.contains("keeps KEEPALIVE=on") && stderr.contains("keeps KEEPIDLE=60"),
+        "{stderr}"
+    );
+    assert_eq!(
+        assignments(&std::fs::read_to_string(&drop_in).unwrap()),
+        expected
+    );
 }

@@ -100,8 +100,53 @@ fn assert_command_finds(command: &Path, library: &Path) {
     let stdout = stdout_of(Command::new(command).args(["env", "--idle", "45"]));
     assert_eq!(
         stdout,
-        format!("LD_PRELOAD={}\nKEEPIDLE=45\n", library.display())
+        format!(
+            "export LD_PRELOAD={}\nexport KEEPIDLE=45\n",
+            library.display()
+        )
     );
+}
+
+/// Where each package puts the completions, under its root: bash's, fish's, zsh's.
+fn completion_files(zsh: &str) -> [String; 3] {
+    [
+        "usr/share/bash-completion/completions/keepalive".to_string(),
+        "usr/share/fish/vendor_completions.d/keepalive.fish".to_string(),
+        format!("{zsh}/_keepalive"),
+    ]
+}
+
+/// The installed bash completion, sourced into a real bash and asked what follows
+/// `keepalive run --mode`, as readline asks it: the three modes.
+fn assert_bash_completion_works(script: &Path) {
+    let ask = format!(
+        "source {}; COMP_WORDS=(keepalive run --mode ''); COMP_CWORD=3; \
+         COMP_LINE='keepalive run --mode '; COMP_POINT=${{#COMP_LINE}}; \
+         _keepalive keepalive '' --mode; echo \"${{COMPREPLY[*]}}\"",
+        script.display()
+    );
+    let stdout = stdout_of(Command::new("bash").args(["-c", &ask]));
+    assert_eq!(stdout.trim(), "on skip off", "{}", script.display());
+}
+
+/// The file the dynamic loader maps for the bare name `name` in LD_PRELOAD, read from
+/// a program's own /proc/self/maps.
+fn loaded_for(name: &str) -> String {
+    let maps = stdout_of(
+        Command::new("cat")
+            .arg("/proc/self/maps")
+            .env("LD_PRELOAD", name),
+    );
+    let mut files: Vec<&str> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.contains("libkeepalive"))
+        .collect();
+    files.dedup();
+    assert_eq!(files.len(), 1, "LD_PRELOAD={name} maps {files:?}");
+    std::fs::canonicalize(files[0])
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| files[0].to_string())
 }
 
 fn is_root() -> bool {
@@ -195,9 +240,42 @@ fn deb_installs_beside_debians_libkeepalive0_works_and_removes_cleanly() {
         .filter(|path| path != Path::new("/"))
         .collect();
     let existed_before: Vec<bool> = paths.iter().map(|path| path.exists()).collect();
+    let theirs = std::fs::canonicalize(original).expect("Debian's library");
+    let before: Vec<String> = ["libkeepalive.so.0", "libkeepalive.so"]
+        .into_iter()
+        .filter(|name| Path::new("/usr/lib").join(name).exists())
+        .map(loaded_for)
+        .collect();
     dpkg(&["-i", deb.to_str().unwrap()]);
     assert!(dpkg_installed(DEB_PACKAGE) && dpkg_installed("libkeepalive0"));
     assert!(Path::new(DEB_LIBRARY).is_file() && original.is_file());
+    // Declared (Provides: libkeepalive0, packaging/debian/control): while both are
+    // installed the bare names load this package's library, the multiarch directory
+    // coming first in ld.so.cache; full paths load each.
+    for name in ["libkeepalive.so.0", "libkeepalive.so"] {
+        assert_eq!(
+            loaded_for(name),
+            DEB_LIBRARY,
+            "bare {name} with both installed"
+        );
+    }
+    assert_eq!(
+        loaded_for(&theirs.display().to_string()),
+        theirs.display().to_string()
+    );
+    let control = stdout_of(Command::new("dpkg-query").args(["-s", DEB_PACKAGE]));
+    assert!(control.contains("\nProvides: libkeepalive0\n"), "{control}");
+    for file in completion_files("usr/share/zsh/vendor-completions") {
+        assert!(
+            Path::new("/").join(&file).is_file(),
+            "/{file} not installed"
+        );
+    }
+    if common::have(test, "bash") {
+        assert_bash_completion_works(Path::new(
+            "/usr/share/bash-completion/completions/keepalive",
+        ));
+    }
 
     // The README's demo, with the installed path.
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.py");
@@ -226,6 +304,13 @@ fn deb_installs_beside_debians_libkeepalive0_works_and_removes_cleanly() {
     assert_command_finds(Path::new("/usr/bin/keepalive"), Path::new(DEB_LIBRARY));
 
     dpkg(&["-r", DEB_PACKAGE]);
+    // Removed, the bare names are Debian's library's again, as before.
+    let after: Vec<String> = ["libkeepalive.so.0", "libkeepalive.so"]
+        .into_iter()
+        .filter(|name| Path::new("/usr/lib").join(name).exists())
+        .map(loaded_for)
+        .collect();
+    assert_eq!(after, before, "bare names after dpkg -r");
     dpkg(&["-P", DEB_PACKAGE]);
     installed.0.retain(|package| *package != DEB_PACKAGE);
     assert!(!dpkg_installed(DEB_PACKAGE));
@@ -286,6 +371,15 @@ fn expected_rpm_files() -> Vec<&'static str> {
         "/usr/share/licenses/libkeepalive-rs/LICENSE-MIT",
         "/usr/share/man/man1/keepalive.1.gz",
         "/usr/share/man/man7/libkeepalive.7.gz",
+        "/usr/share/bash-completion",
+        "/usr/share/bash-completion/completions",
+        "/usr/share/bash-completion/completions/keepalive",
+        "/usr/share/fish",
+        "/usr/share/fish/vendor_completions.d",
+        "/usr/share/fish/vendor_completions.d/keepalive.fish",
+        "/usr/share/zsh",
+        "/usr/share/zsh/site-functions",
+        "/usr/share/zsh/site-functions/_keepalive",
     ]
 }
 
@@ -299,7 +393,94 @@ fn rpm_lists_the_expected_files() {
         return;
     };
     let listed = stdout_of(Command::new("rpm").arg("-qlp").arg(rpm(dist)));
-    assert_eq!(listed.lines().collect::<Vec<_>>(), expected_rpm_files());
+    let mut expected = expected_rpm_files();
+    expected.sort_unstable();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), expected);
+}
+
+/// What an RPM-based system expects of a shared library's package: ldconfig run after
+/// install and removal (the bare name through ld.so.cache), an executable library
+/// (RPM's convention: brp-strip and find-debuginfo skip others), a %changelog
+/// entry naming the maintainer and version; and rpmlint finds nothing but the
+/// exceptions packaging/rpm/rpmlint.toml gives with their reasons.
+#[test]
+fn rpm_has_scriptlets_changelog_and_passes_rpmlint() {
+    let test = "rpm_has_scriptlets_changelog_and_passes_rpmlint";
+    if !common::have(test, "rpm") {
+        return;
+    }
+    let Some(dist) = common::dist(test) else {
+        return;
+    };
+    let rpm = rpm(dist);
+    let scripts = stdout_of(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm));
+    for phase in [
+        "postinstall program: /sbin/ldconfig",
+        "postuninstall program: /sbin/ldconfig",
+    ] {
+        assert!(scripts.contains(phase), "{phase}: {scripts}");
+    }
+    let changelog = stdout_of(Command::new("rpm").arg("-qp").arg("--changelog").arg(&rpm));
+    assert!(
+        changelog.starts_with("* ") && changelog.contains(&format!("> - {VERSION}-1\n")),
+        "{changelog}"
+    );
+    assert!(!changelog.contains(".invalid"), "{changelog}");
+    let modes = stdout_of(
+        Command::new("rpm")
+            .args(["-qp", "--qf", "[%{FILEMODES:perms} %{FILENAMES}\n]"])
+            .arg(&rpm),
+    );
+    assert!(
+        modes.contains("-rwxr-xr-x /usr/lib64/libkeepalive.so.0\n"),
+        "{modes}"
+    );
+    if !common::have(test, "rpmlint") {
+        return;
+    }
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/rpm/rpmlint.toml");
+    let output = Command::new("rpmlint")
+        .arg("--config")
+        .arg(&config)
+        .arg(&rpm)
+        .output()
+        .expect("run rpmlint");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains(" 0 errors, 0 warnings"), "{report}");
+}
+
+/// The .deb's control fields: Section libs (where Debian files preload libraries such
+/// as libeatmydata1), a maintainer who can be written to, Provides: libkeepalive0 for
+/// the bare names it takes over, and no Multi-Arch claim it cannot keep (a command in
+/// /usr/bin is not "same"; a library is not "foreign").
+#[test]
+fn deb_control_fields() {
+    let test = "deb_control_fields";
+    if !common::have(test, "dpkg-deb") {
+        return;
+    }
+    let Some(dist) = common::dist(test) else {
+        return;
+    };
+    let field = |name: &str| {
+        stdout_of(Command::new("dpkg-deb").arg("-f").arg(deb(dist)).arg(name))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("Section"), "libs");
+    assert_eq!(field("Provides"), "libkeepalive0");
+    // dpkg-deb shows the default of a field left out: "no".
+    assert_eq!(field("Multi-Arch"), "no");
+    let maintainer = field("Maintainer");
+    let changelog = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/debian/changelog"),
+    )
+    .expect("changelog");
+    assert!(
+        !maintainer.contains(".invalid") && changelog.contains(&format!(" -- {maintainer}  ")),
+        "Maintainer: {maintainer}"
+    );
 }
 
 #[test]
@@ -321,6 +502,16 @@ fn rpm_installs_into_a_scratch_root_works_and_erases_cleanly() {
     );
     for file in expected_rpm_files() {
         assert!(root.0.join(&file[1..]).exists(), "{file} not installed");
+    }
+    for file in completion_files("usr/share/zsh/site-functions") {
+        assert!(root.0.join(&file).is_file(), "/{file} not installed");
+    }
+    if common::have(test, "bash") {
+        assert_bash_completion_works(
+            &root
+                .0
+                .join("usr/share/bash-completion/completions/keepalive"),
+        );
     }
     let library = root.0.join("usr/lib64/libkeepalive.so.0");
     assert_library_configures_sockets(&library);
@@ -381,8 +572,14 @@ fn tarball_unpacks_into_a_prefix_and_works() {
         "share/doc/libkeepalive/changelog",
         "share/doc/libkeepalive/LICENSE-MIT",
         "share/doc/libkeepalive/LICENSE-APACHE",
+        "share/bash-completion/completions/keepalive",
+        "share/fish/vendor_completions.d/keepalive.fish",
+        "share/zsh/site-functions/_keepalive",
     ] {
         assert!(prefix.0.join(file).exists(), "{file} not in the tarball");
+    }
+    if common::have(test, "bash") {
+        assert_bash_completion_works(&prefix.0.join("share/bash-completion/completions/keepalive"));
     }
     let library = prefix.0.join("lib/libkeepalive.so.0");
     assert_library_configures_sockets(&library);
@@ -698,4 +895,59 @@ fn dist_failing_halfway_leaves_no_artifact() {
         !scratch_left(dist),
         "packaging/dist left its scratch directory"
     );
+}
+
+/// The documented removal of an unpacked tarball (README.md, or the docs/ page it
+/// moves to) names exactly the files the tarball holds, and as directories only the
+/// one that is the tarball's own: none a prefix shares, such as /usr/local/bin.
+#[test]
+fn tarball_removal_names_exactly_its_files() {
+    let test = "tarball_removal_names_exactly_its_files";
+    let Some(dist) = common::dist(test) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    if let Ok(docs) = std::fs::read_dir(root.join("docs")) {
+        pages.extend(docs.flatten().map(|entry| entry.path()));
+    }
+    let command = pages
+        .iter()
+        .filter_map(|page| std::fs::read_to_string(page).ok())
+        .find_map(|text| {
+            let start = text.find("cd /usr/local && rm -f ")?;
+            let end = text[start..].find("\n```")? + start;
+            Some(text[start..end].replace("\\\n", " "))
+        })
+        .expect("a `cd /usr/local && rm -f …` block in README.md or docs/");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let removed = |verb: &str| -> Vec<String> {
+        let at = words
+            .iter()
+            .position(|w| *w == verb)
+            .unwrap_or_else(|| panic!("no {verb} in {command}"));
+        let mut names: Vec<String> = words[at + 1..]
+            .iter()
+            .skip_while(|w| w.starts_with('-'))
+            .take_while(|w| **w != "&&")
+            .map(|w| w.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let listing = stdout_of(Command::new("tar").arg("-tzf").arg(tarball(dist)));
+    let top = format!("libkeepalive-{VERSION}-x86_64-linux-gnu/");
+    let entries: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.strip_prefix(&top))
+        .filter(|line| !line.is_empty())
+        .collect();
+    let mut files: Vec<String> = entries
+        .iter()
+        .filter(|entry| !entry.ends_with('/'))
+        .map(|entry| entry.to_string())
+        .collect();
+    files.sort();
+    assert_eq!(removed("rm"), files, "{command}");
+    assert_eq!(removed("rmdir"), ["share/doc/libkeepalive"], "{command}");
 }

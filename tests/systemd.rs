@@ -226,10 +226,8 @@ fn keepalive_command_and_drop_in_configure_services() {
         )),
     );
     container.write("/etc/systemd/system/plain.service", &service(&server(7204)));
-    container.start(&["recipe.service", "wrapped.service", "plain.service"]);
-    // `keepalive enable --now` on the running system: it reloads systemd and starts
-    // the service itself. The unit already preloads a library of its own (found by
-    // name in the loader's path, ld.so(8)), which must stay.
+    // The unit already preloads a library of its own (found by name in the loader's
+    // path, ld.so(8)), which must stay.
     container.write(
         "/etc/systemd/system/enabled.service",
         &format!(
@@ -237,6 +235,14 @@ fn keepalive_command_and_drop_in_configure_services() {
             service(&server(7202))
         ),
     );
+    container.start(&[
+        "recipe.service",
+        "wrapped.service",
+        "plain.service",
+        "enabled.service",
+    ]);
+    // `keepalive enable --now` on the running system: it reloads systemd and restarts
+    // the running service itself.
     container.run_ok(&[
         &keepalive,
         "enable",
@@ -333,5 +339,494 @@ fn socket_unit_keepalive_settings_win() {
         "Accept=yes, KeepAliveTimeSec=25 on the .socket unit",
         server_timer(&container, 7302),
         25,
+    );
+}
+
+/// `keepalive ARGS` run inside `container` as an operator there would: exit status,
+/// stdout and stderr.
+fn keepalive(container: &Container, args: &[&str]) -> (i32, String, String) {
+    let command = keepalive_command();
+    let mut all = vec![command.as_str()];
+    all.extend_from_slice(args);
+    let output = container.run(&all);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A unit running the echo server on `port`, with `extra` lines in `[Service]`.
+fn echo_unit(container: &Container, name: &str, port: u16, extra: &str) {
+    container.write(
+        &format!("/etc/systemd/system/{name}"),
+        &format!("[Service]\nExecStart=/usr/bin/python3 /srv/echo-server.py {port}\n{extra}"),
+    );
+}
+
+/// Whether `path` exists inside the container.
+fn exists(container: &Container, path: &str) -> bool {
+    container.run(&["test", "-e", path]).status.success()
+}
+
+/// `systemctl is-active UNIT` inside the container.
+fn active_state(container: &Container, unit: &str) -> String {
+    container
+        .run_text(&["systemctl", "is-active", unit])
+        .trim()
+        .to_string()
+}
+
+/// A library the service cannot see is refused before anything is written, naming the
+/// sandboxing option (ProtectHome= hides /root, PrivateTmp= gives the service its own
+/// /tmp); and a library the loader cannot load fails the proof after the restart, with
+/// the loader's own line from the journal. Each exits 1, and no service is left
+/// believing it has keepalive.
+#[test]
+fn enable_refuses_hidden_libraries_and_proves_the_restart() {
+    let test = "enable_refuses_hidden_libraries_and_proves_the_restart";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    for dir in ["/root/ka", "/tmp/ka"] {
+        container.run_ok(&["mkdir", "-p", dir]);
+        container.run_ok(&["cp", &library(), &format!("{dir}/libkeepalive.so")]);
+    }
+    container.write("/srv/not-a-library.so", "this is not an ELF file\n");
+    echo_unit(&container, "home.service", 7501, "ProtectHome=yes\n");
+    echo_unit(&container, "tmp.service", 7502, "PrivateTmp=yes\n");
+    echo_unit(&container, "broken.service", 7503, "");
+    container.start(&["home.service", "tmp.service", "broken.service"]);
+
+    for (unit, library, option) in [
+        ("home", "/root/ka/libkeepalive.so", "ProtectHome=yes"),
+        ("tmp", "/tmp/ka/libkeepalive.so", "PrivateTmp=yes"),
+    ] {
+        let before = container.main_pid(&format!("{unit}.service"));
+        let (code, stdout, stderr) = keepalive(
+            &container,
+            &[
+                "enable",
+                unit,
+                "--library",
+                library,
+                "--idle",
+                "40",
+                "--now",
+            ],
+        );
+        assert_eq!(code, 1, "{unit}: {stdout}{stderr}");
+        assert!(stderr.contains(option), "{unit}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{unit}: {stderr}");
+        assert!(
+            !exists(&container, &format!("/etc/systemd/system/{unit}.service.d")),
+            "{unit}: a drop-in was written"
+        );
+        assert_eq!(
+            container.main_pid(&format!("{unit}.service")),
+            before,
+            "{unit}: restarted"
+        );
+    }
+
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &[
+            "enable",
+            "broken",
+            "--library",
+            "/srv/not-a-library.so",
+            "--now",
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    assert!(
+        stderr.contains("broken.service: restarted without keepalive")
+            && stderr.contains("cannot be preloaded"),
+        "{stderr}"
+    );
+}
+
+/// `--now` is `systemctl try-restart`: a running service is restarted and proven to
+/// have the library and the settings (its connection then has them), a stopped one
+/// stays stopped; `disable --now` restarts a running service without the library and
+/// leaves a stopped one alone. The running one is enabled with `--runtime`, a drop-in
+/// under /run.
+#[test]
+fn now_restarts_only_a_running_service() {
+    let test = "now_restarts_only_a_running_service";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(&container, "running.service", 7511, "");
+    echo_unit(&container, "stopped.service", 7512, "");
+    container.start(&["running.service"]);
+    let before = container.main_pid("running.service");
+
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "running", "--idle", "33", "--runtime", "--now"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("wrote /run/systemd/system/running.service.d/zz-keepalive.conf"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("verified: running.service process") && stdout.contains("KEEPIDLE=33"),
+        "{stdout}"
+    );
+    assert_ne!(
+        container.main_pid("running.service"),
+        before,
+        "not restarted"
+    );
+    {
+        let _client = connect(&container, 7511, "running.service");
+        assert_idle("enable --now", server_timer(&container, 7511), 33);
+    }
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "stopped", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("not running; left stopped"), "{stdout}");
+    assert_eq!(active_state(&container, "stopped.service"), "inactive");
+
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "stopped", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(active_state(&container, "stopped.service"), "inactive");
+
+    let (code, stdout, stderr) =
+        keepalive(&container, &["disable", "running", "--runtime", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("verified: running.service restarted without the library"),
+        "{stdout}"
+    );
+    assert_eq!(environment(&container, "running.service", "LD_PRELOAD"), "");
+}
+
+/// An alias (`Alias=` in [Install], linked by `systemctl enable`) is followed to the
+/// unit's real name: the drop-in goes where `systemctl edit` puts it, the service gets
+/// the settings, and `disable` through the alias removes it, with a drop-in an earlier
+/// version wrote under the alias's name.
+#[test]
+fn enable_and_disable_through_an_alias() {
+    let test = "enable_and_disable_through_an_alias";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(
+        &container,
+        "real.service",
+        7521,
+        "[Install]\nAlias=nick.service\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "enable", "real.service"]);
+    container.start(&["real.service"]);
+
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "nick", "--idle", "27", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("wrote /etc/systemd/system/real.service.d/zz-keepalive.conf"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verified: real.service"), "{stdout}");
+    assert!(!exists(&container, "/etc/systemd/system/nick.service.d"));
+    {
+        let _client = connect(&container, 7521, "real.service");
+        assert_idle(
+            "enable through an alias",
+            server_timer(&container, 7521),
+            27,
+        );
+    }
+
+    // What an earlier version wrote under the alias's own name.
+    let stray = "/etc/systemd/system/nick.service.d/zz-keepalive.conf";
+    container.write(
+        stray,
+        &format!(
+            "# Written by `keepalive enable`; `keepalive disable` removes it.\n\
+             [Service]\nEnvironment=\"LD_PRELOAD={}\"\n",
+            library()
+        ),
+    );
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "nick", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!exists(&container, stray), "{stdout}");
+    assert!(!exists(
+        &container,
+        "/etc/systemd/system/real.service.d/zz-keepalive.conf"
+    ));
+    assert!(stdout.contains("restarted without the library"), "{stdout}");
+    assert_eq!(environment(&container, "real.service", "LD_PRELOAD"), "");
+}
+
+/// A masked unit is refused, as `systemctl edit` refuses it; a template is configured
+/// and never started, its instances get the settings; an instance name systemd would
+/// refuse is refused before anything is written.
+#[test]
+fn masked_units_templates_and_instances() {
+    let test = "masked_units_templates_and_instances";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    // `systemctl mask` links /etc/systemd/system/NAME to /dev/null, so the unit
+    // itself lives in a directory of lower priority.
+    container.write(
+        "/run/systemd/system/hidden.service",
+        "[Service]\nExecStart=/usr/bin/python3 /srv/echo-server.py 7531\n",
+    );
+    container.write(
+        "/etc/systemd/system/tpl@.service",
+        "[Service]\nExecStart=/usr/bin/python3 /srv/echo-server.py %i\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "mask", "hidden.service"]);
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "hidden", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("masked"), "{stderr}");
+    assert!(!exists(&container, "/etc/systemd/system/hidden.service.d"));
+
+    let (code, _, stderr) = keepalive(&container, &["enable", "tpl@x y", "--now"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("' '"), "{stderr}");
+    assert!(!exists(&container, "/etc/systemd/system/tpl@x y.service.d"));
+
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "tpl@", "--idle", "21", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("is a template"), "{stdout}");
+    assert!(exists(
+        &container,
+        "/etc/systemd/system/tpl@.service.d/zz-keepalive.conf"
+    ));
+    let units = container.run_ok(&[
+        "systemctl",
+        "list-units",
+        "--all",
+        "--plain",
+        "--no-legend",
+        "tpl@*",
+    ]);
+    assert_eq!(units.trim(), "", "a template was started");
+
+    container.start(&["tpl@7532.service"]);
+    {
+        let _client = connect(&container, 7532, "tpl@7532.service");
+        assert_idle("the template's drop-in", server_timer(&container, 7532), 21);
+    }
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "tpl@7532", "--idle", "22", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("verified: tpl@7532.service"), "{stdout}");
+    let _client = connect(&container, 7532, "tpl@7532.service");
+    assert_idle("the instance's drop-in", server_timer(&container, 7532), 22);
+}
+
+/// Enabling again keeps the settings not given again, and says so; a unit whose own
+/// LD_PRELOAD changed after `enable` leaves the drop-in's copy stale (it would win),
+/// which `check --unit` reports and `enable` refreshes.
+#[test]
+fn re_enable_keeps_settings_and_refreshes_a_drifted_preload() {
+    let test = "re_enable_keeps_settings_and_refreshes_a_drifted_preload";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(
+        &container,
+        "again.service",
+        7541,
+        &format!("Environment=LD_PRELOAD={OWN_PRELOAD}\n"),
+    );
+    container.start(&["again.service"]);
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &[
+            "enable",
+            "again",
+            "--idle",
+            "60",
+            "--interval",
+            "10",
+            "--count",
+            "6",
+            "--now",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "again", "--idle", "30", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for kept in ["keeps KEEPINTVL=10", "keeps KEEPCNT=6"] {
+        assert!(stderr.contains(kept), "{kept}: {stderr}");
+    }
+    for (name, value) in [("KEEPIDLE", "30"), ("KEEPINTVL", "10"), ("KEEPCNT", "6")] {
+        assert_eq!(
+            environment(&container, "again.service", name),
+            value,
+            "{name}"
+        );
+    }
+
+    let (code, stdout, _) = keepalive(&container, &["check", "--unit", "again"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("up to date"), "{stdout}");
+    // The unit now preloads another library of its own; the drop-in still copies the
+    // old one, and applied last it would win.
+    let unit = "/etc/systemd/system/again.service";
+    let edited = container.read(unit).replace(OWN_PRELOAD, "libdl.so.2");
+    container.write(unit, &edited);
+    let (code, stdout, _) = keepalive(&container, &["check", "--unit", "again"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("drifted") && stdout.contains(&format!("LD_PRELOAD={OWN_PRELOAD} ")),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "again", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("LD_PRELOAD was {OWN_PRELOAD} ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        environment(&container, "again.service", "LD_PRELOAD"),
+        format!("libdl.so.2 {}", library())
+    );
+    assert_eq!(environment(&container, "again.service", "KEEPIDLE"), "30");
+    let (code, stdout, _) = keepalive(&container, &["check", "--unit", "again"]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+/// `keepalive env --format systemd` pasted into a drop-in, and `--format env-file`
+/// named by `EnvironmentFile=`, each read by systemd itself: the service runs with the
+/// library and the settings, and its connection has them.
+#[test]
+fn env_formats_configure_a_real_service() {
+    let test = "env_formats_configure_a_real_service";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let printed = |format: &str, idle: &str| {
+        let (code, stdout, stderr) =
+            keepalive(&container, &["env", "--idle", idle, "--format", format]);
+        assert_eq!(code, 0, "{format}: {stderr}");
+        stdout
+    };
+    echo_unit(&container, "pasted.service", 7551, "");
+    container.write(
+        "/etc/systemd/system/pasted.service.d/env.conf",
+        &format!("[Service]\n{}", printed("systemd", "41")),
+    );
+    container.write("/etc/keepalive.env", &printed("env-file", "42"));
+    echo_unit(
+        &container,
+        "from-file.service",
+        7552,
+        "EnvironmentFile=/etc/keepalive.env\n",
+    );
+    container.start(&["pasted.service", "from-file.service"]);
+    for (unit, port, idle) in [
+        ("pasted.service", 7551, 41),
+        ("from-file.service", 7552, 42),
+    ] {
+        assert_eq!(
+            environment(&container, unit, "LD_PRELOAD"),
+            library(),
+            "{unit}"
+        );
+        assert_eq!(
+            environment(&container, unit, "KEEPIDLE"),
+            idle.to_string(),
+            "{unit}"
+        );
+        let _client = connect(&container, port, unit);
+        assert_idle(unit, server_timer(&container, port), idle);
+    }
+}
+
+/// A statically linked program that only waits, built here: no loader runs in it,
+/// so nothing can preload a library.
+fn static_sleeper(test: &str) -> Option<std::path::PathBuf> {
+    if !common::have(test, "cc") {
+        return None;
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("static-sleeper");
+    let mut cc = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&path)
+        .args(["-x", "c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cc");
+    std::io::Write::write_all(
+        cc.stdin.as_mut().expect("cc's stdin"),
+        b"#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
+    )
+    .expect("write the program to cc");
+    drop(cc.stdin.take());
+    assert!(
+        cc.wait().expect("wait for cc").success(),
+        "cc -static failed"
+    );
+    Some(path)
+}
+
+/// A service whose program preloading cannot reach (statically linked): `enable
+/// --strict` writes nothing, and without it `--now` restarts the service and fails the
+/// proof with the check's reason, never "done".
+#[test]
+fn enable_names_a_program_preloading_cannot_reach() {
+    let test = "enable_names_a_program_preloading_cannot_reach";
+    let Some(program) = static_sleeper(test) else {
+        return;
+    };
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    // target/ is visible inside as TARGET, the test's scratch directory with it.
+    let target = common::shim()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory");
+    let inside = format!(
+        "{TARGET}/{}",
+        program
+            .strip_prefix(target)
+            .expect("the program under target/")
+            .display()
+    );
+    container.write(
+        "/etc/systemd/system/static.service",
+        &format!("[Service]\nExecStart={inside}\n"),
+    );
+    container.start(&["static.service"]);
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "static", "--strict", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("keepalive: refused: preloading cannot reach")
+            && stderr.contains("statically linked"),
+        "{stderr}"
+    );
+    assert!(!exists(&container, "/etc/systemd/system/static.service.d"));
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "static", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    assert!(
+        stderr.contains("static.service: restarted without keepalive: preloading cannot reach")
+            && stderr.contains("statically linked"),
+        "{stderr}"
     );
 }

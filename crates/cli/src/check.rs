@@ -213,6 +213,16 @@ impl Verdict {
         )
     }
 
+    /// The line `run --strict` and `enable --strict` refuse with.
+    pub fn refusal(&self) -> String {
+        format!(
+            "refused: preloading cannot reach {}: {}; {}",
+            self.chain(),
+            self.reach,
+            self.reach.instead()
+        )
+    }
+
     fn json(&self) -> String {
         self.json_object().finish()
     }

@@ -6,10 +6,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, CommandFactory, Parser};
 use keepalive_config::{Millis, Mode, Probes, Seconds, Var};
 
 use crate::failure;
+use crate::formats::Format;
 
 const ABOUT: &str = "Turn on TCP keepalive for programs that cannot be changed";
 
@@ -30,7 +32,8 @@ Examples:
   keepalive run --idle 60s --interval 10s --count 6 -- ./legacy-app
   keepalive check /usr/bin/redis-server
   keepalive enable legacy.service --idle 2m --user-timeout 90s --now
-  keepalive env --idle 60 >> /etc/default/legacy
+  eval \"$(keepalive env --idle 60)\"
+  keepalive env --idle 60 --format env-file >> /etc/default/legacy
   keepalive run --kernel --idle 60s -- ./static-app   # root: a cgroup sock_ops program
 
 The library is found beside the command (target/release/libkeepalive.so, or \
@@ -38,8 +41,81 @@ The library is found beside the command (target/release/libkeepalive.so, or \
 KEEPALIVE_LIBRARY names it.
 
 Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
-reach (or run --strict refuses it), 2 for bad input. run exits with COMMAND's status. \
+reach, --strict refuses it, or enable --now cannot prove the service got the library, \
+2 for bad input. run exits with COMMAND's status. \
 With --kernel, 1 also when the kernel route cannot be taken here (see docs/kernel.md).";
+
+/// keepalive(1), ENVIRONMENT: what the command itself reads.
+const MAN_ENVIRONMENT: &str = "\
+.TP
+\\fBKEEPALIVE\\fR, \\fBKEEPIDLE\\fR, \\fBKEEPINTVL\\fR, \\fBKEEPCNT\\fR, \\fBTCP_USER_TIMEOUT\\fR, \\fBKEEPALIVE_DEBUG\\fR
+The library's variables (libkeepalive(7)). \\fBrun\\fR passes inherited ones on, checked; \
+an option wins over an inherited variable it contradicts, and a line on stderr says so \
+(timers given over \\fBKEEPALIVE=off\\fR turn keepalive on).
+.TP
+\\fBLD_PRELOAD\\fR
+Kept by \\fBrun\\fR and \\fBenv\\fR, the library added after its entries, never twice.
+.TP
+\\fBKEEPALIVE_LIBRARY\\fR
+The library to preload when \\fB\\-\\-library\\fR is not given; with \\fBenable \\-\\-root\\fR, \
+a path inside the root.
+.TP
+\\fBXDG_CONFIG_HOME\\fR, \\fBHOME\\fR, \\fBXDG_RUNTIME_DIR\\fR
+Where \\fBenable \\-\\-user\\fR finds user units (and \\fB\\-\\-runtime\\fR ones).
+";
+
+/// keepalive(1), EXIT STATUS.
+const MAN_EXIT_STATUS: &str = "\
+.TP
+0
+Success; \\fBcheck\\fR: the program is reachable; \\fBenable \\-\\-now\\fR: the restarted service \
+has the library mapped and its variables (or it was not running and stays stopped).
+.TP
+1
+\\fBcheck\\fR: not reachable; \\fBrun \\-\\-strict\\fR, \\fBenable \\-\\-strict\\fR: refused; \
+\\fBenable\\fR: a masked unit, sandboxing that hides the library, or a service that restarted \
+without it; \\fB\\-\\-kernel\\fR: the kernel route cannot be taken here (docs/kernel.md); a \
+failure of the system.
+.TP
+2
+Bad input: an option, a value, a unit name or a path.
+.TP
+3
+\\fBstatus\\fR: the report is printed, part of it could not be read.
+.TP
+126, 127
+\\fBrun\\fR: COMMAND cannot be executed, or is not found. Otherwise \\fBrun\\fR exits with \
+COMMAND's own status.
+";
+
+/// keepalive(1), FILES.
+const MAN_FILES: &str = "\
+.TP
+\\fI/usr/lib/<multiarch>/libkeepalive.so.0\\fR, \\fI/usr/lib64/libkeepalive.so.0\\fR, \\fI/usr/local/lib/libkeepalive.so.0\\fR
+The library, found from the command's own directory (../lib/...).
+.TP
+\\fI/etc/systemd/system/UNIT.d/zz\\-keepalive.conf\\fR
+The drop-in \\fBenable\\fR writes under the unit's real name (\\fI/run/systemd/system\\fR with \
+\\fB\\-\\-runtime\\fR, \\fI~/.config/systemd/user\\fR with \\fB\\-\\-user\\fR); \\fBdisable\\fR removes \
+only such a file.
+";
+
+/// keepalive(1), EXAMPLES.
+const MAN_EXAMPLES: &str = "\
+.TP
+\\fBkeepalive run \\-\\-idle 60s \\-\\-interval 10s \\-\\-count 6 \\-\\- ./legacy\\-app\\fR
+Run a program with keepalive on every TCP socket it creates or accepts.
+.TP
+\\fBkeepalive enable legacy \\-\\-idle 2m \\-\\-now\\fR
+Write the drop-in, reload systemd, restart legacy.service if it runs, and prove that \
+the new process has the library and its settings.
+.TP
+\\fBeval \\(dq$(keepalive env \\-\\-idle 60)\\(dq\\fR
+Export the variables into the current shell (sh, dash, bash).
+.TP
+\\fBkeepalive env \\-\\-idle 60 \\-\\-format env\\-file > app.env\\fR
+A file for \\fBdocker run \\-\\-env\\-file\\fR or systemd's \\fBEnvironmentFile=\\fR.
+";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,15 +163,31 @@ pub enum Subcommand {
     /// Preload the library into a systemd service with a drop-in
     #[command(
         long_about = "Preload the library into a systemd service with a drop-in.\n\n\
-            Writes UNIT.d/zz-keepalive.conf beside the unit (in /etc/systemd/system, or \
-            the user unit directory with --user) with an Environment= line that keeps \
-            any LD_PRELOAD the unit already sets, and the variables from the options. \
-            Checks the unit's ExecStart program as `keepalive check` does and warns \
-            when preloading cannot reach it. Running it again gives the same file. \
-            Prints the systemctl commands that apply it, or runs them with --now."
+            Writes UNIT.d/zz-keepalive.conf under the unit's real name (an alias is \
+            followed, as `systemctl edit` does) in /etc/systemd/system (/run with \
+            --runtime, the user unit directory with --user), with an Environment= line \
+            that keeps the LD_PRELOAD the unit sets now, and the variables from the \
+            options; those of an earlier enable not given again are kept, and said so. \
+            Refuses a masked unit, a name systemd would refuse, and a library the \
+            unit's sandboxing hides (ProtectHome=, PrivateTmp=, TemporaryFileSystem=, \
+            InaccessiblePaths=, NoExecPaths=, RootDirectory=, RootImage=). Checks the \
+            unit's ExecStart program as `keepalive check` does: a warning, or a \
+            refusal with --strict. With systemd running, reloads it. With --now, \
+            restarts the service if it runs (try-restart: a stopped service stays \
+            stopped, a template is never started) and proves the result: the new \
+            main process (or a child) has the library mapped and the variables in its \
+            environment, or the command exits 1 with the reason."
     )]
     Enable(EnableArgs),
     /// Remove the drop-in `keepalive enable` wrote, and nothing else
+    #[command(
+        long_about = "Remove the drop-in `keepalive enable` wrote, and nothing else.\n\n\
+            Follows an alias to the unit's real name, as enable does, and removes \
+            enable's drop-ins under /etc and /run (--runtime) and under the unit's \
+            other names: any one left would keep preloading. With systemd running, \
+            reloads it; with --now, restarts the service if it runs and \
+            checks that the new process no longer has the library mapped."
+    )]
     Disable(DisableArgs),
     /// Show a running process's TCP sockets and the keepalive settings in force on each
     #[command(long_about = "Show a running process's TCP sockets and the keepalive \
@@ -113,16 +205,21 @@ pub enum Subcommand {
             printed but part of it could not be read.")]
     Status {
         /// The process to look at
+        #[arg(value_parser = pid, allow_hyphen_values = true)]
         pid: i32,
         /// Print one JSON document instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Print the variables as NAME=VALUE lines, for a shell or an Environment= line
-    #[command(long_about = "Print the variables as NAME=VALUE lines.\n\n\
-            LD_PRELOAD names the library found (or --library); the other lines are the \
-            options given, checked as `run` checks them. Settings left at their \
-            default print nothing.")]
+    /// Print the variables for a shell, a unit, Docker or Kubernetes
+    #[command(
+        long_about = "Print the variables for a shell, a unit, Docker or Kubernetes.\n\n\
+            LD_PRELOAD is the inherited one with the library found (or --library) added, \
+            as `run` builds it; the other lines are the options given, checked as `run` \
+            checks them. Settings left at their default print nothing. The default \
+            format is `export NAME=value` lines for eval \"$(keepalive env ...)\" in sh, \
+            dash or bash."
+    )]
     Env(EnvArgs),
     /// Attach the sock_ops program to this process's cgroup, then execute COMMAND in
     /// place: the ExecStartPre=+ step of `enable --kernel`, and `run --kernel` inside
@@ -149,21 +246,21 @@ pub enum Generate {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Settings {
     /// Idle time before the first probe (KEEPIDLE): 90s, 2m, 1h; a bare number is seconds
-    #[arg(long, value_name = "DURATION", value_parser = idle)]
+    #[arg(long, value_name = "DURATION", value_parser = idle, allow_hyphen_values = true)]
     pub idle: Option<Seconds>,
     /// Time between probes (KEEPINTVL): as --idle
-    #[arg(long, value_name = "DURATION", value_parser = interval)]
+    #[arg(long, value_name = "DURATION", value_parser = interval, allow_hyphen_values = true)]
     pub interval: Option<Seconds>,
     /// Unanswered probes before the connection is dropped (KEEPCNT): 1 to 127
-    #[arg(long, value_name = "PROBES", value_parser = count)]
+    #[arg(long, value_name = "PROBES", value_parser = count, allow_hyphen_values = true)]
     pub count: Option<Probes>,
     /// Longest time sent data may stay unacknowledged (TCP_USER_TIMEOUT): with a unit,
     /// 120s or 120000ms; 0ms is the system default
-    #[arg(long, value_name = "DURATION", value_parser = user_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = user_timeout, allow_hyphen_values = true)]
     pub user_timeout: Option<Millis>,
     /// on: turn keepalive on; skip: leave SO_KEEPALIVE as the program sets it, apply
     /// the timers; off: touch nothing (KEEPALIVE)
-    #[arg(long, value_name = "on|skip|off", value_parser = mode)]
+    #[arg(long, value_name = "on|skip|off", value_parser = ModeParser, hide_possible_values = true)]
     pub mode: Option<Mode>,
     /// Report every configured socket on stderr (KEEPALIVE_DEBUG=1)
     #[arg(long)]
@@ -202,16 +299,26 @@ pub struct AttachArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// A program name (looked up in PATH) or a path
+    /// A program name (looked up in PATH) or a path; with --unit, a service
     #[arg(value_name = "COMMAND|PATH")]
     pub program: OsString,
     /// One JSON object instead of the line
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unit")]
     pub json: bool,
     /// Also say whether `run --kernel` reaches it here (kernel, cgroup v2, privileges,
     /// BPF, lockdown); the exit status is then the kernel route's: 0 reachable, 1 not
     #[arg(long)]
     pub kernel: bool,
+    /// Check a service instead: its ExecStart program, and whether the drop-in of
+    /// `keepalive enable` still matches the unit (exit 1 when it has drifted)
+    #[arg(long)]
+    pub unit: bool,
+    /// With --unit: a user unit
+    #[arg(long, requires = "unit")]
+    pub user: bool,
+    /// With --unit: the file system under DIR instead of /
+    #[arg(long, value_name = "DIR", requires = "unit")]
+    pub root: Option<PathBuf>,
 }
 
 /// Where the unit lives.
@@ -226,9 +333,12 @@ pub struct Place {
     /// Work on the file system under DIR instead of /, without a running systemd
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Also run `systemctl daemon-reload` and `systemctl restart UNIT`
+    /// Restart the service if it runs (systemctl try-restart) and prove what it got
     #[arg(long, conflicts_with = "root")]
     pub now: bool,
+    /// A drop-in under /run, gone at the next boot (as `systemctl edit --runtime`)
+    #[arg(long)]
+    pub runtime: bool,
 }
 
 #[derive(Args, Debug)]
@@ -241,6 +351,10 @@ pub struct EnableArgs {
     /// preloading the library (an ExecStartPre=+ line; see docs/kernel.md)
     #[arg(long, conflicts_with_all = ["library", "user"])]
     pub kernel: bool,
+    /// Write nothing when preloading cannot reach the unit's ExecStart program (exit
+    /// status 1)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +367,16 @@ pub struct DisableArgs {
 pub struct EnvArgs {
     #[command(flatten)]
     pub settings: Settings,
+    /// sh: export lines for eval; systemd: Environment= lines; env-file: NAME=value
+    /// for docker --env-file; kubernetes: a container's env: entries
+    #[arg(
+        long,
+        value_enum,
+        value_name = "sh|systemd|env-file|kubernetes",
+        default_value_t,
+        hide_possible_values = true
+    )]
+    pub format: Format,
 }
 
 fn refused(refusal: keepalive_config::Refused) -> String {
@@ -275,8 +399,49 @@ fn user_timeout(text: &str) -> Result<Millis, String> {
     keepalive_config::millis_option(text.as_bytes()).map_err(refused)
 }
 
+/// `--mode`: the library's own parser, which also names the values it takes, so that
+/// completions and `--help` list them instead of offering file names.
+#[derive(Clone)]
+struct ModeParser;
+
 fn mode(text: &str) -> Result<Mode, String> {
     keepalive_config::mode_option(text.as_bytes()).map_err(refused)
+}
+
+impl TypedValueParser for ModeParser {
+    type Value = Mode;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Mode, clap::Error> {
+        let parse: fn(&str) -> Result<Mode, String> = mode;
+        parse.parse_ref(command, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            ["on", "skip", "off"]
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+/// `status PID`: a number that fits a `pid_t` (the status module refuses those that
+/// are not positive); any other text is refused in words, never with Rust's integer
+/// range.
+fn pid(text: &str) -> Result<i32, String> {
+    text.parse::<i32>().map_err(|_| {
+        format!(
+            "'{text}': not a process ID (a number from 1 to {})",
+            i32::MAX
+        )
+    })
 }
 
 /// Help and version go to stdout as clap writes them; every other error is one line,
@@ -305,6 +470,22 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The command as its users see it, for the completions: clap_complete offers hidden
+/// subcommands too (`generate` is for packaging), so they are left out here, as
+/// `--help` and keepalive(1) leave them out.
+pub fn shown_command() -> clap::Command {
+    let full = Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .cloned()
+        .collect();
+    clap::Command::new("keepalive")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .subcommands(visible)
 }
 
 /// The date keepalive(1) carries, as man-pages(7) asks: the release it documents. The
@@ -343,6 +524,15 @@ pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
     man.render_extra_section(&mut extra)?;
     let extra = String::from_utf8_lossy(&extra).replace(".SH EXTRA", ".SH NOTES");
     out.write_all(extra.as_bytes())?;
+    for (title, text) in [
+        ("ENVIRONMENT", MAN_ENVIRONMENT),
+        ("EXIT STATUS", MAN_EXIT_STATUS),
+        ("FILES", MAN_FILES),
+        ("EXAMPLES", MAN_EXAMPLES),
+    ] {
+        writeln!(out, ".SH \"{title}\"")?;
+        out.write_all(text.as_bytes())?;
+    }
     writeln!(out, ".SH \"SEE ALSO\"")?;
     writeln!(
         out,

@@ -25,20 +25,21 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
                 .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
         });
     if let Some((path, source)) = named {
-        return absolute(&path)
+        let found = absolute(&path)
             .filter(|path| path.is_file())
             .ok_or_else(|| {
                 Failure::usage(format!(
                     "{source} {}: no such library file",
                     quoted(path.as_os_str())
                 ))
-            });
+            })?;
+        return preloadable(found, source);
     }
     let exe = std::env::current_exe()
         .map_err(|err| Failure::usage(format!("cannot find this command's own file: {err}")))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let candidates = beside(dir);
-    candidates
+    let found = candidates
         .iter()
         .find(|path| path.is_file())
         .cloned()
@@ -51,7 +52,89 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
                 "cannot find the library: looked at {}; name it with --library PATH or KEEPALIVE_LIBRARY",
                 looked.join(", ")
             ))
-        })
+        })?;
+    preloadable(found, "the library found")
+}
+
+/// The library for a service in the file system tree at `root` (`enable --root`), as
+/// that service names it: `--library` or `KEEPALIVE_LIBRARY` is a path inside the
+/// tree, else the first package layout present in it (Debian's multiarch directory,
+/// /usr/lib64, /usr/local/lib). The library must be a file inside the tree, and its
+/// symbolic links, followed as this machine follows them, must end inside it: a path
+/// that exists only on this machine, or leads out of the tree, would not load in the
+/// system the tree boots.
+pub fn find_in(root: &Path, option: Option<&Path>) -> Result<PathBuf, Failure> {
+    let named = option
+        .map(|path| (path.to_path_buf(), "--library"))
+        .or_else(|| {
+            std::env::var_os("KEEPALIVE_LIBRARY")
+                .filter(|value| !value.is_empty())
+                .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
+        });
+    let inside = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
+    let (path, source) = match named {
+        Some((path, source)) if !path.is_absolute() => {
+            return Err(Failure::usage(format!(
+                "{source} {}: with --root, the library is named by its absolute path inside {}",
+                quoted(path.as_os_str()),
+                root.display()
+            )));
+        }
+        Some(named) => named,
+        None => {
+            let candidates = [
+                format!("/usr/lib/{MULTIARCH}/libkeepalive.so.0"),
+                "/usr/lib64/libkeepalive.so.0".to_string(),
+                "/usr/local/lib/libkeepalive.so.0".to_string(),
+            ];
+            let found = candidates
+                .iter()
+                .map(PathBuf::from)
+                .find(|path| inside(path).is_file())
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "cannot find the library under {}: looked at {}; install it there or \
+                         name it with --library PATH (a path inside the root)",
+                        root.display(),
+                        candidates.join(", ")
+                    ))
+                })?;
+            (found, "the library found")
+        }
+    };
+    let real = inside(&path);
+    let within = match (real.canonicalize(), root.canonicalize()) {
+        (Ok(real), Ok(root)) => real.starts_with(root) && real.is_file(),
+        _ => false,
+    };
+    if !within {
+        return Err(Failure::usage(format!(
+            "{source} {}: no such library file inside {} ({} is not a file in that tree)",
+            quoted(path.as_os_str()),
+            root.display(),
+            real.display()
+        )));
+    }
+    preloadable(path, source)
+}
+
+/// Refuses a path ld.so(8) would split: LD_PRELOAD entries are separated by spaces and
+/// colons, with no quoting, so the loader would look for two files and load neither.
+fn preloadable(path: PathBuf, source: &str) -> Result<PathBuf, Failure> {
+    match path
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .find(|&&b| b == b' ' || b == b':')
+    {
+        Some(&b) => Err(Failure::usage(format!(
+            "{source} {}: holds {:?}, which separates LD_PRELOAD entries (ld.so(8)); \
+             use a path without spaces or colons (a symbolic link will do)",
+            quoted(path.as_os_str()),
+            char::from(b)
+        ))),
+        None => Ok(path),
+    }
 }
 
 /// Where the packages and `cargo build` put the library, relative to the directory of

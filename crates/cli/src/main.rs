@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod env;
 mod failure;
+mod formats;
 mod json;
 mod kernel;
 mod library;
@@ -20,7 +21,7 @@ mod unit;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use cli::{Cli, Generate, Subcommand};
 use failure::Failure;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Subcommand::Run(args) => run::run(args),
+        Subcommand::Check(args) if args.unit => unit::check(&args),
         Subcommand::Check(args) => check::command(&args),
         Subcommand::Enable(args) => unit::enable(&args),
         Subcommand::Disable(args) => unit::disable(&args),
@@ -51,7 +53,7 @@ fn generate(what: Generate) -> Result<ExitCode, Failure> {
         Generate::Man => cli::man_page(&mut text)
             .map_err(|err| Failure::with_code(1, format!("cannot render keepalive(1): {err}")))?,
         Generate::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keepalive", &mut text)
+            clap_complete::generate(shell, &mut cli::shown_command(), "keepalive", &mut text)
         }
     }
     std::io::stdout()

@@ -20,7 +20,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if args.kernel {
         return kernel::run(args);
     }
-    let config = env::resolve(
+    let resolved = env::resolve_against(
         &args.settings,
         |name| std::env::var_os(name),
         "in the environment",
@@ -32,10 +32,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
     match check::inspect(program, &Root::host(), Runner::Me) {
         Ok(verdict) if !verdict.reach.reachable() => {
-            failure::warn(format_args!("{}", verdict.warning()));
             if args.strict {
-                return Ok(ExitCode::from(1));
+                return Err(Failure::with_code(1, verdict.refusal()));
             }
+            failure::warn(format_args!("{}", verdict.warning()));
         }
         Ok(_) => {}
         Err(failure) if failure.code == 127 || args.strict => return Err(failure),
@@ -44,12 +44,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             failure.message
         )),
     }
+    // Said once nothing else can refuse, so that a refusal stays one line.
+    resolved.tell();
     let mut command = Command::new(program);
     command.args(arguments);
     for var in Var::ALL {
         command.env_remove(env::name(var));
     }
-    for (var, value) in config.variables() {
+    for (var, value) in resolved.variables() {
         command.env(env::name(var), value.to_string());
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);

@@ -1,5 +1,5 @@
 //! `keepalive enable` and `disable`: a drop-in that preloads the library into a
-//! systemd service.
+//! systemd service, and the proof that the restarted service got it.
 //!
 //! systemd.unit(5): drop-ins in UNIT.d/*.conf are applied after the unit file, in file
 //! name order across all unit directories, and a later `Environment=` assignment of a
@@ -8,313 +8,36 @@
 //! is applied after every `Environment=` (systemd.exec(5)), so one that sets a
 //! variable the drop-in needs is refused instead of being silently lost.
 
+mod files;
+mod name;
+mod sandbox;
+mod systemctl;
+mod verify;
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::check::{self, Root, Runner};
-use crate::cli::{DisableArgs, EnableArgs, Place};
+use keepalive_config::{Mode, Value, Var};
+
+use crate::check::{self, Root, Runner, Verdict};
+use crate::cli::{CheckArgs, DisableArgs, EnableArgs, Place, Settings};
 use crate::env;
 use crate::failure::{self, Failure};
 use crate::kernel;
 use crate::library;
+use files::{Service, Unit};
+use name::Kind;
+use systemctl::Systemctl;
+use verify::Found;
 
 /// The drop-in's file name: after `override.conf` (systemctl edit) and numbered ones.
 const DROP_IN: &str = "zz-keepalive.conf";
 
 /// The first line of every drop-in `enable` writes; `disable` removes only such files.
 const MARKER: &str = "# Written by `keepalive enable`; `keepalive disable` removes it.";
-
-/// A service and the directories systemd would read it from.
-struct Unit {
-    /// `name.service`, or `name@instance.service`.
-    name: String,
-    /// The unit directories, highest priority first, as paths on this machine.
-    dirs: Vec<PathBuf>,
-    /// Where the drop-in is written: the directory of local configuration.
-    config_dir: PathBuf,
-    root: Option<PathBuf>,
-}
-
-impl Unit {
-    fn new(place: &Place) -> Result<Unit, Failure> {
-        let name = service_name(&place.unit)?;
-        let prefix = |path: &str| check::under_root(place.root.as_deref(), Path::new(path));
-        let (config_dir, system) = if place.user {
-            let config = std::env::var_os("XDG_CONFIG_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
-                .ok_or_else(|| Failure::usage("--user: neither XDG_CONFIG_HOME nor HOME is set"))?;
-            let config = prefix(&config.join("systemd/user").to_string_lossy());
-            let system: &[&str] = &[
-                "/etc/systemd/user",
-                "/run/systemd/user",
-                "/usr/local/share/systemd/user",
-                "/usr/share/systemd/user",
-                "/usr/local/lib/systemd/user",
-                "/usr/lib/systemd/user",
-            ];
-            (config, system)
-        } else {
-            // systemd.unit(5), "System Unit Search Path", without the directories only
-            // systemctl itself writes (*.control, *.attached).
-            let system: &[&str] = &[
-                "/run/systemd/transient",
-                "/run/systemd/generator.early",
-                "/run/systemd/system",
-                "/run/systemd/generator",
-                "/usr/local/lib/systemd/system",
-                "/lib/systemd/system",
-                "/usr/lib/systemd/system",
-                "/run/systemd/generator.late",
-            ];
-            (prefix("/etc/systemd/system"), system)
-        };
-        let mut dirs = vec![config_dir.clone()];
-        dirs.extend(system.iter().map(|dir| prefix(dir)));
-        Ok(Unit {
-            name,
-            dirs,
-            config_dir,
-            root: place.root.clone(),
-        })
-    }
-
-    /// The unit file: the first of that name in the unit directories, or the template's
-    /// for an instance (`foo@1.service` from `foo@.service`).
-    fn file(&self) -> Result<PathBuf, Failure> {
-        let mut names = vec![self.name.clone()];
-        if let Some(template) = template(&self.name) {
-            names.push(template);
-        }
-        names
-            .iter()
-            .flat_map(|name| self.dirs.iter().map(move |dir| dir.join(name)))
-            .find(|path| path.is_file())
-            .ok_or_else(|| {
-                let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
-                Failure::usage(format!(
-                    "{}: no such unit in {}",
-                    self.name,
-                    dirs.join(", ")
-                ))
-            })
-    }
-
-    /// The drop-ins systemd applies, in the order it applies them, without ours.
-    fn drop_ins(&self) -> Vec<PathBuf> {
-        let mut names = vec![self.name.clone()];
-        if let Some(template) = template(&self.name) {
-            names.push(template);
-        }
-        let mut found: Vec<(OsString, PathBuf)> = Vec::new();
-        for dir in &self.dirs {
-            for name in &names {
-                let Ok(entries) = std::fs::read_dir(dir.join(format!("{name}.d"))) else {
-                    continue;
-                };
-                for entry in entries.flatten() {
-                    let file = entry.file_name();
-                    let conf = Path::new(&file)
-                        .extension()
-                        .is_some_and(|ext| ext == "conf");
-                    // A name already found in a directory of higher priority masks it.
-                    if conf && file != DROP_IN && !found.iter().any(|(f, _)| *f == file) {
-                        found.push((file, entry.path()));
-                    }
-                }
-            }
-        }
-        found.sort();
-        found.into_iter().map(|(_, path)| path).collect()
-    }
-
-    fn drop_in(&self) -> PathBuf {
-        self.config_dir
-            .join(format!("{}.d", self.name))
-            .join(DROP_IN)
-    }
-
-    /// A path the unit names, on this machine.
-    fn real(&self, path: &str) -> PathBuf {
-        check::under_root(self.root.as_deref(), Path::new(path))
-    }
-}
-
-/// `foo` → `foo.service`; refuses path separators and units that run no program.
-fn service_name(unit: &str) -> Result<String, Failure> {
-    if unit.is_empty() || unit.contains('/') || unit.contains('\0') {
-        return Err(Failure::usage(format!(
-            "'{unit}': not a unit name (a name such as nginx.service, without a path)"
-        )));
-    }
-    if !unit.contains('.') {
-        return Ok(format!("{unit}.service"));
-    }
-    if unit.ends_with(".service") && unit.len() > ".service".len() {
-        return Ok(unit.to_string());
-    }
-    Err(Failure::usage(format!(
-        "'{unit}': only a .service runs a program to preload into"
-    )))
-}
-
-/// `foo@bar.service` → `foo@.service`.
-fn template(name: &str) -> Option<String> {
-    let (prefix, rest) = name.split_once('@')?;
-    let suffix = rest.rsplit_once('.')?.1;
-    (!rest.starts_with('.')).then(|| format!("{prefix}@.{suffix}"))
-}
-
-/// What the unit's files say that matters here.
-#[derive(Default)]
-struct Service {
-    /// Every `Environment=` assignment, in order.
-    environment: Vec<(String, String)>,
-    /// `EnvironmentFile=` paths, and whether a missing file is allowed (`-`).
-    environment_files: Vec<(String, bool)>,
-    exec_start: Option<String>,
-    /// The variables set by drop-ins sorted after ours, which would override it.
-    later: Vec<(PathBuf, String)>,
-}
-
-impl Service {
-    fn read(unit: &Unit) -> Result<Service, Failure> {
-        let mut service = Service::default();
-        let ours = OsString::from(DROP_IN);
-        let drop_ins = unit.drop_ins().into_iter().map(|file| {
-            let after_ours = file.file_name() > Some(ours.as_os_str());
-            (file, after_ours)
-        });
-        let files: Vec<(PathBuf, bool)> = std::iter::once((unit.file()?, false))
-            .chain(drop_ins)
-            .collect();
-        for (file, after_ours) in files {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|err| Failure::usage(format!("{}: {err}", file.display())))?;
-            for (key, value) in service_settings(&text) {
-                match key.as_str() {
-                    "Environment" if value.is_empty() => service.environment.clear(),
-                    "Environment" => {
-                        for word in words(&value) {
-                            if let Some((name, value)) = word.split_once('=') {
-                                if after_ours {
-                                    service.later.push((file.clone(), name.to_string()));
-                                }
-                                service
-                                    .environment
-                                    .push((name.to_string(), value.to_string()));
-                            }
-                        }
-                    }
-                    "EnvironmentFile" if value.is_empty() => service.environment_files.clear(),
-                    "EnvironmentFile" => {
-                        let (path, optional) = match value.strip_prefix('-') {
-                            Some(path) => (path.to_string(), true),
-                            None => (value.clone(), false),
-                        };
-                        service.environment_files.push((path, optional));
-                    }
-                    "ExecStart" if value.is_empty() => service.exec_start = None,
-                    "ExecStart" => service.exec_start = Some(value),
-                    _ => {}
-                }
-            }
-        }
-        Ok(service)
-    }
-
-    /// The last value the unit gives `name` through `Environment=`.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.environment
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// The `key=value` settings of the `[Service]` section, continuation lines joined and
-/// comments left out (systemd.syntax(7)).
-fn service_settings(text: &str) -> Vec<(String, String)> {
-    let mut settings = Vec::new();
-    let mut section = String::new();
-    let mut pending = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if pending.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
-            continue;
-        }
-        if let Some(start) = line.strip_suffix('\\') {
-            pending.push_str(start);
-            pending.push(' ');
-            continue;
-        }
-        let whole = std::mem::take(&mut pending) + line;
-        if whole.starts_with('[') && whole.ends_with(']') {
-            section = whole[1..whole.len() - 1].to_string();
-        } else if section == "Service" {
-            if let Some((key, value)) = whole.split_once('=') {
-                settings.push((key.trim().to_string(), value.trim().to_string()));
-            }
-        }
-    }
-    settings
-}
-
-/// Splits a value into words as systemd does for `Environment=`: blanks separate,
-/// double or single quotes group, a backslash escapes the next character.
-fn words(value: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote = None;
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match (c, quote) {
-            ('\\', _) => {
-                if let Some(next) = chars.next() {
-                    word.push(next);
-                }
-                in_word = true;
-            }
-            (q, None) if q == '"' || q == '\'' => {
-                quote = Some(q);
-                in_word = true;
-            }
-            (q, Some(open)) if q == open => quote = None,
-            (c, None) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            (c, _) => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
-}
-
-/// The variables an environment file sets, as systemd reads it: `NAME=VALUE` lines,
-/// optionally quoted, comments left out.
-fn environment_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(';'))
-        .filter_map(|line| {
-            let (name, value) = line.split_once('=')?;
-            let value = words(value.trim()).join(" ");
-            Some((name.trim().to_string(), value))
-        })
-        .collect()
-}
 
 /// One `Environment=` line, quoted for systemd: `"` and `\` are escaped. A `%` is
 /// left alone: systemd expands specifiers after unquoting, so the entries copied from
@@ -324,48 +47,86 @@ fn assignment(name: &str, value: &str) -> String {
     format!("Environment=\"{name}={value}\"\n")
 }
 
-/// `keepalive enable`.
-pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
-    let unit = Unit::new(&args.place)?;
-    let service = Service::read(&unit)?;
-    if args.kernel {
-        return enable_kernel(args, &unit);
-    }
-    let library = library::find(args.settings.library.as_deref())?;
+/// What `enable` would write, and what it found on the way.
+struct Plan {
+    unit: Unit,
+    service: Service,
+    /// The library as the service names it.
+    library: PathBuf,
+    drop_in: PathBuf,
+    text: String,
+    /// The variables the service's processes must have, `LD_PRELOAD` first.
+    expected: Vec<(String, String)>,
+    /// The verdict on an ExecStart program out of reach.
+    verdict: Option<Verdict>,
+    /// Lines about the earlier drop-in: variables kept, a copy of the unit's
+    /// `LD_PRELOAD` that has drifted.
+    notes: Vec<String>,
+    /// The `LD_PRELOAD` of the earlier drop-in, when the unit now gives another.
+    drifted: Option<(String, String)>,
+}
 
-    let config = env::resolve(&args.settings, |_| None, "")?;
-    // What the drop-in sets, which nothing applied after it may set again.
-    let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
-        .chain(config.variables().map(|(var, _)| env::name(var)))
-        .collect();
-    let mut from_files = Vec::new();
-    for (path, optional) in &service.environment_files {
-        let text = match std::fs::read_to_string(unit.real(path)) {
-            Ok(text) => text,
-            Err(_) if *optional => continue,
-            Err(err) => {
-                return Err(Failure::usage(format!(
-                    "{}: EnvironmentFile={path}: {err}",
-                    unit.name
-                )));
-            }
-        };
-        let assignments = environment_file(&text);
-        if let Some((name, _)) = assignments
-            .iter()
-            .find(|(name, _)| ours.contains(&name.as_str()))
-        {
+/// Reads the unit, refuses what would not work, and composes the drop-in.
+fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
+    let unit = Unit::new(place)?;
+    if place.runtime {
+        if let Some(wins) = unit.drop_in_elsewhere() {
             return Err(Failure::with_code(
                 1,
                 format!(
-                    "{}: EnvironmentFile={path} sets {name}, which overrides the drop-in's \
-                     Environment=; use ExecStart=keepalive run … -- … instead",
+                    "{}: {} takes precedence over a drop-in under /run; run `keepalive disable {}` first",
+                    unit.name,
+                    wins.display(),
                     unit.name
                 ),
             ));
         }
-        from_files.extend(assignments);
     }
+    let service = Service::read(&unit)?;
+    // The library as the service names it: with --root, a path inside the tree.
+    let library = match &unit.root {
+        Some(root) => library::find_in(root, settings.library.as_deref())?,
+        None => library::find(settings.library.as_deref())?,
+    };
+    let inside_root = |dir: &Path, path: &Path| {
+        unit.real(&dir.to_string_lossy())
+            .join(path.strip_prefix("/").unwrap_or(path))
+            .is_file()
+    };
+    if let Some(why) = sandbox::hides(&service, &library, inside_root) {
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{}: {why}, so the library {} would not load; install it where the service \
+                 can read it (the packages use /usr/lib) and name it with --library",
+                unit.name,
+                library.display()
+            ),
+        ));
+    }
+
+    // What an earlier enable set and this one does not set again stays.
+    let drop_in = unit.drop_in();
+    let earlier = files::our_variables(&drop_in);
+    let from_earlier = format!("in {}", drop_in.display());
+    let resolved = env::resolve_against(
+        settings,
+        |name| {
+            earlier
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| OsString::from(value))
+        },
+        &from_earlier,
+    )?;
+    let mut notes = resolved.overridden.clone();
+
+    // What the drop-in sets, which nothing applied after it may set again.
+    let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
+        .chain(resolved.variables().iter().map(|(var, _)| env::name(*var)))
+        .collect();
+    let from_files = environment_files(&unit, &service, &ours)?;
     if let Some((path, name)) = service
         .later
         .iter()
@@ -381,10 +142,11 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         ));
     }
     // The unit's own values of the variables the options leave alone stay in force:
-    // they are checked as `run` checks inherited ones. Environment files apply last.
+    // they are checked as `run` checks inherited ones, and an option that replaces
+    // one is said.
     let from_unit = format!("in {}", unit.name);
-    env::resolve(
-        &args.settings,
+    let against_unit = env::resolve_against(
+        settings,
         |name| {
             let from_file = from_files.iter().rev().find(|(n, _)| n == name);
             from_file
@@ -394,80 +156,268 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         },
         &from_unit,
     )?;
-
-    match service.exec_start.as_deref().and_then(exec_program) {
-        None => failure::warn(format_args!(
-            "keepalive: warning: {} has no ExecStart= to check",
-            unit.name
-        )),
-        Some(program) => {
-            let root = match &unit.root {
-                Some(dir) => Root::under(dir),
-                None => Root::under(Path::new("/")),
-            };
-            match check::inspect(program.as_ref(), &root, Runner::Anyone) {
-                Ok(verdict) if !verdict.reach.reachable() => {
-                    failure::warn(format_args!("{}", verdict.warning()))
-                }
-                Ok(_) => {}
-                Err(failure) => failure::warn(format_args!(
-                    "keepalive: warning: cannot check {}'s ExecStart program: {}",
-                    unit.name, failure.message
-                )),
-            }
+    notes.extend(against_unit.overridden.iter().cloned());
+    // `KEEPALIVE=on` is the library's default and so not among the configuration's
+    // variables; it is written when it overrides the unit's `off`, now or in the
+    // earlier drop-in.
+    let earlier_on = earlier
+        .iter()
+        .any(|(name, value)| name == env::name(Var::Keepalive) && value == "on");
+    let mut variables = resolved.variables();
+    let on_over_off = against_unit.switched_on || (earlier_on && settings.mode.is_none());
+    if on_over_off && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
+        variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
+    }
+    for (var, value) in &variables {
+        let kept = env::given(settings, *var).is_none()
+            && earlier.iter().any(|(name, _)| name == env::name(*var));
+        if kept {
+            notes.push(format!(
+                "keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
+                env::name(*var),
+                unit.name
+            ));
         }
     }
 
+    let verdict = check_exec_start(&unit, &service, strict)?;
+
     let existing = service.get("LD_PRELOAD").map(OsString::from);
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
-    let library = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
-    let preload = library::preload(existing.as_deref(), &library);
+    let escaped = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
+    let preload = library::preload(existing.as_deref(), &escaped)
+        .to_string_lossy()
+        .into_owned();
+    let drifted = earlier
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "LD_PRELOAD")
+        .filter(|(_, before)| *before != preload)
+        .map(|(_, before)| (before.clone(), preload.clone()));
     let mut text = format!("{MARKER}\n[Service]\n");
-    text.push_str(&assignment("LD_PRELOAD", &preload.to_string_lossy()));
-    for (var, value) in config.variables() {
-        text.push_str(&assignment(env::name(var), &value.to_string()));
+    text.push_str(&assignment("LD_PRELOAD", &preload));
+    let mut expected = vec![(
+        "LD_PRELOAD".to_string(),
+        library.to_string_lossy().into_owned(),
+    )];
+    for (var, value) in &variables {
+        text.push_str(&assignment(env::name(*var), &value.to_string()));
+        expected.push((env::name(*var).to_string(), value.to_string()));
     }
-    write_drop_in(&unit, &text)?;
-    apply(&args.place, &unit, true)
+    Ok(Plan {
+        unit,
+        service,
+        library,
+        drop_in,
+        text,
+        expected,
+        verdict,
+        notes,
+        drifted,
+    })
+}
+
+/// `keepalive enable`.
+pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
+    if args.kernel {
+        return enable_kernel(args);
+    }
+    let plan = plan(&args.place, &args.settings, args.strict)?;
+    for note in &plan.notes {
+        failure::warn(format_args!("keepalive: {note}"));
+    }
+    if let Some((before, now)) = &plan.drifted {
+        failure::warn(format_args!(
+            "keepalive: LD_PRELOAD was {before} in {}; the unit now gives {now}",
+            plan.drop_in.display()
+        ));
+    }
+    write_drop_in(&plan.drop_in, &plan.text)?;
+    let Some(systemctl) = reload(&args.place, &plan.unit)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(started) = restart(&args.place, &plan.unit, &systemctl, "to apply it")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    prove(&plan, &systemctl, started)
 }
 
 /// `enable --kernel`: the same drop-in file, with an `ExecStartPre=+` line that
 /// attaches the sock_ops program instead of the preload; after `--now`, a connection
 /// in the unit's cgroup is shown to carry the settings.
-fn enable_kernel(args: &EnableArgs, unit: &Unit) -> Result<ExitCode, Failure> {
+fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
+    let unit = Unit::new(&args.place)?;
+    Service::read(&unit)?;
     let config = env::resolve(&args.settings, |_| None, "")?;
     let text = format!(
         "{MARKER}\n[Service]\n{}",
         kernel::unit::exec_start_pre(&config)?
     );
-    write_drop_in(unit, &text)?;
-    let code = apply(&args.place, unit, true)?;
-    if args.place.now {
-        kernel::unit::verify(&unit.name, &config)?;
+    write_drop_in(&unit.drop_in(), &text)?;
+    let Some(systemctl) = reload(&args.place, &unit)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if restart(&args.place, &unit, &systemctl, "to apply it")?.is_some() {
+        kernel::unit::verify(unit.name.as_str(), &config)?;
     }
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the drop-in unless it already says `text`.
-fn write_drop_in(unit: &Unit, text: &str) -> Result<(), Failure> {
-    let path = unit.drop_in();
-    let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == text);
+fn write_drop_in(path: &Path, text: &str) -> Result<(), Failure> {
+    let unchanged = std::fs::read_to_string(path).is_ok_and(|old| old == text);
     if unchanged {
         failure::say(format_args!("{} is up to date", path.display()))
     } else {
-        write_atomically(&path, text.as_bytes()).map_err(|err| {
+        write_atomically(path, text.as_bytes()).map_err(|err| {
             Failure::with_code(1, format!("cannot write {}: {err}", path.display()))
         })?;
         failure::say(format_args!("wrote {}", path.display()))
     }
 }
 
-/// `keepalive disable`: removes the drop-in `enable` wrote, and nothing else.
+/// `keepalive check --unit`: whether the drop-in `enable` wrote is still what it would
+/// write now. A unit edited since (its own `LD_PRELOAD`, above all) leaves a stale copy
+/// in the drop-in, which systemd applies last and so silently wins.
+pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let mut place = Place {
+        unit: args.program.to_string_lossy().into_owned(),
+        user: args.user,
+        root: args.root.clone(),
+        now: false,
+        runtime: false,
+    };
+    // The drop-in is under /run when `enable --runtime` wrote it.
+    let unit = Unit::new(&place)?;
+    place.runtime = !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some();
+    let plan = plan(&place, &Settings::default(), false)?;
+    let name = &plan.unit.name;
+    let shown = plan.drop_in.display();
+    if !files::is_ours(&plan.drop_in) {
+        failure::say(format_args!(
+            "{name}: not enabled: no drop-in from keepalive enable ({shown})"
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    if let Some((before, now)) = &plan.drifted {
+        failure::say(format_args!(
+            "{name}: drifted: {shown} copies LD_PRELOAD={before}, the unit now gives {now}; \
+             `keepalive enable {name}` refreshes it"
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    if std::fs::read_to_string(&plan.drop_in).is_ok_and(|old| old != plan.text) {
+        failure::say(format_args!(
+            "{name}: drifted: {shown} is not what `keepalive enable {name}` writes now \
+             (library {}); run it again",
+            plan.library.display()
+        ))?;
+        return Ok(ExitCode::from(1));
+    }
+    failure::say(format_args!(
+        "{name}: up to date: {shown} preloads {}",
+        plan.library.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The variables the unit's `EnvironmentFile=`s set; refuses one that sets a variable
+/// of the drop-in, which it would override.
+fn environment_files(
+    unit: &Unit,
+    service: &Service,
+    ours: &[&str],
+) -> Result<Vec<(String, String)>, Failure> {
+    let mut from_files = Vec::new();
+    for (path, optional) in &service.environment_files {
+        let text = match std::fs::read_to_string(unit.real(path)) {
+            Ok(text) => text,
+            Err(_) if *optional => continue,
+            Err(err) => {
+                return Err(Failure::usage(format!(
+                    "{}: EnvironmentFile={path}: {err}",
+                    unit.name
+                )));
+            }
+        };
+        let assignments = files::environment_file(&text);
+        if let Some((name, _)) = assignments
+            .iter()
+            .find(|(name, _)| ours.contains(&name.as_str()))
+        {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{}: EnvironmentFile={path} sets {name}, which overrides the drop-in's \
+                     Environment=; use ExecStart=keepalive run … -- … instead",
+                    unit.name
+                ),
+            ));
+        }
+        from_files.extend(assignments);
+    }
+    Ok(from_files)
+}
+
+/// Checks the unit's `ExecStart=` program as `keepalive check` does: a warning, or
+/// with `--strict` a refusal before anything is written. Returns the verdict on a
+/// program out of reach, the reason a restarted service would lack the library.
+fn check_exec_start(
+    unit: &Unit,
+    service: &Service,
+    strict: bool,
+) -> Result<Option<Verdict>, Failure> {
+    let Some(program) = service.exec_start.as_deref().and_then(exec_program) else {
+        if strict {
+            return Err(Failure::with_code(
+                1,
+                format!("refused: {} has no ExecStart= to check", unit.name),
+            ));
+        }
+        failure::warn(format_args!(
+            "keepalive: warning: {} has no ExecStart= to check",
+            unit.name
+        ));
+        return Ok(None);
+    };
+    let root = Root::under(unit.root.as_deref().unwrap_or(Path::new("/")));
+    match check::inspect(program.as_ref(), &root, Runner::Anyone) {
+        Ok(verdict) if !verdict.reach.reachable() => {
+            if strict {
+                return Err(Failure::with_code(1, verdict.refusal()));
+            }
+            failure::warn(format_args!("{}", verdict.warning()));
+            Ok(Some(verdict))
+        }
+        Ok(_) => Ok(None),
+        Err(failure) if strict => Err(Failure::with_code(
+            1,
+            format!(
+                "refused: cannot check {}'s ExecStart program: {}",
+                unit.name, failure.message
+            ),
+        )),
+        Err(failure) => {
+            failure::warn(format_args!(
+                "keepalive: warning: cannot check {}'s ExecStart program: {}",
+                unit.name, failure.message
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// `keepalive disable`: removes the drop-ins `enable` wrote for the unit (under /etc
+/// and /run, under any of its names), and nothing else.
 pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
     let path = unit.drop_in();
+    // Ours under the unit's other names, and in the other place (/run, or /etc with
+    // --runtime): left behind, it would keep preloading after `disable`.
+    let mut strays = unit.stray_drop_ins();
+    strays.extend(unit.drop_in_elsewhere());
     match std::fs::read_to_string(&path) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && strays.is_empty() => {
             failure::say(format_args!(
                 "{}: no drop-in from keepalive enable ({} does not exist)",
                 unit.name,
@@ -475,6 +425,7 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
             ))?;
             return Ok(ExitCode::SUCCESS);
         }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
         Ok(text) if !text.starts_with(MARKER) => {
             return Err(Failure::with_code(
@@ -485,23 +436,73 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
                 ),
             ));
         }
-        Ok(_) => {}
+        Ok(_) => remove(&path)?,
     }
-    std::fs::remove_file(&path)
+    for stray in &strays {
+        remove(stray)?;
+    }
+    let Some(systemctl) = reload(&args.place, &unit)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(_) = restart(&args.place, &unit, &systemctl, "to stop preloading")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pid = systemctl.main_pid(unit.name.as_str())?.ok_or_else(|| {
+        Failure::with_code(
+            1,
+            format!("{}: restarted, but has no main process to check", unit.name),
+        )
+    })?;
+    let library = library_in_environment(pid);
+    match library {
+        Some(library) if verify::mapped_anywhere(pid, &library) => Err(Failure::with_code(
+            1,
+            format!(
+                "{}: restarted, and process {pid} still has {} mapped: another drop-in or \
+                 the unit itself preloads it (systemctl cat {})",
+                unit.name,
+                library.display(),
+                unit.name
+            ),
+        )),
+        _ => {
+            failure::say(format_args!(
+                "verified: {} restarted without the library (process {pid}, {})",
+                unit.name,
+                verify::comm(pid)
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The libkeepalive entry of a process's `LD_PRELOAD`, if any.
+fn library_in_environment(pid: u32) -> Option<PathBuf> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let preload = environ
+        .split(|&b| b == 0)
+        .find_map(|pair| pair.strip_prefix(b"LD_PRELOAD="))?;
+    String::from_utf8_lossy(preload)
+        .split([' ', ':'])
+        .find(|entry| entry.contains("libkeepalive"))
+        .map(PathBuf::from)
+}
+
+fn remove(path: &Path) -> Result<(), Failure> {
+    std::fs::remove_file(path)
         .map_err(|err| Failure::with_code(1, format!("cannot remove {}: {err}", path.display())))?;
     // The directory goes too when nothing else is in it; a non-empty one stays.
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
     }
-    failure::say(format_args!("removed {}", path.display()))?;
-    apply(&args.place, &unit, false)
+    failure::say(format_args!("removed {}", path.display()))
 }
 
 /// The program of an `ExecStart=` line: the first word, without the prefixes
 /// `@ - : + !` (systemd.service(5)).
 fn exec_program(line: &str) -> Option<String> {
     let line = line.trim_start_matches(['@', '-', ':', '+', '!']);
-    words(line).into_iter().next()
+    files::words(line).into_iter().next()
 }
 
 /// Writes `path` whole or not at all: a temporary file in the same directory, flushed
@@ -524,90 +525,130 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// Tells the user the systemctl commands that apply the change, or runs them with
-/// `--now` when systemd is running.
-fn apply(place: &Place, unit: &Unit, enabling: bool) -> Result<ExitCode, Failure> {
-    let scope: &[&str] = if place.user { &["--user"] } else { &[] };
-    let commands: [Vec<&str>; 2] = [
-        [scope, &["daemon-reload"]].concat(),
-        [scope, &["restart", &unit.name]].concat(),
-    ];
+/// `systemctl daemon-reload` when systemd runs here (not for `--root`), as `systemctl
+/// edit` does after writing a drop-in: until then systemd keeps the old settings and
+/// warns that the unit changed on disk. Returns the systemctl to go on with.
+fn reload(place: &Place, unit: &Unit) -> Result<Option<Systemctl>, Failure> {
+    if place.root.is_some() {
+        return Ok(None);
+    }
+    if !Systemctl::booted() {
+        if place.now {
+            return Err(Failure::with_code(1, "--now: systemd is not running here"));
+        }
+        let scope = if place.user { "--user " } else { "" };
+        failure::say(format_args!(
+            "when systemd runs: systemctl {scope}daemon-reload && systemctl {scope}try-restart {}",
+            unit.name
+        ))?;
+        return Ok(None);
+    }
+    let systemctl = Systemctl::new(place.user);
+    systemctl.run(&["daemon-reload"])?;
+    Ok(Some(systemctl))
+}
+
+/// With `--now`, `systemctl try-restart` the unit: a stopped unit stays stopped, and a
+/// template is never started. Without it, says the command that applies the change.
+/// Returns when the restart began (seconds since the epoch), when there was one.
+fn restart(
+    place: &Place,
+    unit: &Unit,
+    systemctl: &Systemctl,
+    what: &str,
+) -> Result<Option<u64>, Failure> {
+    let name = unit.name.as_str();
+    let scope = if place.user { "--user " } else { "" };
+    if unit.name.kind() == Kind::Template {
+        failure::say(format_args!(
+            "{name} is a template: its instances get the drop-in when they (re)start; \
+             {what}: systemctl {scope}try-restart '{}'",
+            name.replace("@.service", "@*.service")
+        ))?;
+        return Ok(None);
+    }
     if !place.now {
-        if place.root.is_none() {
-            let shown: Vec<String> = commands
+        failure::say(format_args!("{what}: systemctl {scope}try-restart {name}"))?;
+        return Ok(None);
+    }
+    if !systemctl.running(name)? {
+        failure::say(format_args!(
+            "{name} is not running; left stopped (the change applies when it starts)"
+        ))?;
+        return Ok(None);
+    }
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or_default();
+    systemctl.run(&["try-restart", "--", name])?;
+    Ok(Some(started))
+}
+
+/// After the restart: the service's processes have the library and the variables, or
+/// the command fails with the most specific reason it can find.
+fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, Failure> {
+    let name = plan.unit.name.as_str();
+    let library = &plan.library;
+    let failed =
+        |why: String| Failure::with_code(1, format!("{name}: restarted without keepalive: {why}"));
+    let Some(pid) = systemctl.main_pid(name)? else {
+        let state = systemctl.property(name, "ActiveState")?;
+        return Err(failed(format!(
+            "it has no main process to look at (ActiveState={state}; systemctl status {name})"
+        )));
+    };
+    match verify::service(pid, library, &plan.expected) {
+        Found::Proven { pid, comm } => {
+            let settings: Vec<String> = plan
+                .expected
                 .iter()
-                .map(|c| format!("systemctl {}", c.join(" ")))
+                .skip(1)
+                .map(|(name, value)| format!("{name}={value}"))
                 .collect();
-            let what = if enabling {
-                "to apply it"
+            let settings = if settings.is_empty() {
+                "the kernel's timers".to_string()
             } else {
-                "to stop preloading"
+                settings.join(" ")
             };
-            failure::say(format_args!("{what}: {}", shown.join(" && ")))?;
+            failure::say(format_args!(
+                "verified: {name} process {pid} ({comm}) has {} mapped, with {settings}",
+                library.display()
+            ))?;
+            Ok(ExitCode::SUCCESS)
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    // sd_booted(3): systemd is running as the init system when this directory exists.
-    if !Path::new("/run/systemd/system").is_dir() {
-        return Err(Failure::with_code(1, "--now: systemd is not running here"));
-    }
-    for args in &commands {
-        let status = Command::new("systemctl")
-            .args(args)
-            .status()
-            .map_err(|err| Failure::with_code(1, format!("cannot run systemctl: {err}")))?;
-        if !status.success() {
-            return Err(Failure::with_code(
-                1,
-                format!("systemctl {} failed: {status}", args.join(" ")),
-            ));
+        Found::Environment { pid, missing } => Err(failed(format!(
+            "process {pid} has the library mapped but not {missing} in its environment \
+             (systemctl cat {name} shows what sets it)"
+        ))),
+        Found::NotMapped { pid } => {
+            let anywhere = |_: &Path, _: &Path| true;
+            let why = sandbox::hides(&plan.service, library, anywhere)
+                .or_else(|| systemctl.journal_line(name, started, "cannot be preloaded"))
+                .or_else(|| {
+                    plan.verdict.as_ref().map(|verdict| {
+                        format!(
+                            "preloading cannot reach {}: {}",
+                            verdict.chain(),
+                            verdict.reach
+                        )
+                    })
+                })
+                .unwrap_or_else(|| {
+                    format!(
+                        "process {pid} ({}) and its children do not have {} mapped",
+                        verify::comm(pid),
+                        library.display()
+                    )
+                });
+            Err(failed(why))
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unit_names() {
-        assert_eq!(service_name("nginx").unwrap(), "nginx.service");
-        assert_eq!(service_name("a@b.service").unwrap(), "a@b.service");
-        assert!(service_name("../etc/passwd").is_err());
-        assert!(service_name("a/b.service").is_err());
-        assert!(service_name("sshd.socket").is_err());
-        assert!(service_name("").is_err());
-        assert_eq!(
-            template("getty@tty1.service").as_deref(),
-            Some("getty@.service")
-        );
-        assert_eq!(template("getty@.service"), None);
-    }
-
-    #[test]
-    fn environment_words_follow_systemd_quoting() {
-        assert_eq!(
-            words(r#"A=1 "B=two words" 'C=x"y' D=a\ b"#),
-            ["A=1", "B=two words", "C=x\"y", "D=a b"]
-        );
-        assert_eq!(
-            words(r#""LD_PRELOAD=/a.so /b.so""#),
-            ["LD_PRELOAD=/a.so /b.so"]
-        );
-    }
-
-    #[test]
-    fn service_section_only_with_continuations() {
-        let text = "[Unit]\nEnvironment=X=1\n[Service]\n# c\nEnvironment=A=1 \\\n  B=2\nExecStart=/bin/true\n";
-        assert_eq!(
-            service_settings(text),
-            [
-                ("Environment".to_string(), "A=1  B=2".to_string()),
-                ("ExecStart".to_string(), "/bin/true".to_string())
-            ]
-        );
-    }
 
     #[test]
     fn exec_prefixes_are_not_the_program() {

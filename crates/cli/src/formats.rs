@@ -1,0 +1,87 @@
+//! The formats `keepalive env` prints, each for the consumer that reads it: a POSIX
+//! shell's `eval`, a systemd unit, Docker's `--env-file` and a Kubernetes container's
+//! `env:` list.
+
+use crate::json;
+
+/// Where the variables are pasted or fed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `export NAME='value'` lines: `eval "$(keepalive env …)"` in sh, dash or bash
+    /// exports them to every program the shell starts (a plain assignment would not).
+    #[default]
+    Sh,
+    /// `Environment="NAME=value"` lines for a unit's `[Service]` section
+    /// (systemd.exec(5)): quotes and backslashes escaped, `%` doubled (a specifier
+    /// otherwise, systemd.unit(5)).
+    Systemd,
+    /// `NAME=value` lines, taken verbatim: Docker's and Compose's `--env-file` (no
+    /// quotes are removed there), and systemd's `EnvironmentFile=` for these values.
+    EnvFile,
+    /// Entries of a container's `env:` list, values as YAML double-quoted strings.
+    Kubernetes,
+}
+
+/// The lines of `variables` in `format`. The values are the command's own (numbers,
+/// `on|skip|off`, library paths without blanks or colons), so every format can hold
+/// them; the quoting still covers any byte a path may hold.
+pub fn render(format: Format, variables: &[(String, String)]) -> Vec<String> {
+    variables
+        .iter()
+        .map(|(name, value)| match format {
+            Format::Sh => format!("export {name}={}", shell_word(value)),
+            Format::Systemd => {
+                let value = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('%', "%%");
+                format!("Environment=\"{name}={value}\"")
+            }
+            Format::EnvFile => format!("{name}={value}"),
+            Format::Kubernetes => {
+                let mut quoted = String::new();
+                json::push_string(&mut quoted, value);
+                format!("- name: {name}\n  value: {quoted}")
+            }
+        })
+        .collect()
+}
+
+/// `text` as one shell word: as is when it is plain, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._+-@%".contains(&b));
+    if plain && !text.is_empty() {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_format_quotes_for_its_reader() {
+        let vars = [
+            ("LD_PRELOAD".to_string(), "/a.so /b%i.so".to_string()),
+            ("KEEPIDLE".to_string(), "60".to_string()),
+        ];
+        assert_eq!(
+            render(Format::Sh, &vars),
+            ["export LD_PRELOAD='/a.so /b%i.so'", "export KEEPIDLE=60"]
+        );
+        assert_eq!(
+            render(Format::Systemd, &vars)[0],
+            "Environment=\"LD_PRELOAD=/a.so /b%%i.so\""
+        );
+        assert_eq!(render(Format::EnvFile, &vars)[1], "KEEPIDLE=60");
+        assert_eq!(
+            render(Format::Kubernetes, &vars)[1],
+            "- name: KEEPIDLE\n  value: \"60\""
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,215 @@
+//! The proof that a restarted service got the library: its main process, or one of
+//! its descendants, has the library mapped (/proc/PID/maps) and runs with the
+//! variables in its environment (/proc/PID/environ), both read as proc(5) shows them.
+//!
+//! `systemctl try-restart` returns once the new main process is forked, before it
+//! executes the program (Type=simple, systemd.service(5)); until then it is a copy of
+//! systemd whose name is the program's in parentheses. The loader maps every preloaded
+//! library before the C library (ld.so(8)), so a process that has libc mapped and not
+//! the library has not loaded it, and will not.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long the new process may take to execute its program and run its loader.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+/// After the loader looks done, how long a preload may still take to show: musl's
+/// loader is its C library, mapped by the kernel at exec, before it reads LD_PRELOAD.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// What the service's processes were found to have.
+pub enum Found {
+    /// This process has the library mapped and every variable in its environment.
+    Proven { pid: u32, comm: String },
+    /// None of them has the library mapped.
+    NotMapped { pid: u32 },
+    /// Mapped, but a variable is missing or has another value in `pid`'s environment.
+    Environment { pid: u32, missing: String },
+}
+
+/// Waits for `pid` to run its program, then looks at it and its descendants.
+pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+    wait_for_loader(pid, library);
+    let library = library
+        .canonicalize()
+        .unwrap_or_else(|_| library.to_path_buf());
+    let settle = Instant::now() + SETTLE;
+    loop {
+        let found = look(pid, &library, variables);
+        if !matches!(found, Found::NotMapped { .. }) || Instant::now() > settle {
+            return found;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader.
+pub fn mapped_anywhere(pid: u32, library: &Path) -> bool {
+    wait_for_loader(pid, library);
+    let library = library
+        .canonicalize()
+        .unwrap_or_else(|_| library.to_path_buf());
+    let settle = Instant::now() + SETTLE;
+    loop {
+        if tree(pid)
+            .into_iter()
+            .any(|process| mapped(process, &library))
+        {
+            return true;
+        }
+        if Instant::now() > settle {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls until [`loaded`], for at most [`LOAD_TIMEOUT`].
+fn wait_for_loader(pid: u32, library: &Path) {
+    let deadline = Instant::now() + LOAD_TIMEOUT;
+    while Instant::now() < deadline && !loaded(pid, library) {
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `pid` and its descendants, as they are now: the first with the library mapped and
+/// every variable, else what is missing.
+fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+    let mut found = Found::NotMapped { pid };
+    for process in tree(pid) {
+        if !mapped(process, library) {
+            continue;
+        }
+        let environ = environment(process);
+        let missing = variables.iter().find(|(name, value)| {
+            let have = environ
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str());
+            match name.as_str() {
+                "LD_PRELOAD" => !have.is_some_and(|have| {
+                    have.split([' ', ':'])
+                        .any(|entry| crate::library::same_file(entry.as_bytes(), library))
+                }),
+                _ => have != Some(value.as_str()),
+            }
+        });
+        match missing {
+            None => {
+                return Found::Proven {
+                    pid: process,
+                    comm: comm(process),
+                };
+            }
+            Some((name, value)) => {
+                found = Found::Environment {
+                    pid: process,
+                    missing: format!("{name}={value}"),
+                };
+            }
+        }
+    }
+    found
+}
+
+/// Whether the process has executed its program and its loader is past the preloads:
+/// the library or a C library is mapped, the program has no loader at all (statically
+/// linked: nothing will ever preload), or the process is gone.
+fn loaded(pid: u32, library: &Path) -> bool {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return true;
+    };
+    if comm(pid).starts_with('(') {
+        return false;
+    }
+    let library = library
+        .canonicalize()
+        .unwrap_or_else(|_| library.to_path_buf());
+    let files: Vec<PathBuf> = maps.lines().filter_map(mapped_path).collect();
+    let named = |prefixes: &[&str]| {
+        files.iter().any(|path| {
+            path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                prefixes.iter().any(|prefix| name.starts_with(prefix))
+            })
+        })
+    };
+    // glibc's loader is ld-linux-*.so.2, musl's ld-musl-*.so.1; their C libraries
+    // libc.so.6 (libc-2.x.so before glibc 2.34) and the loader itself.
+    files.contains(&library) || named(&["libc.so", "libc-"]) || !named(&["ld-"])
+}
+
+/// The file of one line of /proc/PID/maps (the sixth field), if it maps one.
+fn mapped_path(line: &str) -> Option<PathBuf> {
+    let path = line.splitn(6, ' ').nth(5)?.trim_start();
+    path.starts_with('/').then(|| PathBuf::from(path))
+}
+
+fn mapped(pid: u32, library: &Path) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|maps| {
+        maps.lines()
+            .filter_map(mapped_path)
+            .any(|path| path == library)
+    })
+}
+
+/// The process's command name (proc(5), /proc/PID/comm).
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|comm| comm.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+fn environment(pid: u32) -> Vec<(String, String)> {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return Vec::new();
+    };
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|pair| {
+            let pair = String::from_utf8_lossy(pair);
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// `pid` and its descendants, parents first, from each process's parent in
+/// /proc/PID/stat.
+fn tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+                    let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                    let ppid = stat
+                        .rsplit_once(") ")?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()?;
+                    Some((child, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while next < tree.len() {
+        let parent = tree[next];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(child, _)| *child),
+        );
+        next += 1;
+    }
+    tree
+}
