@@ -408,21 +408,16 @@ fn go_program(test: &str, goarch: &str) -> Option<PathBuf> {
     let dir = scratch(&format!("go-{goarch}"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/go/main.go");
     let program = dir.join("gosock");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&program)
-        .arg(&source)
-        .env("GOARCH", goarch)
-        .env("GOCACHE", dir.join("cache"))
-        .env("GOPATH", dir.join("path"))
-        .env("HOME", &dir)
-        .env("GO111MODULE", "off")
-        .output()
-        .expect("run go build");
-    assert!(
-        built.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&built.stderr)
+    common::stdout_of(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&program)
+            .arg(&source)
+            .env("GOARCH", goarch)
+            .env("GOCACHE", dir.join("cache"))
+            .env("GOPATH", dir.join("path"))
+            .env("HOME", &dir)
+            .env("GO111MODULE", "off"),
     );
     Some(program)
 }

@@ -183,6 +183,16 @@ struct Server {
 }
 
 impl Server {
+    /// In the child of test `name`, serves and gives None; in the parent, the server
+    /// started with `vars`, or None (after saying so) when a program in `needs` is
+    /// missing.
+    fn of_test(name: &str, vars: &[(&str, &str)], needs: &[&str]) -> Option<Server> {
+        if as_child(name, serve) || !needs.iter().all(|program| have(name, program)) {
+            return None;
+        }
+        Some(Server::start(child_command(name, vars)))
+    }
+
     fn start(mut command: Command) -> Server {
         let mut child = command
             .stdin(Stdio::piped())
@@ -408,13 +418,9 @@ fn check_complete_report(server: &Run, status: &Status, labels: &[&str]) {
 #[test]
 fn status_of_a_server_configured_by_the_library() {
     const NAME: &str = "status_of_a_server_configured_by_the_library";
-    if as_child(NAME, serve) {
+    let Some(server) = Server::of_test(NAME, &LIBRARY, &["python3", "ss"]) else {
         return;
-    }
-    if !have(NAME, "python3") || !have(NAME, "ss") {
-        return;
-    }
-    let server = Server::start(child_command(NAME, &LIBRARY));
+    };
     let said = &server.said;
     // The server is what the test means: the library configured its own sockets, the
     // program overrode one, and the raw one is untouched.
@@ -487,13 +493,10 @@ fn status_of_a_server_configured_by_the_library() {
 #[test]
 fn status_of_a_server_the_library_left_alone() {
     const NAME: &str = "status_of_a_server_the_library_left_alone";
-    if as_child(NAME, serve) {
+    let off = [("KEEPALIVE", "off")];
+    let Some(server) = Server::of_test(NAME, &off, &["python3", "ss"]) else {
         return;
-    }
-    if !have(NAME, "python3") || !have(NAME, "ss") {
-        return;
-    }
-    let server = Server::start(child_command(NAME, &[("KEEPALIVE", "off")]));
+    };
     let said = &server.said;
     for label in ["l4", "l6", "c4", "a4", "c6", "a6", "own_a", "raw", "raw_a"] {
         assert_eq!(said.keepalive(label), Keepalive::untouched(), "{label}");
@@ -932,14 +935,9 @@ fn status_of_a_process_whose_main_thread_exited() {
     let server = Server::start(command);
     let pid = server.pid();
     let stat = format!("/proc/{pid}/stat");
-    let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the main thread never exited"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_until("the main thread's exit", WAIT, || {
+        std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z "))
+    });
     assert_eq!(
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(Iterator::count)
@@ -966,13 +964,9 @@ fn status_of_a_process_whose_main_thread_exited() {
 #[test]
 fn status_notices_an_exit_after_the_last_read() {
     const NAME: &str = "status_notices_an_exit_after_the_last_read";
-    if as_child(NAME, serve) {
+    let Some(mut server) = Server::of_test(NAME, &[], &["strace"]) else {
         return;
-    }
-    if !have(NAME, "strace") {
-        return;
-    }
-    let mut server = Server::start(child_command(NAME, &[]));
+    };
     let pid = server.pid();
     let command = keepalive_command();
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -994,14 +988,9 @@ fn status_notices_an_exit_after_the_last_read() {
     let mut strace = Server::of(strace);
     let tracer = strace.pid();
     // strace logs the stop once the command is in it.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("--- stopped by SIGSTOP ---")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the command never stopped at its last getsockopt"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_until("the command's stop at its last getsockopt", WAIT, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("--- stopped by SIGSTOP ---"))
+    });
     let _ = std::fs::remove_file(&log);
     let children = std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
         .expect("strace's children");
@@ -1014,20 +1003,8 @@ fn status_notices_an_exit_after_the_last_read() {
     let _ = server.child.wait();
     // SAFETY: kill(2) of the command this test started (through strace), still traced.
     assert_eq!(unsafe { libc::kill(stopped, libc::SIGCONT) }, 0);
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let _ = strace
-        .child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout);
-    let _ = strace
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr);
+    let stdout = read_all(strace.child.stdout.take().expect("stdout"));
+    let stderr = read_all(strace.child.stderr.take().expect("stderr"));
     let status = strace.child.wait().expect("wait for strace");
     assert_eq!(stdout, "");
     assert_eq!(
@@ -1078,4 +1055,11 @@ fn status_of_a_process_hidden_by_proc() {
              namespace?"
         ),
     );
+}
+
+/// Everything left to read from `pipe`; what could not be read is left out.
+fn read_all(mut pipe: impl Read) -> String {
+    let mut text = String::new();
+    let _ = pipe.read_to_string(&mut text);
+    text
 }

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
-use common::{Keepalive, Run, as_child, report_keepalive, run_child, scenario};
+use common::{ALL_TIMERS, Keepalive, Run, as_child, report_keepalive, run_child, scenario};
 
 const PROBED: [&str; 5] = ["inet", "inet6", "listener", "client", "accepted"];
 
@@ -83,31 +83,16 @@ fn each_variable_sets_its_own_option_only() {
     }
 }
 
-const ALL_TIMERS: [(&str, &str); 4] = [
-    ("KEEPIDLE", "61"),
-    ("KEEPINTVL", "11"),
-    ("KEEPCNT", "7"),
-    ("TCP_USER_TIMEOUT", "30001"),
-];
-
-/// What [`ALL_TIMERS`] give every probed socket.
-const CONFIGURED_ALL: Keepalive = Keepalive {
-    keepalive: 1,
-    idle: 61,
-    interval: 11,
-    count: 7,
-    user_timeout: 30001,
-};
+/// [`probe_sockets`] in scenario `name` with [`ALL_TIMERS`] and `extra` variables.
+fn probe_with_all_timers(name: &str, extra: &[(&str, &str)]) -> Option<Run> {
+    scenario(name, &[&ALL_TIMERS[..], extra].concat(), probe_sockets)
+}
 
 #[test]
 fn keepalive_off_leaves_every_socket_untouched() {
-    let mut vars = ALL_TIMERS.to_vec();
-    vars.extend([("KEEPALIVE", "Off"), ("KEEPALIVE_DEBUG", "1")]);
-    let Some(run) = scenario(
-        "keepalive_off_leaves_every_socket_untouched",
-        &vars,
-        probe_sockets,
-    ) else {
+    let extra = [("KEEPALIVE", "Off"), ("KEEPALIVE_DEBUG", "1")];
+    let Some(run) = probe_with_all_timers("keepalive_off_leaves_every_socket_untouched", &extra)
+    else {
         return;
     };
     assert_all(&run, Keepalive::untouched(), "KEEPALIVE=Off");
@@ -120,34 +105,25 @@ fn keepalive_off_leaves_every_socket_untouched() {
 
 #[test]
 fn keepalive_skip_applies_the_timers_but_not_so_keepalive() {
-    let mut vars = ALL_TIMERS.to_vec();
-    vars.push(("KEEPALIVE", "skip"));
-    let Some(run) = scenario(
+    let extra = [("KEEPALIVE", "skip")];
+    let Some(run) = probe_with_all_timers(
         "keepalive_skip_applies_the_timers_but_not_so_keepalive",
-        &vars,
-        probe_sockets,
+        &extra,
     ) else {
         return;
     };
     let expected = Keepalive {
         keepalive: 0,
-        idle: 61,
-        interval: 11,
-        count: 7,
-        user_timeout: 30001,
+        ..Keepalive::ALL_TIMERS
     };
     assert_all(&run, expected, "KEEPALIVE=skip");
 }
 
 #[test]
 fn debug_reports_each_configured_socket_once() {
-    let mut vars = ALL_TIMERS.to_vec();
-    vars.push(("KEEPALIVE_DEBUG", "1"));
-    let Some(run) = scenario(
-        "debug_reports_each_configured_socket_once",
-        &vars,
-        probe_sockets,
-    ) else {
+    let extra = [("KEEPALIVE_DEBUG", "1")];
+    let Some(run) = probe_with_all_timers("debug_reports_each_configured_socket_once", &extra)
+    else {
         return;
     };
     let lines = run.shim_lines();
@@ -174,7 +150,7 @@ fn debug_reports_each_configured_socket_once() {
             "{line:?} is not {call}() on {family}"
         );
     }
-    assert_all(&run, CONFIGURED_ALL, "KEEPALIVE_DEBUG=1");
+    assert_all(&run, Keepalive::ALL_TIMERS, "KEEPALIVE_DEBUG=1");
 }
 
 /// For each variable: a bad value, what the warning must say, and what is applied in

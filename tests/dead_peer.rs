@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
-use common::{as_child, child_command, report};
+use common::{Vars, as_child, child_command, report};
 
 /// Slack for scheduling and timer granularity on a shared machine, on top of the
 /// configured bound.
@@ -68,23 +68,88 @@ fn read_until_error(mut conn: TcpStream) {
     );
 }
 
-/// Starts a role in one side's namespace; `vars` are None for a run without the
-/// library.
-fn start(
-    link: &Link,
-    side: Side,
-    test: &str,
-    role: &str,
-    port: u16,
-    vars: Option<&[(&str, &str)]>,
-) -> Proc {
-    let mut command: Command = child_command(test, vars.unwrap_or(&[]));
-    if vars.is_none() {
-        command.env_remove("LD_PRELOAD");
+/// The test hosts of one test, and the child roles it runs on them.
+struct Hosts {
+    link: Link,
+    test: &'static str,
+}
+
+impl Hosts {
+    /// In the child of `test`, plays its role and gives None; in the parent, the test
+    /// hosts, or None (after saying why) when they cannot be made here.
+    fn new(test: &'static str) -> Option<Hosts> {
+        if as_child(test, role) {
+            return None;
+        }
+        Some(Hosts {
+            link: Link::new(test)?,
+            test,
+        })
     }
-    command.env("ROLE", role).env("PORT", port.to_string());
-    link.enter(&mut command, side);
-    Proc::spawn(&mut command)
+
+    /// Starts `role` on `side`, with the library and `vars`, or without it when
+    /// `vars` is None.
+    fn start(&self, side: Side, role: &str, port: u16, vars: Vars) -> Proc {
+        let mut command: Command = child_command(self.test, vars.unwrap_or(&[]));
+        if vars.is_none() {
+            command.env_remove("LD_PRELOAD");
+        }
+        command.env("ROLE", role).env("PORT", port.to_string());
+        self.link.enter(&mut command, side);
+        Proc::spawn(&mut command)
+    }
+
+    /// Starts server `role` on the server host and returns once it listens.
+    fn serve(&self, role: &str, port: u16, vars: Vars) -> Proc {
+        let mut server = self.start(Side::Server, role, port, vars);
+        server.line("@ listening", WAIT).expect("server listening");
+        server
+    }
+
+    /// Starts client `role` on the client host and returns once it is connected.
+    fn connect(&self, role: &str, port: u16, vars: Vars) -> Proc {
+        let mut client = self.start(Side::Client, role, port, vars);
+        client.line("@ connected", WAIT).expect("client connected");
+        client
+    }
+
+    /// Cuts `vanishing`'s link, then holds the run of `who` with [`FAST_KEEPALIVE`] to
+    /// a read failing with ETIMEDOUT within [`FAST_BOUND_MS`], the same run without the
+    /// library to a read still blocked, and this test's table rows to both.
+    fn cut_with_fast_keepalive(&self, vanishing: Side, who: &str, runs: [&mut Proc; 2]) {
+        let [shimmed, bare] = runs;
+        let cut = monotonic_ms();
+        self.link.cut(vanishing);
+        let what = format!("{who} with KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=2");
+        assert_timed_out(shimmed, cut, FAST_BOUND_MS, &what);
+        assert_still_blocked(bare, &format!("the same {who} without the library"));
+        self.check_readme(FAST_BOUND_MS, "");
+    }
+
+    /// Holds the table rows naming this test (docs/compatibility.md) to what it
+    /// showed: a read that failed with ETIMEDOUT within `bound_ms` (`since` says from
+    /// when), and a run that stayed blocked.
+    fn check_readme(&self, bound_ms: u64, since: &str) {
+        let test = self.test;
+        let with = format!(
+            "`read` fails with ETIMEDOUT within {:.1} s{since}",
+            bound_ms as f64 / 1000.0
+        );
+        for row in readme::rows_for(&format!("dead_peer::{test}")) {
+            let cell = row.cell(&["with the library"]);
+            assert!(
+                cell.starts_with(&with),
+                "{} is stale for {test}:\n  written:  {cell}\n  measured: {with}",
+                row.file
+            );
+            let cell = row.cell(&["without"]);
+            assert!(
+                cell.starts_with("still blocked"),
+                "{} is stale for {test}: {cell}",
+                row.file
+            );
+        }
+    }
 }
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -124,153 +189,54 @@ fn assert_still_blocked(proc: &mut Proc, what: &str) {
     assert!(proc.is_running(), "{what} exited");
 }
 
-/// Holds the table rows naming `test` (docs/compatibility.md) to what it showed: a
-/// read that failed with ETIMEDOUT within `bound_ms` (`since` says from when), and a
-/// run that stayed blocked.
-fn check_readme(test: &str, bound_ms: u64, since: &str) {
-    let with = format!(
-        "`read` fails with ETIMEDOUT within {:.1} s{since}",
-        bound_ms as f64 / 1000.0
-    );
-    for row in readme::rows_for(&format!("dead_peer::{test}")) {
-        let cell = row.cell(&["with the library"]);
-        assert!(
-            cell.starts_with(&with),
-            "{} is stale for {test}:\n  written:  {cell}\n  measured: {with}",
-            row.file
-        );
-        let cell = row.cell(&["without"]);
-        assert!(
-            cell.starts_with("still blocked"),
-            "{} is stale for {test}: {cell}",
-            row.file
-        );
-    }
-}
-
 const FAST_KEEPALIVE: [(&str, &str); 3] = [("KEEPIDLE", "1"), ("KEEPINTVL", "1"), ("KEEPCNT", "2")];
 const FAST_BOUND_MS: u64 = 1000 + 1000 * 2 + SLACK_MS;
 
 #[test]
 fn idle_client_notices_a_vanished_server() {
-    const NAME: &str = "idle_client_notices_a_vanished_server";
-    if as_child(NAME, role) {
-        return;
-    }
-    let Some(link) = Link::new(NAME) else {
+    let Some(hosts) = Hosts::new("idle_client_notices_a_vanished_server") else {
         return;
     };
-    let mut server = start(&link, Side::Server, NAME, "holding-server", 7001, None);
-    server.line("@ listening", WAIT).expect("server listening");
-    let mut shimmed = start(
-        &link,
-        Side::Client,
-        NAME,
-        "client",
-        7001,
-        Some(&FAST_KEEPALIVE),
-    );
-    let mut bare = start(&link, Side::Client, NAME, "client", 7001, None);
-    shimmed.line("@ connected", WAIT).expect("client connected");
-    bare.line("@ connected", WAIT)
-        .expect("bare client connected");
-
-    let cut = monotonic_ms();
-    link.cut(Side::Server);
-    assert_timed_out(
-        &mut shimmed,
-        cut,
-        FAST_BOUND_MS,
-        "client with KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=2",
-    );
-    assert_still_blocked(&mut bare, "the same client without the library");
-    check_readme(NAME, FAST_BOUND_MS, "");
+    let _server = hosts.serve("holding-server", 7001, None);
+    let mut shimmed = hosts.connect("client", 7001, Some(&FAST_KEEPALIVE));
+    let mut bare = hosts.connect("client", 7001, None);
+    hosts.cut_with_fast_keepalive(Side::Server, "client", [&mut shimmed, &mut bare]);
 }
 
 #[test]
 fn unacknowledged_data_is_bounded_by_tcp_user_timeout() {
-    const NAME: &str = "unacknowledged_data_is_bounded_by_tcp_user_timeout";
-    if as_child(NAME, role) {
-        return;
-    }
-    let Some(link) = Link::new(NAME) else {
+    let Some(hosts) = Hosts::new("unacknowledged_data_is_bounded_by_tcp_user_timeout") else {
         return;
     };
-    let mut server = start(&link, Side::Server, NAME, "holding-server", 7002, None);
-    server.line("@ listening", WAIT).expect("server listening");
+    let _server = hosts.serve("holding-server", 7002, None);
     // Long keepalive timers: only TCP_USER_TIMEOUT can end the wait in time.
     let long = [("KEEPIDLE", "600"), ("KEEPINTVL", "60")];
     let with_timeout = [long[0], long[1], ("TCP_USER_TIMEOUT", "2000")];
-    let mut bounded = start(
-        &link,
-        Side::Client,
-        NAME,
-        "writing-client",
-        7002,
-        Some(&with_timeout),
-    );
-    let mut unbounded = start(
-        &link,
-        Side::Client,
-        NAME,
-        "writing-client",
-        7002,
-        Some(&long),
-    );
-    bounded.line("@ connected", WAIT).expect("client connected");
-    unbounded
-        .line("@ connected", WAIT)
-        .expect("client connected");
+    let mut bounded = hosts.connect("writing-client", 7002, Some(&with_timeout));
+    let mut unbounded = hosts.connect("writing-client", 7002, Some(&long));
 
-    link.cut(Side::Server);
+    hosts.link.cut(Side::Server);
     bounded.tell("write");
     unbounded.tell("write");
     let wrote = field(&bounded.line("@ wrote", WAIT).expect("wrote"), "at_ms");
     unbounded.line("@ wrote", WAIT).expect("wrote");
-    assert_timed_out(
-        &mut bounded,
-        wrote.parse().unwrap(),
-        2000 + SLACK_MS,
-        "writer with TCP_USER_TIMEOUT=2000",
-    );
+    let what = "writer with TCP_USER_TIMEOUT=2000";
+    assert_timed_out(&mut bounded, wrote.parse().unwrap(), 2000 + SLACK_MS, what);
     assert_still_blocked(&mut unbounded, "the same writer without TCP_USER_TIMEOUT");
-    check_readme(NAME, 2000 + SLACK_MS, " of the write");
+    hosts.check_readme(2000 + SLACK_MS, " of the write");
 }
 
 #[test]
 fn server_notices_a_vanished_client_on_an_accepted_connection() {
-    const NAME: &str = "server_notices_a_vanished_client_on_an_accepted_connection";
-    if as_child(NAME, role) {
-        return;
-    }
-    let Some(link) = Link::new(NAME) else {
+    let Some(hosts) = Hosts::new("server_notices_a_vanished_client_on_an_accepted_connection")
+    else {
         return;
     };
-    let mut shimmed = start(
-        &link,
-        Side::Server,
-        NAME,
-        "reading-server",
-        7003,
-        Some(&FAST_KEEPALIVE),
-    );
-    let mut bare = start(&link, Side::Server, NAME, "reading-server", 7004, None);
-    shimmed.line("@ listening", WAIT).expect("server listening");
-    bare.line("@ listening", WAIT)
-        .expect("bare server listening");
-    let _c1 = start(&link, Side::Client, NAME, "client", 7003, None);
-    let _c2 = start(&link, Side::Client, NAME, "client", 7004, None);
+    let mut shimmed = hosts.serve("reading-server", 7003, Some(&FAST_KEEPALIVE));
+    let mut bare = hosts.serve("reading-server", 7004, None);
+    let _c1 = hosts.connect("client", 7003, None);
+    let _c2 = hosts.connect("client", 7004, None);
     shimmed.line("@ accepted", WAIT).expect("accepted");
     bare.line("@ accepted", WAIT).expect("bare accepted");
-
-    let cut = monotonic_ms();
-    link.cut(Side::Client);
-    assert_timed_out(
-        &mut shimmed,
-        cut,
-        FAST_BOUND_MS,
-        "server with KEEPIDLE=1 KEEPINTVL=1 KEEPCNT=2",
-    );
-    assert_still_blocked(&mut bare, "the same server without the library");
-    check_readme(NAME, FAST_BOUND_MS, "");
+    hosts.cut_with_fast_keepalive(Side::Client, "server", [&mut shimmed, &mut bare]);
 }

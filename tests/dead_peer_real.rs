@@ -16,8 +16,9 @@ mod servers;
 
 use std::time::{Duration, Instant};
 
-use common::net::{CLIENT_ADDR, Link, Proc, SERVER_ADDR, Side, TempDir};
-use servers::{Place, Postgres, Redis, Sshd, maybe_preloaded, wait_until, which};
+use common::net::{CLIENT_ADDR, Link, Place, Proc, SERVER_ADDR, Side, TempDir};
+use common::{Vars, maybe_preloaded};
+use servers::{Postgres, Redis, Sshd, wait_until, which};
 
 const FAST: [(&str, &str); 3] = [("KEEPIDLE", "1"), ("KEEPINTVL", "1"), ("KEEPCNT", "2")];
 /// KEEPIDLE + KEEPINTVL × KEEPCNT, plus slack for a shared machine and for the
@@ -90,40 +91,86 @@ fn gone_within(cut: Instant, bound: Duration, what: &str, mut polled: impl FnMut
     eprintln!("{what}: gone after {:?} (bound {bound:?})", cut.elapsed());
 }
 
+/// Cuts the server's link once the client's connections to `port` are quiet, then
+/// holds the client run with the library to failing within [`BOUND`] and the one
+/// without it to still waiting at [`STUCK`]. Returns the line of the first one's stderr
+/// that says why it failed (the one containing `says`).
+fn server_vanishes(
+    link: &Link,
+    port: u16,
+    program: &str,
+    runs: [&mut Proc; 2],
+    says: &str,
+) -> String {
+    let [with, without] = runs;
+    quiet(link, Side::Client, &format!("( dport = :{port} )"));
+    let cut = Instant::now();
+    link.cut(Side::Server);
+    let error = fails_within(
+        with,
+        cut,
+        BOUND,
+        &format!("{program} with the library"),
+        says,
+    );
+    still_running_at_stuck(without, cut, &format!("{program} without the library"));
+    error
+}
+
+/// Cuts the client's link once the servers' connections matching `filter` are quiet,
+/// then holds the server run with the library to letting its client go within
+/// [`BOUND`] and the one without it to still holding the client at [`STUCK`]; `held`
+/// counts the clients a server holds.
+fn client_vanishes<S>(
+    link: &Link,
+    filter: &str,
+    what: &str,
+    servers: [&S; 2],
+    held: impl Fn(&S) -> usize,
+) {
+    let [with, without] = servers;
+    quiet(link, Side::Server, filter);
+    let cut = Instant::now();
+    link.cut(Side::Client);
+    gone_within(cut, BOUND, &format!("{what} with the library"), || {
+        held(with) > 0
+    });
+    std::thread::sleep(STUCK.saturating_sub(cut.elapsed()));
+    assert_eq!(
+        held(without),
+        1,
+        "{what} without the library let its client go before {STUCK:?}"
+    );
+}
+
+/// A psql session from `place` to the PostgreSQL server on the server host's `port`,
+/// named `name` in `pg_stat_activity`, with `args` after the connection's.
+fn psql(place: Place, port: &str, name: &str, vars: Vars, args: &[&str]) -> Proc {
+    let mut command = maybe_preloaded("psql", vars);
+    command
+        .args(["-h", SERVER_ADDR, "-p", port, "-U", "postgres"])
+        .args(args)
+        .env("PGAPPNAME", name);
+    place.spawn(&mut command)
+}
+
 /// psql waiting on `SELECT pg_sleep(600)` when the server vanishes. libpq turns
 /// SO_KEEPALIVE on itself but leaves the timers at the kernel's defaults.
 fn postgresql_client(test: &str) -> Option<Outcome> {
     let link = Link::new(test)?;
     which(test, "psql")?;
-    let server = Postgres::start(
-        test,
-        Place::Host(&link, Side::Server),
-        SERVER_ADDR,
-        5432,
-        None,
-    )?;
-    let psql = |vars: Option<&[(&str, &str)]>, name: &str| {
-        let mut command = maybe_preloaded("psql", vars);
-        command
-            .args(["-h", SERVER_ADDR, "-p", "5432", "-U", "postgres"])
-            .args(["-c", "SELECT pg_sleep(600)"])
-            .env("PGAPPNAME", name);
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
-    };
-    let mut with = psql(Some(&FAST), "with");
-    let mut without = psql(None, "without");
+    let [host, client] = link.places();
+    let server = Postgres::start(test, host, 5432, None)?;
+    let sleep = ["-c", "SELECT pg_sleep(600)"];
+    let mut with = psql(client, "5432", "with", Some(&FAST), &sleep);
+    let mut without = psql(client, "5432", "without", None, &sleep);
     wait_until("both queries running", || {
         server.sql(
             "SELECT count(*) FROM pg_stat_activity \
              WHERE application_name IN ('with', 'without') AND state = 'active'",
         ) == "2"
     });
-    quiet(&link, Side::Client, "( dport = :5432 )");
-    let cut = Instant::now();
-    link.cut(Side::Server);
-    let error = fails_within(&mut with, cut, BOUND, "psql with the library", "timed out");
-    still_running_at_stuck(&mut without, cut, "psql without the library");
+    let error = server_vanishes(&link, 5432, "psql", [&mut with, &mut without], "timed out");
     Some(Outcome {
         with: format!("fails within {} s: `{error}`", secs(BOUND)),
         without: format!("still waiting at {} s", secs(STUCK)),
@@ -138,25 +185,12 @@ fn postgresql_query_in_flight(test: &str) -> Option<Outcome> {
         [FAST[0], FAST[1], FAST[2], ("TCP_USER_TIMEOUT", "3000")];
     let link = Link::new(test)?;
     which(test, "psql")?;
-    let server = Postgres::start(
-        test,
-        Place::Host(&link, Side::Server),
-        SERVER_ADDR,
-        5432,
-        None,
-    )?;
-    let psql = |vars: Option<&[(&str, &str)]>, name: &str| {
-        // Reads its queries from a pipe the test writes to.
-        let mut command = maybe_preloaded("psql", vars);
-        command
-            .args(["-h", SERVER_ADDR, "-p", "5432", "-U", "postgres"])
-            .env("PGAPPNAME", name);
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
-    };
-    let mut bounded = psql(Some(&USER_TIMEOUT), "bounded");
-    let mut keepalive_only = psql(Some(&FAST), "keepalive-only");
-    let mut without = psql(None, "without");
+    let [host, client] = link.places();
+    let server = Postgres::start(test, host, 5432, None)?;
+    // Each reads its queries from a pipe the test writes to.
+    let mut bounded = psql(client, "5432", "bounded", Some(&USER_TIMEOUT), &[]);
+    let mut keepalive_only = psql(client, "5432", "keepalive-only", Some(&FAST), &[]);
+    let mut without = psql(client, "5432", "without", None, &[]);
     wait_until("three sessions open", || {
         server.sql(
             "SELECT count(*) FROM pg_stat_activity \
@@ -194,36 +228,20 @@ fn postgresql_query_in_flight(test: &str) -> Option<Outcome> {
 fn postgresql_server(test: &str) -> Option<Outcome> {
     let link = Link::new(test)?;
     which(test, "psql")?;
-    let host = Place::Host(&link, Side::Server);
-    let with = Postgres::start(test, host, SERVER_ADDR, 5432, Some(&FAST))?;
-    let without = Postgres::start(test, host, SERVER_ADDR, 5433, None)?;
+    let [host, client] = link.places();
+    let with = Postgres::start(test, host, 5432, Some(&FAST))?;
+    let without = Postgres::start(test, host, 5433, None)?;
+    // psql reading its script from a pipe that stays open: an idle session.
     let _clients: Vec<Proc> = ["5432", "5433"]
-        .into_iter()
-        .map(|port| {
-            // psql reading its script from a pipe that stays open: an idle session.
-            let mut command = maybe_preloaded("psql", None);
-            command
-                .args(["-h", SERVER_ADDR, "-p", port, "-U", "postgres"])
-                .env("PGAPPNAME", "vanishing");
-            link.enter(&mut command, Side::Client);
-            Proc::spawn(&mut command)
-        })
-        .collect();
+        .map(|port| psql(client, port, "vanishing", None, &[]))
+        .into();
     wait_until("both sessions open", || {
         with.backends("vanishing") == 1 && without.backends("vanishing") == 1
     });
-    quiet(&link, Side::Server, "( sport = :5432 or sport = :5433 )");
-    let cut = Instant::now();
-    link.cut(Side::Client);
-    gone_within(cut, BOUND, "backend with the library", || {
-        with.backends("vanishing") > 0
+    let filter = "( sport = :5432 or sport = :5433 )";
+    client_vanishes(&link, filter, "PostgreSQL", [&with, &without], |server| {
+        server.backends("vanishing")
     });
-    std::thread::sleep(STUCK.saturating_sub(cut.elapsed()));
-    assert_eq!(
-        without.backends("vanishing"),
-        1,
-        "backend without the library ended before {STUCK:?}"
-    );
     Some(Outcome {
         with: format!(
             "the backend ends within {} s (gone from `pg_stat_activity`)",
@@ -242,19 +260,11 @@ fn postgresql_server(test: &str) -> Option<Outcome> {
 fn redis_cli(test: &str) -> Option<Outcome> {
     const OWN: Duration = Duration::from_secs(15 + 5 * 3);
     let link = Link::new(test)?;
-    let server = Redis::start(
-        test,
-        Place::Host(&link, Side::Server),
-        SERVER_ADDR,
-        6379,
-        &[],
-        None,
-    )?;
-    let subscriber = |vars: Option<&[(&str, &str)]>| {
+    let [host, client] = link.places();
+    let server = Redis::start(test, host, 6379, &[], None)?;
+    let subscriber = |vars: Vars| {
         let mut command = maybe_preloaded("redis-cli", vars);
-        command.args(["-h", SERVER_ADDR, "-p", "6379", "SUBSCRIBE", "news"]);
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
+        client.spawn(command.args(["-h", SERVER_ADDR, "-p", "6379", "SUBSCRIBE", "news"]))
     };
     let mut with = subscriber(Some(&FAST));
     let mut without = subscriber(None);
@@ -299,34 +309,25 @@ fn redis_cli(test: &str) -> Option<Outcome> {
 /// (`tcp-keepalive 0`; its default, 300 s, would otherwise win over the library's).
 fn redis_server(test: &str) -> Option<Outcome> {
     let link = Link::new(test)?;
-    let host = Place::Host(&link, Side::Server);
+    let [host, client] = link.places();
     let own_off = ["--tcp-keepalive", "0"];
-    let with = Redis::start(test, host, SERVER_ADDR, 6379, &own_off, Some(&FAST))?;
-    let without = Redis::start(test, host, SERVER_ADDR, 6380, &own_off, None)?;
+    let with = Redis::start(test, host, 6379, &own_off, Some(&FAST))?;
+    let without = Redis::start(test, host, 6380, &own_off, None)?;
     let _clients: Vec<Proc> = ["6379", "6380"]
         .into_iter()
         .map(|port| {
             let mut command = maybe_preloaded("redis-cli", None);
-            command.args(["-h", SERVER_ADDR, "-p", port, "SUBSCRIBE", "news"]);
-            link.enter(&mut command, Side::Client);
-            Proc::spawn(&mut command)
+            let subscribe = command.args(["-h", SERVER_ADDR, "-p", port, "SUBSCRIBE", "news"]);
+            client.spawn(subscribe)
         })
         .collect();
     wait_until("both subscribed", || {
         with.clients_from(CLIENT_ADDR) == 1 && without.clients_from(CLIENT_ADDR) == 1
     });
-    quiet(&link, Side::Server, "( sport = :6379 or sport = :6380 )");
-    let cut = Instant::now();
-    link.cut(Side::Client);
-    gone_within(cut, BOUND, "client with the library", || {
-        with.clients_from(CLIENT_ADDR) > 0
+    let filter = "( sport = :6379 or sport = :6380 )";
+    client_vanishes(&link, filter, "Redis", [&with, &without], |server| {
+        server.clients_from(CLIENT_ADDR)
     });
-    std::thread::sleep(STUCK.saturating_sub(cut.elapsed()));
-    assert_eq!(
-        without.clients_from(CLIENT_ADDR),
-        1,
-        "client without the library dropped before {STUCK:?}"
-    );
     Some(Outcome {
         with: format!(
             "drops the client within {} s (gone from `CLIENT LIST`)",
@@ -342,18 +343,11 @@ fn redis_server(test: &str) -> Option<Outcome> {
 fn ssh_client(test: &str) -> Option<Outcome> {
     let link = Link::new(test)?;
     which(test, "ssh")?;
-    let sshd = Sshd::start(
-        test,
-        Place::Host(&link, Side::Server),
-        SERVER_ADDR,
-        22,
-        None,
-    )?;
-    let session = |vars: Option<&[(&str, &str)]>| {
+    let [host, client] = link.places();
+    let sshd = Sshd::start(test, host, 22, None)?;
+    let session = |vars: Vars| {
         let mut command = sshd.client(SERVER_ADDR, 22, vars);
-        command.arg("echo started; exec sleep 600");
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
+        client.spawn(command.arg("echo started; exec sleep 600"))
     };
     let mut with = session(Some(&FAST));
     let mut without = session(None);
@@ -362,11 +356,7 @@ fn ssh_client(test: &str) -> Option<Outcome> {
     without
         .line("started", Duration::from_secs(60))
         .expect("session without the library started");
-    quiet(&link, Side::Client, "( dport = :22 )");
-    let cut = Instant::now();
-    link.cut(Side::Server);
-    let error = fails_within(&mut with, cut, BOUND, "ssh with the library", "client_loop");
-    still_running_at_stuck(&mut without, cut, "ssh without the library");
+    let error = server_vanishes(&link, 22, "ssh", [&mut with, &mut without], "client_loop");
     Some(Outcome {
         with: format!("exits within {} s: `{error}`", secs(BOUND)),
         without: format!("still waiting at {} s", secs(STUCK)),
@@ -390,22 +380,13 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         ),
     )
     .expect("write mosquitto.conf");
-    let mut command = maybe_preloaded(broker.to_str().expect("path"), None);
-    command.args(["-c", &config]);
-    link.enter(&mut command, Side::Server);
-    let broker = Proc::spawn(&mut command);
-    wait_until("broker listening", || {
-        !link
-            .ss(Side::Server, &["-tlnH", "( sport = :1883 )"])
-            .is_empty()
-    });
-    let subscriber = |vars: Option<&[(&str, &str)]>, id: &str| {
+    let mut command = maybe_preloaded(broker, None);
+    let [host, client] = link.places();
+    let broker = host.serve("mosquitto", command.args(["-c", &config]), 1883);
+    let subscriber = |vars: Vars, id: &str| {
         let mut command = maybe_preloaded("mosquitto_sub", vars);
-        command
-            .args(["-h", SERVER_ADDR, "-p", "1883", "-t", "news", "-k", "65535"])
-            .args(["-i", id]);
-        link.enter(&mut command, Side::Client);
-        Proc::spawn(&mut command)
+        command.args(["-h", SERVER_ADDR, "-p", "1883", "-t", "news", "-k", "65535"]);
+        client.spawn(command.args(["-i", id]))
     };
     let mut with = subscriber(Some(&FAST), "with");
     let without = subscriber(None, "without");

@@ -6,13 +6,7 @@ use std::process::Command;
 
 #[test]
 fn probe_shows_the_settings_of_every_socket() {
-    let vars = [
-        ("KEEPIDLE", "61"),
-        ("KEEPINTVL", "11"),
-        ("KEEPCNT", "7"),
-        ("TCP_USER_TIMEOUT", "30001"),
-    ];
-    let output = common::preloaded(common::probe_example(), &vars)
+    let output = common::preloaded(common::probe_example(), &common::ALL_TIMERS)
         .output()
         .expect("run probe");
     assert!(output.status.success());

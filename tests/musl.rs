@@ -72,21 +72,9 @@ fn musl_program_sockets_are_configured_and_udp_left_alone() {
     let Some(program) = musl_program(test) else {
         return;
     };
-    let vars = [
-        ("KEEPIDLE", "45"),
-        ("KEEPINTVL", "5"),
-        ("KEEPCNT", "3"),
-        ("TCP_USER_TIMEOUT", "20000"),
-    ];
-    let configured = Keepalive {
-        keepalive: 1,
-        idle: 45,
-        interval: 5,
-        count: 3,
-        user_timeout: 20000,
-    };
+    let configured = Keepalive::ALL_TIMERS;
     for library in libraries(test) {
-        let run = run(&program, &library, &vars);
+        let run = run(&program, &library, &common::ALL_TIMERS);
         let name = library.display();
         assert_eq!(run.keepalive("client"), configured, "{name}");
         assert_eq!(run.keepalive("accepted"), configured, "{name}");
@@ -120,16 +108,6 @@ fn musl_program_gets_one_warning_for_a_bad_value() {
     };
     for library in libraries(test) {
         let run = run(&program, &library, &[("KEEPIDLE", "45"), ("KEEPCNT", "x")]);
-        let name = library.display();
-        let lines = run.shim_lines();
-        assert_eq!(lines.len(), 1, "{name}: {}", run.stderr);
-        assert!(
-            lines[0].starts_with("libkeepalive: KEEPCNT=\"x\" ignored"),
-            "{name}: {}",
-            lines[0]
-        );
-        let client = run.keepalive("client");
-        assert_eq!((client.keepalive, client.idle), (1, 45), "{name}");
-        assert_eq!(client.count, Keepalive::untouched().count, "{name}");
+        run.assert_one_warning_for_keepcnt("x", &library.display().to_string());
     }
 }

@@ -88,14 +88,7 @@ fn portable_library_keeps_the_native_builds_hygiene() {
         return;
     };
     let dynamic = readelf(&["-dW"], &library);
-    assert!(
-        dynamic.contains("Library soname: [libkeepalive.so.0]"),
-        "{dynamic}"
-    );
-    assert!(
-        dynamic.contains("BIND_NOW") || dynamic.contains("Flags: NOW"),
-        "{dynamic}"
-    );
+    common::assert_soname_and_bind_now(&dynamic);
     let needed: Vec<&str> = dynamic
         .lines()
         .filter(|line| line.contains("(NEEDED)"))
@@ -135,13 +128,7 @@ fn portable_library_configures_sockets_on_current_glibc() {
     else {
         return;
     };
-    let vars = [
-        ("KEEPIDLE", "61"),
-        ("KEEPINTVL", "11"),
-        ("KEEPCNT", "7"),
-        ("TCP_USER_TIMEOUT", "30001"),
-    ];
-    let output = common::preloaded(common::probe_example(), &vars)
+    let output = common::preloaded(common::probe_example(), &common::ALL_TIMERS)
         .env("LD_PRELOAD", &library)
         .output()
         .expect("run probe");
@@ -205,6 +192,12 @@ report("client", client)
 report("accepted", accepted)
 "#;
 
+/// The portable library and Debian 11's userland, or None (after saying why) when
+/// either is missing.
+fn library_and_bullseye(test: &str) -> Option<(PathBuf, Bullseye)> {
+    Some((common::portable(test)?, Bullseye::fetch(test)?))
+}
+
 fn run_python(bullseye: &Bullseye, library: &Path, vars: &[(&str, &str)]) -> common::Run {
     let run = common::Run::of(
         bullseye
@@ -232,26 +225,11 @@ fn run_python(bullseye: &Bullseye, library: &Path, vars: &[(&str, &str)]) -> com
 #[test]
 fn debian_11_python_gets_keepalive_under_glibc_2_31() {
     let test = "debian_11_python_gets_keepalive_under_glibc_2_31";
-    let Some(library) = common::portable(test) else {
+    let Some((library, bullseye)) = library_and_bullseye(test) else {
         return;
     };
-    let Some(bullseye) = Bullseye::fetch(test) else {
-        return;
-    };
-    let vars = [
-        ("KEEPIDLE", "45"),
-        ("KEEPINTVL", "5"),
-        ("KEEPCNT", "3"),
-        ("TCP_USER_TIMEOUT", "20000"),
-    ];
-    let run = run_python(&bullseye, &library, &vars);
-    let expected = common::Keepalive {
-        keepalive: 1,
-        idle: 45,
-        interval: 5,
-        count: 3,
-        user_timeout: 20000,
-    };
+    let run = run_python(&bullseye, &library, &common::ALL_TIMERS);
+    let expected = common::Keepalive::ALL_TIMERS;
     for label in ["listener", "client", "accepted"] {
         assert_eq!(run.keepalive(label), expected, "{label}\n{}", run.stdout);
     }
@@ -261,10 +239,7 @@ fn debian_11_python_gets_keepalive_under_glibc_2_31() {
 #[test]
 fn debian_11_python_gets_one_warning_for_a_bad_value() {
     let test = "debian_11_python_gets_one_warning_for_a_bad_value";
-    let Some(library) = common::portable(test) else {
-        return;
-    };
-    let Some(bullseye) = Bullseye::fetch(test) else {
+    let Some((library, bullseye)) = library_and_bullseye(test) else {
         return;
     };
     let run = run_python(
@@ -272,16 +247,7 @@ fn debian_11_python_gets_one_warning_for_a_bad_value() {
         &library,
         &[("KEEPIDLE", "45"), ("KEEPCNT", "3x")],
     );
-    let lines = run.shim_lines();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    assert!(
-        lines[0].starts_with("libkeepalive: KEEPCNT=\"3x\" ignored"),
-        "{}",
-        lines[0]
-    );
-    let client = run.keepalive("client");
-    assert_eq!((client.keepalive, client.idle), (1, 45), "{}", run.stdout);
-    assert_eq!(client.count, common::Keepalive::untouched().count);
+    run.assert_one_warning_for_keepcnt("3x", "Debian 11's python3.9");
 }
 
 /// Kills the child on drop, so a failing assertion leaves no process behind.
@@ -328,10 +294,7 @@ fn debian_11_netcat_connection_shows_keepalive_timer() {
     if !common::have(test, "ss") {
         return;
     }
-    let Some(library) = common::portable(test) else {
-        return;
-    };
-    let Some(bullseye) = Bullseye::fetch(test) else {
+    let Some((library, bullseye)) = library_and_bullseye(test) else {
         return;
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -11,49 +11,21 @@ mod readme;
 #[path = "common/servers.rs"]
 mod servers;
 
-use compat::{client, server, strings};
-use servers::version;
+use compat::{Program, ported, words};
 
 #[test]
 fn python3_client() {
-    let Some(measured) = client(
-        "python3_client",
-        "python3",
-        |port| {
-            strings(&[
-                "-c",
-                &format!(
-                    "import socket,time; s=socket.create_connection(('127.0.0.1',{port})); time.sleep(60)"
-                ),
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("python3", &["--version"], "Python ");
-    compat::check("programs::python3_client", &version, &measured);
+    let python3 = Program::new("python3", &["--version"], "Python ");
+    let code =
+        "import socket,time; s=socket.create_connection(('127.0.0.1',{port})); time.sleep(60)";
+    python3.client_row("programs::python3_client", &["-c", code], None);
 }
 
 #[test]
 fn node_client() {
-    let Some(measured) = client(
-        "node_client",
-        "node",
-        |port| {
-            strings(&[
-                "-e",
-                &format!(
-                    "require('net').connect({port}, '127.0.0.1'); setInterval(() => {{}}, 1000)"
-                ),
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("node", &["--version"], "v");
-    compat::check("programs::node_client", &version, &measured);
+    let node = Program::new("node", &["--version"], "v");
+    let code = "require('net').connect({port}, '127.0.0.1'); setInterval(() => {}, 1000)";
+    node.client_row("programs::node_client", &["-e", code], None);
 }
 
 #[test]
@@ -65,44 +37,24 @@ fn java_client() {
          try (java.net.Socket s = new java.net.Socket(a[0], Integer.parseInt(a[1]))) { Thread.sleep(60000); }\n  }\n}\n",
     )
     .unwrap();
-    let Some(measured) = client(
-        "java_client",
-        "java",
-        |port| {
-            vec![
-                source.display().to_string(),
-                "127.0.0.1".into(),
-                port.to_string(),
-            ]
-        },
+    let java = Program::new("java", &["-version"], "version \"");
+    let source = source.display().to_string();
+    java.client_row(
+        "programs::java_client",
+        &[&source, "127.0.0.1", "{port}"],
         None,
-    ) else {
-        return;
-    };
-    let version = version("java", &["-version"], "version \"");
-    compat::check("programs::java_client", &version, &measured);
+    );
 }
 
 #[test]
 fn perl_client() {
-    let Some(measured) = client(
-        "perl_client",
-        "perl",
-        |port| {
-            strings(&[
-                "-MIO::Socket::INET",
-                "-e",
-                &format!(
-                    "my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:{port}') or die $!; sleep 60"
-                ),
-            ])
-        },
+    let perl = Program::new("perl", &["-e", "print $^V"], "v");
+    let code = "my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:{port}') or die $!; sleep 60";
+    perl.client_row(
+        "programs::perl_client",
+        &["-MIO::Socket::INET", "-e", code],
         None,
-    ) else {
-        return;
-    };
-    let version = version("perl", &["-e", "print $^V"], "v");
-    compat::check("programs::perl_client", &version, &measured);
+    );
 }
 
 #[test]
@@ -110,79 +62,37 @@ fn curl_client() {
     // The listener never answers, so curl waits on its open connection. curl turns
     // keepalive on itself (60 s) after creating the socket, overriding the library,
     // unless told not to.
-    let run = |extra: &[&str]| {
-        client(
-            "curl_client",
-            "curl",
-            |port| {
-                let mut args = strings(&["-s", "--max-time", "60"]);
-                args.extend(strings(extra));
-                args.push(format!("http://127.0.0.1:{port}/"));
-                args
-            },
-            Some(60),
-        )
-    };
-    let (Some(default), Some(told)) = (run(&[]), run(&["--no-keepalive"])) else {
-        return;
-    };
-    let version = version("curl", &["--version"], "curl ");
-    readme::check_compatibility(
-        "programs::curl_client",
-        &version,
-        &format!(
-            "{}; with `--no-keepalive`: {}",
-            default.with.with(),
-            told.with.with()
-        ),
-        &default.without.without(),
-    );
+    const TEST: &str = "programs::curl_client";
+    let curl = Program::new("curl", &["--version"], "curl ");
+    let default = words("-s --max-time 60 http://127.0.0.1:{port}/");
+    let told = words("-s --max-time 60 --no-keepalive http://127.0.0.1:{port}/");
+    let default = curl.client(TEST, &ported(&default), Some(60));
+    let told = curl.client(TEST, &ported(&told), Some(60));
+    curl.check_told(TEST, default, told, "--no-keepalive");
 }
 
 #[test]
 fn socat_client() {
-    let Some(measured) = client(
-        "socat_client",
-        "socat",
-        |port| strings(&["-u", &format!("TCP:127.0.0.1:{port}"), "OPEN:/dev/null"]),
-        None,
-    ) else {
-        return;
-    };
-    let version = version("socat", &["-V"], "socat version ");
-    compat::check("programs::socat_client", &version, &measured);
+    let socat = Program::new("socat", &["-V"], "socat version ");
+    let args = words("-u TCP:127.0.0.1:{port} OPEN:/dev/null");
+    socat.client_row("programs::socat_client", &args, None);
 }
 
 #[test]
 fn python3_http_server() {
-    let Some(measured) = server(
-        "python3_http_server",
-        "python3",
-        |port| {
-            strings(&[
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("python3", &["--version"], "Python ");
-    compat::check("programs::python3_http_server", &version, &measured);
+    let python3 = Program::new("python3", &["--version"], "Python ");
+    let args = words("-m http.server {port} --bind 127.0.0.1");
+    python3.server_row("programs::python3_http_server", &args, None);
 }
 
 #[test]
 fn nginx_server() {
-    let test = "nginx_server";
+    const TEST: &str = "programs::nginx_server";
+    let nginx = Program::new("nginx", &["-v"], "nginx/");
     let prefix = common::net::TempDir::new("nginx");
-    let Some(measured) = server(
-        test,
-        "nginx",
-        |port| {
+    let Some(measured) = nginx.server(
+        TEST,
+        &|port| {
             let conf = prefix.join("nginx.conf");
             std::fs::write(
                 &conf,
@@ -209,49 +119,19 @@ fn nginx_server() {
     ) else {
         return;
     };
-    let version = version("nginx", &["-v"], "nginx/");
-    compat::check("programs::nginx_server", &version, &measured);
+    nginx.check(TEST, &measured);
 }
 
 #[test]
 fn redis_server() {
     // Redis turns keepalive on itself (tcp-keepalive 300) on each client it accepts,
     // after the library did; with that off, the library's settings stay.
-    let run = |keepalive: Option<&str>| {
-        server(
-            "redis_server",
-            "redis-server",
-            |port| {
-                let mut args = strings(&[
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                if let Some(seconds) = keepalive {
-                    args.extend(strings(&["--tcp-keepalive", seconds]));
-                }
-                args
-            },
-            Some(300),
-        )
-    };
-    let (Some(default), Some(off)) = (run(None), run(Some("0"))) else {
-        return;
-    };
-    let version = version("redis-server", &["--version"], "v=");
-    readme::check_compatibility(
-        "programs::redis_server",
-        &version,
-        &format!(
-            "{}; with `tcp-keepalive 0`: {}",
-            default.with.with(),
-            off.with.with()
-        ),
-        &default.without.without(),
-    );
+    const TEST: &str = "programs::redis_server";
+    let redis = Program::new("redis-server", &["--version"], "v=");
+    let mut default = words("--port {port} --bind 127.0.0.1 --appendonly no --save");
+    default.push("");
+    let off = [&default[..], &["--tcp-keepalive", "0"]].concat();
+    let default = redis.server(TEST, &ported(&default), Some(300));
+    let off = redis.server(TEST, &ported(&off), Some(300));
+    redis.check_told(TEST, default, off, "tcp-keepalive 0");
 }

@@ -14,148 +14,71 @@ mod servers;
 
 use std::path::Path;
 
-use common::net::{Proc, TempDir};
-use compat::{Measured, VARS, client, connect, measure, server, strings};
-use servers::{Place, Postgres, Sshd, version};
+use common::net::{Place, TempDir};
+use common::{maybe_preloaded, with_and_without};
+use compat::{Measured, Program, VARS, connect, measure, words};
+use servers::{Postgres, Sshd};
 
 #[test]
 fn psql_client() {
     // libpq turns SO_KEEPALIVE on itself and sets no timer unless the connection
     // string asks (keepalives_idle=…): the library's timers stay.
-    let Some(measured) = client(
-        "psql_client",
-        "psql",
-        |port| {
-            strings(&[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-c",
-                "SELECT 1",
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("psql", &["--version"], "(PostgreSQL) ");
-    compat::check("programs_more::psql_client", &version, &measured);
+    let psql = Program::new("psql", &["--version"], "(PostgreSQL) ");
+    let mut args = words("-h 127.0.0.1 -p {port} -U postgres -c");
+    args.push("SELECT 1");
+    psql.client_row("programs_more::psql_client", &args, None);
 }
 
 #[test]
 fn postgres_server() {
-    const TEST: &str = "postgres_server";
-    let run = |vars: Option<&[(&str, &str)]>| {
-        let port = common::free_port();
-        let _server = Postgres::start(TEST, Place::Loopback, "127.0.0.1", port, vars)?;
-        let _conn = connect("postgres", port);
-        Some(measure("postgres", &format!("( sport = :{port} )"), None))
-    };
-    let (Some(with), Some(without)) = (run(Some(&VARS)), run(None)) else {
+    const TEST: &str = "programs_more::postgres_server";
+    let Some(bin) = Postgres::bin_dir(TEST) else {
         return;
     };
-    let measured = Measured { with, without };
-    let bin = Postgres::bin_dir(TEST).expect("found above");
-    let version = version(
-        bin.join("postgres").to_str().expect("path"),
+    let postgres = bin.join("postgres");
+    let postgres = Program::new(
+        postgres.to_str().expect("path"),
         &["--version"],
         "(PostgreSQL) ",
     );
-    compat::check("programs_more::postgres_server", &version, &measured);
+    postgres.served_row(TEST, |port, vars| {
+        Postgres::start(TEST, Place::Loopback, port, vars)
+    });
 }
 
 #[test]
 fn redis_cli_client() {
     // redis-cli sets its own keepalive (15 s) right after connecting.
-    let Some(measured) = client(
-        "redis_cli_client",
-        "redis-cli",
-        |port| {
-            strings(&[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "BLPOP",
-                "k",
-                "0",
-            ])
-        },
-        Some(15),
-    ) else {
-        return;
-    };
-    let version = version("redis-cli", &["--version"], "redis-cli ");
-    compat::check("programs_more::redis_cli_client", &version, &measured);
+    let redis_cli = Program::new("redis-cli", &["--version"], "redis-cli ");
+    let args = words("-h 127.0.0.1 -p {port} BLPOP k 0");
+    redis_cli.client_row("programs_more::redis_cli_client", &args, Some(15));
 }
 
 #[test]
 fn ssh_client() {
     // The listener never sends a banner, so ssh waits on its open connection.
-    let Some(measured) = client(
-        "ssh_client",
-        "ssh",
-        |port| {
-            strings(&[
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-p",
-                &port.to_string(),
-                "root@127.0.0.1",
-                "true",
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("ssh", &["-V"], "OpenSSH_");
-    compat::check("programs_more::ssh_client", &version, &measured);
+    let ssh = Program::new("ssh", &["-V"], "OpenSSH_");
+    let args = words("-F /dev/null -o BatchMode=yes -p {port} root@127.0.0.1 true");
+    ssh.client_row("programs_more::ssh_client", &args, None);
 }
 
 #[test]
 fn sshd_server() {
-    const TEST: &str = "sshd_server";
-    let run = |vars: Option<&[(&str, &str)]>| {
-        let port = common::free_port();
-        let _sshd = Sshd::start(TEST, Place::Loopback, "127.0.0.1", port, vars)?;
-        let _conn = connect("sshd", port);
-        Some(measure("sshd", &format!("( sport = :{port} )"), None))
-    };
-    let (Some(with), Some(without)) = (run(Some(&VARS)), run(None)) else {
+    const TEST: &str = "programs_more::sshd_server";
+    let Some(sshd) = servers::which(TEST, "sshd") else {
         return;
     };
-    let measured = Measured { with, without };
-    let sshd = servers::which(TEST, "sshd").expect("found above");
-    let version = version(sshd.to_str().expect("path"), &["-V"], "OpenSSH_");
-    compat::check("programs_more::sshd_server", &version, &measured);
+    let sshd = Program::new(sshd.to_str().expect("path"), &["-V"], "OpenSSH_");
+    sshd.served_row(TEST, |port, vars| {
+        Sshd::start(TEST, Place::Loopback, port, vars)
+    });
 }
 
 #[test]
 fn wget_client() {
-    let Some(measured) = client(
-        "wget_client",
-        "wget",
-        |port| {
-            strings(&[
-                "-q",
-                "-O",
-                "/dev/null",
-                "--tries=1",
-                &format!("http://127.0.0.1:{port}/"),
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("wget", &["--version"], "GNU Wget ");
-    compat::check("programs_more::wget_client", &version, &measured);
+    let wget = Program::new("wget", &["--version"], "GNU Wget ");
+    let args = words("-q -O /dev/null --tries=1 http://127.0.0.1:{port}/");
+    wget.client_row("programs_more::wget_client", &args, None);
 }
 
 #[test]
@@ -171,46 +94,17 @@ fn rsync_daemon() {
         ),
     )
     .unwrap();
-    let Some(measured) = server(
-        "rsync_daemon",
-        "rsync",
-        |port| {
-            strings(&[
-                "--daemon",
-                "--no-detach",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--config",
-                &config,
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("rsync", &["--version"], "version ");
-    compat::check("programs_more::rsync_daemon", &version, &measured);
+    let rsync = Program::new("rsync", &["--version"], "version ");
+    let mut args = words("--daemon --no-detach --address 127.0.0.1 --port {port} --config");
+    args.push(&config);
+    rsync.server_row("programs_more::rsync_daemon", &args, None);
 }
 
 #[test]
 fn php_client() {
-    let Some(measured) = client(
-        "php_client",
-        "php",
-        |port| {
-            strings(&[
-                "-r",
-                &format!("$s = fsockopen('127.0.0.1', {port}); sleep(60);"),
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("php", &["--version"], "PHP ");
-    compat::check("programs_more::php_client", &version, &measured);
+    let php = Program::new("php", &["--version"], "PHP ");
+    let code = "$s = fsockopen('127.0.0.1', {port}); sleep(60);";
+    php.client_row("programs_more::php_client", &["-r", code], None);
 }
 
 #[test]
@@ -226,21 +120,14 @@ fn java_nio_server() {
          while (true) held.add(server.accept());\n  }\n}\n",
     )
     .unwrap();
-    let Some(measured) = server(
-        "java_nio_server",
-        "java",
-        |port| vec![source.display().to_string(), port.to_string()],
-        None,
-    ) else {
-        return;
-    };
-    let version = version("java", &["-version"], "version \"");
-    compat::check("programs_more::java_nio_server", &version, &measured);
+    let java = Program::new("java", &["-version"], "version \"");
+    let source = source.display().to_string();
+    java.server_row("programs_more::java_nio_server", &[&source, "{port}"], None);
 }
 
 #[test]
 fn haproxy_proxy() {
-    const TEST: &str = "haproxy_proxy";
+    const TEST: &str = "programs_more::haproxy_proxy";
     if !common::have(TEST, "haproxy") {
         return;
     }
@@ -258,45 +145,24 @@ fn haproxy_proxy() {
         ),
     )
     .unwrap();
-    let run = |mut command: std::process::Command| {
-        let _proxy = Proc::spawn(command.args(["-db", "-f", &config]));
+    let measured: Option<Measured> = with_and_without(&VARS, |vars| {
+        let mut command = maybe_preloaded("haproxy", vars);
+        let _proxy = Place::Loopback.serve("haproxy", command.args(["-db", "-f", &config]), port);
         let _conn = connect("haproxy", port);
         let accepted = measure("haproxy", &format!("( sport = :{port} )"), None);
         let outgoing = measure("haproxy", &format!("( dport = :{backend} )"), None);
         assert_eq!(accepted, outgoing, "haproxy's two sides differ");
-        accepted
-    };
-    let measured = Measured {
-        with: run(common::preloaded("haproxy", &VARS)),
-        without: run(servers::bare("haproxy")),
-    };
-    let version = version("haproxy", &["-v"], "HAProxy version ");
-    compat::check("programs_more::haproxy_proxy", &version, &measured);
+        Some(accepted)
+    });
+    let haproxy = Program::new("haproxy", &["-v"], "HAProxy version ");
+    haproxy.check(TEST, &measured.expect("both runs happen"));
 }
 
 #[test]
 fn memcached_server() {
-    let Some(measured) = server(
-        "memcached_server",
-        "memcached",
-        |port| {
-            strings(&[
-                "-u",
-                "nobody",
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-            ])
-        },
-        None,
-    ) else {
-        return;
-    };
-    let version = version("memcached", &["-V"], "memcached ");
-    compat::check("programs_more::memcached_server", &version, &measured);
+    let memcached = Program::new("memcached", &["-V"], "memcached ");
+    let args = words("-u nobody -l 127.0.0.1 -p {port} -U 0");
+    memcached.server_row("programs_more::memcached_server", &args, None);
 }
 
 /// Every row of the programs table names a test that exists, and there are at least twenty

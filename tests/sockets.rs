@@ -8,23 +8,8 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use common::{Keepalive, as_child, report, report_keepalive, run_child, scenario};
+use common::{ALL_TIMERS, Keepalive, as_child, report, report_keepalive, run_child, scenario};
 use libc::{AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM};
-
-const TIMERS: [(&str, &str); 4] = [
-    ("KEEPIDLE", "61"),
-    ("KEEPINTVL", "11"),
-    ("KEEPCNT", "7"),
-    ("TCP_USER_TIMEOUT", "30001"),
-];
-
-const CONFIGURED: Keepalive = Keepalive {
-    keepalive: 1,
-    idle: 61,
-    interval: 11,
-    count: 7,
-    user_timeout: 30001,
-};
 
 /// socket(2) straight from libc, so the exact arguments reach the shim.
 fn raw_socket(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, std::io::Error> {
@@ -50,7 +35,7 @@ const PROTOCOLS: [(&str, i32); 2] = [("0", 0), ("tcp", IPPROTO_TCP)];
 fn tcp_sockets_in_both_families_with_every_flag_and_protocol() {
     let Some(run) = scenario(
         "tcp_sockets_in_both_families_with_every_flag_and_protocol",
-        &TIMERS,
+        &ALL_TIMERS,
         || {
             for (family, domain) in FAMILIES {
                 for (flag, flags) in FLAGS {
@@ -68,7 +53,7 @@ fn tcp_sockets_in_both_families_with_every_flag_and_protocol() {
         for (flag, _) in FLAGS {
             for (proto, _) in PROTOCOLS {
                 let label = format!("{family}/{flag}/{proto}");
-                assert_eq!(run.keepalive(&label), CONFIGURED, "{label}");
+                assert_eq!(run.keepalive(&label), Keepalive::ALL_TIMERS, "{label}");
             }
         }
     }
@@ -78,7 +63,7 @@ fn tcp_sockets_in_both_families_with_every_flag_and_protocol() {
 fn connected_client_and_accepted_server_sockets_in_both_families() {
     let Some(run) = scenario(
         "connected_client_and_accepted_server_sockets_in_both_families",
-        &TIMERS,
+        &ALL_TIMERS,
         || {
             for (family, address) in [("inet", "127.0.0.1:0"), ("inet6", "[::1]:0")] {
                 let listener = TcpListener::bind(address).expect("bind");
@@ -95,7 +80,7 @@ fn connected_client_and_accepted_server_sockets_in_both_families() {
     for family in ["inet", "inet6"] {
         for role in ["listener", "client", "accepted"] {
             let label = format!("{family}/{role}");
-            assert_eq!(run.keepalive(&label), CONFIGURED, "{label}");
+            assert_eq!(run.keepalive(&label), Keepalive::ALL_TIMERS, "{label}");
         }
     }
 }
@@ -105,7 +90,7 @@ fn connected_client_and_accepted_server_sockets_in_both_families() {
 #[test]
 fn other_sockets_are_left_alone() {
     const IPPROTO_MPTCP: i32 = 262;
-    let Some(run) = scenario("other_sockets_are_left_alone", &TIMERS, || {
+    let Some(run) = scenario("other_sockets_are_left_alone", &ALL_TIMERS, || {
         for (label, domain, ty, protocol) in [
             ("udp4", AF_INET, libc::SOCK_DGRAM, 0),
             (
@@ -171,7 +156,7 @@ fn accept_and_accept4_on_an_inherited_listener() {
     if as_child(NAME, accept_on_inherited_listeners) {
         return;
     }
-    let run = run_child(NAME, &TIMERS, |command| {
+    let run = run_child(NAME, &ALL_TIMERS, |command| {
         let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let v6 = TcpListener::bind("[::1]:0").unwrap();
         let addresses = format!("{} {}", v4.local_addr().unwrap(), v6.local_addr().unwrap());
@@ -188,7 +173,7 @@ fn accept_and_accept4_on_an_inherited_listener() {
         for call in ["accept", "accept4"] {
             assert_eq!(
                 run.keepalive(&format!("{family}/{call}")),
-                CONFIGURED,
+                Keepalive::ALL_TIMERS,
                 "{family}/{call}"
             );
         }

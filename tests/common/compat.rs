@@ -9,13 +9,14 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::net::Proc;
-use crate::common::{have, preloaded};
-use crate::servers::bare;
+use crate::common::net::{Place, Proc};
+use crate::common::{Both, Vars, free_port, have, maybe_preloaded, with_and_without};
+use crate::servers::version;
 
 pub const KEEPIDLE_S: u64 = 45;
 pub const VARS: [(&str, &str); 3] = [("KEEPIDLE", "45"), ("KEEPINTVL", "5"), ("KEEPCNT", "3")];
-/// JVM start-up is the slowest here.
+/// How long a program may take to hold its connection: JVM start-up is the slowest
+/// here.
 pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// The result cell's words when the library's settings are what the connection has.
@@ -158,10 +159,7 @@ pub fn measure(program: &str, filter: &str, own_secs: Option<u64>) -> Seen {
 }
 
 /// What a program's connection got with the library and without it.
-pub struct Measured {
-    pub with: Seen,
-    pub without: Seen,
-}
+pub type Measured = Both<Seen>;
 
 /// A listener on loopback that accepts and holds every connection and never answers,
 /// so that a client waits on its open connection.
@@ -174,100 +172,144 @@ pub fn holding_listener() -> u16 {
     port
 }
 
-/// Runs `program args` as a client of a [`holding_listener`], with the library and
-/// without, and says what its connection got; None (after saying so) when it is not
-/// installed.
-pub fn client(
-    test: &str,
-    program: &str,
-    args: impl Fn(u16) -> Vec<String>,
-    own_secs: Option<u64>,
-) -> Option<Measured> {
-    if !have(test, program) {
-        return None;
-    }
-    let run = |mut command: Command| {
-        let port = holding_listener();
-        let _client = Proc::spawn(command.args(args(port)));
-        measure(program, &format!("( dport = :{port} )"), own_secs)
-    };
-    Some(Measured {
-        with: run(preloaded(program, &VARS)),
-        without: run(bare(program)),
-    })
-}
-
-/// Waits until `server` itself listens on loopback `port`. Connecting blindly could
-/// reach another process that took the free port meanwhile, or the test's own socket
-/// (a connect to a port in the ephemeral range with nobody listening can pick that
-/// same port as its source and connect to itself).
-fn listening(program: &str, server: &mut Proc, port: u16) {
-    let deadline = Instant::now() + CONNECT_WAIT;
-    let owner = format!("pid={},", server.pid());
-    loop {
-        let output = Command::new("ss")
-            .args(["-tlnpH", &format!("( sport = :{port} )")])
-            .output()
-            .expect("run ss");
-        if String::from_utf8_lossy(&output.stdout).contains(&owner) {
-            return;
-        }
-        assert!(
-            server.is_running() && Instant::now() < deadline,
-            "{program} never listened on {port}; stderr:\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Connects to a server on loopback `port`, retrying while it starts.
+/// Connects to a server on loopback `port` that already listens ([`Place::serve`]).
 pub fn connect(program: &str, port: u16) -> TcpStream {
-    let deadline = Instant::now() + CONNECT_WAIT;
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(conn) => return conn,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(err) => panic!("{program} never listened on {port}: {err}"),
+    TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|err| panic!("connect to {program} on {port}: {err}"))
+}
+
+/// A program's arguments for the port a run uses.
+pub type Args<'a> = &'a dyn Fn(u16) -> Vec<String>;
+
+/// The blank-separated words of `line`, as arguments.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// Command-line arguments in which `{port}` stands for the port a run uses.
+pub fn ported<'a>(args: &'a [&'a str]) -> impl Fn(u16) -> Vec<String> + 'a {
+    move |port| {
+        args.iter()
+            .map(|arg| arg.replace("{port}", &port.to_string()))
+            .collect()
+    }
+}
+
+/// A program of the programs table (docs/compatibility.md), and how it states its
+/// version: `name version_args` prints it right after `after`. Its tests run it with
+/// the library and without, and hold its row, named by the test (`file::name`), to
+/// what they measured.
+pub struct Program<'a> {
+    name: &'a str,
+    version_args: &'a [&'a str],
+    after: &'a str,
+}
+
+impl<'a> Program<'a> {
+    pub fn new(name: &'a str, version_args: &'a [&'a str], after: &'a str) -> Self {
+        Program {
+            name,
+            version_args,
+            after,
         }
     }
-}
 
-/// Runs `program args` as a server on a free loopback port, with the library and
-/// without, connects to it, and says what the server's side of the connection got;
-/// None (after saying so) when it is not installed.
-pub fn server(
-    test: &str,
-    program: &str,
-    args: impl Fn(u16) -> Vec<String>,
-    own_secs: Option<u64>,
-) -> Option<Measured> {
-    if !have(test, program) {
-        return None;
+    /// Runs it as a client of a [`holding_listener`], with the library and without,
+    /// and says what its connection got; None (after saying so) when it is not
+    /// installed.
+    pub fn client(&self, test: &str, args: Args, own_secs: Option<u64>) -> Option<Measured> {
+        have(test, self.name).then_some(())?;
+        with_and_without(&VARS, |vars| {
+            let port = holding_listener();
+            let _client = Proc::spawn(maybe_preloaded(self.name, vars).args(args(port)));
+            Some(measure(
+                self.name,
+                &format!("( dport = :{port} )"),
+                own_secs,
+            ))
+        })
     }
-    let run = |mut command: Command| {
-        let port = crate::common::free_port();
-        let mut server = Proc::spawn(command.args(args(port)));
-        listening(program, &mut server, port);
-        let _conn = connect(program, port);
-        measure(program, &format!("( sport = :{port} )"), own_secs)
-    };
-    Some(Measured {
-        with: run(preloaded(program, &VARS)),
-        without: run(bare(program)),
-    })
-}
 
-pub fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
+    /// Runs it as a server on a free loopback port, with the library and without,
+    /// connects to it, and says what the server's side of the connection got; None
+    /// (after saying so) when it is not installed.
+    pub fn server(&self, test: &str, args: Args, own_secs: Option<u64>) -> Option<Measured> {
+        have(test, self.name).then_some(())?;
+        self.served(own_secs, |port, vars| {
+            let mut command = maybe_preloaded(self.name, vars);
+            Some(Place::Loopback.serve(self.name, command.args(args(port)), port))
+        })
+    }
 
-/// Holds `test`'s row in docs/compatibility.md to what it measured.
-pub fn check(test: &str, version: &str, measured: &Measured) {
-    crate::readme::check_compatibility(
-        test,
-        version,
-        &measured.with.with(),
-        &measured.without.without(),
-    );
+    /// [`Program::server`] for a server that `start(port, vars)` starts itself and
+    /// returns once it listens; what it returns is held until the run is measured.
+    pub fn served<S>(
+        &self,
+        own_secs: Option<u64>,
+        start: impl Fn(u16, Vars) -> Option<S>,
+    ) -> Option<Measured> {
+        with_and_without(&VARS, |vars| {
+            let port = free_port();
+            let _server = start(port, vars)?;
+            let _conn = connect(self.name, port);
+            Some(measure(
+                self.name,
+                &format!("( sport = :{port} )"),
+                own_secs,
+            ))
+        })
+    }
+
+    /// Holds the row of `test` to the version the program states and to the result
+    /// and "without the library" cells given.
+    pub fn check_cells(&self, test: &str, result: &str, without: &str) {
+        let version = version(self.name, self.version_args, self.after);
+        crate::readme::check_compatibility(test, &version, result, without);
+    }
+
+    /// Holds the row of `test` whose result cell says what the program does by default
+    /// and when it is told otherwise: "…; with `how`: …".
+    pub fn check_told(
+        &self,
+        test: &str,
+        default: Option<Measured>,
+        told: Option<Measured>,
+        how: &str,
+    ) {
+        let (Some(default), Some(told)) = (default, told) else {
+            return;
+        };
+        let result = format!(
+            "{}; with `{how}`: {}",
+            default.with.with(),
+            told.with.with()
+        );
+        self.check_cells(test, &result, &default.without.without());
+    }
+
+    /// Holds the row of `test` to what was measured.
+    pub fn check(&self, test: &str, measured: &Measured) {
+        self.check_cells(test, &measured.with.with(), &measured.without.without());
+    }
+
+    /// The whole test of a client that needs nothing more: run, measure, check.
+    pub fn client_row(&self, test: &str, args: &[&str], own_secs: Option<u64>) {
+        if let Some(measured) = self.client(test, &ported(args), own_secs) {
+            self.check(test, &measured);
+        }
+    }
+
+    /// The whole test of a server that needs nothing more: run, measure, check.
+    pub fn server_row(&self, test: &str, args: &[&str], own_secs: Option<u64>) {
+        if let Some(measured) = self.server(test, &ported(args), own_secs) {
+            self.check(test, &measured);
+        }
+    }
+
+    /// The whole test of a server that `start` starts itself: run, measure, check.
+    pub fn served_row<S>(&self, test: &str, start: impl Fn(u16, Vars) -> Option<S>) {
+        if let Some(measured) = self.served(None, start) {
+            self.check(test, &measured);
+        }
+    }
 }

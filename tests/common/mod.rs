@@ -46,20 +46,29 @@ const SCENARIO: &str = "LIBKEEPALIVE_TEST_SCENARIO";
 pub fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "libkeepalive", "--quiet"])
-            .current_dir(root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --release failed");
+        build_release(&["libkeepalive"]);
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
         let shim = target.join("release/libkeepalive.so");
         assert!(shim.exists(), "{} was not built", shim.display());
         shim
     })
+}
+
+/// Builds `packages` of this workspace in release mode, with the same cargo that runs
+/// the tests.
+fn build_release(packages: &[&str]) {
+    let mut command = Command::new(env!("CARGO"));
+    command.args(["build", "--release", "--quiet"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let status = command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release failed");
 }
 
 /// A command for `program` with the shim preloaded, its variables cleared, and
@@ -71,6 +80,48 @@ pub fn preloaded(program: impl AsRef<std::ffi::OsStr>, vars: &[(&str, &str)]) ->
     }
     command.env("LD_PRELOAD", shim()).envs(vars.iter().copied());
     command
+}
+
+/// `program` without the library: LD_PRELOAD and the library's variables removed,
+/// whatever the test's own environment holds.
+pub fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command.env_remove("LD_PRELOAD");
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// The variables of a run with the library, or None for a run without it.
+pub type Vars<'a> = Option<&'a [(&'a str, &'a str)]>;
+
+/// `program` with the library and `vars`, or without it when `vars` is None.
+pub fn maybe_preloaded(program: impl AsRef<std::ffi::OsStr>, vars: Vars) -> Command {
+    match vars {
+        Some(vars) => preloaded(program, vars),
+        None => bare(program),
+    }
+}
+
+/// What one run gave with the library and what the same run gave without it.
+#[derive(Clone, Copy, Debug)]
+pub struct Both<T> {
+    pub with: T,
+    pub without: T,
+}
+
+/// Runs `run` with the library and `vars`, then without the library, and gives both
+/// results: the one way a test compares a program with and without the library.
+/// `run` receives the variables for [`maybe_preloaded`]; None from either run (which
+/// said why, as [`skip`] does) gives None.
+pub fn with_and_without<T>(
+    vars: &[(&str, &str)],
+    mut run: impl FnMut(Vars) -> Option<T>,
+) -> Option<Both<T>> {
+    let with = run(Some(vars))?;
+    let without = run(None)?;
+    Some(Both { with, without })
 }
 
 /// In the child of scenario `name`, runs `body` and returns true; in the parent,
@@ -158,6 +209,27 @@ impl Run {
         Keepalive::from_report(&self.report(label))
     }
 
+    /// Asserts what a run with `KEEPIDLE=45` and the bad `KEEPCNT=bad` shows: one
+    /// warning naming the bad value, and a client socket with keepalive on, the idle
+    /// time applied and the count left at the kernel's. `what` names the run.
+    pub fn assert_one_warning_for_keepcnt(&self, bad: &str, what: &str) {
+        let lines = self.shim_lines();
+        assert_eq!(lines.len(), 1, "{what}: {}", self.stderr);
+        assert!(
+            lines[0].starts_with(&format!("libkeepalive: KEEPCNT=\"{bad}\" ignored")),
+            "{what}: {}",
+            lines[0]
+        );
+        let client = self.keepalive("client");
+        assert_eq!(
+            (client.keepalive, client.idle),
+            (1, 45),
+            "{what}: {}",
+            self.stdout
+        );
+        assert_eq!(client.count, Keepalive::untouched().count, "{what}");
+    }
+
     /// The lines the library wrote on stderr.
     pub fn shim_lines(&self) -> Vec<&str> {
         self.stderr
@@ -180,6 +252,20 @@ pub fn assert_relro_and_no_executable_stack(segments: &str) {
     assert!(
         stack.split_whitespace().any(|field| field == "RW"),
         "{stack}"
+    );
+}
+
+/// Asserts what `readelf -dW` shows of a build of the library: the SONAME the
+/// packages install, and every symbol bound at load time (full RELRO's other half).
+/// Shared by the native and the portable build's hygiene tests.
+pub fn assert_soname_and_bind_now(dynamic: &str) {
+    assert!(
+        dynamic.contains("Library soname: [libkeepalive.so.0]"),
+        "{dynamic}"
+    );
+    assert!(
+        dynamic.contains("BIND_NOW") || dynamic.contains("Flags: NOW"),
+        "{dynamic}"
     );
 }
 
@@ -214,7 +300,25 @@ pub struct Keepalive {
     pub user_timeout: i32,
 }
 
+/// Every timer variable, each at a value no kernel default has: what a test sets when
+/// it needs the library's settings told apart from anyone else's.
+pub const ALL_TIMERS: [(&str, &str); 4] = [
+    ("KEEPIDLE", "61"),
+    ("KEEPINTVL", "11"),
+    ("KEEPCNT", "7"),
+    ("TCP_USER_TIMEOUT", "30001"),
+];
+
 impl Keepalive {
+    /// What [`ALL_TIMERS`] give a socket the library configured.
+    pub const ALL_TIMERS: Keepalive = Keepalive {
+        keepalive: 1,
+        idle: 61,
+        interval: 11,
+        count: 7,
+        user_timeout: 30001,
+    };
+
     pub fn of(fd: RawFd) -> Keepalive {
         Keepalive {
             keepalive: int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
@@ -363,16 +467,40 @@ pub fn skip(test: &str, why: &str) {
 /// seen from outside the process as an operator sees it. `None` for a connection
 /// without a keepalive timer. Panics if ss is missing: callers check [`have`] first.
 pub fn ss_keepalive(filter: &str) -> Vec<Option<std::time::Duration>> {
-    let output = Command::new("ss")
-        .args(["-tnoH", "state", "established", filter])
+    let mut ss = Command::new("ss");
+    keepalive_timers(&stdout_of(ss.args([
+        "-tnoH",
+        "state",
+        "established",
+        filter,
+    ])))
+}
+
+/// Polls `ready` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen in {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs a short command to completion and returns its stdout; panics with its stderr
+/// if it fails.
+pub fn stdout_of(command: &mut Command) -> String {
+    let out = command
+        .stdin(Stdio::null())
         .output()
-        .expect("run ss");
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     assert!(
-        output.status.success(),
-        "ss {filter}: {}",
-        String::from_utf8_lossy(&output.stderr)
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    keepalive_timers(&String::from_utf8_lossy(&output.stdout))
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Polls [`ss_keepalive`] until some connection matches `filter` or `timeout` passes;
@@ -472,12 +600,7 @@ fn ss_duration(text: &str) -> Option<std::time::Duration> {
 pub fn ss_keepalive_seconds(filter: &str, timeout: std::time::Duration) -> Vec<Option<f64>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let output = Command::new("ss")
-            .args(["-tnoH", "state", "established", filter])
-            .output()
-            .expect("run ss");
-        assert!(output.status.success(), "ss {filter}");
-        let seen: Vec<Option<f64>> = keepalive_timers(&String::from_utf8_lossy(&output.stdout))
+        let seen: Vec<Option<f64>> = ss_keepalive(filter)
             .into_iter()
             .map(|timer| timer.map(|time| time.as_secs_f64()))
             .collect();
@@ -702,14 +825,7 @@ fn debian_archive() -> Result<(String, String), String> {
 pub fn keepalive() -> &'static Path {
     static CLI: OnceLock<PathBuf> = OnceLock::new();
     CLI.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "libkeepalive"])
-            .args(["-p", "keepalive-cli"])
-            .current_dir(root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --release failed");
+        build_release(&["libkeepalive", "keepalive-cli"]);
         let cli = shim().with_file_name("keepalive");
         assert!(cli.exists(), "{} was not built", cli.display());
         cli

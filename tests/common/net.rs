@@ -123,6 +123,14 @@ impl Link {
 }
 
 impl Link {
+    /// The server host and the client host, as places to run processes.
+    pub fn places(&self) -> [Place<'_>; 2] {
+        [
+            Place::Host(self, Side::Server),
+            Place::Host(self, Side::Client),
+        ]
+    }
+
     /// What `ss args` shows inside one side's namespace, one line per socket (pass
     /// `-H`): `-tnoH state established ( dport = :5432 )` lists one host's connections.
     pub fn ss(&self, side: Side, args: &[&str]) -> Vec<String> {
@@ -170,6 +178,81 @@ fn ip(args: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Where a test runs a process: on a test host, or on this host's loopback.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    Host(&'a Link, Side),
+    Loopback,
+}
+
+impl Place<'_> {
+    /// The address of this place's host: a test host's, or 127.0.0.1.
+    pub fn address(self) -> &'static str {
+        match self {
+            Place::Host(_, Side::Server) => SERVER_ADDR,
+            Place::Host(_, Side::Client) => CLIENT_ADDR,
+            Place::Loopback => "127.0.0.1",
+        }
+    }
+
+    /// Makes `command` start here.
+    pub fn enter(self, command: &mut Command) {
+        if let Place::Host(link, side) = self {
+            link.enter(command, side);
+        }
+    }
+
+    /// Starts `command` here.
+    pub fn spawn(self, command: &mut Command) -> Proc {
+        self.enter(command);
+        Proc::spawn(command)
+    }
+
+    /// What `ss args` shows here, one line per socket (pass `-H`).
+    pub fn ss(self, args: &[&str]) -> Vec<String> {
+        match self {
+            Place::Host(link, side) => link.ss(side, args),
+            Place::Loopback => {
+                let output = Command::new("ss").args(args).output().expect("run ss");
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            }
+        }
+    }
+
+    /// Starts server `command` here and returns once the process itself listens on
+    /// TCP `port`: the one way the tests start a server. Connecting blindly instead
+    /// could reach another process that took the free port meanwhile, or the test's
+    /// own socket (a connect to a port in the ephemeral range with nobody listening
+    /// can pick that same port as its source and connect to itself). Panics with the
+    /// server's stderr when it exits first or takes longer than [`SERVER_START`].
+    pub fn serve(self, what: &str, command: &mut Command, port: u16) -> Proc {
+        let mut server = self.spawn(command);
+        let deadline = Instant::now() + SERVER_START;
+        let owner = format!("pid={},", server.pid());
+        let filter = format!("( sport = :{port} )");
+        while !self
+            .ss(&["-tlnpH", &filter])
+            .iter()
+            .any(|line| line.contains(&owner))
+        {
+            assert!(
+                server.is_running() && Instant::now() < deadline,
+                "{what} never listened on {port}; stderr:\n{}",
+                server.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+/// How long a server may take to start listening on a busy machine (a JVM, or
+/// PostgreSQL's initdb'd cluster, is the slowest here).
+pub const SERVER_START: Duration = Duration::from_secs(60);
 
 /// A child process whose stdout lines arrive on a channel. It leads its own process
 /// group, and the whole group is killed and the child reaped on drop, so that workers

@@ -7,47 +7,13 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::net::{Link, Proc, Side, TempDir};
-use crate::common::{VARIABLES, preloaded, skip};
+use crate::common::net::{Place, Proc, TempDir};
+use crate::common::{Vars, bare, maybe_preloaded, skip, stdout_of};
 
-/// How long a server may take to start on a busy machine.
+/// How long a server may take to be ready on a busy machine.
 const START: Duration = Duration::from_secs(60);
-
-/// `program` without the library: LD_PRELOAD and the library's variables removed,
-/// whatever the test's own environment holds.
-pub fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new(program);
-    command.env_remove("LD_PRELOAD");
-    for name in VARIABLES {
-        command.env_remove(name);
-    }
-    command
-}
-
-/// `program` with the library and `vars`, or without it when `vars` is None.
-pub fn maybe_preloaded(program: &str, vars: Option<&[(&str, &str)]>) -> Command {
-    match vars {
-        Some(vars) => preloaded(program, vars),
-        None => bare(program),
-    }
-}
-
-/// Where to run a server: a test host, or this host's loopback.
-#[derive(Clone, Copy)]
-pub enum Place<'a> {
-    Host(&'a Link, Side),
-    Loopback,
-}
-
-impl Place<'_> {
-    fn enter(self, command: &mut Command) {
-        if let Place::Host(link, side) = self {
-            link.enter(command, side);
-        }
-    }
-}
 
 /// The full path of `program` on PATH (sshd insists on being started by one).
 pub fn which(test: &str, program: &str) -> Option<PathBuf> {
@@ -64,31 +30,9 @@ pub fn which(test: &str, program: &str) -> Option<PathBuf> {
     }
 }
 
-/// Polls `ready` every 100 ms until it holds; panics naming `what` after [`START`].
-pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + START;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen in {START:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs a short command to completion and returns its stdout; panics with its stderr
-/// if it fails.
-pub fn output(command: &mut Command) -> String {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Polls `ready` until it holds; panics naming `what` after [`START`].
+pub fn wait_until(what: &str, ready: impl FnMut() -> bool) {
+    crate::common::wait_until(what, START, ready);
 }
 
 /// The first run of digits and dots (and an OpenSSH-style `p1`) after `after` in what
@@ -150,20 +94,15 @@ impl Postgres {
         }
     }
 
-    /// Makes a cluster and starts a server on it at `place`, listening on `address`:`port`,
-    /// with the library and `vars`, or without it when `vars` is None.
-    pub fn start(
-        test: &str,
-        place: Place,
-        address: &str,
-        port: u16,
-        vars: Option<&[(&str, &str)]>,
-    ) -> Option<Postgres> {
+    /// Makes a cluster and starts a server on it at `place`, listening on `port` of its
+    /// address, with the library and `vars`, or without it when `vars` is None.
+    pub fn start(test: &str, place: Place, port: u16, vars: Vars) -> Option<Postgres> {
+        let address = place.address();
         let bin = Postgres::bin_dir(test)?;
         let dir = TempDir::new("postgres");
-        output(Command::new("chown").arg("postgres:").arg(dir.path()));
+        stdout_of(Command::new("chown").arg("postgres:").arg(dir.path()));
         let data = dir.join("data");
-        output(
+        stdout_of(
             bare("setpriv")
                 .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
                 .arg(bin.join("initdb"))
@@ -184,12 +123,13 @@ impl Postgres {
             .arg(dir.path())
             .args(["-c", &format!("listen_addresses={address}")])
             .args(["-c", "fsync=off", "-c", "max_connections=20"]);
-        place.enter(&mut command);
         let postgres = Postgres {
-            proc: Proc::spawn(&mut command),
+            proc: place.serve("PostgreSQL", &mut command, port),
             port,
             dir,
         };
+        // It listens before it has finished starting up, and refuses sessions until
+        // then.
         wait_until("PostgreSQL accepting connections", || {
             postgres.try_sql("SELECT 1").as_deref() == Some("1")
         });
@@ -218,7 +158,7 @@ impl Postgres {
 
     /// Runs `query` over the Unix socket, a connection no cut link can touch.
     pub fn sql(&self, query: &str) -> String {
-        output(&mut self.psql(query)).trim().to_string()
+        stdout_of(&mut self.psql(query)).trim().to_string()
     }
 
     /// How many backends serve connections with `application_name` `name`.
@@ -251,18 +191,14 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    pub fn start(
-        test: &str,
-        place: Place,
-        address: &str,
-        port: u16,
-        vars: Option<&[(&str, &str)]>,
-    ) -> Option<Sshd> {
+    /// Starts sshd at `place`, listening on `port` of its address.
+    pub fn start(test: &str, place: Place, port: u16, vars: Vars) -> Option<Sshd> {
+        let address = place.address();
         let sshd = which(test, "sshd")?;
         which(test, "ssh-keygen")?;
         let dir = TempDir::new("sshd");
         for key in ["host_key", "client_key"] {
-            output(bare("ssh-keygen").args([
+            stdout_of(bare("ssh-keygen").args([
                 "-q",
                 "-t",
                 "ed25519",
@@ -291,21 +227,14 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         let mut command = maybe_preloaded(sshd.to_str().expect("path"), vars);
         command.args(["-D", "-e", "-f", &config]);
-        place.enter(&mut command);
-        let proc = Proc::spawn(&mut command);
-        let filter = format!("( sport = :{port} )");
-        let listening = || match place {
-            Place::Host(link, side) => !link.ss(side, &["-tlnH", &filter]).is_empty(),
-            Place::Loopback => std::net::TcpStream::connect((address, port)).is_ok(),
-        };
-        wait_until("sshd listening", listening);
+        let proc = place.serve("sshd", &mut command, port);
         Some(Sshd { _proc: proc, dir })
     }
 
     /// An `ssh` command for `root@address` with the client key, no host-key questions,
     /// no configuration files and `ServerAliveInterval` off: only TCP can notice a
     /// vanished server.
-    pub fn client(&self, address: &str, port: u16, vars: Option<&[(&str, &str)]>) -> Command {
+    pub fn client(&self, address: &str, port: u16, vars: Vars) -> Command {
         let mut command = maybe_preloaded("ssh", vars);
         command
             .args(["-F", "/dev/null", "-i", &self.dir.join("client_key")])
@@ -322,22 +251,17 @@ impl Sshd {
     }
 }
 
-/// A Redis server with nothing saved to disk, listening on `address`:`port` and on a
-/// Unix socket in its temporary directory (the healthy way in).
+/// A Redis server with nothing saved to disk, listening on `port` of its place's
+/// address and on a Unix socket in its temporary directory (the healthy way in).
 pub struct Redis {
     _proc: Proc,
     dir: TempDir,
 }
 
 impl Redis {
-    pub fn start(
-        test: &str,
-        place: Place,
-        address: &str,
-        port: u16,
-        extra: &[&str],
-        vars: Option<&[(&str, &str)]>,
-    ) -> Option<Redis> {
+    /// Starts Redis at `place` with the configuration directives `extra`.
+    pub fn start(test: &str, place: Place, port: u16, extra: &[&str], vars: Vars) -> Option<Redis> {
+        let address = place.address();
         which(test, "redis-server")?;
         which(test, "redis-cli")?;
         let dir = TempDir::new("redis");
@@ -348,17 +272,8 @@ impl Redis {
             .args(["--dir", &dir.join(""), "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no"])
             .args(extra);
-        place.enter(&mut command);
-        let redis = Redis {
-            _proc: Proc::spawn(&mut command),
-            dir,
-        };
-        wait_until("Redis answering", || {
-            redis
-                .try_command(&["PING"])
-                .is_some_and(|reply| reply.trim() == "PONG")
-        });
-        Some(redis)
+        let proc = place.serve("Redis", &mut command, port);
+        Some(Redis { _proc: proc, dir })
     }
 
     fn try_command(&self, args: &[&str]) -> Option<String> {
