@@ -628,8 +628,8 @@ mod tests {
 
     /// Property test over arbitrary input: `Config::parse` never panics and agrees
     /// with the reference model on every variable. LIBKEEPALIVE_PROPERTY_CASES sets the
-    /// number of environments (default 100 000, each with all six variables); the
-    /// README records a run of 10 million.
+    /// number of environments (default 100 000, each with all six variables);
+    /// docs/safety.md records a run of 10 million.
     #[test]
     fn parse_agrees_with_reference_model() {
         let cases: u64 = std::env::var("LIBKEEPALIVE_PROPERTY_CASES")

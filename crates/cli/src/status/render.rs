@@ -131,7 +131,7 @@ fn seconds(d: Duration) -> String {
     format!("{}.{:02}s", d.as_secs(), d.subsec_millis() / 10)
 }
 
-/// One JSON document; the field names are part of the command's interface (README).
+/// One JSON document; the field names are part of the command's interface (docs/status.md).
 pub fn json(report: &Report) -> String {
     let mut out = String::new();
     let _ = write!(out, "{{\"pid\":{}", report.pid);
