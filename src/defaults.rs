@@ -9,12 +9,15 @@
 //! not create and that arrives with keepalive off needs them, and most processes never
 //! see one. Read rather than asked of a fresh socket: creating a socket is exactly what
 //! a hardened service's seccomp filter may punish with death, and reading a file is
-//! not. Where `/proc` cannot be read (a chroot without it), the kernel's built-in
-//! defaults stand in; a namespace whose administrator changed the sysctls then looks
-//! configured, and its connections are left alone: a miss, never a wrong setting.
+//! not. Where `/proc` cannot be read (a chroot without it, no descriptor left), the
+//! kernel's built-in defaults stand in for that one decision, and the next one reads
+//! again.
 //!
-//! Kept for the process's life, like every configuration here: a process that moves to
-//! another network namespace with different sysctls (setns(2)) is judged by the first.
+//! The values are this process's network namespace's, read once and kept. A socket
+//! from another namespace — a listener made before setns(2), or passed in from a parent
+//! in another namespace — has that namespace's defaults, which the library cannot read:
+//! where they differ, its untouched connections look configured and are missed, and a
+//! timer someone set on it to exactly this namespace's default looks untouched.
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
@@ -53,7 +56,11 @@ pub fn timers() -> Timers {
             count: (cached >> 42 & MASK) as u32,
         };
     }
-    let timers = read().unwrap_or(BUILT_IN);
+    let Some(timers) = read() else {
+        // Not kept: /proc may be readable next time (the read may have failed only
+        // because the process was out of descriptors).
+        return BUILT_IN;
+    };
     let packed = u64::from(timers.idle) & MASK
         | (u64::from(timers.interval) & MASK) << 21
         | (u64::from(timers.count) & MASK) << 42

@@ -123,7 +123,7 @@ fn created(fd: c_int, family: tcp::Family) {
 fn accepted(conn: c_int, call: &str) {
     let _errno = SavedErrno::save();
     let config = state::config();
-    if !config.is_active() || tcp::configured_elsewhere(conn) {
+    if !config.is_active() || tcp::configured_elsewhere(conn, config.mode) {
         return;
     }
     if let Some(family) = tcp::of(conn) {

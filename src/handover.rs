@@ -52,7 +52,7 @@ fn connection(fd: c_int) -> Option<(tcp::Family, sys::FileId)> {
 }
 
 fn apply(fd: c_int, family: tcp::Family, config: &Config) {
-    if !tcp::configured_elsewhere(fd) {
+    if !tcp::configured_elsewhere(fd, config.mode) {
         tcp::apply(fd, family, "inherited", config);
     }
 }

@@ -1,11 +1,17 @@
-//! Which file system a device number belongs to, read from `/proc/self/mountinfo`
-//! (proc(5)): the one way to learn it without asking the file system. fstatfs(2)
-//! sends FUSE's server a request, and an NFS client its server, and waits for the
-//! answer — for ever, when the server hangs.
+//! Whether a file's mount writes locally, read from `/proc/self/mountinfo` (proc(5))
+//! by the mount's ID: the one way to learn a file system's type without asking the
+//! file system. fstatfs(2) sends a FUSE server a request, and an NFS client its
+//! server, and waits for the answer — for ever, when the server hangs.
 //!
-//! Read with pread(2) in pieces through a stack buffer: mount tables run to thousands
-//! of lines on container hosts, and the library allocates nothing. Used only to write
-//! a line into a regular file, never on a socket or accept call.
+//! By mount ID, not by device: btrfs gives each subvolume's files a device of its own,
+//! which no mount line shows, while a mount that is hidden from this process — lazily
+//! unmounted, or outside its chroot — shows no line at all. A mount not found is not
+//! known to be local.
+//!
+//! Read with pread(2) in pieces through a small stack buffer: mount tables run to
+//! thousands of lines on container hosts, an overlay mount's line to kilobytes, and
+//! the library allocates nothing and may be running on a signal handler's stack. Used
+//! only to write a line into a regular file, never on a socket or accept call.
 
 use core::mem::MaybeUninit;
 
@@ -34,18 +40,37 @@ const LOCAL: [&[u8]; 16] = [
     b"nilfs2",
 ];
 
-/// Whether a write to a file on device `major:minor` completes locally: its mount's
-/// type is one of [`LOCAL`], or no mount shows the device at all. The second case is
-/// the file systems that give their files devices of their own — btrfs and bcachefs
-/// subvolumes, overlayfs layers — all local: FUSE, NFS, SMB and Ceph give every file
-/// its mount's device. `false` when the table cannot be read (no `/proc`), or has a
-/// line too long to read.
-pub fn is_local(major: u32, minor: u32) -> bool {
-    let mut local = None;
-    let read = scan(major, minor, |fs| {
-        local = Some(LOCAL.iter().any(|&known| same(known, fs)));
+/// The piece of the table read at a time. A line's start up to its type — mount ID,
+/// parent, device, root, mount point, options, optional fields — fits in it unless
+/// its paths are very long; such a line is not known to be local.
+const PIECE: usize = 512;
+
+/// Whether the mount with ID `mount` is of a type in [`LOCAL`]. `false` when it is of
+/// another type, not in the table, or the table cannot be read (no `/proc`).
+pub fn is_local(mount: u64) -> bool {
+    let mut local = false;
+    scan(mount, |fs| {
+        local = LOCAL.iter().any(|&known| same(known, fs))
     });
-    read && local.unwrap_or(true)
+    local
+}
+
+/// The mount ID of the file on `fd` from `/proc/self/fdinfo/FD` (`mnt_id:`, Linux
+/// 3.15), for kernels whose statx does not say it (before 5.8).
+pub fn mount_of_stderr() -> Option<u64> {
+    let file = File::open(c"/proc/self/fdinfo/2")?;
+    let mut buf = [MaybeUninit::uninit(); 256];
+    let text = file.read_at(&mut buf, 0)?;
+    let line = text
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"mnt_id:"))?;
+    let digits = line.iter().position(u8::is_ascii_digit)?;
+    let line = line.get(digits..)?;
+    let end = line
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(line.len());
+    decimal(line.get(..end)?).map(u64::from)
 }
 
 /// Byte-wise equality, spelled out: `==` on slices compiles to a call to bcmp(3), one
@@ -54,86 +79,95 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Reads the whole table, calling `found` with the type of the first mount on device
-/// `major:minor`; `false` when the table could not be read to its end.
-fn scan(major: u32, minor: u32, mut found: impl FnMut(&[u8])) -> bool {
+/// Reads the table, calling `found` with the type of the mount with ID `mount`.
+fn scan(mount: u64, mut found: impl FnMut(&[u8])) {
     let Some(file) = File::open(c"/proc/self/mountinfo") else {
-        return false;
+        return;
     };
-    let mut buf = [MaybeUninit::uninit(); 4096];
+    let mut buf = [MaybeUninit::uninit(); PIECE];
     let mut offset = 0u64;
+    // Inside a line longer than the piece, whose rest is skipped.
+    let mut skipping = false;
     loop {
         let Some(chunk) = file.read_at(&mut buf, offset) else {
-            return false;
+            return;
         };
         if chunk.is_empty() {
-            return true;
+            return;
         }
         let mut consumed = 0;
         for line in chunk.split_inclusive(|&b| b == b'\n') {
-            if line.last() != Some(&b'\n') {
+            let whole = line.last() == Some(&b'\n');
+            if skipping {
+                skipping = !whole;
+                consumed += line.len();
+                continue;
+            }
+            if !whole && consumed > 0 {
+                // Read again from this line's start.
                 break;
             }
-            consumed += line.len();
-            if let Some(fs) = fs_type(line, major, minor) {
+            if let Some(fs) = fs_type(line, mount) {
                 found(fs);
-                return true;
+                return;
             }
-        }
-        if consumed == 0 {
-            // A single line longer than the buffer: its device cannot be told apart
-            // from the lines after it without reading it whole.
-            return false;
+            consumed += line.len();
+            skipping = !whole;
         }
         offset += consumed as u64;
     }
 }
 
-/// The file system type of a mountinfo line for device `major:minor` (its third
-/// field): the first field after the lone "-" that ends the optional fields.
-fn fs_type(line: &[u8], major: u32, minor: u32) -> Option<&[u8]> {
+/// The file system type of a mountinfo line whose mount ID (its first field) is
+/// `mount`: the first field after the lone "-" that ends the optional fields.
+fn fs_type(line: &[u8], mount: u64) -> Option<&[u8]> {
     let mut fields = line
         .strip_suffix(b"\n")
         .unwrap_or(line)
         .split(|&b| b == b' ');
-    let (line_major, line_minor) = split_once(fields.nth(2)?, b':')?;
-    if decimal(line_major)? != major || decimal(line_minor)? != minor {
+    if decimal(fields.next()?).map(u64::from) != Some(mount) {
         return None;
     }
     fields.find(|&field| same(field, b"-"))?;
-    fields.next()
-}
-
-fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
-    let at = bytes.iter().position(|&b| b == separator)?;
-    Some((bytes.get(..at)?, bytes.get(at + 1..)?))
+    fields.next().filter(|fs| !fs.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn the_type_follows_the_separator() {
         let line = b"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw\n";
-        assert_eq!(fs_type(line, 98, 0), Some(&b"ext3"[..]));
-        assert_eq!(fs_type(line, 98, 1), None);
-        assert_eq!(fs_type(line, 8, 0), None);
+        assert_eq!(fs_type(line, 36), Some(&b"ext3"[..]));
+        assert_eq!(fs_type(line, 35), None);
         let no_optional = b"25 1 0:23 / /run rw shared:5 - tmpfs tmpfs rw";
-        assert_eq!(fs_type(no_optional, 0, 23), Some(&b"tmpfs"[..]));
-        assert_eq!(fs_type(b"garbage", 0, 23), None);
+        assert_eq!(fs_type(no_optional, 25), Some(&b"tmpfs"[..]));
+        assert_eq!(fs_type(b"garbage", 25), None);
+        // Cut before its type: not known.
+        assert_eq!(fs_type(b"25 1 0:23 / /run rw shared:5 -", 25), None);
     }
 
+    /// Every mount of this process is found by its ID, past lines longer than a piece,
+    /// and /proc is not local.
     #[test]
-    fn proc_is_found_and_not_local() {
-        let dir = std::fs::File::open("/proc").unwrap();
-        let id = crate::sys::file_id(dir.as_raw_fd()).unwrap();
-        let mut seen = std::string::String::new();
-        assert!(scan(id.major(), id.minor(), |fs| {
-            seen = std::string::String::from_utf8_lossy(fs).into_owned();
-        }));
-        assert_eq!(seen, "proc");
-        assert!(!is_local(id.major(), id.minor()));
+    fn every_mount_is_found_by_its_id() {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for line in table.lines() {
+            let mut fields = line.split(' ');
+            let id: u64 = fields.next().unwrap().parse().unwrap();
+            let fs = line.split(" - ").nth(1).unwrap().split(' ').next().unwrap();
+            if line.find(" - ").unwrap() >= PIECE {
+                continue;
+            }
+            let mut seen = std::string::String::new();
+            scan(id, |found| {
+                seen = std::string::String::from_utf8_lossy(found).into()
+            });
+            assert_eq!(seen, fs, "{line}");
+            if fs == "proc" {
+                assert!(!is_local(id));
+            }
+        }
     }
 }

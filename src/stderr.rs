@@ -4,30 +4,32 @@
 //! the moment of the line, with and without the library).
 //!
 //! 1. **Only the stderr the process started with.** A line goes to fd 2 only while fd 2
-//!    is still the file it referred to when the library loaded (device and inode,
-//!    fstat(2)). A daemon that reopens fd 2 as its data file, a pipe or a connection
-//!    gets nothing spliced into its data.
-//! 2. **Each kind of file its own way** (the kind comes from the same fstat):
-//!    - a *terminal*: written, unless this process's group is in the background of
-//!      its controlling terminal while `TOSTOP` is set — the terminal's owner asked
-//!      background jobs not to write, and the write would stop the program with
-//!      SIGTTOU (termios(3));
-//!    - a *pipe or FIFO*: written without waiting (`RWF_NOWAIT`; where the kernel has
-//!      no such write, only when poll(2) says it fits);
+//!    is still the file it referred to when the library loaded: device, inode and
+//!    birth time ([`sys::file_id`], statx(2) with `AT_STATX_DONT_SYNC`, which never
+//!    asks a FUSE or NFS server). A daemon that reopens fd 2 as its data file, a pipe
+//!    or a connection gets nothing spliced into its data, even when its data file got
+//!    the old stderr's inode number.
+//! 2. **Each kind of file its own way** (the kind comes from the same statx):
+//!    - a *terminal*: written through a file description of the library's own, opened
+//!      non-blocking from `/proc/self/fd/2`, unless this process's group is in the
+//!      background of its controlling terminal while `TOSTOP` is set — the terminal's
+//!      owner asked background jobs not to write, and the write would stop the program
+//!      with SIGTTOU (termios(3)). A pty *master* on fd 2 is the keyboard of whatever
+//!      runs on the slave: nothing;
+//!    - a *pipe or FIFO*: `RWF_NOWAIT`; where the kernel has no such write for pipes
+//!      (before 5.8), through a non-blocking description of its own, as a terminal;
 //!    - a *socket*: only an `AF_UNIX` stream that is not also fd 0 and whose own end
 //!      has no name of its own — journald's stream (a service's default stderr), one end
 //!      of a socketpair. The server end of an accepted connection carries its
 //!      listener's name, and a socket on fd 0 is a channel the program reads: both are
 //!      the program's peer. Sent with `MSG_DONTWAIT | MSG_NOSIGNAL`. Inet sockets
 //!      carry data, never lines;
-//!    - a *regular file*: a plain write where the file system completes writes
-//!      locally (disk and memory file systems, [`mounts::is_local`]); elsewhere —
-//!      NFS, SMB, FUSE, anything not known — only a write that cannot wait
-//!      (`RWF_NOWAIT`), so a server that never answers cannot hold the program. fd 2
-//!      is identified with `AT_STATX_DONT_SYNC`, which never asks such a server
-//!      either ([`sys::file_id`]);
-//!    - another *character device* (`/dev/null`): written when poll(2) says it fits;
-//!    - anything else, or fd 2 closed: nothing.
+//!    - a *regular file*: a plain write where its mount writes locally (disk and
+//!      memory file systems, [`mounts::is_local`]) and none when it has less than a
+//!      mebibyte to spare ([`ROOM`]); elsewhere — NFS, SMB, FUSE, a mount this process cannot see,
+//!      anything not known — only a write that cannot wait (`RWF_NOWAIT`), so a
+//!      server that never answers cannot hold the program;
+//!    - anything else — another character device, an eventfd, fd 2 closed: nothing.
 //! 3. **No signal reaches the program, and none is taken from it.** The write runs with
 //!    the signals it could raise blocked (SIGPIPE for pipes, SIGXFSZ for files,
 //!    SIGTTOU for terminals), is skipped when one of them is already pending, and
@@ -35,16 +37,17 @@
 //! 4. **Never waits, never a cancellation point**: raw system calls, none of which
 //!    blocks as used. A line that cannot go out now is dropped.
 //!
-//! Two instants stay open, because only a lock around the program's own calls could
-//! close them: another thread may replace fd 2 between the identity check and the
-//! write, and on a terminal or on a kernel without `RWF_NOWAIT` for pipes, another
-//! thread may fill the buffer between poll(2) and the write, which then waits.
+//! What stays open, because no library can close it without a lock around the
+//! program's own calls or a way to ask the kernel that does not exist: another thread
+//! may replace fd 2 between the identity check and a write through fd 2 (sockets,
+//! files, pipes with `RWF_NOWAIT`); and a file system frozen by fsfreeze(8) holds
+//! every write to it, a local file's line included, until it is thawed.
 
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::mounts;
-use crate::sys::{self, FileId, Signals};
+use crate::sys::{self, File, FileId, Signals};
 
 const STDERR: c_int = libc::STDERR_FILENO;
 
@@ -63,6 +66,11 @@ const NONE: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 static DEV: AtomicU64 = AtomicU64::new(0);
 static INO: AtomicU64 = AtomicU64::new(0);
+static BIRTH: AtomicU64 = AtomicU64::new(0);
+
+/// The free space a file system must keep after a line: a line that takes the last of
+/// it would make the program's own next write fail with ENOSPC.
+const ROOM: u64 = 1 << 20;
 
 /// Records what fd 2 is now, unless that was done already. The constructor calls it,
 /// and so does the first line, should another library's constructor make the library
@@ -75,6 +83,7 @@ pub fn record() {
         Some(id) if !id.is_socket() || !is_fd_0(id) => {
             DEV.store(id.dev, Ordering::Relaxed);
             INO.store(id.ino, Ordering::Relaxed);
+            BIRTH.store(id.birth, Ordering::Relaxed);
             RECORDED
         }
         _ => NONE,
@@ -90,15 +99,23 @@ fn is_fd_0(id: FileId) -> bool {
     sys::file_id(libc::STDIN_FILENO) == Some(id)
 }
 
+/// Whether `id` is the file recorded at load.
+fn is_recorded(id: FileId) -> bool {
+    (id.dev, id.ino, id.birth)
+        == (
+            DEV.load(Ordering::Relaxed),
+            INO.load(Ordering::Relaxed),
+            BIRTH.load(Ordering::Relaxed),
+        )
+}
+
 /// fd 2 now, if it is still the file recorded at load.
 fn unchanged() -> Option<FileId> {
     record();
     if STATE.load(Ordering::Acquire) != RECORDED {
         return None;
     }
-    sys::file_id(STDERR).filter(|now| {
-        (now.dev, now.ino) == (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))
-    })
+    sys::file_id(STDERR).filter(|&now| is_recorded(now))
 }
 
 /// Writes one line to fd 2 by the rules above, or drops it. `errno` is the caller's
@@ -109,23 +126,26 @@ pub fn write(line: &[u8]) {
     };
     match id.kind {
         libc::S_IFCHR => match sys::terminal(STDERR) {
-            Some(tty) if tty.background && tty.tostop => {}
-            Some(_) => sys::without_signals(Signals::one(libc::SIGTTOU), || write_when_ready(line)),
-            None => sys::without_signals(Signals::NONE, || write_when_ready(line)),
+            Some(tty) if tty.master || (tty.background && tty.tostop) => {}
+            Some(_) => sys::without_signals(Signals::one(libc::SIGTTOU), || own_writer(line)),
+            None => {}
         },
         libc::S_IFIFO => sys::without_signals(Signals::one(libc::SIGPIPE), || {
             match sys::write_now(STDERR, line) {
-                // EINVAL and ENOSYS: kernels before 4.14 and 4.6, without RWF_NOWAIT
-                // or pwritev2; EOPNOTSUPP: pipes without RWF_NOWAIT (before 5.8).
-                Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => write_when_ready(line),
+                // EOPNOTSUPP: pipes without RWF_NOWAIT (before 5.8); EINVAL and
+                // ENOSYS: kernels without RWF_NOWAIT or pwritev2 (4.14, 4.6).
+                Err(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => own_writer(line),
                 done => done,
             }
         }),
         libc::S_IFREG => sys::without_signals(Signals::one(libc::SIGXFSZ), || {
-            if mounts::is_local(id.major(), id.minor()) {
+            let mount = id.mount.or_else(mounts::mount_of_stderr);
+            if !mount.is_some_and(mounts::is_local) {
+                sys::write_now(STDERR, line)
+            } else if sys::free_bytes(STDERR).is_some_and(|free| free >= ROOM) {
                 sys::write(STDERR, line)
             } else {
-                sys::write_now(STDERR, line)
+                Err(libc::ENOSPC)
             }
         }),
         libc::S_IFSOCK if peerless_unix_socket() => {
@@ -146,12 +166,15 @@ fn peerless_unix_socket() -> bool {
         && sys::unix_end_named(STDERR) == Some(false)
 }
 
-/// A write after poll(2) says the line fits now. A line is at most a few hundred
-/// bytes, well under `PIPE_BUF`.
-fn write_when_ready(line: &[u8]) -> Result<usize, c_int> {
-    if sys::writable_now(STDERR) {
-        sys::write(STDERR, line)
-    } else {
-        Err(libc::EAGAIN)
+/// Writes through a file description of the library's own, opened non-blocking from
+/// `/proc/self/fd/2`: the shared description's `O_NONBLOCK` belongs to the program and
+/// every process sharing it, and is never touched. The new description is checked to
+/// be the recorded file before anything is written. Without `/proc` the line is
+/// dropped.
+fn own_writer(line: &[u8]) -> Result<usize, c_int> {
+    let writer = File::open_nonblocking_writer(c"/proc/self/fd/2").ok_or(libc::ENOENT)?;
+    if !sys::file_id(writer.fd()).is_some_and(is_recorded) {
+        return Err(libc::ESTALE);
     }
+    sys::write(writer.fd(), line)
 }

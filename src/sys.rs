@@ -205,50 +205,62 @@ unsafe fn raw(number: c_long, args: [usize; 6]) -> Result<usize, c_int> {
     }
 }
 
-/// The identity of the file an fd refers to: its device and inode, and its kind
-/// (`S_IFSOCK`, `S_IFIFO`, ...), which comes with the same call, for free.
+/// The identity of the file an fd refers to, and what else the same call tells.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     /// The device: major in the high 32 bits, minor in the low.
     pub dev: u64,
     pub ino: u64,
+    /// The file's birth time in nanoseconds, 0 where the file system keeps none. A
+    /// deleted file's inode number is soon given to a new file on the same device
+    /// (ext4 does it at once); the birth time tells the two apart.
+    pub birth: u64,
+    /// `S_IFSOCK`, `S_IFIFO`, ...
     pub kind: u32,
+    /// The mount it was opened through (`/proc/self/mountinfo`'s first field), where
+    /// the kernel says (statx since Linux 5.8).
+    pub mount: Option<u64>,
 }
 
 impl FileId {
     pub fn is_socket(self) -> bool {
         self.kind == libc::S_IFSOCK
     }
-
-    pub fn major(self) -> u32 {
-        (self.dev >> 32) as u32
-    }
-
-    pub fn minor(self) -> u32 {
-        self.dev as u32
-    }
 }
 
 /// statx(2) with `AT_STATX_DONT_SYNC`: what the kernel has cached, never a request to
 /// the file's server. An fstat(2) of a file on FUSE or NFS may ask the server for
 /// fresh attributes and wait for ever when it does not answer; this cannot. Kernels
-/// before 4.11 have no statx: fstat(2) there.
+/// before 4.11 have no statx: fstat(2) there, which can.
 pub fn file_id(fd: c_int) -> Option<FileId> {
+    const STATX_MNT_ID: u32 = 0x1000;
     let mut stx = MaybeUninit::<libc::statx>::uninit();
     let buf = stx.as_mut_ptr() as usize;
     let flags = (libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC) as usize;
-    let mask = (libc::STATX_TYPE | libc::STATX_INO) as usize;
+    let mask = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_BTIME | STATX_MNT_ID;
     let empty = c"".as_ptr() as usize;
+    let args = [fd as usize, empty, flags, mask as usize, buf, 0];
     // SAFETY: statx(2) reads the empty NUL-terminated path and writes one struct statx
     // into `buf`, which has room for it.
-    match unsafe { raw(libc::SYS_statx, [fd as usize, empty, flags, mask, buf, 0]) } {
+    match unsafe { raw(libc::SYS_statx, args) } {
         Ok(_) => {
             // SAFETY: statx succeeded, so it filled the whole struct.
             let stx = unsafe { stx.assume_init() };
+            let has = |bit: u32| stx.stx_mask & bit != 0;
+            let birth = if has(libc::STATX_BTIME) {
+                let time = stx.stx_btime;
+                (time.tv_sec as u64)
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(u64::from(time.tv_nsec))
+            } else {
+                0
+            };
             Some(FileId {
                 dev: u64::from(stx.stx_dev_major) << 32 | u64::from(stx.stx_dev_minor),
                 ino: stx.stx_ino,
+                birth,
                 kind: u32::from(stx.stx_mode) & libc::S_IFMT,
+                mount: has(STATX_MNT_ID).then_some(stx.stx_mnt_id),
             })
         }
         Err(libc::ENOSYS) => fstat_id(fd),
@@ -266,8 +278,24 @@ fn fstat_id(fd: c_int) -> Option<FileId> {
     Some(FileId {
         dev: u64::from(libc::major(stat.st_dev)) << 32 | u64::from(libc::minor(stat.st_dev)),
         ino: stat.st_ino,
+        birth: 0,
         kind: stat.st_mode & libc::S_IFMT,
+        mount: None,
     })
+}
+
+/// Free bytes on the file system of `fd` for an unprivileged writer (fstatfs(2)
+/// `f_bavail` blocks). Asked only of local file systems: on FUSE and NFS, fstatfs
+/// waits for the server's answer.
+pub fn free_bytes(fd: c_int) -> Option<u64> {
+    let mut stat = MaybeUninit::<libc::statfs>::uninit();
+    let buf = stat.as_mut_ptr() as usize;
+    // SAFETY: fstatfs(2) writes one struct statfs into `buf`, which has room for it.
+    unsafe { raw(libc::SYS_fstatfs, [fd as usize, buf, 0, 0, 0, 0]) }.ok()?;
+    // SAFETY: fstatfs succeeded, so it filled the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::unnecessary_cast)]
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_bsize as u64))
 }
 
 pub fn getpid() -> libc::pid_t {
@@ -305,25 +333,6 @@ pub fn write_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
     unsafe { raw(libc::SYS_pwritev2, args) }
 }
 
-/// Whether `fd` can take bytes now: ppoll(2) with a zero timeout.
-pub fn writable_now(fd: c_int) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let pollfd_ptr = ptr::from_mut(&mut pollfd) as usize;
-    let zero = ZERO_TIMEOUT;
-    let zero_ptr = ptr::from_ref(&zero) as usize;
-    // ppoll rather than poll: the generic system call table (aarch64, riscv64) has no
-    // poll. With no signal mask (NULL) it is poll with a zero timeout.
-    // SAFETY: ppoll(2) reads and writes the one pollfd passed and reads the timeout,
-    // live locals; the signal mask pointer is NULL.
-    let ready = unsafe { raw(libc::SYS_ppoll, [pollfd_ptr, 1, zero_ptr, 0, 0, 0]) };
-    ready.is_ok_and(|n| n == 1)
-        && pollfd.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == libc::POLLOUT
-}
-
 const ZERO_TIMEOUT: libc::timespec = libc::timespec {
     tv_sec: 0,
     tv_nsec: 0,
@@ -339,6 +348,9 @@ pub fn write(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
 /// What a terminal on `fd` means for a write from this process: `None` when `fd` is
 /// not a terminal (TCGETS fails, tty_ioctl(4)).
 pub struct Terminal {
+    /// The master side of a pseudoterminal (TIOCGPTN answers only there, pty(7)):
+    /// what is written to it is the slave side's input.
+    pub master: bool,
     /// `TOSTOP` is set (termios(3)): a write from a background process group raises
     /// SIGTTOU.
     pub tostop: bool,
@@ -348,38 +360,41 @@ pub struct Terminal {
     pub background: bool,
 }
 
+/// One `ioctl(fd, request, arg)` that reads into `*arg`; `false` when it fails.
+///
+/// # Safety
+/// `request` must write at most `size_of::<T>()` bytes into its argument.
+unsafe fn ioctl_into<T>(fd: c_int, request: libc::Ioctl, arg: &mut T) -> bool {
+    let arg = ptr::from_mut(arg) as usize;
+    // SAFETY: the caller's contract bounds what the request writes into `arg`, a live
+    // value of type T.
+    unsafe {
+        raw(
+            libc::SYS_ioctl,
+            [fd as usize, request as usize, arg, 0, 0, 0],
+        )
+    }
+    .is_ok()
+}
+
 pub fn terminal(fd: c_int) -> Option<Terminal> {
     // Every Linux struct termios starts with four tcflag_t (unsigned int) fields,
     // c_lflag the fourth; 64 bytes hold the largest architecture's struct.
     let mut termios = [0u32; 16];
-    let termios_ptr = termios.as_mut_ptr() as usize;
-    // SAFETY: TCGETS writes one struct termios, which fits in the 64 live bytes passed.
-    unsafe {
-        raw(
-            libc::SYS_ioctl,
-            [fd as usize, libc::TCGETS as usize, termios_ptr, 0, 0, 0],
-        )
+    // SAFETY: TCGETS writes one struct termios, which fits in the 64 bytes passed.
+    if !unsafe { ioctl_into(fd, libc::TCGETS, &mut termios) } {
+        return None;
     }
-    .ok()?;
     let lflag = termios.get(3).copied().unwrap_or(0);
+    let mut number: c_int = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int.
+    let master = unsafe { ioctl_into(fd, libc::TIOCGPTN, &mut number) };
     let mut foreground: libc::pid_t = 0;
-    let foreground_ptr = ptr::from_mut(&mut foreground) as usize;
-    // SAFETY: TIOCGPGRP writes one pid_t into a live local.
-    let background = unsafe {
-        raw(
-            libc::SYS_ioctl,
-            [
-                fd as usize,
-                libc::TIOCGPGRP as usize,
-                foreground_ptr,
-                0,
-                0,
-                0,
-            ],
-        )
-    }
-    .is_ok_and(|_| foreground != getpgrp());
+    // SAFETY: TIOCGPGRP writes one pid_t.
+    let background =
+        unsafe { ioctl_into(fd, libc::TIOCGPGRP, &mut foreground) } && foreground != getpgrp();
     Some(Terminal {
+        master,
         tostop: lflag & libc::TOSTOP != 0,
         background,
     })
@@ -431,8 +446,6 @@ pub struct Signals(u64);
 const SIGSET_SIZE: usize = size_of::<u64>();
 
 impl Signals {
-    pub const NONE: Signals = Signals(0);
-
     pub const fn one(signal: c_int) -> Signals {
         Signals(1 << (signal - 1))
     }
@@ -528,17 +541,36 @@ pub struct File(usize);
 impl File {
     /// openat(2) read-only, close-on-exec.
     pub fn open(path: &CStr) -> Option<File> {
-        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as usize;
+        File::open_with(path, libc::O_RDONLY | libc::O_CLOEXEC)
+    }
+
+    /// openat(2) write-only, non-blocking, close-on-exec, and never as the controlling
+    /// terminal: a file description of the library's own, whose `O_NONBLOCK` nobody
+    /// else shares. Opened through `/proc/self/fd/N`, a terminal or pipe gives a new
+    /// description of the same terminal or pipe (proc(5)); a pipe without a reader
+    /// refuses with ENXIO (fifo(7)), raising nothing.
+    pub fn open_nonblocking_writer(path: &CStr) -> Option<File> {
+        File::open_with(
+            path,
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    }
+
+    fn open_with(path: &CStr, flags: c_int) -> Option<File> {
         let args = [
             libc::AT_FDCWD as usize,
             path.as_ptr() as usize,
-            flags,
+            flags as usize,
             0,
             0,
             0,
         ];
         // SAFETY: openat(2) reads the NUL-terminated path, a live CStr.
         unsafe { raw(libc::SYS_openat, args) }.ok().map(File)
+    }
+
+    pub fn fd(&self) -> c_int {
+        self.0 as c_int
     }
 
     /// pread64(2) at `offset` into `buf`; the bytes read. The buffer may be

@@ -4,7 +4,7 @@ use core::ffi::c_int;
 
 use crate::log::Line;
 use crate::{defaults, sys};
-use keepalive_config::{Config, Setting};
+use keepalive_config::{Config, Mode, Setting};
 
 /// The address family of a TCP socket. IPv6 sockets matter as much as IPv4: Java and
 /// many servers use dual-stack `AF_INET6` sockets even for IPv4 peers.
@@ -63,17 +63,19 @@ pub fn of(fd: c_int) -> Option<Family> {
 ///
 /// Configured means keepalive on, or a user timeout set, or a keepalive timer that
 /// differs from what an untouched socket has in this network namespace
-/// ([`defaults`]). An option that cannot be read proves nothing either way, and the
-/// socket is left alone. Two things cannot be seen: keepalive turned off explicitly
-/// (off is the default) and a timer set to exactly its default; both look untouched.
+/// ([`defaults`]). Under `KEEPALIVE=skip` keepalive on does not count: that mode is
+/// for programs that turn keepalive on themselves with the kernel's timers, and
+/// leaves `SO_KEEPALIVE` alone while it sets the timers. An option that cannot be read
+/// proves nothing either way, and the socket is left alone. Two things cannot be seen:
+/// keepalive turned off explicitly (off is the default) and a timer set to exactly its
+/// default; both look untouched.
 ///
 /// The common case costs one call: a connection accepted on a listener this library
 /// configured comes with keepalive on.
-pub fn configured_elsewhere(fd: c_int) -> bool {
+pub fn configured_elsewhere(fd: c_int, mode: Mode) -> bool {
     let tcp = |option| sys::int_option(fd, libc::IPPROTO_TCP, option).ok();
-    if sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) != Ok(0)
-        || tcp(libc::TCP_USER_TIMEOUT) != Some(0)
-    {
+    let keepalive_on = || sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) != Ok(0);
+    if (mode != Mode::Skip && keepalive_on()) || tcp(libc::TCP_USER_TIMEOUT) != Some(0) {
         return true;
     }
     let untouched = defaults::timers();

@@ -384,3 +384,37 @@ fn a_listener_is_judged_by_itself_however_it_arrived() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+const SKIP_NAME: &str = "skip_gives_timers_to_an_inherited_listener_with_keepalive_on";
+
+/// `KEEPALIVE=skip` is for programs that turn keepalive on themselves with the kernel's
+/// timers: an inherited listener with keepalive on and nothing else (systemd's
+/// `KeepAlive=yes` alone) gets the environment's timers on its connections, and its
+/// `SO_KEEPALIVE` stays as it was.
+#[test]
+fn skip_gives_timers_to_an_inherited_listener_with_keepalive_on() {
+    let body = || {
+        let address = std::env::var("INHERITED_ADDRESS").unwrap().parse().unwrap();
+        accept_and_report("inherited", INHERITED, address);
+    };
+    if as_child(SKIP_NAME, body) {
+        return;
+    }
+    let mut vars = VARS.to_vec();
+    vars.push(("KEEPALIVE", "skip"));
+    let run = run_child(SKIP_NAME, &vars, |command| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            1,
+        );
+        command.env(
+            "INHERITED_ADDRESS",
+            listener.local_addr().unwrap().to_string(),
+        );
+        common::pass_fd(command, listener.into(), INHERITED);
+    });
+    assert_both(&run, "inherited", FROM_ENVIRONMENT);
+}

@@ -544,3 +544,84 @@ fn a_signal_sent_during_the_line_is_not_taken() {
     }
     let _ = std::fs::remove_file(&file);
 }
+
+/// A daemon deletes its log (fd 2) and opens its data file, which becomes fd 2 with the
+/// deleted file's device and inode number (ext4 hands the number out again at once):
+/// the data file is not the stderr the process started with, and gets no debug line.
+/// The file's birth time tells the two apart.
+#[test]
+fn a_data_file_with_the_old_stderrs_inode_number_gets_no_lines() {
+    let test = "a_data_file_with_the_old_stderrs_inode_number_gets_no_lines";
+    let Some(program) = common::c_program("inode_reuse", test) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("libkeepalive-reuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, data) = (dir.join("err.log"), dir.join("data.db"));
+    let output = preloaded(&program, &[DEBUG])
+        .args([&log, &data])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    let written = std::fs::read_to_string(&data).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.trim() != "fd=2 reused=1" {
+        common::skip(
+            test,
+            &format!(
+                "{} did not hand the inode number out again: {stdout:?}",
+                dir.display()
+            ),
+        );
+        return;
+    }
+    assert_eq!(
+        written, "DATA1\nDATA2\n",
+        "the data file got the library's line"
+    );
+}
+
+/// On a file system with almost no room left, a warning must not take the last of it:
+/// the program's own line to stderr, written after the library's, must still fit. A
+/// 1 MiB tmpfs filled to within 110 bytes, fewer than the warning and the program's
+/// line together, with stderr a file on it.
+#[test]
+fn a_warning_never_takes_the_last_room_on_the_disk() {
+    let test = "a_warning_never_takes_the_last_room_on_the_disk";
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(test, "mounting a tmpfs needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("libkeepalive-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs: {mounted:?}");
+    let log = dir.join("err.log");
+    let mut filler = vec![b'.'; 1024 * 1024 - 110];
+    filler.push(b'\n');
+    let run = || -> (std::process::ExitStatus, String) {
+        std::fs::write(&log, &filler[..filler.len() - 1]).unwrap();
+        let status = preloaded("sh", &[BAD])
+            .args(["-c", "printf 'the program speaks\\n' >&2"])
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .status()
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        (status, text.trim_start_matches('.').to_string())
+    };
+    let (status, tail) = run();
+    let _ = Command::new("umount").arg(&dir).status();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        tail, "the program speaks\n",
+        "the library's line took the room"
+    );
+}
