@@ -830,3 +830,70 @@ fn enable_names_a_program_preloading_cannot_reach() {
         "{stderr}"
     );
 }
+
+/// Where the library's lines go in a real systemd (issue 14): a service's default
+/// stderr is journald's stream socket, and a bad value's warning and the debug lines
+/// must arrive there; a per-connection service on an `AF_UNIX` listener whose
+/// connection is its stdout and stderr but not its stdin (`StandardInput=null`,
+/// `StandardOutput=socket`) must send its client nothing but the program's own bytes.
+#[test]
+fn lines_reach_the_journal_and_never_a_per_connection_client() {
+    let test = "lines_reach_the_journal_and_never_a_per_connection_client";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let preload = format!(
+        "Environment=LD_PRELOAD={}\nEnvironment=KEEPIDLE=30s KEEPALIVE_DEBUG=1\n",
+        library()
+    );
+    let speaker = "import socket; socket.socket(); print('program speaks', flush=True)";
+    container.write(
+        "/etc/systemd/system/journaled.service",
+        &format!("[Service]\nType=oneshot\nExecStart=/usr/bin/python3 -c \"{speaker}\"\n{preload}"),
+    );
+    container.write(
+        "/etc/systemd/system/unix-client.socket",
+        "[Socket]\nListenStream=/run/unix-client.sock\nAccept=yes\n",
+    );
+    container.write(
+        "/etc/systemd/system/unix-client@.service",
+        &format!(
+            "[Service]\nExecStart=/usr/bin/python3 -c \"{speaker}\"\n\
+             StandardInput=null\nStandardOutput=socket\n{preload}"
+        ),
+    );
+    container.start(&["journaled.service", "unix-client.socket"]);
+
+    // journald reads the stream on its own time: wait for the program's own line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let journal = loop {
+        let journal = container.run_text(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-u",
+            "journaled.service",
+        ]);
+        if journal.contains("program speaks") || std::time::Instant::now() > deadline {
+            break journal;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        journal.contains("libkeepalive: KEEPIDLE=\"30s\" ignored")
+            && journal.contains("libkeepalive: socket() fd"),
+        "the warning and the debug line did not reach the journal:\n{journal}"
+    );
+
+    let client = "import socket; c = socket.socket(socket.AF_UNIX); \
+                  c.connect('/run/unix-client.sock'); data = b''\n\
+                  while chunk := c.recv(4096): data += chunk\n\
+                  print(repr(data))";
+    let received = container.run_text(&["/usr/bin/python3", "-c", client]);
+    assert_eq!(
+        received.trim(),
+        "b'program speaks\\n'",
+        "the per-connection client read more than the program's own bytes"
+    );
+}
