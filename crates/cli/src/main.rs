@@ -8,11 +8,13 @@
 mod check;
 mod cli;
 mod env;
+mod exec;
 mod failure;
 mod formats;
 mod json;
 mod kernel;
 mod library;
+mod options;
 mod run;
 mod signals;
 mod status;

@@ -1,6 +1,5 @@
 //! `keepalive run`: check, set the variables, exec.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 use keepalive_config::Var;
@@ -8,10 +7,10 @@ use keepalive_config::Var;
 use crate::check::{self, Root, Runner};
 use crate::cli::RunArgs;
 use crate::env;
+use crate::exec;
 use crate::failure::{self, Failure};
 use crate::kernel;
-use crate::library::{self, quoted};
-use crate::signals;
+use crate::library;
 
 /// Replaces this process with COMMAND, the library preloaded: COMMAND keeps the process
 /// id, the file descriptors and the signal dispositions, and its exit status is the
@@ -56,14 +55,5 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     command.env("LD_PRELOAD", preload);
-    signals::hand_on(&mut command);
-    let err = command.exec();
-    let code = match err.kind() {
-        std::io::ErrorKind::NotFound => 127,
-        _ => 126,
-    };
-    Err(Failure::with_code(
-        code,
-        format!("cannot run {}: {err}", quoted(program)),
-    ))
+    Err(exec::replace_with(command, program))
 }

@@ -3,7 +3,6 @@
 //! --kernel`, or inside a transient scope for `run --kernel` on a systemd host. The
 //! cgroup is systemd's, and so is removing it: with it goes the attachment.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 use keepalive_config::{Config, Mode};
@@ -11,9 +10,8 @@ use keepalive_config::{Config, Mode};
 use super::cgroup;
 use crate::cli::AttachArgs;
 use crate::env;
+use crate::exec;
 use crate::failure::{self, Failure};
-use crate::library::quoted;
-use crate::signals;
 
 /// The hidden subcommand that attaches.
 pub const ATTACH: &str = "kernel-attach";
@@ -83,16 +81,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
     // this process image.
     let mut command = Command::new(program);
     command.args(arguments);
-    signals::hand_on(&mut command);
-    let err = command.exec();
-    let code = match err.kind() {
-        std::io::ErrorKind::NotFound => 127,
-        _ => 126,
-    };
-    Err(Failure::with_code(
-        code,
-        format!("cannot run {}: {err}", quoted(program)),
-    ))
+    Err(exec::replace_with(command, program))
 }
 
 #[cfg(test)]

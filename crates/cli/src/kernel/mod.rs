@@ -8,7 +8,6 @@
 
 pub mod attach;
 mod cgroup;
-mod probe;
 mod scope;
 mod supervise;
 mod support;

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 
 use keepalive_config::Config;
@@ -20,6 +20,7 @@ use keepalive_config::Config;
 use super::attach::{self, ATTACH};
 use super::cgroup;
 use crate::failure::{self, Failure};
+use crate::options::Options;
 
 /// The drop-in's `[Service]` line: this command, by the path it was run from, attaching
 /// the program with `config` at every start.
@@ -70,12 +71,12 @@ pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
         .map_err(|err| fail(format!("cannot join {path} to verify: {err}")))?;
     let stream = TcpStream::connect(address)
         .map_err(|err| fail(format!("cannot connect to verify: {err}")))?;
-    let carried = super::probe::settings_of(stream.as_raw_fd()).map_err(|err| {
+    let carried = Options::read(stream.as_fd()).map_err(|err| {
         fail(format!(
             "cannot read the verifying connection's options: {err}"
         ))
     })?;
-    let wanted = super::probe::expected(config, &carried);
+    let wanted = carried.configured_by(config);
     if carried != wanted {
         return Err(fail(format!(
             "a connection in its cgroup carries {carried}, not {wanted}: is another \

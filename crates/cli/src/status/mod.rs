@@ -14,14 +14,14 @@ use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
 use crate::failure::{self, Failure};
+use crate::options::Options;
 
+mod inode;
 mod mechanism;
-mod options;
 mod process;
 mod render;
 mod tcp_table;
 
-use options::Options;
 use process::Pidfd;
 use tcp_table::Entry;
 
@@ -290,7 +290,7 @@ fn read_options(
                 return true;
             }
         };
-        if options::inode(dup.as_fd()).ok() != Some(socket.entry.inode) {
+        if inode::inode(dup.as_fd()).ok() != Some(socket.entry.inode) {
             return false;
         }
         match Options::read(dup.as_fd()) {

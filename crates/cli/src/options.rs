@@ -1,7 +1,11 @@
-//! The keepalive options in force on a socket, read with getsockopt(2) on a duplicate
-//! of the process's descriptor: the kernel's own values, not a guess from variables.
+//! The keepalive options in force on a socket, read with getsockopt(2): the kernel's
+//! own values, not a guess from variables. `status` reads them from a process's
+//! sockets, `enable --kernel` from the connection that proves a unit's settings.
+
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use keepalive_config::{Config, Setting};
 
 /// What getsockopt(2) reads back. Unset timers read as the namespace's sysctl defaults
 /// (tcp(7)), so these are the values in force either way.
@@ -29,17 +33,35 @@ impl Options {
             user_timeout: int_option(socket, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT)?,
         })
     }
+
+    /// These options with every one `config` sets replaced by its value: what a
+    /// connection nobody else configured carries once `config` is applied.
+    pub fn configured_by(mut self, config: &Config) -> Options {
+        for setting in config.settings() {
+            match setting {
+                Setting::KeepAlive => self.keepalive = true,
+                Setting::Idle(seconds) => self.idle = seconds.get(),
+                Setting::Interval(seconds) => self.interval = seconds.get(),
+                Setting::Count(probes) => self.count = probes.get(),
+                Setting::UserTimeout(millis) => self.user_timeout = millis.get(),
+            }
+        }
+        self
+    }
 }
 
-/// The inode of the open file behind `fd`: the `N` of its `socket:[N]` link.
-pub fn inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat(2) fills the stat buffer, which lives for the call.
-    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
+impl std::fmt::Display for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SO_KEEPALIVE={} TCP_KEEPIDLE={} TCP_KEEPINTVL={} TCP_KEEPCNT={} TCP_USER_TIMEOUT={}",
+            u8::from(self.keepalive),
+            self.idle,
+            self.interval,
+            self.count,
+            self.user_timeout
+        )
     }
-    // SAFETY: fstat returned 0, so it wrote the whole struct.
-    Ok(unsafe { stat.assume_init() }.st_ino)
 }
 
 fn int_option(socket: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<u32> {
