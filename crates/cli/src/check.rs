@@ -22,7 +22,6 @@ use object::read::elf::{FileHeader, ProgramHeader};
 use crate::cli::CheckArgs;
 use crate::failure::{self, Failure};
 use crate::json::Object;
-use crate::kernel;
 use crate::library::quoted;
 
 /// The kernel follows at most this many `#!` interpreters (`BINPRM_MAX_RECURSION`
@@ -248,9 +247,6 @@ impl Verdict {
 /// `keepalive check`.
 pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let verdict = inspect(&args.program, &Root::host(), Runner::Anyone)?;
-    if args.kernel {
-        return kernel::verdict::command(&verdict, args.json);
-    }
     if args.json {
         failure::say(format_args!("{}", verdict.json()))?;
     } else {

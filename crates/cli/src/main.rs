@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Subcommand::Run(args) => run::run(args),
         Subcommand::Check(args) if args.unit => unit::check(&args),
+        Subcommand::Check(args) if args.kernel => kernel::verdict::command(&args),
         Subcommand::Check(args) => check::command(&args),
         Subcommand::Enable(args) => unit::enable(&args),
         Subcommand::Disable(args) => unit::disable(&args),

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use keepalive_config::Config;
 
 use super::{cgroup, support};
-use crate::check::{Reach, Verdict};
+use crate::check::{self, Reach, Root, Runner, Verdict};
+use crate::cli::CheckArgs;
 use crate::failure::{self, Failure};
 
 /// What the kernel route would do for one program on this machine.
@@ -73,9 +74,10 @@ pub fn judge(verdict: &Verdict) -> KernelReach {
 
 /// `check --kernel`: the preloading verdict, then the kernel route's, as two lines or
 /// one JSON object; exit status 0 when the kernel route reaches the whole program.
-pub fn command(verdict: &Verdict, json: bool) -> Result<ExitCode, Failure> {
-    let kernel = judge(verdict);
-    if json {
+pub fn command(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let verdict = check::inspect(&args.program, &Root::host(), Runner::Anyone)?;
+    let kernel = judge(&verdict);
+    if args.json {
         let mut object = verdict.json_object();
         object
             .bool("kernel_reachable", kernel.reachable())
