@@ -345,6 +345,9 @@ fn debian_11_runs_the_portable_command() {
     );
     assert_eq!(
         stdout,
-        format!("LD_PRELOAD={}\nKEEPIDLE=45\n", library.display())
+        format!(
+            "export LD_PRELOAD={}\nexport KEEPIDLE=45\n",
+            library.display()
+        )
     );
 }
