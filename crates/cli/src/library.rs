@@ -10,6 +10,18 @@ use crate::failure::Failure;
 /// install the library under /usr/lib/<triplet>/.
 const MULTIARCH: &str = env!("KEEPALIVE_MULTIARCH");
 
+/// The library the user named, and where: `--library`, else `KEEPALIVE_LIBRARY` when
+/// it is set and not empty.
+fn named(option: Option<&Path>) -> Option<(PathBuf, &'static str)> {
+    option
+        .map(|path| (path.to_path_buf(), "--library"))
+        .or_else(|| {
+            std::env::var_os("KEEPALIVE_LIBRARY")
+                .filter(|value| !value.is_empty())
+                .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
+        })
+}
+
 /// The library named by `--library`, else by `KEEPALIVE_LIBRARY`, else the first that
 /// exists of the install layouts relative to the directory D of this executable:
 /// D/libkeepalive.so (cargo's target/release), D/../lib/<multiarch>/libkeepalive.so.0
@@ -17,13 +29,7 @@ const MULTIARCH: &str = env!("KEEPALIVE_MULTIARCH");
 /// /usr/local). Always absolute: it is written into LD_PRELOAD and unit files, which
 /// are read from another working directory.
 pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
-    let named = option
-        .map(|path| (path.to_path_buf(), "--library"))
-        .or_else(|| {
-            std::env::var_os("KEEPALIVE_LIBRARY")
-                .filter(|value| !value.is_empty())
-                .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
-        });
+    let named = named(option);
     if let Some((path, source)) = named {
         let found = absolute(&path)
             .filter(|path| path.is_file())
@@ -64,13 +70,7 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
 /// that exists only on this machine, or leads out of the tree, would not load in the
 /// system the tree boots.
 pub fn find_in(root: &Path, option: Option<&Path>) -> Result<PathBuf, Failure> {
-    let named = option
-        .map(|path| (path.to_path_buf(), "--library"))
-        .or_else(|| {
-            std::env::var_os("KEEPALIVE_LIBRARY")
-                .filter(|value| !value.is_empty())
-                .map(|value| (PathBuf::from(value), "KEEPALIVE_LIBRARY"))
-        });
+    let named = named(option);
     let inside = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
     let (path, source) = match named {
         Some((path, source)) if !path.is_absolute() => {
