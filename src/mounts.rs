@@ -15,7 +15,7 @@
 
 use core::mem::MaybeUninit;
 
-use crate::sys::File;
+use crate::sys::{self, File};
 use keepalive_config::decimal;
 
 /// File systems whose writes complete in this machine's memory or on its own block
@@ -58,9 +58,8 @@ pub fn is_local(mount: u64) -> bool {
 /// The mount ID of the file on `fd` from `/proc/self/fdinfo/FD` (`mnt_id:`, Linux
 /// 3.15), for kernels whose statx does not say it (before 5.8).
 pub fn mount_of_stderr() -> Option<u64> {
-    let file = File::open(c"/proc/self/fdinfo/2")?;
     let mut buf = [MaybeUninit::uninit(); 256];
-    let text = file.read_at(&mut buf, 0)?;
+    let text = sys::read_file(c"/proc/self/fdinfo/2", &mut buf)?;
     let line = text
         .split(|&b| b == b'\n')
         .find_map(|line| line.strip_prefix(b"mnt_id:"))?;
