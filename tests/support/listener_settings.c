@@ -14,30 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int get(int fd, int level, int name)
-{
-    int value = -1;
-    socklen_t len = sizeof value;
-    getsockopt(fd, level, name, &value, &len);
-    return value;
-}
-
-static void set(int fd, int level, int name, int value)
-{
-    setsockopt(fd, level, name, &value, sizeof value);
-}
+#include "sockopt_util.h"
 
 int main(int argc, char **argv)
 {
     struct sockaddr_in addr;
-    socklen_t len = sizeof addr;
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     int client, conn;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) || listen(listener, 1) ||
-        getsockname(listener, (struct sockaddr *)&addr, &len))
+    if (listen_loopback(listener, &addr))
         return 2;
     set(listener, SOL_SOCKET, SO_KEEPALIVE, !(argc > 1 && !strcmp(argv[1], "off")));
     set(listener, IPPROTO_TCP, TCP_KEEPIDLE, 5);

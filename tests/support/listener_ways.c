@@ -23,18 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int get(int fd, int level, int name)
-{
-    int value = -1;
-    socklen_t len = sizeof value;
-    getsockopt(fd, level, name, &value, &len);
-    return value;
-}
-
-static void set(int fd, int level, int name, int value)
-{
-    setsockopt(fd, level, name, &value, sizeof value);
-}
+#include "sockopt_util.h"
 
 /* A TCP socket the library never sees. */
 static int raw_socket(void)
@@ -77,7 +66,6 @@ int main(int argc, char **argv)
     const char *way = argc > 1 ? argv[1] : "";
     int own = argc > 2 && !strcmp(argv[2], "off5");
     struct sockaddr_in addr;
-    socklen_t len = sizeof addr;
     int freed, listener = -1, client, conn;
 
     /* A TCP socket made (and configured) through the library, then closed. */
@@ -115,11 +103,7 @@ int main(int argc, char **argv)
     if (listener < 0)
         return 3;
 
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&addr, sizeof addr) || listen(listener, 1) ||
-        getsockname(listener, (struct sockaddr *)&addr, &len))
+    if (listen_loopback(listener, &addr))
         return 4;
     if (own) {
         set(listener, SOL_SOCKET, SO_KEEPALIVE, 0);
