@@ -1204,19 +1204,13 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
 
 /// Runs `script` in `shell` (`bash` or `dash`) with a clean environment; its stdout.
 fn shell(shell: &str, script: &str) -> String {
-    let out = Command::new(shell)
-        .args(["-c", script])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("KEEPALIVE_LIBRARY", common::shim())
-        .output()
-        .unwrap_or_else(|err| panic!("run {shell}: {err}"));
-    assert!(
-        out.status.success(),
-        "{shell} -c {script:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::stdout_of(
+        Command::new(shell)
+            .args(["-c", script])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("KEEPALIVE_LIBRARY", common::shim()),
+    )
 }
 
 /// `eval "$(keepalive env …)"` in bash and dash exports the variables to the programs

@@ -95,24 +95,7 @@ fn serve() {
 }
 
 fn set_own_options(fd: RawFd) {
-    let set = |level, name, value: i32| {
-        // SAFETY: an int option, passed by address with its size, on a live socket.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&raw const value).cast(),
-                size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "setsockopt {name}: {}",
-            std::io::Error::last_os_error()
-        );
-    };
+    let set = |level, name, value| common::set_int_option(fd, level, name, value);
     set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, OWN.keepalive);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, OWN.idle);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, OWN.interval);

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::net::Proc;
@@ -27,15 +27,8 @@ const CONFIGURED: Keepalive = Keepalive {
 /// returns the keepalive timer ss shows on the service's side (`None`: no timer).
 fn activated(test: &str, extra: &[&str], service: &[&str], preload: bool) -> Option<f64> {
     let port = common::free_port();
-    let mut command = Command::new("systemd-socket-activate");
-    command.env_remove("LD_PRELOAD");
-    for name in common::VARIABLES {
-        command.env_remove(name);
-    }
-    command
-        .arg("--accept")
-        .args(extra)
-        .arg(format!("--listen=127.0.0.1:{port}"));
+    let mut command = common::socket_activate(port);
+    command.arg("--accept").args(extra);
     if preload {
         command.arg(format!("--setenv=LD_PRELOAD={}", common::shim().display()));
         for (name, value) in VARS {
@@ -44,16 +37,7 @@ fn activated(test: &str, extra: &[&str], service: &[&str], preload: bool) -> Opt
     }
     command.args(service);
     let activator = Proc::spawn(&mut command);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let client = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(conn) => break conn,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(err) => panic!("{test}: systemd-socket-activate never listened: {err}"),
-        }
-    };
+    let client = common::connect_when_listening(&format!("{test}: systemd-socket-activate"), port);
     let filter = format!("( sport = :{port} )");
     // The connection exists from the handshake on; give the service time to start
     // and load the library before concluding that there is no timer.
@@ -209,17 +193,7 @@ fn set_all(fd: RawFd, k: Keepalive) {
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, k.interval),
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, k.count),
     ] {
-        // SAFETY: setsockopt(2) with a live int and its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&raw const value).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        common::set_int_option(fd, level, name, value);
     }
 }
 

@@ -93,24 +93,15 @@ fn nginx_server() {
     let Some(measured) = nginx.server(
         TEST,
         &|port| {
-            let conf = prefix.join("nginx.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log stderr;\n\
-                     events {{ worker_connections 64; }}\n\
-                     http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
-                     fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
-                     server {{ listen 127.0.0.1:{port}; location / {{ return 204; }} }}\n}}\n",
-                    p = prefix.path().display()
-                ),
-            )
-            .unwrap();
+            let conf = common::nginx_conf(
+                prefix.path(),
+                &format!("server {{ listen 127.0.0.1:{port}; location / {{ return 204; }} }}"),
+            );
             vec![
                 "-p".into(),
                 prefix.path().display().to_string(),
                 "-c".into(),
-                conf,
+                conf.display().to_string(),
                 "-e".into(),
                 "stderr".into(),
             ]

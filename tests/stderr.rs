@@ -42,6 +42,15 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
     (read, write)
 }
 
+/// Runs `command` with its stderr into a pipe that is already full: it must not
+/// block on it, but exit, successfully, within 30 s.
+fn succeeds_with_stderr_full(command: &mut Command, what: &str) {
+    let (_read, write) = full_pipe();
+    let child = command.stderr(Stdio::from(write)).spawn().unwrap();
+    let status = finishes_within(child, Duration::from_secs(30), what);
+    assert!(status.success(), "{status:?}");
+}
+
 /// Waits for `child` at most `limit`; kills it and fails the test if it is still
 /// running then.
 fn finishes_within(mut child: Child, limit: Duration, what: &str) -> std::process::ExitStatus {
@@ -167,13 +176,7 @@ fn debug_lines_into_a_dead_pipe_leave_sigpipe_as_it_was() {
 /// A full stderr pipe holds neither the constructor nor `main`.
 #[test]
 fn a_full_stderr_pipe_does_not_hold_the_start() {
-    let (_read, write) = full_pipe();
-    let child = preloaded("/bin/true", &[BAD])
-        .stderr(Stdio::from(write))
-        .spawn()
-        .unwrap();
-    let status = finishes_within(child, Duration::from_secs(30), "/bin/true");
-    assert!(status.success(), "{status:?}");
+    succeeds_with_stderr_full(&mut preloaded("/bin/true", &[BAD]), "/bin/true");
 }
 
 /// With debug on, a program whose parent reads stderr only after it exits keeps
@@ -184,14 +187,10 @@ fn a_full_stderr_pipe_does_not_hold_socket() {
     if as_child(NAME, create_sockets) {
         return;
     }
-    let (_read, write) = full_pipe();
-    let child = common::child_command(NAME, &[DEBUG, BAD])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(write))
-        .spawn()
-        .unwrap();
-    let status = finishes_within(child, Duration::from_secs(30), NAME);
-    assert!(status.success(), "{status:?}");
+    succeeds_with_stderr_full(
+        common::child_command(NAME, &[DEBUG, BAD]).stdout(Stdio::null()),
+        NAME,
+    );
 }
 
 // ---- never into the program's data ----------------------------------------------
@@ -397,11 +396,9 @@ fn a_connection_on_fds_0_to_2_gets_no_lines() {
 #[test]
 fn a_pending_cancel_does_not_act_inside_socket() {
     const NAME: &str = "a_pending_cancel_does_not_act_inside_socket";
-    let Some(program) = common::c_program("pending_cancel", NAME) else {
+    let Some(output) = common::run_c_program("pending_cancel", NAME, &[DEBUG]) else {
         return;
     };
-    let output = preloaded(&program, &[DEBUG]).output().unwrap();
-    assert!(output.status.success(), "{:?}", output.status);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "cancelled=1 fd_returned=1\n"

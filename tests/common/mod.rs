@@ -384,6 +384,27 @@ pub fn int_option(fd: RawFd, level: i32, name: i32) -> i32 {
     if rc == 0 { value } else { -1 }
 }
 
+/// setsockopt(2) of an int option, as a program sets its own; panics when the
+/// kernel refuses it, since a test that meant to set it would measure nothing.
+pub fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) {
+    // SAFETY: an int option, passed by address with its size, on a live socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -424,6 +445,16 @@ pub fn c_library(name: &str, test: &str) -> Option<PathBuf> {
 /// A program built from `tests/support/NAME.c`, as [`c_library`].
 pub fn c_program(name: &str, test: &str) -> Option<PathBuf> {
     compile(name, test, &[], name)
+}
+
+/// Builds tests/support/`name`.c and runs it to the end with the library and `vars`;
+/// panics unless it exits 0, since every such program reports failure by its status.
+/// `None`: skipped, no C compiler.
+pub fn run_c_program(name: &str, test: &str, vars: &[(&str, &str)]) -> Option<Output> {
+    let program = c_program(name, test)?;
+    let output = preloaded(&program, vars).output().unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    Some(output)
 }
 
 fn compile(name: &str, test: &str, flags: &[&str], file: &str) -> Option<PathBuf> {
@@ -485,6 +516,52 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMu
             "{what} did not happen in {timeout:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Writes `dir`/nginx.conf: nginx in the foreground, one worker, every file it writes
+/// under `dir`, and `server` (plus any further http settings) inside `http { }`.
+pub fn nginx_conf(dir: &Path, server: &str) -> PathBuf {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log stderr;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
+             fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
+             {server}\n}}\n",
+            p = dir.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// `systemd-socket-activate` listening on loopback `port`, with neither the library
+/// nor its variables in its own environment: whatever the service gets, the test
+/// passes with `--setenv`.
+pub fn socket_activate(port: u16) -> Command {
+    let mut command = Command::new("systemd-socket-activate");
+    command.env_remove("LD_PRELOAD");
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    command.arg(format!("--listen=127.0.0.1:{port}"));
+    command
+}
+
+/// Connects to loopback `port`, retrying for 20 s while `what` starts listening.
+pub fn connect_when_listening(what: &str, port: u16) -> std::net::TcpStream {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(conn) => return conn,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(err) => panic!("{what} never listened on {port}: {err}"),
+        }
     }
 }
 
