@@ -7,10 +7,10 @@ mod common;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::Command;
 use std::time::Duration;
 
 use common::net::Proc;
+use common::set_int_option as set;
 use common::{Keepalive, as_child, have, report_keepalive, run_child, scenario};
 
 /// What the environment asks for; the program's own settings differ in every field.
@@ -37,20 +37,6 @@ const PROGRAMS: Keepalive = Keepalive {
     count: 3,
     user_timeout: 9000,
 };
-
-fn set(fd: RawFd, level: i32, name: i32, value: i32) {
-    // SAFETY: setsockopt(2) with a live int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
-}
 
 /// Sets `k` on `fd`, as a program (or systemd) configures its listener.
 fn configure(fd: RawFd, k: Keepalive) {
@@ -85,6 +71,15 @@ fn accept_and_report(label: &str, listener: RawFd, address: std::net::SocketAddr
     }
 }
 
+/// Reports a connection accepted on `listener` as the library left it ("untouched"),
+/// then one accepted after the program set `own` there ("own").
+fn untouched_then_own(listener: &TcpListener, own: Keepalive) {
+    let address = listener.local_addr().unwrap();
+    accept_and_report("untouched", listener.as_raw_fd(), address);
+    configure(listener.as_raw_fd(), own);
+    accept_and_report("own", listener.as_raw_fd(), address);
+}
+
 fn assert_both(run: &common::Run, label: &str, expected: Keepalive) {
     for call in ["accept", "accept4"] {
         assert_eq!(
@@ -104,10 +99,7 @@ fn the_programs_listener_settings_reach_accepted_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         report_keepalive("untouched/listener", listener.as_raw_fd());
-        accept_and_report("untouched", listener.as_raw_fd(), address);
-
-        configure(listener.as_raw_fd(), PROGRAMS);
-        accept_and_report("own", listener.as_raw_fd(), address);
+        untouched_then_own(&listener, PROGRAMS);
 
         set(
             listener.as_raw_fd(),
@@ -180,11 +172,7 @@ fn a_c_server_keeps_its_listener_settings() {
 #[test]
 fn skip_keeps_the_programs_listener_settings_too() {
     let body = || {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        accept_and_report("untouched", listener.as_raw_fd(), address);
-        configure(listener.as_raw_fd(), PROGRAMS_TIMERS);
-        accept_and_report("own", listener.as_raw_fd(), address);
+        untouched_then_own(&TcpListener::bind("127.0.0.1:0").unwrap(), PROGRAMS_TIMERS);
     };
     let mut vars = VARS.to_vec();
     vars.push(("KEEPALIVE", "skip"));
@@ -240,20 +228,13 @@ fn nginx_so_keepalive_wins() {
         .join(format!("nginx-listener-{}", std::process::id()));
     std::fs::create_dir_all(&prefix).unwrap();
     let port = common::free_port();
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log stderr;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
-             fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
-             keepalive_timeout 60s;\n  \
-             server {{ listen 127.0.0.1:{port} so_keepalive=5s:2s:3; location / {{ return 204; }} }}\n}}\n",
-            p = prefix.display()
+    let conf = common::nginx_conf(
+        &prefix,
+        &format!(
+            "keepalive_timeout 60s;\n  \
+             server {{ listen 127.0.0.1:{port} so_keepalive=5s:2s:3; location / {{ return 204; }} }}"
         ),
-    )
-    .unwrap();
+    );
     let mut command = common::preloaded("nginx", &VARS);
     command
         .arg("-p")
@@ -262,29 +243,21 @@ fn nginx_so_keepalive_wins() {
         .arg(&conf)
         .args(["-e", "stderr"]);
     let nginx = Proc::spawn(&mut command);
-    let client = connect(port);
+    let client = common::connect_when_listening("nginx", port);
     let filter = format!("( sport = :{port} )");
-    let seen = common::ss_keepalive_seconds(&filter, Duration::from_secs(20));
+    let timer = one_timer(&filter, "nginx's");
     drop(client);
     drop(nginx);
     let _ = std::fs::remove_dir_all(&prefix);
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    let timer = seen[0].expect("nginx's connection has no keepalive timer");
     assert!(timer <= 5.0, "{timer} s: not nginx's 5 s");
 }
 
-/// Connects to `port` on loopback, retrying while the server starts.
-fn connect(port: u16) -> TcpStream {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(conn) => return conn,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(err) => panic!("nothing listened on {port}: {err}"),
-        }
-    }
+/// The keepalive timer, in seconds, of the one connection `filter` matches, as ss
+/// shows it within 20 s; `whose` names the connection when it has none.
+fn one_timer(filter: &str, whose: &str) -> f64 {
+    let seen = common::ss_keepalive_seconds(filter, Duration::from_secs(20));
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    seen[0].unwrap_or_else(|| panic!("{whose} connection has no keepalive timer"))
 }
 
 /// Python serving on the listener systemd-socket-activate passes as fd 3, after
@@ -308,34 +281,27 @@ second, _ = s.accept()
 time.sleep(60)
 ";
     let port = common::free_port();
-    let mut command = Command::new("systemd-socket-activate");
-    command.env_remove("LD_PRELOAD");
-    for name in common::VARIABLES {
-        command.env_remove(name);
-    }
+    let mut command = common::socket_activate(port);
     command
-        .arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--setenv=LD_PRELOAD={}", common::shim().display()))
         .arg("--setenv=KEEPIDLE=600")
         .args(["python3", "-c", SERVICE]);
     let mut activator = Proc::spawn(&mut command);
-    let first = connect(port);
+    let first = common::connect_when_listening("systemd-socket-activate", port);
     assert!(
         activator
             .line("configured", Duration::from_secs(20))
             .is_some(),
         "the service never started"
     );
-    let second = connect(port);
+    let second = common::connect_when_listening("systemd-socket-activate", port);
     let filter = format!(
         "( sport = :{port} and dport = :{} )",
         second.local_addr().unwrap().port()
     );
-    let seen = common::ss_keepalive_seconds(&filter, Duration::from_secs(20));
+    let timer = one_timer(&filter, "the service's");
     drop((first, second));
     drop(activator);
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    let timer = seen[0].expect("the service's connection has no keepalive timer");
     assert!(timer <= 5.0, "{timer} s: not the service's 5 s");
 }
 
