@@ -128,7 +128,8 @@ fn java_nio_server() {
 #[test]
 fn haproxy_proxy() {
     const TEST: &str = "programs_more::haproxy_proxy";
-    if !common::have(TEST, "haproxy") {
+    let haproxy = Program::new("haproxy", &["-v"], "HAProxy version ");
+    if !haproxy.installed(TEST) {
         return;
     }
     // A backend that holds what HAProxy opens to it.
@@ -154,7 +155,6 @@ fn haproxy_proxy() {
         assert_eq!(accepted, outgoing, "haproxy's two sides differ");
         Some(accepted)
     });
-    let haproxy = Program::new("haproxy", &["-v"], "HAProxy version ");
     haproxy.check(TEST, &measured.expect("both runs happen"));
 }
 

@@ -214,11 +214,16 @@ impl<'a> Program<'a> {
         }
     }
 
+    /// Whether it is installed; when not, says that `test` is skipped.
+    pub fn installed(&self, test: &str) -> bool {
+        have(test, self.name)
+    }
+
     /// Runs it as a client of a [`holding_listener`], with the library and without,
     /// and says what its connection got; None (after saying so) when it is not
     /// installed.
     pub fn client(&self, test: &str, args: Args, own_secs: Option<u64>) -> Option<Measured> {
-        have(test, self.name).then_some(())?;
+        self.installed(test).then_some(())?;
         with_and_without(&VARS, |vars| {
             let port = holding_listener();
             let _client = Proc::spawn(maybe_preloaded(self.name, vars).args(args(port)));
@@ -234,7 +239,7 @@ impl<'a> Program<'a> {
     /// connects to it, and says what the server's side of the connection got; None
     /// (after saying so) when it is not installed.
     pub fn server(&self, test: &str, args: Args, own_secs: Option<u64>) -> Option<Measured> {
-        have(test, self.name).then_some(())?;
+        self.installed(test).then_some(())?;
         self.served(own_secs, |port, vars| {
             let mut command = maybe_preloaded(self.name, vars);
             Some(Place::Loopback.serve(self.name, command.args(args(port)), port))
