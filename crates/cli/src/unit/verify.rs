@@ -45,25 +45,10 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     }
 }
 
-/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader.
+/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader:
+/// [`service`] with no variable to find.
 pub fn mapped_anywhere(pid: u32, library: &Path) -> bool {
-    wait_for_loader(pid, library);
-    let library = library
-        .canonicalize()
-        .unwrap_or_else(|_| library.to_path_buf());
-    let settle = Instant::now() + SETTLE;
-    loop {
-        if tree(pid)
-            .into_iter()
-            .any(|process| mapped(process, &library))
-        {
-            return true;
-        }
-        if Instant::now() > settle {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
+    !matches!(service(pid, library, &[]), Found::NotMapped { .. })
 }
 
 /// Polls until [`loaded`], for at most [`LOAD_TIMEOUT`].
