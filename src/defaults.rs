@@ -1,88 +1,91 @@
-//! What an untouched TCP socket has in this process's network namespace: the
-//! `net.ipv4.tcp_keepalive_*` sysctls, which `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
-//! `TCP_KEEPCNT` report for a socket nobody set them on (tcp(7); `keepalive_time_when`
-//! and its siblings in include/net/tcp.h). A socket whose timers differ was configured
-//! by someone, and [`tcp::configured_elsewhere`](crate::tcp::configured_elsewhere) leaves
-//! it alone.
+//! What an untouched TCP socket reports: the `net.ipv4.tcp_keepalive_*` sysctls of
+//! its network namespace, *as they are now*. `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and
+//! `TCP_KEEPCNT` report the sysctl's current value for a socket nobody set them on
+//! (tcp(7); `keepalive_time_when` and its siblings in include/net/tcp.h), so a socket
+//! whose timer differs from it was configured by someone, and
+//! [`tcp::configured_elsewhere`](crate::tcp::configured_elsewhere) leaves it alone.
 //!
-//! Read from `/proc/sys` on first need, not at load: only a connection the library did
-//! not create and that arrives with keepalive off needs them, and most processes never
-//! see one. Read rather than asked of a fresh socket: creating a socket is exactly what
-//! a hardened service's seccomp filter may punish with death, and reading a file is
-//! not. Where `/proc` cannot be read (a chroot without it, no descriptor left), the
-//! kernel's built-in defaults stand in for that one decision, and the next one reads
-//! again.
+//! getsockopt cannot tell a timer set to the current default from an untouched one,
+//! and the sysctls change while the program runs (an administrator tunes them). So
+//! the values last read are only a shortcut to "untouched": a timer equal to them is
+//! taken as untouched at once, and only a timer that differs is checked against a
+//! fresh read of that one sysctl before the socket is called configured. The library's
+//! own sockets never come here, nor does a connection with keepalive already on; an
+//! untouched one pays a read only when its namespace's sysctl differs from the last
+//! value read, which for most processes is never (the values start as the kernel's
+//! built-in ones).
 //!
-//! The values are this process's network namespace's, read once and kept. A socket
-//! from another namespace — a listener made before setns(2), or passed in from a parent
-//! in another namespace — has that namespace's defaults, which the library cannot read:
-//! where they differ, its untouched connections look configured and are missed, and a
-//! timer someone set on it to exactly this namespace's default looks untouched.
+//! The fresh read opens `/proc/sys/net/ipv4/…` close-on-exec, reads it and closes it
+//! at once, inside the program's `accept()`: for that instant the program has one
+//! descriptor more (docs/safety.md says what that can mean). Where it cannot be read
+//! (no `/proc`, no descriptor left), nothing is proven and the socket is left alone.
+//!
+//! The blind spot this leaves: after a sysctl changed, a timer someone set to exactly
+//! the old value looks untouched.
 
-use core::ffi::CStr;
+use core::ffi::{CStr, c_int};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
 use keepalive_config::decimal;
 
-/// The three keepalive timers of an untouched socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timers {
-    pub idle: u32,
-    pub interval: u32,
-    pub count: u32,
+/// One keepalive timer, with its socket option, its sysctl and the last value read.
+#[derive(Clone, Copy)]
+pub enum Timer {
+    Idle,
+    Interval,
+    Count,
 }
 
-/// The kernel's built-in values (`TCP_KEEPALIVE_TIME`, `_INTVL`, `_PROBES`).
-const BUILT_IN: Timers = Timers {
-    idle: 7200,
-    interval: 75,
-    count: 9,
-};
+/// The last value read of each sysctl, starting with the kernel's built-in ones
+/// (`TCP_KEEPALIVE_TIME`, `_INTVL`, `_PROBES`). Racing readers store the same value.
+static LAST: [AtomicU32; 3] = [AtomicU32::new(7200), AtomicU32::new(75), AtomicU32::new(9)];
 
-/// 0 until read; then the three values packed, 21 bits each, and bit 63 set. Racing
-/// readers store the same value.
-static CACHE: AtomicU64 = AtomicU64::new(0);
-const KNOWN: u64 = 1 << 63;
-const MASK: u64 = (1 << 21) - 1;
+impl Timer {
+    pub const ALL: [Timer; 3] = [Timer::Idle, Timer::Interval, Timer::Count];
 
-pub fn timers() -> Timers {
-    let cached = CACHE.load(Ordering::Relaxed);
-    if cached & KNOWN != 0 {
-        return Timers {
-            idle: (cached & MASK) as u32,
-            interval: (cached >> 21 & MASK) as u32,
-            count: (cached >> 42 & MASK) as u32,
-        };
+    pub fn option(self) -> c_int {
+        match self {
+            Timer::Idle => libc::TCP_KEEPIDLE,
+            Timer::Interval => libc::TCP_KEEPINTVL,
+            Timer::Count => libc::TCP_KEEPCNT,
+        }
     }
-    let Some(timers) = read() else {
-        // Not kept: /proc may be readable next time (the read may have failed only
-        // because the process was out of descriptors).
-        return BUILT_IN;
-    };
-    let packed = u64::from(timers.idle) & MASK
-        | (u64::from(timers.interval) & MASK) << 21
-        | (u64::from(timers.count) & MASK) << 42
-        | KNOWN;
-    CACHE.store(packed, Ordering::Relaxed);
-    timers
+
+    fn sysctl(self) -> &'static CStr {
+        match self {
+            Timer::Idle => c"/proc/sys/net/ipv4/tcp_keepalive_time",
+            Timer::Interval => c"/proc/sys/net/ipv4/tcp_keepalive_intvl",
+            Timer::Count => c"/proc/sys/net/ipv4/tcp_keepalive_probes",
+        }
+    }
+
+    fn last(self) -> &'static AtomicU32 {
+        &LAST[self as usize]
+    }
+
+    /// Whether `value`, read from a socket, is what this timer is on an untouched
+    /// socket now.
+    pub fn is_default(self, value: c_int) -> bool {
+        let value = value as u32;
+        if value == self.last().load(Ordering::Relaxed) {
+            return true;
+        }
+        match read(self.sysctl()) {
+            Some(now) => {
+                self.last().store(now, Ordering::Relaxed);
+                value == now
+            }
+            None => false,
+        }
+    }
 }
 
+/// One sysctl's value: decimal digits and a newline.
 #[cold]
-fn read() -> Option<Timers> {
-    Some(Timers {
-        idle: sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_time")?,
-        interval: sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_intvl")?,
-        count: sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_probes")?,
-    })
-}
-
-/// One sysctl's value: decimal digits and a newline. Larger than any timer's range
-/// (21 bits) reads as unknown.
-fn sysctl(path: &CStr) -> Option<u32> {
+fn read(path: &CStr) -> Option<u32> {
     let mut buf = [MaybeUninit::uninit(); 24];
     let text = sys::read_file(path, &mut buf)?;
-    let digits = text.strip_suffix(b"\n").unwrap_or(text);
-    decimal(digits).filter(|&n| u64::from(n) <= MASK)
+    decimal(text.strip_suffix(b"\n").unwrap_or(text))
 }

@@ -2,10 +2,9 @@
 //! caller's arguments, classifies the new socket and applies the configuration, and
 //! returns exactly what the real call returned, with its errno.
 //!
-//! errno has one rule: every path that runs library code — the constructor and each
-//! entry point after its real call — holds a [`SavedErrno`] from its first line to its
-//! last, so nothing below it (the first reading of the configuration, a warning, a
-//! failed `setsockopt`) can reach the program's errno.
+//! errno: after the real call the entry points make only direct system calls
+//! (`sys`), which never touch it; the constructor, which also calls `dlsym` and
+//! `secure_getenv`, keeps it from its first line to its last ([`SavedErrno`]).
 //!
 //! Whose settings win: the program's, always. A socket our `socket()` creates is
 //! configured before the program sees it, so whatever the program sets afterwards
@@ -17,8 +16,9 @@ use core::ffi::c_int;
 
 use libc::{sockaddr, socklen_t};
 
+use crate::report::Channel;
 use crate::sys::{self, Next, SavedErrno};
-use crate::{handover, log, state, stderr, tcp};
+use crate::{handover, state, tcp};
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
@@ -31,16 +31,25 @@ static ACCEPT: Next<AcceptFn> = unsafe { Next::new(c"accept") };
 // SAFETY: as above.
 static ACCEPT4: Next<Accept4Fn> = unsafe { Next::new(c"accept4") };
 
-/// Runs before `main`: notes what fd 2 is, resolves the real functions, reads the
-/// configuration (so that bad values are reported at start-up and the entry points
-/// find everything ready), and configures connections handed over at start-up.
+/// Runs before `main`: resolves the real functions, reads the configuration and
+/// reports what it refused (the only moment the library ever speaks), and configures
+/// connections handed over at start-up.
 pub fn preload() {
     let _errno = SavedErrno::save();
-    stderr::record();
-    let _ = real(&SOCKET);
-    let _ = real(&ACCEPT);
-    let _ = real(&ACCEPT4);
-    let config = state::config();
+    let missing = [
+        SOCKET.get().is_none().then(|| SOCKET.name()),
+        ACCEPT.get().is_none().then(|| ACCEPT.name()),
+        ACCEPT4.get().is_none().then(|| ACCEPT4.name()),
+    ];
+    let config = state::load();
+    if missing.iter().any(Option::is_some) {
+        if let Some(channel) = Channel::stderr() {
+            missing
+                .into_iter()
+                .flatten()
+                .for_each(|name| channel.unresolved(name));
+        }
+    }
     if config.is_active() {
         handover::configure(&config);
     }
@@ -52,15 +61,13 @@ pub fn preload() {
 /// The contract of socket(2); the arguments are passed through unchanged.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    let Some(real) = real(&SOCKET) else {
+    let Some(real) = SOCKET.get() else {
         return enosys();
     };
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let fd = unsafe { real(domain, ty, protocol) };
-    if fd >= 0 {
-        if let Some(family) = tcp::requested(domain, ty, protocol) {
-            created(fd, family);
-        }
+    if fd >= 0 && tcp::requested(domain, ty, protocol) {
+        tcp::apply(fd, &state::config());
     }
     fd
 }
@@ -71,13 +78,13 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 /// The contract of accept(2); the arguments are passed through unchanged.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    let Some(real) = real(&ACCEPT) else {
+    let Some(real) = ACCEPT.get() else {
         return enosys();
     };
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len) };
     if conn >= 0 {
-        accepted(conn, "accept()");
+        accepted(conn);
     }
     conn
 }
@@ -93,24 +100,15 @@ pub unsafe extern "C" fn accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(real) = real(&ACCEPT4) else {
+    let Some(real) = ACCEPT4.get() else {
         return enosys();
     };
     // SAFETY: the caller's arguments, unchanged, to the function the caller meant.
     let conn = unsafe { real(fd, addr, len, flags) };
     if conn >= 0 {
-        accepted(conn, "accept4()");
+        accepted(conn);
     }
     conn
-}
-
-/// Configures a TCP socket our `socket()` just created: nobody else has touched it.
-fn created(fd: c_int, family: tcp::Family) {
-    let _errno = SavedErrno::save();
-    let config = state::config();
-    if config.is_active() {
-        tcp::apply(fd, family, "socket()", &config);
-    }
 }
 
 /// Configures an accepted connection unless someone configured it already: it
@@ -120,26 +118,10 @@ fn created(fd: c_int, family: tcp::Family) {
 /// the connection itself. The check comes before the classification because it is the
 /// common case and answers in one call; on a socket that is not TCP its TCP questions
 /// fail, and such a socket counts as configured.
-fn accepted(conn: c_int, call: &str) {
-    let _errno = SavedErrno::save();
+fn accepted(conn: c_int) {
     let config = state::config();
-    if !config.is_active() || tcp::configured_elsewhere(conn, config.mode) {
-        return;
-    }
-    if let Some(family) = tcp::of(conn) {
-        tcp::apply(conn, family, call, &config);
-    }
-}
-
-fn real<F: Copy>(next: &Next<F>) -> Option<F> {
-    match next.get() {
-        Ok(function) => Some(function),
-        Err(missing) => {
-            if missing.first {
-                log::unresolved(missing.name);
-            }
-            None
-        }
+    if config.is_active() && !tcp::configured_elsewhere(conn, config.mode) && tcp::is_tcp(conn) {
+        tcp::apply(conn, &config);
     }
 }
 

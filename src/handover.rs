@@ -8,7 +8,8 @@
 //! (what they accept is handled by `accept`), and so is a connection someone configured,
 //! by the rule accepted connections follow (`tcp::configured_elsewhere`): systemd's
 //! `KeepAlive=` on the `.socket` unit, or a parent that set its own timers, keeps its
-//! settings.
+//! settings. The same rule configures a socket passed as fds 0, 1 and 2 once: after
+//! fd 0, fds 1 and 2 are that socket, configured.
 
 use core::ffi::c_int;
 
@@ -23,37 +24,10 @@ const MAX_LISTEN_FDS: u32 = 4096;
 /// each when they are terminals, pipes, files or closed), then the `LISTEN_FDS`
 /// descriptors from fd 3 when `LISTEN_PID` is this process.
 pub fn configure(config: &Config) {
-    let mut done: [Option<sys::FileId>; 3] = [None; 3];
-    for fd in 0..3 {
-        if let Some((family, id)) = connection(fd) {
-            // inetd passes one socket as 0, 1 and 2: configure it once.
-            if !done.contains(&Some(id)) {
-                apply(fd, family, config);
-            }
-            if let Some(slot) = done.get_mut(fd as usize) {
-                *slot = Some(id);
-            }
+    for fd in (0..3).chain(listen_fds()) {
+        if tcp::is_tcp(fd) && !tcp::listening(fd) && !tcp::configured_elsewhere(fd, config.mode) {
+            tcp::apply(fd, config);
         }
-    }
-    for fd in listen_fds() {
-        if let Some((family, _)) = connection(fd) {
-            apply(fd, family, config);
-        }
-    }
-}
-
-/// The family and identity of `fd` when it is a TCP socket that is not listening.
-fn connection(fd: c_int) -> Option<(tcp::Family, sys::FileId)> {
-    let family = tcp::of(fd)?;
-    if tcp::listening(fd) {
-        return None;
-    }
-    Some((family, sys::file_id(fd)?))
-}
-
-fn apply(fd: c_int, family: tcp::Family, config: &Config) {
-    if !tcp::configured_elsewhere(fd, config.mode) {
-        tcp::apply(fd, family, "inherited", config);
     }
 }
 

@@ -6,16 +6,15 @@
 //!
 //! - [`ffi`]: the exported entry points: resolve the real function, call it,
 //!   classify the new socket, apply the configuration.
-//! - [`tcp`]: which sockets are TCP, and the `setsockopt` calls for one.
-//! - [`defaults`]: what an untouched socket has, so that a socket someone else
-//!   configured is recognised and left alone.
+//! - [`tcp`]: which sockets are TCP, whether someone else configured one, and the
+//!   `setsockopt` calls for one; [`defaults`]: what an untouched socket reports now.
 //! - [`handover`]: connections handed over at start-up (inetd, `LISTEN_FDS`).
 //! - [`state`]: the process-wide configuration, read from the environment once.
 //! - `keepalive_config` (crates/config): the pure parser and the validated
 //!   configuration it produces, shared with the `keepalive` command.
-//! - [`sys`]: the thin `unsafe` layer over libc.
-//! - [`log`]: the single-line messages on stderr, and [`stderr`]: when they may go
-//!   ([`mounts`]: whether a file's file system writes locally).
+//! - [`report`]: the one line per refused value, at load, and where it may go.
+//! - [`sys`]: the thin `unsafe` layer: three libc functions, the rest direct system
+//!   calls.
 //!
 //! It is `no_std`: it has no Rust runtime to start, no allocator and no unwinding,
 //! so loading it costs what loading a small C library costs.
@@ -29,10 +28,8 @@ mod defaults;
 #[cfg(not(test))]
 mod ffi;
 mod handover;
-mod log;
-mod mounts;
+mod report;
 mod state;
-mod stderr;
 mod sys;
 mod tcp;
 

@@ -923,22 +923,14 @@ fn enable_warns_about_a_static_exec_start() {
 #[test]
 fn env_help_and_man_page() {
     let test = "env_help_and_man_page";
-    let (code, stdout, _) = output(cli().args([
-        "env",
-        "--idle",
-        "90s",
-        "--interval",
-        "10",
-        "--count",
-        "5",
-        "--debug",
-    ]));
+    let (code, stdout, _) =
+        output(cli().args(["env", "--idle", "90s", "--interval", "10", "--count", "5"]));
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
         format!(
             "export LD_PRELOAD={}\nexport KEEPIDLE=90\nexport KEEPINTVL=10\n\
-             export KEEPCNT=5\nexport KEEPALIVE_DEBUG=1\n",
+             export KEEPCNT=5\n",
             common::shim().display()
         )
     );
@@ -955,7 +947,6 @@ fn env_help_and_man_page() {
         "--count",
         "--user-timeout",
         "--mode",
-        "--debug",
         "--library",
         "--strict",
     ] {

@@ -1,13 +1,13 @@
 //! A program whose stderr is a file on a FUSE mount whose server never answers a
-//! write (issue 14): the library's lines must not hold it. src/stderr.rs rule 2 says
-//! how — fd 2 identified with statx(`AT_STATX_DONT_SYNC`), "local" decided from
-//! /proc/self/mountinfo rather than fstatfs(2), and on FUSE only a write that cannot
-//! wait. tests/support/hung_fuse.c is the server: it answers what a program needs to
+//! write (issue 14): the library's line must not hold it. src/report.rs says why it
+//! cannot: the library only asks fd 2 socket questions (getsockopt, which a file
+//! answers with ENOTSOCK without its file system) and writes only to an AF_UNIX
+//! stream. tests/support/hung_fuse.c is the server: it answers what a program needs to
 //! run with its stderr there, never WRITE nor STATFS, and logs every request it reads.
 //!
 //! Each program runs twice on the same open file, without and with the library and a
-//! variable with a bad value (so the library has a line to write at load, and on
-//! `socket()` with `KEEPALIVE_DEBUG=1`). Both runs must exit 0, and the server must see
+//! variable with a bad value (so the library has a line to write at load, as the
+//! control shows on a journal stream). Both runs must exit 0, and the server must see
 //! the same requests from both: the library asks the server nothing. A request the
 //! server never answers leaves its caller waiting for ever, so each run has a bound,
 //! a hang detector rather than a timing: a run still going after it is killed and the
@@ -46,10 +46,10 @@ const TRUE: Program = Program {
     vars: &[BAD_VALUE],
 };
 
-/// A line at load and one more on the TCP socket.
+/// A line at load, and a TCP socket configured.
 const PYTHON_SOCKET: Program = Program {
     argv: &["python3", "-c", "import socket; socket.socket()"],
-    vars: &[BAD_VALUE, ("KEEPALIVE_DEBUG", "1")],
+    vars: &[BAD_VALUE],
 };
 
 #[test]
@@ -100,23 +100,20 @@ fn stderr_on_a_hung_fuse_mount_never_holds_the_program() {
     }
 }
 
-/// The control: with stderr on a local file, the same run with the library does write
-/// a line, so the runs on the mount are runs where the library had one to write.
+/// The control: with stderr a journal stream, the same run with the library does
+/// write a line, so the runs on the mount are runs where the library had one to write.
 fn the_library_has_a_line_to_write(program: &Program) {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("fuse-control-{}.stderr", std::process::id()));
-    let file = File::create(&path).expect("create local stderr file");
-    let status = run(preloaded(program), &file);
-    let written = std::fs::read_to_string(&path).expect("read local stderr file");
-    std::fs::remove_file(&path).expect("remove local stderr file");
+    let output = common::output_with_journal_stderr(preloaded(program).stdin(Stdio::null()));
+    let written = String::from_utf8_lossy(&output.stderr);
     assert!(
-        status.is_ok(),
-        "{:?} on a local file: {status:?}",
-        program.argv
+        output.status.success(),
+        "{:?}: {:?}",
+        program.argv,
+        output.status
     );
     assert!(
         written.contains("libkeepalive:"),
-        "{:?} wrote no line to a local stderr file: {written:?}",
+        "{:?} wrote no line to a journal stream: {written:?}",
         program.argv
     );
 }

@@ -384,3 +384,102 @@ fn skip_gives_timers_to_an_inherited_listener_with_keepalive_on() {
     });
     assert_both(&run, "inherited", FROM_ENVIRONMENT);
 }
+
+/// Case 11A of issue 20: an administrator changes `net.ipv4.tcp_keepalive_time` while
+/// a program runs, on a listener the library did not make (socket-activated,
+/// inherited: here one made with a direct system call, which no preload sees). A
+/// connection accepted before the change and one accepted after it are both untouched,
+/// so both are configured: what an untouched socket reports is asked again, never
+/// remembered from before the change (src/defaults.rs). It runs in a network namespace
+/// of its own, whose sysctls are its own, so the host's are never changed.
+#[test]
+fn a_sysctl_changed_while_the_program_runs_is_seen() {
+    const NAME: &str = "a_sysctl_changed_while_the_program_runs_is_seen";
+    let body = || {
+        // SAFETY: socket(2) as a direct system call, so that no interposed socket()
+        // runs: this listener is one the library did not make.
+        let raw = unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: the descriptor was just created and nothing else owns it.
+        let listener = TcpListener::from(unsafe { OwnedFd::from_raw_fd(raw as RawFd) });
+        let address = bind_and_listen(&listener);
+        accept_and_report("before", listener.as_raw_fd(), address);
+        std::fs::write("/proc/sys/net/ipv4/tcp_keepalive_time", "600\n").unwrap();
+        accept_and_report("after", listener.as_raw_fd(), address);
+    };
+    if as_child(NAME, body) {
+        return;
+    }
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(NAME, "a network namespace of its own needs root");
+        return;
+    }
+    let vars = [("KEEPIDLE", "61")];
+    let run = run_child(NAME, &vars, |command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: unshare(2), socket(2), ioctl(2) and close(2) are async-signal-safe,
+        // as a pre_exec hook requires; the ifreq is a live local.
+        unsafe { command.pre_exec(own_network_namespace) };
+    });
+    for label in [
+        "before/accept",
+        "before/accept4",
+        "after/accept",
+        "after/accept4",
+    ] {
+        let accepted = run.keepalive(label);
+        assert_eq!(
+            (accepted.keepalive, accepted.idle),
+            (1, 61),
+            "{label}: an untouched connection is configured, whatever the sysctl is now"
+        );
+    }
+}
+
+/// Binds `listener` to a free port of 127.0.0.1 and listens, returning its address.
+fn bind_and_listen(listener: &TcpListener) -> std::net::SocketAddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let fd = listener.as_raw_fd();
+    // SAFETY: bind(2) reads a sockaddr_in of the size given; listen(2) takes integers.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            std::ptr::from_ref(&sin).cast(),
+            std::mem::size_of_val(&sin) as libc::socklen_t,
+        ) == 0
+            && libc::listen(fd, 8) == 0
+    };
+    assert!(bound, "bind/listen: {}", std::io::Error::last_os_error());
+    listener.local_addr().unwrap()
+}
+
+/// Moves the calling process into a new network namespace, with its loopback up.
+fn own_network_namespace() -> std::io::Result<()> {
+    // SAFETY: as the caller's: unshare(2), then SIOCSIFFLAGS on a socket of the new
+    // namespace with an ifreq naming "lo".
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNET) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let up = libc::ioctl(fd, libc::SIOCSIFFLAGS, &request);
+        libc::close(fd);
+        if up != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

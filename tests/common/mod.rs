@@ -19,25 +19,17 @@ use std::sync::OnceLock;
 
 /// Every variable the library reads; removed from children's environments unless a
 /// test sets it, so the developer's own shell cannot change a result.
-pub const VARIABLES: [&str; 6] = [
+pub const VARIABLES: [&str; 5] = [
     "KEEPALIVE",
     "KEEPIDLE",
     "KEEPINTVL",
     "KEEPCNT",
     "TCP_USER_TIMEOUT",
-    "KEEPALIVE_DEBUG",
 ];
 
 /// Every function the library imports, sorted: the same for the native and the
 /// portable build (tests/hygiene.rs says why each is there).
-pub const IMPORTS: [&str; 6] = [
-    "__errno_location",
-    "dlsym",
-    "getsockopt",
-    "secure_getenv",
-    "setsockopt",
-    "syscall",
-];
+pub const IMPORTS: [&str; 3] = ["__errno_location", "dlsym", "secure_getenv"];
 
 const SCENARIO: &str = "LIBKEEPALIVE_TEST_SCENARIO";
 
@@ -146,8 +138,10 @@ pub fn scenario(name: &str, vars: &[(&str, &str)], body: impl FnOnce()) -> Optio
 /// and whatever `setup` adds to the command; asserts the child succeeded.
 pub fn run_child(name: &str, vars: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Run {
     let mut command = child_command(name, vars);
+    command.stdin(Stdio::null());
+    let journal = JournalStderr::attach(&mut command);
     setup(&mut command);
-    let run = Run::of(command.output().expect("spawn scenario child"));
+    let run = Run::of(journal.output(&mut command));
     assert!(
         run.status_ok,
         "scenario {name} failed\nstdout:\n{}\nstderr:\n{}",
@@ -171,6 +165,47 @@ pub fn child_command(name: &str, vars: &[(&str, &str)]) -> Command {
         ])
         .env(SCENARIO, name);
     command
+}
+
+/// Runs `command` to the end like `Command::output`, but with stderr a connected
+/// AF_UNIX stream, the shape of a systemd service's stderr (journald's stream): the
+/// one kind of fd 2 the library writes its load-time lines to (src/report.rs), so that
+/// a test sees them. Stdout is a pipe; stdin is what the caller set.
+pub fn output_with_journal_stderr(command: &mut Command) -> Output {
+    JournalStderr::attach(command).output(command)
+}
+
+/// The reading end of a journal-like stderr given to a command.
+pub struct JournalStderr(std::os::unix::net::UnixStream);
+
+impl JournalStderr {
+    /// Gives `command` the other end as its stderr; a later `stderr(...)` on the
+    /// command replaces it, and then nothing arrives here.
+    pub fn attach(command: &mut Command) -> JournalStderr {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        command.stderr(Stdio::from(OwnedFd::from(theirs)));
+        JournalStderr(ours)
+    }
+
+    /// Runs `command` to the end, with stdout piped; its output's stderr is what
+    /// arrived here.
+    pub fn output(self, command: &mut Command) -> Output {
+        use std::io::Read;
+        command.stdout(Stdio::piped());
+        let child = command.spawn().expect("spawn child");
+        // The command holds the child's end until its stderr is replaced: without
+        // this, reading ours would never see the end.
+        command.stderr(Stdio::null());
+        let mut ours = self.0;
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = ours.read_to_end(&mut bytes);
+            bytes
+        });
+        let mut output = child.wait_with_output().expect("wait for child");
+        output.stderr = reader.join().expect("stderr reader");
+        output
+    }
 }
 
 /// What a child printed.
@@ -452,7 +487,7 @@ pub fn c_program(name: &str, test: &str) -> Option<PathBuf> {
 /// `None`: skipped, no C compiler.
 pub fn run_c_program(name: &str, test: &str, vars: &[(&str, &str)]) -> Option<Output> {
     let program = c_program(name, test)?;
-    let output = preloaded(&program, vars).output().unwrap();
+    let output = output_with_journal_stderr(preloaded(&program, vars).stdin(Stdio::null()));
     assert!(output.status.success(), "{:?}", output.status);
     Some(output)
 }

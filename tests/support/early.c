@@ -5,7 +5,9 @@
  *
  *   EARLY_LONG=NAME=TAIL  setenv(NAME, 131072 zeros then TAIL): a value longer
  *                         than any execve(2) can pass on 4 KiB pages.
- *   EARLY_FORK_ON_LINE=1  puts a pipe on fd 2 and starts a thread that waits for
+ *   EARLY_FORK_ON_LINE=1  puts an AF_UNIX stream (journald's shape, where the
+ *                         library writes its load-time line) on fd 2 and starts
+ *                         a thread that waits for
  *                         the first bytes written there, copies them to the
  *                         original stderr and forks at once; the child sets
  *                         KEEPIDLE=99, creates a TCP socket, prints
@@ -64,7 +66,7 @@ __attribute__((constructor)) static void early(void)
         memcpy(value + ZEROS, eq + 1, tail + 1);
         setenv(name, value, 1);
     }
-    if (fork_wanted && pipe(line_pipe) == 0) {
+    if (fork_wanted && socketpair(AF_UNIX, SOCK_STREAM, 0, line_pipe) == 0) {
         pthread_t thread;
         original_stderr = dup(2);
         dup2(line_pipe[1], 2);

@@ -5,8 +5,6 @@
  *
  *   (always)                  socket() is interposed too and forwarded unchanged, as
  *                             another shim in the same process would do.
- *   TEST_FAIL_TCP_SETSOCKOPT  every IPPROTO_TCP setsockopt fails with EPERM, so the
- *                             tests can watch libkeepalive's failure path.
  *   TEST_RACE_THREADS=N       this library's constructor, which ld.so runs before
  *                             libkeepalive's when listed after it in LD_PRELOAD,
  *                             starts N threads that each create 1000 TCP sockets while
@@ -24,16 +22,6 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
-{
-    int (*next)(int, int, int, const void *, socklen_t) = dlsym(RTLD_NEXT, "setsockopt");
-    if (level == IPPROTO_TCP && getenv("TEST_FAIL_TCP_SETSOCKOPT")) {
-        errno = EPERM;
-        return -1;
-    }
-    return next(fd, level, name, value, len);
-}
 
 int socket(int domain, int type, int protocol)
 {

@@ -1,7 +1,7 @@
 /*
  * A thread with a cancel pending (deferred, so it acts only at a cancellation
- * point) calls socket(2). The library's debug line must not be a cancellation
- * point: socket() returns the new descriptor to the thread, which records it and
+ * point) calls socket(2). What the library does inside it must not be a
+ * cancellation point: socket() returns the new descriptor to the thread, which records it and
  * is cancelled at its own pthread_testcancel(3). Prints "cancelled=1 fd_returned=1"
  * when all went well.
  *

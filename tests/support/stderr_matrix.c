@@ -1,13 +1,13 @@
 /*
  * The harness of tests/stderr_matrix.rs: one cell of the matrix per run.
  *
- *   stderr_matrix cell REPORT KIND STATE MOMENT LIBRARY|- DIR
+ *   stderr_matrix cell REPORT KIND STATE LIBRARY|- DIR
  *       Makes fd 2 of KIND, runs this program again as the probe (with LD_PRELOAD set
- *       to LIBRARY, or without it for "-"), waits for it at most HANG_MS, and reads
- *       back whatever reached fd 2's other end. For MOMENT "load" the signal STATE is
- *       set here, before execve, which keeps the mask, ignored signals and pending
- *       signals; for "socket" the probe sets it at main.
- *   stderr_matrix probe STATE MOMENT
+ *       to LIBRARY, or without it for "-", and a refused value: the library has a
+ *       line to write at load), waits for it at most HANG_MS, and reads back whatever
+ *       reached fd 2's other end. The signal STATE is set here, before execve, which
+ *       keeps the mask, ignored signals and pending signals.
+ *   stderr_matrix probe
  *       The program under test: observes itself at main, calls
  *       socket(AF_INET, SOCK_STREAM, 0), and observes itself again.
  *
@@ -187,13 +187,11 @@ static void observe(const char *when)
     }
 }
 
-static int probe(int errno_at_main, const char *state, const char *moment)
+static int probe(int errno_at_main)
 {
     report_fd = REPORT_FD;
     say("main.errno=%d", errno_at_main);
     observe("main");
-    if (!strcmp(moment, "socket"))
-        apply_state(state);
     errno = ERRNO_SENTINEL;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int errno_after = errno;
@@ -245,7 +243,7 @@ static void wait_bounded(pid_t pid)
 }
 
 struct cell {
-    const char *self, *kind, *state, *moment, *library;
+    const char *self, *kind, *state, *library;
     int fd[3]; /* what the probe gets as fds 0-2; -1: closed */
     int fsize; /* set RLIMIT_FSIZE */
 };
@@ -273,8 +271,7 @@ static void exec_probe(const struct cell *cell)
     if (close_range(3, REPORT_FD - 1, 0) != 0 || close_range(REPORT_FD + 1, ~0U, 0) != 0)
         fail("close_range");
     reset_signals();
-    if (!strcmp(cell->moment, "load"))
-        apply_state(cell->state);
+    apply_state(cell->state);
     if (cell->fsize) {
         struct rlimit limit;
         getrlimit(RLIMIT_FSIZE, &limit);
@@ -283,18 +280,14 @@ static void exec_probe(const struct cell *cell)
             fail("setrlimit");
     }
     static const char *const variables[] = {
-        "LD_PRELOAD", "KEEPALIVE",        "KEEPIDLE",        "KEEPINTVL",
-        "KEEPCNT",    "TCP_USER_TIMEOUT", "KEEPALIVE_DEBUG",
+        "LD_PRELOAD", "KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT", "TCP_USER_TIMEOUT",
     };
     for (size_t i = 0; i < sizeof variables / sizeof *variables; i++)
         unsetenv(variables[i]);
     if (strcmp(cell->library, "-"))
         setenv("LD_PRELOAD", cell->library, 1);
-    if (!strcmp(cell->moment, "load"))
-        setenv("KEEPIDLE", "30s", 1); /* a bad value: a warning from the constructor */
-    else
-        setenv("KEEPALIVE_DEBUG", "1", 1); /* a line from socket() */
-    char *argv[] = {(char *)cell->self, "probe", (char *)cell->state, (char *)cell->moment, NULL};
+    setenv("KEEPIDLE", "30s", 1); /* a bad value: a warning from the constructor */
+    char *argv[] = {(char *)cell->self, "probe", NULL};
     execve(cell->self, argv, environ);
     fail("execve");
 }
@@ -578,10 +571,10 @@ static void run_cell(struct cell *cell, const char *dir)
 int main(int argc, char **argv)
 {
     int errno_at_main = errno;
-    if (argc == 4 && !strcmp(argv[1], "probe"))
-        return probe(errno_at_main, argv[2], argv[3]);
-    if (argc != 8 || strcmp(argv[1], "cell")) {
-        fprintf(stderr, "usage: %s cell REPORT KIND STATE MOMENT LIBRARY|- DIR\n", argv[0]);
+    if (argc == 2 && !strcmp(argv[1], "probe"))
+        return probe(errno_at_main);
+    if (argc != 7 || strcmp(argv[1], "cell")) {
+        fprintf(stderr, "usage: %s cell REPORT KIND STATE LIBRARY|- DIR\n", argv[0]);
         return 2;
     }
     report_fd = open(argv[2], O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -598,9 +591,8 @@ int main(int argc, char **argv)
         .self = self,
         .kind = argv[3],
         .state = argv[4],
-        .moment = argv[5],
-        .library = argv[6],
+        .library = argv[5],
     };
-    run_cell(&cell, argv[7]);
+    run_cell(&cell, argv[6]);
     return 0;
 }

@@ -48,7 +48,7 @@ With --kernel, 1 also when the kernel route cannot be taken here (see docs/kerne
 /// keepalive(1), ENVIRONMENT: what the command itself reads.
 const MAN_ENVIRONMENT: &str = "\
 .TP
-\\fBKEEPALIVE\\fR, \\fBKEEPIDLE\\fR, \\fBKEEPINTVL\\fR, \\fBKEEPCNT\\fR, \\fBTCP_USER_TIMEOUT\\fR, \\fBKEEPALIVE_DEBUG\\fR
+\\fBKEEPALIVE\\fR, \\fBKEEPIDLE\\fR, \\fBKEEPINTVL\\fR, \\fBKEEPCNT\\fR, \\fBTCP_USER_TIMEOUT\\fR
 The library's variables (libkeepalive(7)). \\fBrun\\fR passes inherited ones on, checked; \
 an option wins over an inherited variable it contradicts, and a line on stderr says so \
 (timers given over \\fBKEEPALIVE=off\\fR turn keepalive on).
@@ -262,9 +262,6 @@ pub struct Settings {
     /// the timers; off: touch nothing (KEEPALIVE)
     #[arg(long, value_name = "on|skip|off", value_parser = ModeParser, hide_possible_values = true)]
     pub mode: Option<Mode>,
-    /// Report every configured socket on stderr (KEEPALIVE_DEBUG=1)
-    #[arg(long)]
-    pub debug: bool,
     /// The library to preload [default: found beside this command; env:
     /// KEEPALIVE_LIBRARY]
     #[arg(long, value_name = "PATH")]

@@ -55,7 +55,6 @@ fn option(var: Var) -> &'static str {
         Var::Interval => "--interval",
         Var::Count => "--count",
         Var::UserTimeout => "--user-timeout",
-        Var::Debug => "--debug",
     }
 }
 
@@ -68,7 +67,6 @@ pub fn given(settings: &Settings, var: Var) -> Option<Value> {
         Var::Interval => settings.interval.map(|s| Value::Number(s.get())),
         Var::Count => settings.count.map(|p| Value::Number(p.get())),
         Var::UserTimeout => settings.user_timeout.map(|m| Value::Number(m.get())),
-        Var::Debug => settings.debug.then_some(Value::Flag(true)),
     }
 }
 
@@ -154,7 +152,6 @@ pub fn resolve_against(
             interval: settings.interval.or(config.interval),
             count: settings.count.or(config.count),
             user_timeout: settings.user_timeout.or(config.user_timeout),
-            debug: settings.debug || config.debug,
         },
         overridden,
         switched_on,

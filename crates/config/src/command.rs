@@ -132,7 +132,6 @@ pub fn mode_option(text: &[u8]) -> Result<Mode, Refused> {
 pub enum Value {
     Mode(Mode),
     Number(u32),
-    Flag(bool),
 }
 
 impl fmt::Display for Value {
@@ -142,14 +141,13 @@ impl fmt::Display for Value {
             Value::Mode(Mode::Skip) => f.write_str("skip"),
             Value::Mode(Mode::Off) => f.write_str("off"),
             Value::Number(n) => write!(f, "{n}"),
-            Value::Flag(on) => f.write_str(if *on { "1" } else { "0" }),
         }
     }
 }
 
 impl Config {
     /// The variables that give this configuration, in [`Var::ALL`] order; a setting at
-    /// its default (mode on, kernel timers, no reports) is left out, so that
+    /// its default (mode on, kernel timers) is left out, so that
     /// [`Config::parse`] of exactly these variables gives back `self`.
     pub fn variables(&self) -> impl Iterator<Item = (Var, Value)> {
         [
@@ -160,7 +158,6 @@ impl Config {
             self.count.map(|p| (Var::Count, Value::Number(p.get()))),
             self.user_timeout
                 .map(|m| (Var::UserTimeout, Value::Number(m.get()))),
-            self.debug.then_some((Var::Debug, Value::Flag(true))),
         ]
         .into_iter()
         .flatten()
@@ -272,7 +269,6 @@ mod tests {
                 interval: Seconds::new(10),
                 count: Probes::new(5),
                 user_timeout: Millis::new(0),
-                debug: true,
             },
             Config {
                 mode: Mode::Off,

@@ -23,7 +23,7 @@ mod command;
 pub use command::{Refused, Value, Why, count_option, millis_option, mode_option, seconds_option};
 
 /// An environment variable the library reads; the names are the original C
-/// libkeepalive's, plus `TCP_USER_TIMEOUT` and `KEEPALIVE_DEBUG`.
+/// libkeepalive's, plus `TCP_USER_TIMEOUT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Var {
     Keepalive,
@@ -31,18 +31,16 @@ pub enum Var {
     Interval,
     Count,
     UserTimeout,
-    Debug,
 }
 
 impl Var {
     /// Every variable, in declaration order.
-    pub const ALL: [Var; 6] = [
+    pub const ALL: [Var; 5] = [
         Var::Keepalive,
         Var::Idle,
         Var::Interval,
         Var::Count,
         Var::UserTimeout,
-        Var::Debug,
     ];
 
     /// The variable's name, NUL-terminated for getenv(3).
@@ -53,7 +51,6 @@ impl Var {
             Var::Interval => c"KEEPINTVL",
             Var::Count => c"KEEPCNT",
             Var::UserTimeout => c"TCP_USER_TIMEOUT",
-            Var::Debug => c"KEEPALIVE_DEBUG",
         }
     }
 
@@ -69,7 +66,6 @@ impl Var {
             Var::Idle | Var::Interval => "whole seconds from 1 to 32767",
             Var::Count => "a whole number of probes from 1 to 127",
             Var::UserTimeout => "whole milliseconds from 0 to 2147483647",
-            Var::Debug => "0 or 1",
         }
     }
 
@@ -77,7 +73,6 @@ impl Var {
     pub const fn fallback(self) -> &'static str {
         match self {
             Var::Keepalive => "on",
-            Var::Debug => "0",
             _ => "the kernel default",
         }
     }
@@ -179,19 +174,16 @@ pub struct Config {
     pub interval: Option<Seconds>,
     pub count: Option<Probes>,
     pub user_timeout: Option<Millis>,
-    /// `KEEPALIVE_DEBUG=1`: report every configured socket on stderr.
-    pub debug: bool,
 }
 
 impl Config {
-    /// What an empty environment means: keepalive on, kernel timers, no reports.
+    /// What an empty environment means: keepalive on, kernel timers.
     pub const DEFAULT: Config = Config {
         mode: Mode::On,
         idle: None,
         interval: None,
         count: None,
         user_timeout: None,
-        debug: false,
     };
 
     /// Parses the configuration. `lookup` returns a variable's raw bytes, or `None`
@@ -208,7 +200,6 @@ impl Config {
             interval: env.read(Var::Interval, |v| decimal(v).and_then(Seconds::new)),
             count: env.read(Var::Count, |v| decimal(v).and_then(Probes::new)),
             user_timeout: env.read(Var::UserTimeout, |v| decimal(v).and_then(Millis::new)),
-            debug: env.read(Var::Debug, parse_flag).unwrap_or(false),
         }
     }
 
@@ -247,14 +238,6 @@ fn parse_mode(value: &[u8]) -> Option<Mode> {
         Some(Mode::Skip)
     } else {
         None
-    }
-}
-
-fn parse_flag(value: &[u8]) -> Option<bool> {
-    match value {
-        b"0" => Some(false),
-        b"1" => Some(true),
-        _ => None,
     }
 }
 
@@ -398,15 +381,6 @@ mod tests {
         check_bounds(Var::UserTimeout, 0, 2147483647, |c| {
             c.user_timeout.map(Millis::get)
         });
-    }
-
-    #[test]
-    fn debug_flag() {
-        assert!(only(Var::Debug, "1").0.debug);
-        assert!(!only(Var::Debug, "0").0.debug);
-        let (config, rejected) = only(Var::Debug, "yes");
-        assert!(!config.debug);
-        assert_eq!(rejected, [(Var::Debug, "yes".to_string())]);
     }
 
     #[test]
@@ -659,11 +633,6 @@ mod tests {
             let count = number(Var::Count, 1, 127);
             let user_timeout = number(Var::UserTimeout, 0, 2147483647);
             let mode = value_of(Var::Keepalive).map(model_mode);
-            let debug = value_of(Var::Debug).map(|v| match v {
-                b"0" => Some(false),
-                b"1" => Some(true),
-                _ => None,
-            });
             let context = || format!("case {case}: {values:?}");
             assert_eq!(
                 config.idle.map(Seconds::get),
@@ -695,19 +664,12 @@ mod tests {
                 "{}",
                 context()
             );
-            assert_eq!(
-                config.debug,
-                debug.flatten().unwrap_or(false),
-                "{}",
-                context()
-            );
             let expected_rejections: Vec<Var> = [
                 (Var::Keepalive, mode.is_some_and(|m| m.is_none())),
                 (Var::Idle, idle.is_some_and(|n| n.is_none())),
                 (Var::Interval, interval.is_some_and(|n| n.is_none())),
                 (Var::Count, count.is_some_and(|n| n.is_none())),
                 (Var::UserTimeout, user_timeout.is_some_and(|n| n.is_none())),
-                (Var::Debug, debug.is_some_and(|d| d.is_none())),
             ]
             .into_iter()
             .filter_map(|(var, bad)| bad.then_some(var))

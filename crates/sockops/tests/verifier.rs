@@ -32,7 +32,6 @@ fn every_configuration_passes_the_verifier() {
         interval: Seconds::new(1),
         count: Probes::new(Probes::MAX),
         user_timeout: Millis::new(Millis::MAX),
-        debug: false,
     };
     for config in [
         Config::DEFAULT,

@@ -101,7 +101,6 @@ mod tests {
             interval: Seconds::new(7),
             count: Probes::new(3),
             user_timeout: Millis::new(9000),
-            debug: false,
         };
         let argv = ["keepalive", ATTACH]
             .into_iter()

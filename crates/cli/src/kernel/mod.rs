@@ -21,7 +21,7 @@ use keepalive_sockops::{Program, Untouched};
 
 use crate::cli::RunArgs;
 use crate::env;
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use crate::library::quoted;
 
 /// Exit status of a refusal: the system cannot take the kernel route (keepalive(1),
@@ -88,12 +88,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .command
         .split_first()
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
-    if args.settings.debug {
-        failure::warn(format_args!(
-            "keepalive: warning: --debug: the kernel route reports nothing per \
-             connection; `keepalive status PID` shows what a connection carries"
-        ));
-    }
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
     }
