@@ -38,20 +38,20 @@ fn musl_program(test: &str) -> Option<PathBuf> {
     Some(output)
 }
 
-/// The libraries to try: the shipped portable one and the native build.
+/// The libraries to try: the two shipped builds and the native one.
 fn libraries(test: &str) -> Vec<PathBuf> {
     let mut libraries: Vec<PathBuf> = common::portable(test).into_iter().collect();
+    libraries.extend(common::portable_glibc_2_17(test));
     libraries.push(common::shim().to_path_buf());
     libraries
 }
 
 fn run(program: &Path, library: &Path, vars: &[(&str, &str)]) -> common::Run {
-    let run = common::Run::of(
+    let run = common::Run::of(common::output_with_journal_stderr(
         common::preloaded(program, vars)
             .env("LD_PRELOAD", library)
-            .output()
-            .expect("run the musl program"),
-    );
+            .stdin(std::process::Stdio::null()),
+    ));
     assert!(
         run.status_ok,
         "{} with {}\n{}{}",

@@ -1,6 +1,8 @@
-//! The portable library that packaging/dist ships: every import at most GLIBC_2.17,
-//! the same hygiene as the native build, the same behaviour on this machine's glibc,
-//! and real Debian 11 programs configured under Debian 11's own glibc 2.31.
+//! The libraries that packaging/dist ships, one per glibc generation: every import at
+//! most GLIBC_2.34 (the .deb's and .rpm's, which needs no libdl.so.2) or GLIBC_2.17
+//! (the tarball's default, for older systems), the same hygiene as the native build,
+//! the same behaviour on this machine's glibc, and real Debian 11 programs configured
+//! by the 2.17 build under Debian 11's own glibc 2.31.
 
 mod common;
 
@@ -8,9 +10,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The newest glibc symbol version the shipped files may need: RHEL/CentOS 7 and
-/// Amazon Linux 2 have glibc 2.17.
-const OLDEST_GLIBC: [u32; 2] = [2, 17];
+/// A shipped build of the library: where it is, the newest glibc symbol version it
+/// may need, and the libraries it needs.
+struct Generation {
+    library: PathBuf,
+    newest: [u32; 2],
+    needed: &'static [&'static str],
+}
+
+/// Both shipped builds: for glibc 2.34 and later, where `dlsym` is in libc.so.6, and
+/// for 2.17 (RHEL/CentOS 7, Amazon Linux 2) and later, where glibc before 2.34 keeps
+/// `dlsym` in libdl.so.2.
+fn generations(test: &str) -> Option<[Generation; 2]> {
+    Some([
+        Generation {
+            library: common::portable(test)?,
+            newest: [2, 34],
+            needed: &["libc.so.6"],
+        },
+        Generation {
+            library: common::portable_glibc_2_17(test)?,
+            newest: [2, 17],
+            needed: &["libc.so.6", "libdl.so.2"],
+        },
+    ])
+}
 
 /// Debian 11 (glibc 2.31): its C library and two programs that open TCP sockets.
 const BULLSEYE: [&str; 8] = [
@@ -57,12 +81,16 @@ fn portable_command(test: &str) -> Option<PathBuf> {
 }
 
 #[test]
-fn portable_library_and_command_need_no_glibc_above_2_17() {
-    let test = "portable_library_and_command_need_no_glibc_above_2_17";
-    let (Some(library), Some(command)) = (common::portable(test), portable_command(test)) else {
+fn shipped_files_need_no_glibc_above_their_generation() {
+    let test = "shipped_files_need_no_glibc_above_their_generation";
+    let (Some(generations), Some(command)) = (generations(test), portable_command(test)) else {
         return;
     };
-    for file in [library, command] {
+    let files = generations
+        .map(|g| (g.library, g.newest))
+        .into_iter()
+        .chain([(command, [2, 17])]);
+    for (file, newest) in files {
         let versions = glibc_versions(&file);
         assert!(
             !versions.is_empty(),
@@ -71,34 +99,43 @@ fn portable_library_and_command_need_no_glibc_above_2_17() {
         );
         for (symbol, version) in &versions {
             assert!(
-                version.as_slice() <= OLDEST_GLIBC.as_slice(),
-                "{}: {symbol} needs a glibc newer than 2.17",
+                version.as_slice() <= newest.as_slice(),
+                "{}: {symbol} needs a glibc newer than {newest:?}",
                 file.display()
             );
         }
     }
 }
 
-/// The facts tests/hygiene.rs pins for the native build hold for the portable one:
-/// SONAME, full RELRO, no executable stack, three exports, the same seven imports;
-/// its dependencies are libc and libdl, where glibc before 2.34 keeps `dlsym`.
+/// The facts tests/hygiene.rs pins for the native build hold for both shipped ones:
+/// SONAME, full RELRO, no executable stack, three exports, the same three imports,
+/// at most 16 KiB; the 2.34 build needs libc alone, the 2.17 one libdl too.
 #[test]
-fn portable_library_keeps_the_native_builds_hygiene() {
-    let Some(library) = common::portable("portable_library_keeps_the_native_builds_hygiene") else {
+fn shipped_libraries_keep_the_native_builds_hygiene() {
+    let Some(generations) = generations("shipped_libraries_keep_the_native_builds_hygiene") else {
         return;
     };
-    let dynamic = readelf(&["-dW"], &library);
+    for generation in generations {
+        assert_hygiene(&generation);
+    }
+}
+
+fn assert_hygiene(generation: &Generation) {
+    let library = &generation.library;
+    let size = std::fs::metadata(library).unwrap().len();
+    assert!(size <= 16 * 1024, "{}: {size} bytes", library.display());
+    let dynamic = readelf(&["-dW"], library);
     common::assert_soname_and_bind_now(&dynamic);
     let needed: Vec<&str> = dynamic
         .lines()
         .filter(|line| line.contains("(NEEDED)"))
         .filter_map(|line| line.split('[').nth(1)?.split(']').next())
         .collect();
-    assert_eq!(needed, ["libc.so.6", "libdl.so.2"], "{dynamic}");
-    let segments = readelf(&["-lW"], &library);
+    assert_eq!(needed, generation.needed, "{dynamic}");
+    let segments = readelf(&["-lW"], library);
     common::assert_relro_and_no_executable_stack(&segments);
 
-    let symbols = readelf(&["--dyn-syms", "-W"], &library);
+    let symbols = readelf(&["--dyn-syms", "-W"], library);
     let mut exported = Vec::new();
     let mut imported = Vec::new();
     for line in symbols.lines() {
@@ -120,27 +157,30 @@ fn portable_library_keeps_the_native_builds_hygiene() {
     assert_eq!(imported, common::IMPORTS, "{symbols}");
 }
 
-/// On this machine's current glibc the portable build configures every socket the
+/// On this machine's current glibc both shipped builds configure every socket the
 /// probe makes exactly as the native build does (tests/example.rs).
 #[test]
-fn portable_library_configures_sockets_on_current_glibc() {
-    let Some(library) = common::portable("portable_library_configures_sockets_on_current_glibc")
+fn shipped_libraries_configure_sockets_on_current_glibc() {
+    let Some(generations) = generations("shipped_libraries_configure_sockets_on_current_glibc")
     else {
         return;
     };
-    let output = common::preloaded(common::probe_example(), &common::ALL_TIMERS)
-        .env("LD_PRELOAD", &library)
-        .output()
-        .expect("run probe");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{stdout}");
-    for family in ["IPv4", "IPv6"] {
-        for role in ["listener", "client", "accepted"] {
-            assert_eq!(
-                common::probe_row(&stdout, &format!("{family} {role}")),
-                ["on", "61", "11", "7", "30001"],
-                "{family} {role}"
-            );
+    for Generation { library, .. } in generations {
+        let output = common::preloaded(common::probe_example(), &common::ALL_TIMERS)
+            .env("LD_PRELOAD", &library)
+            .output()
+            .expect("run probe");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{}: {stdout}", library.display());
+        for family in ["IPv4", "IPv6"] {
+            for role in ["listener", "client", "accepted"] {
+                assert_eq!(
+                    common::probe_row(&stdout, &format!("{family} {role}")),
+                    ["on", "61", "11", "7", "30001"],
+                    "{}: {family} {role}",
+                    library.display()
+                );
+            }
         }
     }
 }
@@ -192,22 +232,20 @@ report("client", client)
 report("accepted", accepted)
 "#;
 
-/// The portable library and Debian 11's userland, or None (after saying why) when
-/// either is missing.
+/// The shipped library for glibc 2.17 and Debian 11's userland, or None (after saying
+/// why) when either is missing.
 fn library_and_bullseye(test: &str) -> Option<(PathBuf, Bullseye)> {
-    Some((common::portable(test)?, Bullseye::fetch(test)?))
+    Some((common::portable_glibc_2_17(test)?, Bullseye::fetch(test)?))
 }
 
 fn run_python(bullseye: &Bullseye, library: &Path, vars: &[(&str, &str)]) -> common::Run {
-    let run = common::Run::of(
+    let run = common::Run::of(common::output_with_journal_stderr(
         bullseye
             .command(library, "usr/bin/python3.9", vars)
             .args(["-c", PYTHON])
             .env("PYTHONHOME", bullseye.root.join("usr"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run Debian 11's python3.9"),
-    );
+            .stdin(Stdio::null()),
+    ));
     assert!(
         run.status_ok,
         "python3.9 failed\n{}\n{}",

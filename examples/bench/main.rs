@@ -445,46 +445,57 @@ fn per_process(paths: &Paths, plan: &Plan) {
     }
 }
 
-/// (c) for the portable build that packaging/dist ships (target/dist/): linked
-/// against glibc 2.17's symbol versions, it needs libdl.so.2 for `dlsym`, and loading
-/// that costs instructions on every exec. Counted beside the native build.
+/// (c) for the builds that packaging/dist ships (target/dist/), both linked against an
+/// old glibc's symbol versions: the one for glibc 2.34 and later (the packages') needs
+/// libc alone; the one for 2.17 also needs libdl.so.2 for `dlsym`, and loading that
+/// costs instructions on every exec. Counted beside the native build and the minimal
+/// C shim.
 fn portable_load_work(paths: &Paths) {
     let release = paths.shim.parent().expect("target/release");
-    let portable = release.parent().expect("target").join(format!(
-        "dist/libkeepalive-{}.so",
-        env!("CARGO_PKG_VERSION")
-    ));
-    println!(
-        "(c) per process start, portable build: {}",
-        portable.display()
-    );
-    if !portable.exists() {
-        println!("    not built: run packaging/dist first\n");
-        return;
-    }
-    let trivial = Path::new("/bin/true");
-    let mut with_portable = Variant::NoShim.command(paths, trivial);
-    with_portable.env("LD_PRELOAD", &portable);
-    let counts = [
-        instructions(Variant::NoShim.command(paths, trivial)),
-        instructions(Variant::Shim.command(paths, trivial)),
-        instructions(with_portable),
+    let dist = release.parent().expect("target").join("dist");
+    let version = env!("CARGO_PKG_VERSION");
+    let builds = [
+        ("glibc 2.34 build", format!("libkeepalive-{version}.so")),
+        (
+            "glibc 2.17 build",
+            format!("libkeepalive-{version}-glibc2.17.so"),
+        ),
     ];
-    match counts {
-        [Some(none), Some(native), Some(ours)] => {
-            let native = native.saturating_sub(none);
-            let ours = ours.saturating_sub(none);
+    println!(
+        "(c) per process start, shipped builds in {}",
+        dist.display()
+    );
+    let trivial = Path::new("/bin/true");
+    let load_work = |variant: Variant, library: Option<&Path>| {
+        let none = instructions(Variant::NoShim.command(paths, trivial))?;
+        let mut command = variant.command(paths, trivial);
+        if let Some(library) = library {
+            command.env("LD_PRELOAD", library);
+        }
+        Some(instructions(command)?.saturating_sub(none))
+    };
+    let (Some(native), Some(minimal)) = (
+        load_work(Variant::Shim, None),
+        load_work(Variant::MinimalShim, None),
+    ) else {
+        println!("    instructions: valgrind is not installed; no count\n");
+        return;
+    };
+    println!("    load work: native build {native}, minimal C shim {minimal}");
+    for (name, file) in builds {
+        let library = dist.join(file);
+        if !library.exists() {
+            println!("    {name}: not built: run packaging/dist first");
+            continue;
+        }
+        if let Some(ours) = load_work(Variant::NoShim, Some(&library)) {
             println!(
-                "    load work = instructions added over no preload: native build {native}, portable build {ours}"
-            );
-            println!(
-                "    portable / native load work {:.3} (+{} instructions per exec)\n",
-                ours as f64 / native.max(1) as f64,
-                ours.saturating_sub(native)
+                "    {name}: load work {ours}, {:.3} of the minimal C shim (target <= 1.10 for the packages' build)",
+                ours as f64 / minimal.max(1) as f64
             );
         }
-        _ => println!("    instructions: valgrind is not installed; no count\n"),
     }
+    println!();
 }
 
 /// The instructions callgrind counts for one run of `command`.

@@ -752,10 +752,18 @@ pub fn dist(test: &str) -> Option<&'static Path> {
     }
 }
 
-/// The portable library packaging/dist built: target/dist/libkeepalive-VERSION.so.
+/// The shipped library for glibc 2.34 and later (the .deb's and the .rpm's), which
+/// packaging/dist built: target/dist/libkeepalive-VERSION.so.
 pub fn portable(test: &str) -> Option<PathBuf> {
     let version = env!("CARGO_PKG_VERSION");
     dist(test).map(|dir| dir.join(format!("libkeepalive-{version}.so")))
+}
+
+/// The shipped library for glibc 2.17 to 2.33 (it needs libdl.so.2 for `dlsym`), as
+/// [`portable`].
+pub fn portable_glibc_2_17(test: &str) -> Option<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    dist(test).map(|dir| dir.join(format!("libkeepalive-{version}-glibc2.17.so")))
 }
 
 /// Debian `packages` of `suite`, fetched with `apt-get download` and unpacked with

@@ -138,15 +138,35 @@ fn preloadable(path: PathBuf, source: &str) -> Result<PathBuf, Failure> {
 }
 
 /// Where the packages and `cargo build` put the library, relative to the directory of
-/// the command, in the order they are tried.
+/// the command, in the order they are tried. The tarball carries two builds
+/// (packaging/dist): lib/libkeepalive.so.0 loads on every glibc since 2.17, and
+/// lib/glibc-2.34/libkeepalive.so.0, which needs no libdl.so.2 and so costs less at
+/// every exec, loads only where glibc is 2.34 or later: it comes first there.
 fn beside(dir: &Path) -> Vec<PathBuf> {
     let up = dir.parent().unwrap_or(dir);
-    vec![
+    let mut candidates = vec![
         dir.join("libkeepalive.so"),
         up.join("lib").join(MULTIARCH).join("libkeepalive.so.0"),
         up.join("lib64/libkeepalive.so.0"),
-        up.join("lib/libkeepalive.so.0"),
-    ]
+    ];
+    if glibc_at_least(2, 34) {
+        candidates.push(up.join("lib/glibc-2.34/libkeepalive.so.0"));
+    }
+    candidates.push(up.join("lib/libkeepalive.so.0"));
+    candidates
+}
+
+/// Whether the glibc this command runs on is `major.minor` or later, as
+/// gnu_get_libc_version(3) tells; the programs it starts load the same one.
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: gnu_get_libc_version(3) returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let mut parts = version
+        .to_str()
+        .unwrap_or("")
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
 fn absolute(path: &Path) -> Option<PathBuf> {
@@ -247,6 +267,9 @@ mod tests {
             Path::new(&format!("/usr/lib/{MULTIARCH}/libkeepalive.so.0"))
         );
         assert_eq!(found[2], Path::new("/usr/lib64/libkeepalive.so.0"));
-        assert_eq!(found[3], Path::new("/usr/lib/libkeepalive.so.0"));
+        assert_eq!(
+            found.last().unwrap(),
+            Path::new("/usr/lib/libkeepalive.so.0")
+        );
     }
 }
