@@ -1046,3 +1046,37 @@ fn read_all(mut pipe: impl Read) -> String {
     let _ = pipe.read_to_string(&mut text);
     text
 }
+
+/// The library speaks at load only where it cannot harm the program (a journal
+/// stream), so on a terminal a refused value goes unsaid; `status` says it for any
+/// process: what that process's library read from its environment, and refused.
+#[test]
+fn status_shows_what_the_library_read_and_refused() {
+    let mut sleeper = common::preloaded("sleep", &[("KEEPIDLE", "30s"), ("KEEPCNT", "6")])
+        .arg("30")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sleep");
+    let pid = sleeper.id().to_string();
+    common::wait_until("the library is mapped", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| maps.contains("libkeepalive"))
+    });
+    let output = keepalive_command()
+        .args(["status", &pid])
+        .output()
+        .expect("run keepalive status");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let table = String::from_utf8_lossy(&output.stdout);
+    let by = table
+        .lines()
+        .find(|line| line.starts_with("configured by: "))
+        .unwrap_or_else(|| panic!("no configured-by line in:\n{table}"));
+    assert!(
+        by.ends_with(
+            "(mapped), with KEEPCNT=6; refused KEEPIDLE='30s' (expected whole seconds from 1 to 32767)"
+        ),
+        "{by}"
+    );
+}
