@@ -20,7 +20,9 @@ const SENTINEL: i32 = 4242;
 /// filter may.
 fn errno_calls() {
     if std::env::var_os("TEST_REFUSE_TCP_SETSOCKOPT").is_some() {
-        refuse_tcp_setsockopt();
+        // setsockopt(fd, IPPROTO_TCP, ...) fails with EPERM.
+        common::refuse_syscall(libc::SYS_setsockopt, 1, libc::IPPROTO_TCP as u32)
+            .expect("install the seccomp filter");
     }
     let observe = |label: &str, call: &dyn Fn() -> i32| {
         set_errno(SENTINEL);
@@ -77,42 +79,6 @@ fn errno_calls() {
     });
     let probe = TcpStream::connect(address).unwrap();
     report_keepalive("probe", probe.as_raw_fd());
-}
-
-/// A seccomp filter (seccomp(2), SECCOMP_RET_ERRNO): `setsockopt(fd, IPPROTO_TCP,
-/// ...)` fails with EPERM, everything else is allowed.
-fn refuse_tcp_setsockopt() {
-    const LD_ABS_W: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        // seccomp_data: nr at 0, args[1] (its low half, little-endian) at 24.
-        insn(LD_ABS_W, 0, 0, 0),
-        insn(JEQ_K, 0, 3, libc::SYS_setsockopt as u32),
-        insn(LD_ABS_W, 0, 0, 24),
-        insn(JEQ_K, 0, 1, libc::IPPROTO_TCP as u32),
-        insn(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        insn(RET_K, 0, 0, RET_ALLOW),
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers; seccomp(2) reads the program, a live
-    // local whose length is its instruction count.
-    let installed = unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                std::ptr::from_ref(&program),
-            ) == 0
-    };
-    assert!(installed, "seccomp: {}", std::io::Error::last_os_error());
 }
 
 const ERRNO_LABELS: [&str; 9] = [

@@ -135,49 +135,13 @@ fn a_refused_socket_check_writes_nothing_into_a_tcp_fd_2() {
     run_child(NAME, &[BAD], |command| {
         command.stderr(Stdio::from(OwnedFd::from(stderr)));
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl(2) is async-signal-safe, as a pre_exec hook requires, and the
-        // filter program lives across the calls.
-        unsafe { command.pre_exec(refuse_getsockopt_on_fd_2) };
+        // SAFETY: the filter is installed with prctl(2) alone, which is
+        // async-signal-safe, as a pre_exec hook requires: getsockopt(2, ...) fails.
+        unsafe { command.pre_exec(|| common::refuse_syscall(libc::SYS_getsockopt, 0, 2)) };
     });
     let mut bytes = Vec::new();
     received.read_to_end(&mut bytes).unwrap();
     assert_eq!(String::from_utf8_lossy(&bytes), "APP-DATA\n");
-}
-
-/// Installs a seccomp filter under which getsockopt(2, ...) fails with EPERM and
-/// every other call is allowed; it stays through exec.
-fn refuse_getsockopt_on_fd_2() -> std::io::Result<()> {
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        op(JEQ_K, 0, 3, libc::SYS_getsockopt as u32),
-        op(LD_W_ABS, 0, 0, 16), // low word of args[0] (little-endian)
-        op(JEQ_K, 0, 1, 2),
-        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: prctl(2) with PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with a filter
-    // program that lives across the call.
-    let installed = unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &raw const program,
-            ) == 0
-    };
-    if installed {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// A per-connection service on an `AF_UNIX` listener (inetd, systemd `Accept=yes` with

@@ -768,6 +768,18 @@ fn worker(args: &[String]) {
 /// Connections queued on the listener per timed batch of accept4 calls.
 const ACCEPT_BATCH: usize = 200;
 
+/// `address` as the kernel takes it.
+fn sockaddr(address: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: address.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*address.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
 /// A listener on 127.0.0.1, made with a raw socket system call so that a preloaded
 /// library does not see (and configure) it, with room for a batch.
 fn raw_listener() -> TcpListener {
@@ -782,14 +794,10 @@ fn raw_listener() -> TcpListener {
         )
     } as i32;
     assert!(fd >= 0, "socket");
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sin = sockaddr(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        0,
+    ));
     // SAFETY: bind(2) with a live sockaddr_in and its size, listen(2) with integers;
     // fd is ours.
     let ok = unsafe {
@@ -822,14 +830,7 @@ fn raw_client(address: std::net::SocketAddr) -> TcpStream {
         )
     } as i32;
     assert!(fd >= 0, "socket");
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sin = sockaddr(v4);
     // SAFETY: connect(2) with a live sockaddr_in and its size; fd is ours.
     let rc = unsafe {
         libc::connect(

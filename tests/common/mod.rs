@@ -167,6 +167,46 @@ pub fn child_command(name: &str, vars: &[(&str, &str)]) -> Command {
     command
 }
 
+/// Installs a seccomp filter (seccomp(2), `SECCOMP_RET_ERRNO`) under which system
+/// call `number` fails with EPERM when its argument `arg` (0-5) equals `value`; every
+/// other call is allowed. It stays through exec, and is async-signal-safe (prctl(2)
+/// only), so it may run in a pre_exec hook: a hardened service's filter, or an LSM's
+/// refusal, as the library meets them.
+pub fn refuse_syscall(number: i64, arg: u32, value: u32) -> std::io::Result<()> {
+    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        // seccomp_data: nr at 0, args[i] at 16 + 8 i (the low half, little-endian).
+        op(LD_ABS_W, 0, 0, 0),
+        op(JEQ_K, 0, 3, number as u32),
+        op(LD_ABS_W, 0, 0, 16 + 8 * arg),
+        op(JEQ_K, 0, 1, value),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl(2) with PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with a filter
+    // program that lives across the call.
+    let installed = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const program,
+            ) == 0
+    };
+    if installed {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Runs `command` to the end like `Command::output`, but with stderr a connected
 /// AF_UNIX stream, the shape of a systemd service's stderr (journald's stream): the
 /// one kind of fd 2 the library writes its load-time lines to (src/report.rs), so that
