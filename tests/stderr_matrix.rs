@@ -8,7 +8,7 @@
 //! both halves of the first law: everything the program can observe of itself is the
 //! same in both runs (how it ended: exit, signal, stop or hang; its pending,
 //! thread-pending, blocked, ignored and caught signal sets at `main` and after its
-//! `socket()`; the signals its handlers caught; errno at `main` and after the
+//! `socket()`; errno at `main` and after the
 //! successful call; which fds are open and the file status flags of fds 0-2), and the
 //! line arrived exactly where src/report.rs's rule says: once on an AF_UNIX stream
 //! this process connected, never anywhere else, never on stdout or in the report, and
