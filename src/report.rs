@@ -12,12 +12,13 @@
 //! 2. its own end is unnamed: it was connected, not accepted — a connection accepted
 //!    from a listener carries the listener's name, an autobind one included (unix(7)),
 //!    so a per-connection service's client never gets a line;
-//! 3. it is not also fd 0 or fd 1 (compared by `SO_COOKIE`): a connection handed over
-//!    on the standard descriptors (inetd, `ncat --exec`) is the program's data stream.
+//! 3. it is not also fd 0 (compared by `SO_COOKIE`): a connection handed over as the
+//!    standard descriptors (inetd, `ncat --exec`) starts at fd 0, and is the program's
+//!    data stream.
 //!
 //! That is what a systemd service's stderr is by default: a stream connected to
-//! journald (`/run/systemd/journal/stdout`), so a bad value in a unit lands in its
-//! journal. On a terminal, a pipe or a file no write call can promise all four (a
+//! journald (`/run/systemd/journal/stdout`), the same one as its stdout, so a bad
+//! value in a unit lands in its journal. On a terminal, a pipe or a file no write call can promise all four (a
 //! terminal waits on flow control and raises SIGTTOU, a pipe waits on its lock and
 //! raises SIGPIPE, a file waits on its inode lock, a frozen or network file system),
 //! so there the library says nothing, and `keepalive` says it instead: `run`, `env`
@@ -50,8 +51,7 @@ impl Channel {
             return None;
         }
         let own = sys::cookie(STDERR).ok()?;
-        let shared = [0, 1].into_iter().any(|fd| sys::cookie(fd) == Ok(own));
-        (!shared).then_some(Channel(()))
+        (sys::cookie(0) != Ok(own)).then_some(Channel(()))
     }
 
     /// Reports a value that was refused, what is accepted instead, and what is used.
