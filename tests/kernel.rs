@@ -923,3 +923,277 @@ fn go_sets_its_own_keepalive_over_the_kernels() {
         "{check:?}"
     );
 }
+
+// ---- issue 21: where the route attaches, and every way a run ends -----------------
+
+/// A cgroup made for a test under the mounted cgroup2 hierarchy, with the test's
+/// `sh` moved in by the command itself; removed on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn make(hierarchy: &Path, name: &str) -> TestCgroup {
+        let dir = hierarchy.join(name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).expect("make a test cgroup");
+        TestCgroup(dir)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+        eventually(|| std::fs::remove_dir(&self.0).is_ok() || !self.0.exists());
+    }
+}
+
+/// `run --kernel` inside a service (its cgroup named `….service`, as systemd names
+/// one) would move the program out of the service's cgroup, out of its IP filtering,
+/// logs and stop: it refuses, names `enable --kernel` for the service, and the program
+/// never runs.
+#[test]
+fn run_kernel_inside_a_service_refuses_and_moves_nothing() {
+    let test = "run_kernel_inside_a_service_refuses_and_moves_nothing";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(test, "no cgroup2 mounted to make a service's cgroup in");
+        return;
+    };
+    let service = TestCgroup::make(&hierarchy, "wrapped.service");
+    let marker = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}.ran"));
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec \"$0\" run --kernel --idle 61 -- touch '{}'",
+        service.0.display(),
+        marker.display()
+    );
+    let output = Command::new("sh")
+        .args(["-c", &script])
+        .arg(common::keepalive())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("inside wrapped.service")
+            && stderr.contains("`keepalive enable --kernel wrapped.service`"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the program ran");
+}
+
+/// `kernel-attach` (a unit's `ExecStartPre=` step, and `run --kernel` inside a systemd
+/// scope) attaches to the cgroup it runs in; run in the root of the cgroup v2
+/// hierarchy, where every process of this host is (as every unit's process is under a
+/// systemd in the legacy layout), it refuses and attaches nothing.
+#[test]
+fn kernel_attach_never_attaches_to_the_root_cgroup() {
+    let test = "kernel_attach_never_attaches_to_the_root_cgroup";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    if !own.lines().any(|line| line == "0::/") {
+        skip(
+            test,
+            "this test process is not in the root of the cgroup v2 hierarchy",
+        );
+        return;
+    }
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(
+            test,
+            "no cgroup2 mounted to ask what is attached to its root",
+        );
+        return;
+    };
+    let output = keepalive_command()
+        .args(["kernel-attach", "--idle", "61", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("root of the cgroup v2 hierarchy"),
+        "{stderr}"
+    );
+    let attached = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&hierarchy)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&attached.stdout).contains("keepalive"),
+        "{}",
+        text(&attached.stdout)
+    );
+}
+
+/// `kill -9` of the command: the program goes with it (it could keep no settings, the
+/// program's link going with the command), as under `run`, where the command is the
+/// program. Its cgroup, which the command could not remove, is removed by the next
+/// run; a cgroup a live run holds locked is never removed, whatever its name.
+#[test]
+fn a_killed_command_takes_its_program_and_the_next_run_sweeps_up() {
+    let test = "a_killed_command_takes_its_program_and_the_next_run_sweeps_up";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let hierarchy = cgroup2_mount().unwrap();
+    let mut command = keepalive_command();
+    command
+        .args(["run", "--kernel", "--idle", "61", "--", "sh", "-c"])
+        .arg("echo $$; exec sleep 60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let program = line.trim().to_string();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually(|| !Path::new("/proc").join(&program).exists());
+    assert!(
+        !Path::new("/proc").join(&program).exists(),
+        "the program outlived the killed command"
+    );
+    assert_eq!(
+        traces(test).unwrap().cgroups.len(),
+        1,
+        "the killed command's cgroup stays until the next run"
+    );
+
+    // A live run's cgroup: locked, and empty for a moment (made, the program not yet
+    // in it).
+    let live = hierarchy.join("keepalive-run.0123456789abcdef");
+    std::fs::create_dir(&live).unwrap();
+    let held = std::fs::File::open(&live).unwrap();
+    // SAFETY: flock(2) on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let next = run(true, &[&"true"]);
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(live.exists(), "a live run's cgroup was removed");
+    assert_eq!(
+        traces(test).unwrap().cgroups,
+        std::slice::from_ref(&live),
+        "the dead run's cgroup was not swept"
+    );
+    drop(held);
+    let last = run(true, &[&"true"]);
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    assert_clean(&traces(test).unwrap(), "a kill -9 and two runs");
+}
+
+/// A program that dies of a signal with core dumps on leaves its core, and the command,
+/// which dies of the same signal to pass it on, dumps none of its own over it.
+#[test]
+fn a_crashing_program_leaves_one_core_its_own() {
+    let test = "a_crashing_program_leaves_one_core_its_own";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let mut command = keepalive_command();
+    command
+        .args([
+            "run",
+            "--kernel",
+            "--idle",
+            "61",
+            "--",
+            "sh",
+            "-c",
+            "kill -SEGV $$",
+        ])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit(2) is async-signal-safe, as a pre_exec hook requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+            Ok(())
+        });
+    }
+    let status = command.status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    assert!(
+        !status.core_dumped(),
+        "the command dumped a core of its own"
+    );
+}
+
+/// A program that makes cgroups under its own: they go with the run's, at once, and
+/// the command says nothing about them.
+#[test]
+fn a_programs_sub_cgroups_go_with_the_run() {
+    let test = "a_programs_sub_cgroups_go_with_the_run";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let hierarchy = cgroup2_mount().unwrap();
+    let script = format!(
+        "own='{}'$(sed -n 's/^0:://p' /proc/self/cgroup) && mkdir \"$own/a\" \"$own/a/b\"",
+        hierarchy.display()
+    );
+    let output = run(true, &[&"sh", &"-c", &script]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+    assert_clean(&traces(test).unwrap(), "a program's sub-cgroups");
+}
+
+/// A program started with a listener it did not make: what is accepted on it belongs
+/// to the listener's maker's cgroup, out of the kernel route's reach, and the command
+/// says so, naming the fd and the library route.
+#[test]
+fn run_kernel_warns_of_an_inherited_listener() {
+    let test = "run_kernel_warns_of_an_inherited_listener";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut command = keepalive_command();
+    command
+        .args(["run", "--kernel", "--idle", "61", "--", "true"])
+        .stdin(Stdio::null());
+    common::pass_fd(&mut command, listener.into(), 3);
+    let output = command.output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fd 3 is a listening TCP socket")
+            && stderr.contains("`keepalive run` without --kernel"),
+        "{stderr}"
+    );
+}

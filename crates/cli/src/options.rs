@@ -64,7 +64,8 @@ impl std::fmt::Display for Options {
     }
 }
 
-fn int_option(socket: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<u32> {
+/// `getsockopt` of an int-valued option (socket(7), tcp(7)), negative values as 0.
+pub fn int_option(socket: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<u32> {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are live locals sized for an int option.

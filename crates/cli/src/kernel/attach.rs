@@ -56,8 +56,9 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
     let bpf = super::load(&config).map_err(|failure| {
         Failure::with_code(1, format!("{ATTACH}: {}", super::reason(failure)))
     })?;
-    let service =
-        cgroup::of_service().map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
+    let service = cgroup::of_service()
+        .and_then(|service| service.refuse_shared().map(|()| service))
+        .map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
     // A cgroup that outlived a stop (processes left behind) still carries the
     // program of the last start: it goes, so that one program serves the service.
     for old in keepalive_sockops::attached_directly(service.dir())

@@ -24,6 +24,8 @@ const MOUNT_PARENT: &str = "/run";
 /// The directory of a process's cgroup in the v2 hierarchy, open.
 pub struct Own {
     dir: OwnedFd,
+    /// Its path in the hierarchy, as /proc/PID/cgroup gives it.
+    path: String,
     /// How it was found, for messages.
     pub place: String,
 }
@@ -63,6 +65,7 @@ pub fn at(path: &str) -> Result<Own, String> {
         let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
         return Ok(Own {
             dir: fd,
+            path: path.to_string(),
             place: dir.display().to_string(),
         });
     }
@@ -71,6 +74,7 @@ pub fn at(path: &str) -> Result<Own, String> {
     let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
     Ok(Own {
         dir: fd,
+        path: path.to_string(),
         place: format!(
             "{path} (cgroup2 mounted for a moment on {})",
             mount.0.display()
@@ -79,6 +83,34 @@ pub fn at(path: &str) -> Result<Own, String> {
 }
 
 impl Own {
+    /// Refuses a cgroup that holds processes nobody named: the root of the hierarchy,
+    /// where every process of the host is whose cgroup is not its own of v2 — on a
+    /// host whose systemd keeps units in cgroup v1 only (the legacy layout), a
+    /// service's and a scope's processes among them. A program attached there would
+    /// configure every such process's connections until reboot.
+    pub fn refuse_shared(&self) -> Result<(), String> {
+        if self.path == "/" {
+            return Err(format!(
+                "{} is the root of the cgroup v2 hierarchy, which every process of \
+                 this host without a cgroup v2 of its own shares (a systemd in the \
+                 legacy cgroup layout gives its units none): the kernel route attaches \
+                 only to a cgroup of the program's own",
+                self.place
+            ));
+        }
+        Ok(())
+    }
+
+    /// The systemd service whose cgroup this is, or is inside of (its `.control` or
+    /// a sub-cgroup it delegates): the component of the path that names a
+    /// `.service` unit, the innermost one.
+    pub fn service(&self) -> Option<&str> {
+        self.path
+            .split('/')
+            .rev()
+            .find(|part| part.ends_with(".service") && !part.starts_with("user@"))
+    }
+
     /// The open directory, to ask what is attached to it.
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
@@ -89,6 +121,30 @@ impl Own {
         let name = CString::new(file).map_err(io::Error::other)?;
         open_at(Some(self.dir.as_fd()), &name, libc::O_WRONLY)
     }
+}
+
+/// Whether a cgroup2 file system is mounted at the root of its hierarchy: on a systemd
+/// host, whether systemd gives units cgroups of v2 (the unified or the hybrid layout)
+/// rather than v1 only (the legacy one).
+pub fn unified() -> bool {
+    mounted().is_ok_and(|mount| mount.is_some())
+}
+
+/// A name no other run has, in this or any pid namespace, now or after a reboot: 64
+/// random bits (getrandom(2)), as hex.
+pub fn unique_token() -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom(2) writes at most the buffer's length into it.
+    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if filled != bytes.len() as isize {
+        // Without entropy (never on Linux after boot), the time and pid still differ
+        // between runs; the cgroup's lock, not the name, keeps a live run safe.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (now ^ u64::from(std::process::id()).rotate_left(40)).to_ne_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether the kernel has a cgroup v2 hierarchy this process is in, without mounting
@@ -238,41 +294,85 @@ pub struct Scope {
     procs: File,
 }
 
-/// A command killed with SIGKILL cannot remove its cgroup (its program was detached
-/// with it: a BPF link goes with its last descriptor). The next run removes such a
-/// `keepalive-run.PID` when no process PID exists and the cgroup is empty (rmdir(2)
-/// refuses one that is not). A command of another PID namespace under the same cgroup
-/// would look dead from here; its cgroup is spared while its program is in it.
+/// A run that ended without cleaning up (its command killed with SIGKILL) leaves its
+/// `keepalive-run.TOKEN` behind. Every run holds an exclusive flock(2) on its cgroup's
+/// directory from the moment it makes it until it removes it, and a lock goes with the
+/// last descriptor of a dead process: a cgroup whose lock can be taken belongs to no
+/// live run, whatever pid namespace that run was in, and is removed with what is
+/// under it (rmdir(2) refuses one that still holds processes).
 fn remove_stale(own: &Own) {
     let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", own.dir.as_raw_fd())) else {
         return;
     };
     for entry in entries.map_while(Result::ok) {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("keepalive-run."))
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
-        else {
+        if !name.as_bytes().starts_with(b"keepalive-run.") {
+            continue;
+        }
+        let Ok(name) = CString::new(name.as_bytes()) else {
             continue;
         };
-        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if let (true, Ok(name)) = (gone, CString::new(name.as_bytes())) {
-            // SAFETY: `name` is NUL-terminated and `own.dir` an open directory; a
-            // cgroup with processes in it is refused with EBUSY.
+        let Ok(dir) = open_at(
+            Some(own.dir.as_fd()),
+            &name,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        ) else {
+            continue;
+        };
+        if lock(&dir, libc::LOCK_NB).is_ok() && remove_children(&dir).is_ok() {
+            // SAFETY: `name` is NUL-terminated and `own.dir` an open directory.
             unsafe { libc::unlinkat(own.dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
         }
     }
 }
 
+/// flock(2) `LOCK_EX` on an open directory, with `flags` (`LOCK_NB`: do not wait).
+fn lock(dir: &OwnedFd, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock(2) on a descriptor this function borrows.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes every cgroup under `dir`, deepest first, after moving the processes in them
+/// up into `dir` (a cgroup with processes or children cannot be removed).
+fn remove_children(dir: &OwnedFd) -> io::Result<()> {
+    for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = CString::new(entry.file_name().as_bytes()).map_err(io::Error::other)?;
+        let child = open_at(Some(dir.as_fd()), &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        remove_children(&child)?;
+        let mut text = String::new();
+        File::from(open_at(
+            Some(child.as_fd()),
+            c"cgroup.procs",
+            libc::O_RDONLY,
+        )?)
+        .read_to_string(&mut text)?;
+        let mut into = File::from(open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_WRONLY)?);
+        for pid in text.lines() {
+            // A member that exited meanwhile fails with ESRCH: nothing to move.
+            let _ = into.write_all(pid.as_bytes());
+        }
+        // SAFETY: `name` is NUL-terminated and `dir` an open directory.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl Scope {
-    /// Makes `keepalive-run.PID` under this process's cgroup, after removing the empty
-    /// ones of commands that no longer run.
+    /// Makes `keepalive-run.TOKEN` under this process's cgroup and locks it, after
+    /// removing those of runs that ended without cleaning up.
     pub fn make(own: Own) -> Result<Scope, String> {
         remove_stale(&own);
-        let text = format!("keepalive-run.{}", std::process::id());
+        let text = format!("keepalive-run.{}", unique_token());
         let name = CString::new(text.clone()).map_err(|err| err.to_string())?;
         // SAFETY: `name` is NUL-terminated and `own.dir` an open directory.
         if unsafe { libc::mkdirat(own.dir.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
@@ -286,6 +386,7 @@ impl Scope {
             libc::O_RDONLY | libc::O_DIRECTORY,
         )
         .and_then(|dir| {
+            lock(&dir, 0)?;
             let procs = open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_WRONLY)?;
             Ok((dir, File::from(procs)))
         });
@@ -328,14 +429,18 @@ impl Scope {
     }
 
     /// Moves what the program left running (its children that outlived it) back to
-    /// this command's own cgroup, out of reach of the program, and removes the cgroup.
-    /// Their connections keep the settings they got; new ones get none.
+    /// this command's own cgroup, out of reach of the program, and removes the cgroup
+    /// with the ones the program made under it. Their connections keep the settings
+    /// they got; new ones get none.
     fn remove(&self) -> io::Result<()> {
         // A process that exited stays a member until the kernel has finished with it,
         // and one that forks while being moved adds another: retry for a while
         // (rmdir(2) fails with EBUSY while any member remains).
         let mut last = io::Error::from_raw_os_error(libc::EBUSY);
         for _ in 0..200 {
+            // A sub-cgroup whose last process is still exiting is refused (EBUSY) like
+            // the cgroup itself: the next round takes it.
+            let _ = remove_children(&self.dir);
             let members = self.members()?;
             if !members.is_empty() {
                 let mut parent = File::from(open_at(

@@ -21,7 +21,7 @@ use keepalive_sockops::{Program, Untouched};
 
 use crate::cli::RunArgs;
 use crate::env;
-use crate::failure::Failure;
+use crate::failure::{self, Failure};
 use crate::library::quoted;
 
 /// Exit status of a refusal: the system cannot take the kernel route (keepalive(1),
@@ -77,6 +77,36 @@ pub fn attached_to(pid: i32) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// Warns about each listening TCP socket the command was started with (fds from 3):
+/// the program inherits it, and a connection accepted on it belongs to the cgroup of
+/// whoever made the listener, not to the program's, so the kernel route does not reach
+/// it (docs/kernel.md); the library does.
+fn warn_inherited_listeners() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for fd in entries
+        .map_while(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd > 2)
+    {
+        // SAFETY: the descriptor is this process's own, borrowed for the calls below.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let listening = crate::options::int_option(socket, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)
+            .is_ok_and(|on| on != 0);
+        let tcp = crate::options::int_option(socket, libc::SOL_SOCKET, libc::SO_PROTOCOL)
+            .is_ok_and(|protocol| protocol == libc::IPPROTO_TCP as u32);
+        if listening && tcp {
+            failure::warn(format_args!(
+                "keepalive: warning: fd {fd} is a listening TCP socket made before the \
+                 program started: connections accepted on it belong to its maker's \
+                 cgroup, which the kernel route does not reach; `keepalive run` \
+                 without --kernel (the library) reaches them"
+            ));
+        }
+    }
+}
+
 /// `keepalive run --kernel`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let config = env::resolve(
@@ -91,11 +121,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
     }
-    if scope::systemd_runs() {
+    let own = cgroup::own().map_err(refused)?;
+    // A new cgroup, whether systemd's scope or one made here, would move the program
+    // out of the service it runs for: out of its sandboxing, its logs and its stop.
+    if let Some(service) = own.service() {
+        return Err(refused(format!(
+            "this runs inside {service}, and a cgroup of its own would take {} out of \
+             it (its IP filtering, logs and stop); give the service the settings with \
+             `keepalive enable --kernel {service}` instead",
+            quoted(program)
+        )));
+    }
+    warn_inherited_listeners();
+    // systemd makes the cgroup where it keeps its units in cgroup v2; in its legacy
+    // layout it has none of v2 to make, and one is made here instead.
+    if scope::systemd_runs() && cgroup::unified() {
         return scope::run(&config, program, arguments);
     }
     let bpf = load(&config)?;
-    let own = cgroup::own().map_err(refused)?;
     // From here on every step undoes itself when dropped, in reverse order: the link
     // before the cgroup it is attached to.
     let scope = cgroup::Scope::make(own).map_err(refused)?;

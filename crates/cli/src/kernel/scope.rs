@@ -38,7 +38,12 @@ pub fn run(
     let mut command = Command::new("systemd-run");
     command
         .args(["--scope", "--quiet", "--collect"])
-        .arg(format!("--unit=keepalive-run-{}", std::process::id()))
+        // Not the pid: pids repeat across pid namespaces and over time, and a scope
+        // of the same name still loaded would refuse this run.
+        .arg(format!(
+            "--unit=keepalive-run-{}",
+            super::cgroup::unique_token()
+        ))
         .arg(format!(
             "--description=keepalive run --kernel {}",
             program.to_string_lossy()

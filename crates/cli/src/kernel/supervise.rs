@@ -100,12 +100,24 @@ impl Supervisor {
         let mut command = Command::new(program);
         command.args(arguments);
         let inherited = self.0.inherited;
-        // SAFETY: the hook runs in the forked child before execve(2); write(2) and
-        // pthread_sigmask(3) (sigprocmask in a single-threaded child) are
-        // async-signal-safe, and `procs` stays open in the parent, so the inherited
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the hook runs in the forked child before execve(2); prctl(2),
+        // getppid(2), _exit(2), write(2) and pthread_sigmask(3) (sigprocmask in a
+        // single-threaded child) are async-signal-safe, and `procs` stays open in the parent, so the inherited
         // descriptor is valid. Writing "0" to cgroup.procs moves the writer (cgroups(7)).
         unsafe {
             command.pre_exec(move || {
+                // Dies with the command: a command killed with SIGKILL can neither keep
+                // the program's settings (the sock_ops program goes with its link) nor
+                // pass the signal on, so the program goes too, as it would under
+                // `run`, which is the program itself. The command may already be
+                // gone: then the child is an orphan, and goes at once.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(128 + libc::SIGKILL);
+                }
                 if libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
@@ -146,11 +158,19 @@ fn end(status: ExitStatus) -> End {
 
 /// Ends this process the way the program ended: killed by the same signal, its
 /// disposition reset first, so that the caller sees what it would have seen without
-/// the command in between. Returns only when the signal did not end the process.
+/// the command in between. Never with a core of its own (`RLIMIT_CORE` 0 first): the
+/// program dumped its core, if it was to, and a second one from the command would
+/// take its place (core(5): `core`, or `core.PID` in the same directory). Returns
+/// only when the signal did not end the process.
 pub fn die_like(signal: libc::c_int) {
-    // SAFETY: signal(2) and raise(3) on this process; the signal is unblocked only
-    // after its default action is restored.
+    // SAFETY: setrlimit(2) of this process's own limit; signal(2) and raise(3) on this
+    // process; the signal is unblocked only after its default action is restored.
     unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
         libc::signal(signal, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);

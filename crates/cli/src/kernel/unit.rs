@@ -29,13 +29,53 @@ pub fn exec_start_pre(config: &Config) -> Result<String, Failure> {
         .map_err(|err| Failure::with_code(1, format!("cannot find this command's path: {err}")))?;
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let me = me.to_string_lossy().replace('%', "%%");
-    let mut line = format!("ExecStartPre=+{me} {ATTACH}");
+    // `+`: with full privileges, whatever User= and the sandboxing say. `-`: a step
+    // that fails (the command removed with its package, a kernel that refuses the
+    // program) is written to the journal and the service starts without the settings,
+    // rather than not at all (systemd.service(5), "Command lines").
+    let mut line = format!("ExecStartPre=+-{me} {ATTACH}");
     for option in attach::options(config) {
         line.push(' ');
         line.push_str(&option);
     }
     line.push('\n');
     Ok(line)
+}
+
+/// How long the verifying connection may take: a loopback connect is instant unless
+/// something drops it.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why `enable --kernel` cannot serve `unit`, before anything is written: its
+/// connections are accepted on listeners of a `.socket` unit, which PID 1 made, and an
+/// accepted connection belongs to its listener's cgroup, not the service's; or systemd
+/// keeps units in cgroup v1 only (the legacy layout), where the service has no cgroup
+/// v2 to attach to. The library route reaches both.
+pub fn refusal(unit: &str) -> Option<String> {
+    if !cgroup::unified() {
+        return Some(format!(
+            "{unit}: systemd here keeps units in cgroup v1 only (the legacy layout), so \
+             the service has no cgroup v2 for the kernel route; `keepalive enable \
+             {unit}` (the library) reaches it"
+        ));
+    }
+    let shown = Command::new("systemctl")
+        .args(["show", "--value", "-p", "TriggeredBy", unit])
+        .output()
+        .ok()?;
+    let sockets: Vec<String> = String::from_utf8_lossy(&shown.stdout)
+        .split_whitespace()
+        .filter(|name| name.ends_with(".socket"))
+        .map(str::to_string)
+        .collect();
+    (!sockets.is_empty()).then(|| {
+        format!(
+            "{unit} is started by {}: its connections are accepted on listeners PID 1 \
+             made, in PID 1's cgroup, which the kernel route does not reach; \
+             `keepalive enable {unit}` (the library) reaches them",
+            sockets.join(" and ")
+        )
+    })
 }
 
 /// After `enable --kernel --now`: proves that a connection made in the service's
@@ -69,8 +109,15 @@ pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
     );
     into.write_all(b"0")
         .map_err(|err| fail(format!("cannot join {path} to verify: {err}")))?;
-    let stream = TcpStream::connect(address)
-        .map_err(|err| fail(format!("cannot connect to verify: {err}")))?;
+    // Bounded: the unit's own IP filtering (IPAddressDeny=) drops loopback SYNs of
+    // processes in its cgroup, and connect(2) would retry for two minutes.
+    let stream = TcpStream::connect_timeout(&address, VERIFY_TIMEOUT).map_err(|err| {
+        fail(format!(
+            "cannot connect on loopback from its cgroup within {} s to verify ({err}): \
+             does the unit filter IP traffic (IPAddressDeny=)?",
+            VERIFY_TIMEOUT.as_secs()
+        ))
+    })?;
     let carried = Options::read(stream.as_fd()).map_err(|err| {
         fail(format!(
             "cannot read the verifying connection's options: {err}"

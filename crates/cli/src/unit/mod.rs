@@ -249,18 +249,61 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
     Service::read(&unit)?;
     let config = env::resolve(&args.settings, |_| None, "")?;
+    // A unit under --root is not running here: there is no systemd to ask.
+    if args.place.root.is_none() {
+        if let Some(why) = kernel::unit::refusal(unit.name.as_str()) {
+            return Err(Failure::with_code(1, format!("enable --kernel: {why}")));
+        }
+    }
     let text = format!(
         "{MARKER}\n[Service]\n{}",
         kernel::unit::exec_start_pre(&config)?
     );
+    let before = std::fs::read(unit.drop_in()).ok();
     write_drop_in(&unit.drop_in(), &text)?;
     let Some(systemctl) = reload(&args.place, &unit)? else {
         return Ok(ExitCode::SUCCESS);
     };
     if restart(&args.place, &unit, &systemctl, "to apply it")?.is_some() {
-        kernel::unit::verify(unit.name.as_str(), &config)?;
+        if let Err(failure) = kernel::unit::verify(unit.name.as_str(), &config) {
+            return Err(undo(&args.place, &unit, &systemctl, before, failure));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After a failed proof: the drop-in back as it was before (or gone, when there was
+/// none), systemd reloaded and the service restarted with it, so that a failed
+/// `--now` leaves the unit as it found it; the failure says so.
+fn undo(
+    place: &Place,
+    unit: &Unit,
+    systemctl: &Systemctl,
+    before: Option<Vec<u8>>,
+    failure: Failure,
+) -> Failure {
+    let path = unit.drop_in();
+    let restored = match &before {
+        Some(old) => write_atomically(&path, old),
+        None => std::fs::remove_file(&path),
+    };
+    let undone = restored
+        .map_err(|err| err.to_string())
+        .and_then(|()| reload(place, unit).map_err(|f| f.message))
+        .and_then(|_| restart(place, unit, systemctl, "to undo it").map_err(|f| f.message));
+    let what = if before.is_some() {
+        "put back as it was"
+    } else {
+        "removed"
+    };
+    let note = match undone {
+        Ok(_) => format!(
+            "{} {what}, and the service restarted with it",
+            path.display()
+        ),
+        Err(why) => format!("undoing it failed: {why}"),
+    };
+    Failure::with_code(failure.code, format!("{}; {note}", failure.message))
 }
 
 /// Writes the drop-in unless it already says `text`.
