@@ -761,7 +761,7 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
     let drop_in = container.read("/etc/systemd/system/static.service.d/zz-keepalive.conf");
     assert!(
         drop_in.contains(&format!(
-            "ExecStartPre=+{keepalive} kernel-attach --idle 61 --interval 7 --count 3\n"
+            "ExecStartPre=+-{keepalive} kernel-attach --idle 61 --interval 7 --count 3\n"
         )),
         "{drop_in}"
     );

@@ -101,16 +101,6 @@ impl Own {
         Ok(())
     }
 
-    /// The systemd service whose cgroup this is, or is inside of (its `.control` or
-    /// a sub-cgroup it delegates): the component of the path that names a
-    /// `.service` unit, the innermost one.
-    pub fn service(&self) -> Option<&str> {
-        self.path
-            .split('/')
-            .rev()
-            .find(|part| part.ends_with(".service") && !part.starts_with("user@"))
-    }
-
     /// The open directory, to ask what is attached to it.
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
@@ -121,6 +111,17 @@ impl Own {
         let name = CString::new(file).map_err(io::Error::other)?;
         open_at(Some(self.dir.as_fd()), &name, libc::O_WRONLY)
     }
+}
+
+/// The systemd service this process runs for, by its cgroup v2 path: the innermost
+/// component naming a `.service` unit (its `.control`, or a sub-cgroup it delegates,
+/// lies below it). A user's manager, `user@UID.service`, is no service of its own.
+pub fn own_service() -> Option<String> {
+    let path = path_of("self").ok()?;
+    path.split('/')
+        .rev()
+        .find(|part| part.ends_with(".service") && !part.starts_with("user@"))
+        .map(str::to_string)
 }
 
 /// Whether a cgroup2 file system is mounted at the root of its hierarchy: on a systemd

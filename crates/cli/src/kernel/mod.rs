@@ -121,10 +121,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
     }
-    let own = cgroup::own().map_err(refused)?;
     // A new cgroup, whether systemd's scope or one made here, would move the program
     // out of the service it runs for: out of its sandboxing, its logs and its stop.
-    if let Some(service) = own.service() {
+    if let Some(service) = cgroup::own_service() {
         return Err(refused(format!(
             "this runs inside {service}, and a cgroup of its own would take {} out of \
              it (its IP filtering, logs and stop); give the service the settings with \
@@ -139,6 +138,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         return scope::run(&config, program, arguments);
     }
     let bpf = load(&config)?;
+    let own = cgroup::own().map_err(refused)?;
     // From here on every step undoes itself when dropped, in reverse order: the link
     // before the cgroup it is attached to.
     let scope = cgroup::Scope::make(own).map_err(refused)?;
