@@ -1197,3 +1197,101 @@ fn run_kernel_warns_of_an_inherited_listener() {
         "{stderr}"
     );
 }
+
+/// `enable --kernel` in a real systemd, where it must say no or undo: a
+/// socket-activated service (its connections are accepted on PID 1's listeners, out of
+/// the route's reach) is refused before anything is written, naming the `.socket` unit
+/// and the library route; and a service whose `IPAddressDeny=any` drops the proof's
+/// loopback connection fails within seconds, not minutes, with the drop-in gone again.
+#[test]
+fn enable_kernel_refuses_activated_services_and_undoes_a_failed_proof() {
+    let test = "enable_kernel_refuses_activated_services_and_undoes_a_failed_proof";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target_dir = common::shim().parent().unwrap().parent().unwrap();
+    let keepalive = format!(
+        "{}/{}",
+        common::systemd::TARGET,
+        common::keepalive()
+            .strip_prefix(target_dir)
+            .unwrap()
+            .display()
+    );
+    container.write(
+        "/etc/systemd/system/activated.socket",
+        "[Socket]\nListenStream=127.0.0.1:7302\n",
+    );
+    container.write(
+        "/etc/systemd/system/activated.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    );
+    container.write(
+        "/etc/systemd/system/fenced.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\nIPAddressDeny=any\n",
+    );
+    container.start(&["activated.socket", "fenced.service"]);
+
+    let activated = container.run(&[
+        &keepalive,
+        "enable",
+        "--kernel",
+        "--idle",
+        "61",
+        "activated",
+    ]);
+    let said = text(&activated.stderr);
+    assert_eq!(activated.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("activated.service is started by activated.socket")
+            && said.contains("`keepalive enable activated.service`"),
+        "{said}"
+    );
+    assert!(
+        container
+            .run(&[
+                "test",
+                "-e",
+                "/etc/systemd/system/activated.service.d/zz-keepalive.conf"
+            ])
+            .status
+            .code()
+            == Some(1),
+        "a drop-in was written"
+    );
+
+    let started = std::time::Instant::now();
+    let fenced = container.run(&[
+        &keepalive, "enable", "--kernel", "--idle", "61", "--now", "fenced",
+    ]);
+    let took = started.elapsed();
+    let said = format!("{}{}", text(&fenced.stdout), text(&fenced.stderr));
+    assert_eq!(fenced.status.code(), Some(1), "{said}");
+    assert!(said.contains("IPAddressDeny="), "{said}");
+    assert!(
+        said.contains("removed, and the service restarted with it"),
+        "{said}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "the failed proof took {took:?}: {said}"
+    );
+    assert_eq!(
+        container
+            .run(&[
+                "test",
+                "-e",
+                "/etc/systemd/system/fenced.service.d/zz-keepalive.conf"
+            ])
+            .status
+            .code(),
+        Some(1),
+        "the drop-in stayed: {said}"
+    );
+}

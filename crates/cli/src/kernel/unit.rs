@@ -10,9 +10,9 @@
 //! `disable` and a restart nothing is attached.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::process::Command;
 
 use keepalive_config::Config;
@@ -79,11 +79,11 @@ pub fn refusal(unit: &str) -> Option<String> {
 }
 
 /// After `enable --kernel --now`: proves that a connection made in the service's
-/// cgroup carries the settings. This command joins the cgroup (cgroup.procs takes "0"
-/// for the writer, cgroups(7)), makes one loopback connection and reads its options.
-/// It stays there for the moment until it exits, this being its last step: its own
-/// cgroup may lie outside its cgroup namespace (a command entered into a container
-/// from the host sees it as `/..`), where it could not be named to go back to.
+/// cgroup carries the settings. A child of this command joins the cgroup (cgroup.procs
+/// takes "0" for the writer, cgroups(7)), makes one loopback connection, reads its
+/// options, says what it found through a pipe and exits; the command itself never
+/// becomes one of the service's processes, which a restart (the undoing of a failed
+/// proof) would kill with it.
 pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
     let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
     let shown = Command::new("systemctl")
@@ -97,32 +97,7 @@ pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
         ));
     }
     let service = cgroup::at(&path).map_err(fail)?;
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|err| fail(format!("cannot listen on loopback to verify: {err}")))?;
-    let address = listener
-        .local_addr()
-        .map_err(|err| fail(format!("cannot listen on loopback to verify: {err}")))?;
-    let mut into = File::from(
-        service
-            .open("cgroup.procs")
-            .map_err(|err| fail(format!("cannot open {path}/cgroup.procs: {err}")))?,
-    );
-    into.write_all(b"0")
-        .map_err(|err| fail(format!("cannot join {path} to verify: {err}")))?;
-    // Bounded: the unit's own IP filtering (IPAddressDeny=) drops loopback SYNs of
-    // processes in its cgroup, and connect(2) would retry for two minutes.
-    let stream = TcpStream::connect_timeout(&address, VERIFY_TIMEOUT).map_err(|err| {
-        fail(format!(
-            "cannot connect on loopback from its cgroup within {} s to verify ({err}): \
-             does the unit filter IP traffic (IPAddressDeny=)?",
-            VERIFY_TIMEOUT.as_secs()
-        ))
-    })?;
-    let carried = Options::read(stream.as_fd()).map_err(|err| {
-        fail(format!(
-            "cannot read the verifying connection's options: {err}"
-        ))
-    })?;
+    let carried = in_child(|| probe(&service, &path)).map_err(fail)?;
     let wanted = carried.configured_by(config);
     if carried != wanted {
         return Err(fail(format!(
@@ -133,4 +108,102 @@ pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
     failure::say(format_args!(
         "{unit}: a connection in its cgroup carries {carried}"
     ))
+}
+
+/// In the cgroup at `path`: a loopback connection, and what it carries.
+fn probe(service: &cgroup::Own, path: &str) -> Result<Options, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|err| format!("cannot listen on loopback to verify: {err}"))?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| format!("cannot listen on loopback to verify: {err}"))?;
+    let mut into = File::from(
+        service
+            .open("cgroup.procs")
+            .map_err(|err| format!("cannot open {path}/cgroup.procs: {err}"))?,
+    );
+    into.write_all(b"0")
+        .map_err(|err| format!("cannot join {path} to verify: {err}"))?;
+    // Bounded: the unit's own IP filtering (IPAddressDeny=) drops loopback SYNs of
+    // processes in its cgroup, and connect(2) would retry for two minutes.
+    let stream = TcpStream::connect_timeout(&address, VERIFY_TIMEOUT).map_err(|err| {
+        format!(
+            "cannot connect on loopback from its cgroup within {} s to verify ({err}): \
+             does the unit filter IP traffic (IPAddressDeny=)?",
+            VERIFY_TIMEOUT.as_secs()
+        )
+    })?;
+    Options::read(stream.as_fd())
+        .map_err(|err| format!("cannot read the verifying connection's options: {err}"))
+}
+
+/// Runs `work` in a child process and returns its outcome, passed back through a pipe
+/// as one line: `ok` and the five values, or `err` and the reason.
+fn in_child(work: impl FnOnce() -> Result<Options, String>) -> Result<Options, String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the descriptors were just made and are owned here alone.
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: fork(2); the command has no other thread, so the child may run ordinary
+    // code, and it leaves with _exit(2), running no destructor of the parent's state.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("cannot fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read);
+            let line = match work() {
+                Ok(o) => format!(
+                    "ok {} {} {} {} {}",
+                    u8::from(o.keepalive),
+                    o.idle,
+                    o.interval,
+                    o.count,
+                    o.user_timeout
+                ),
+                Err(why) => format!("err {why}"),
+            };
+            let mut write = write;
+            let _ = write.write_all(line.as_bytes());
+            // SAFETY: _exit(2) ends the child at once.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            drop(write);
+            let mut line = String::new();
+            let _ = (&read).read_to_string(&mut line);
+            let mut status = 0;
+            // SAFETY: waitpid(2) on the child just forked.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            parse_outcome(&line)
+        }
+    }
+}
+
+fn parse_outcome(line: &str) -> Result<Options, String> {
+    if let Some(why) = line.strip_prefix("err ") {
+        return Err(why.to_string());
+    }
+    let values: Vec<u32> = line
+        .strip_prefix("ok ")
+        .unwrap_or_default()
+        .split(' ')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match values[..] {
+        [keepalive, idle, interval, count, user_timeout] => Ok(Options {
+            keepalive: keepalive != 0,
+            idle,
+            interval,
+            count,
+            user_timeout,
+        }),
+        _ => Err(format!(
+            "the verifying process ended without an answer: {line:?}"
+        )),
+    }
 }
