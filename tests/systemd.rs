@@ -895,3 +895,86 @@ fn lines_reach_the_journal_and_never_a_per_connection_client() {
         "the per-connection client read more than the program's own bytes"
     );
 }
+
+/// The proof is about the process that holds the service's sockets (issue 22): a
+/// shell that starts the server with `env -i` has the library, the server does not,
+/// and `enable --now` fails naming the server; without `env -i` it proves every
+/// socket holder.
+#[test]
+fn enable_proves_the_process_that_holds_the_sockets() {
+    let test = "enable_proves_the_process_that_holds_the_sockets";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let wrapped = |env: &str, port: u16| {
+        format!(
+            "[Service]\nExecStart=/bin/sh -c '{env}/usr/bin/python3 /srv/echo-server.py {port} & wait'\n"
+        )
+    };
+    container.write(
+        "/etc/systemd/system/cleared.service",
+        &wrapped("env -i ", 7521),
+    );
+    container.write("/etc/systemd/system/kept.service", &wrapped("", 7523));
+    container.start(&["cleared.service", "kept.service"]);
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "cleared", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("(python3) holds the service's TCP sockets without"),
+        "{stdout}{stderr}"
+    );
+    container.run_ok(&["systemctl", "stop", "cleared.service"]);
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "kept", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("so has every process of it that holds TCP sockets"),
+        "{stdout}"
+    );
+}
+
+/// `disable --now` proves what runs, drop-in or not (issue 22): after `enable --now`
+/// and a `disable` without `--now` (the service still runs with the library), it
+/// restarts the service and proves it runs without. `--runtime` touches /run only:
+/// it leaves the /etc drop-in, and names it.
+#[test]
+fn disable_now_proves_without_a_drop_in_and_runtime_keeps_etc() {
+    let test = "disable_now_proves_without_a_drop_in_and_runtime_keeps_etc";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(&container, "lingering.service", 7522, "");
+    container.start(&["lingering.service"]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "lingering", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "lingering"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_ne!(
+        environment(&container, "lingering.service", "LD_PRELOAD"),
+        ""
+    );
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "lingering", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("verified: lingering.service restarted without the library"),
+        "{stdout}"
+    );
+    assert_eq!(
+        environment(&container, "lingering.service", "LD_PRELOAD"),
+        ""
+    );
+
+    let etc = "/etc/systemd/system/lingering.service.d/zz-keepalive.conf";
+    let (code, _, _) = keepalive(&container, &["enable", "lingering"]);
+    assert_eq!(code, 0);
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "lingering", "--runtime"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        exists(&container, etc),
+        "--runtime removed the /etc drop-in"
+    );
+    assert!(stdout.contains(&format!("{etc} stays")), "{stdout}");
+}

@@ -458,9 +458,23 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     // Ours under the unit's other names, and in the other place (/run, or /etc with
     // --runtime): left behind, it would keep preloading after `disable`.
     let mut strays = unit.stray_drop_ins();
-    strays.extend(unit.drop_in_elsewhere());
+    match unit.drop_in_elsewhere() {
+        // --runtime is /run only: the one in /etc stays, and is named.
+        Some(other) if args.place.runtime => failure::say(format_args!(
+            "{} stays: `keepalive disable {}` without --runtime removes it",
+            other.display(),
+            unit.name
+        ))?,
+        other => strays.extend(other),
+    }
     match std::fs::read_to_string(&path) {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && strays.is_empty() => {
+        // With --now the running service is proven all the same: a drop-in removed
+        // earlier without --now left it running with the library.
+        Err(err)
+            if err.kind() == std::io::ErrorKind::NotFound
+                && strays.is_empty()
+                && !args.place.now =>
+        {
             failure::say(format_args!(
                 "{}: no drop-in from keepalive enable ({} does not exist)",
                 unit.name,
@@ -496,19 +510,19 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
             format!("{}: restarted, but has no main process to check", unit.name),
         )
     })?;
-    let library = library_in_environment(pid);
-    match library {
-        Some(library) if verify::mapped_anywhere(pid, &library) => Err(Failure::with_code(
+    match verify::library_left(pid) {
+        Some((process, library)) => Err(Failure::with_code(
             1,
             format!(
-                "{}: restarted, and process {pid} still has {} mapped: another drop-in or \
-                 the unit itself preloads it (systemctl cat {})",
+                "{}: restarted, and process {process} ({}) still has {} mapped: another \
+                 drop-in or the unit itself preloads it (systemctl cat {})",
                 unit.name,
+                verify::comm(process),
                 library.display(),
                 unit.name
             ),
         )),
-        _ => {
+        None => {
             failure::say(format_args!(
                 "verified: {} restarted without the library (process {pid}, {})",
                 unit.name,
@@ -517,18 +531,6 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The libkeepalive entry of a process's `LD_PRELOAD`, if any.
-fn library_in_environment(pid: u32) -> Option<PathBuf> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let preload = environ
-        .split(|&b| b == 0)
-        .find_map(|pair| pair.strip_prefix(b"LD_PRELOAD="))?;
-    String::from_utf8_lossy(preload)
-        .split([' ', ':'])
-        .find(|entry| entry.contains("libkeepalive"))
-        .map(PathBuf::from)
 }
 
 fn remove(path: &Path) -> Result<(), Failure> {
@@ -642,7 +644,7 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
         )));
     };
     match verify::service(pid, library, &plan.expected) {
-        Found::Proven { pid, comm } => {
+        Found::Proven { pid, comm, sockets } => {
             let settings: Vec<String> = plan
                 .expected
                 .iter()
@@ -654,8 +656,14 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
             } else {
                 settings.join(" ")
             };
+            let whose = if sockets {
+                "; so has every process of it that holds TCP sockets"
+            } else {
+                "; no process of it holds a TCP socket yet (`keepalive status PID` shows \
+                 what a later one gets)"
+            };
             failure::say(format_args!(
-                "verified: {name} process {pid} ({comm}) has {} mapped, with {settings}",
+                "verified: {name} process {pid} ({comm}) has {} mapped, with {settings}{whose}",
                 library.display()
             ))?;
             Ok(ExitCode::SUCCESS)
@@ -678,11 +686,21 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
                     })
                 })
                 .unwrap_or_else(|| {
-                    format!(
-                        "process {pid} ({}) and its children do not have {} mapped",
-                        verify::comm(pid),
-                        library.display()
-                    )
+                    if verify::holds_tcp_sockets(pid) {
+                        format!(
+                            "process {pid} ({}) holds the service's TCP sockets without {} \
+                             mapped: something between systemd and it cleared its \
+                             environment (env -i, a wrapper) or it cannot be preloaded",
+                            verify::comm(pid),
+                            library.display()
+                        )
+                    } else {
+                        format!(
+                            "process {pid} ({}) and its children do not have {} mapped",
+                            verify::comm(pid),
+                            library.display()
+                        )
+                    }
                 });
             Err(failed(why))
         }

@@ -1,6 +1,10 @@
-//! The proof that a restarted service got the library: its main process, or one of
-//! its descendants, has the library mapped (/proc/PID/maps) and runs with the
-//! variables in its environment (/proc/PID/environ), both read as proc(5) shows them.
+//! The proof that a restarted service got the library: the processes of the service
+//! that hold its TCP sockets (listening or connected: /proc/PID/fd against the
+//! process's /proc/PID/net/tcp and tcp6) have the library mapped (/proc/PID/maps) and
+//! run with the variables in their environment (/proc/PID/environ). A shell that
+//! starts the server with `env -i` has the library, and proves nothing: the server is
+//! judged. Until some process holds a socket, the main process or a descendant with
+//! the library stands in, and the proof says so.
 //!
 //! `systemctl try-restart` returns once the new main process is forked, before it
 //! executes the program (Type=simple, systemd.service(5)); until then it is a copy of
@@ -19,10 +23,20 @@ const POLL: Duration = Duration::from_millis(20);
 /// loader is its C library, mapped by the kernel at exec, before it reads LD_PRELOAD.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// How long a service may take, after its loader, to hold a TCP socket: a server's
+/// listener, a client's first connection.
+const SOCKETS: Duration = Duration::from_secs(5);
+
 /// What the service's processes were found to have.
 pub enum Found {
-    /// This process has the library mapped and every variable in its environment.
-    Proven { pid: u32, comm: String },
+    /// This process has the library mapped and every variable in its environment; and
+    /// `sockets`: so has every process of the service that holds a TCP socket, this
+    /// one among them (false: none holds one yet).
+    Proven {
+        pid: u32,
+        comm: String,
+        sockets: bool,
+    },
     /// None of them has the library mapped.
     NotMapped { pid: u32 },
     /// Mapped, but a variable is missing or has another value in `pid`'s environment.
@@ -36,19 +50,31 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
         .canonicalize()
         .unwrap_or_else(|_| library.to_path_buf());
     let settle = Instant::now() + SETTLE;
+    let sockets = Instant::now() + SOCKETS;
     loop {
         let found = look(pid, &library, variables);
-        if !matches!(found, Found::NotMapped { .. }) || Instant::now() > settle {
+        let now = Instant::now();
+        let waiting_for_sockets = matches!(found, Found::Proven { sockets: false, .. });
+        let settled = !matches!(found, Found::NotMapped { .. }) || now > settle;
+        if settled && (!waiting_for_sockets || now > sockets) {
             return found;
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// Whether `pid` (or a descendant) has the library mapped, once it has run its loader:
-/// [`service`] with no variable to find.
-pub fn mapped_anywhere(pid: u32, library: &Path) -> bool {
-    !matches!(service(pid, library, &[]), Found::NotMapped { .. })
+/// The first process of `pid`'s tree that still has a libkeepalive mapped, once `pid`
+/// has run its loader: what `disable --now` must find none of.
+pub fn library_left(pid: u32) -> Option<(u32, PathBuf)> {
+    wait_for_loader(pid, Path::new("/"));
+    tree(pid).into_iter().find_map(|process| {
+        let maps = std::fs::read_to_string(format!("/proc/{process}/maps")).ok()?;
+        maps.lines().filter_map(mapped_path).find_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            name.starts_with("libkeepalive.so")
+                .then_some((process, path))
+        })
+    })
 }
 
 /// Polls until [`loaded`], for at most [`LOAD_TIMEOUT`].
@@ -59,44 +85,108 @@ fn wait_for_loader(pid: u32, library: &Path) {
     }
 }
 
-/// `pid` and its descendants, as they are now: the first with the library mapped and
-/// every variable, else what is missing.
+/// `pid` and its descendants, as they are now. Those that hold TCP sockets are
+/// judged when there are any: the first of them without the library or a variable
+/// fails the proof. Otherwise the first process with the library mapped and every
+/// variable stands in; else what is missing.
 fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
-    let mut found = Found::NotMapped { pid };
-    for process in tree(pid) {
-        if !mapped(process, library) {
-            continue;
+    let processes = tree(pid);
+    let holders: Vec<u32> = processes
+        .iter()
+        .copied()
+        .filter(|&process| holds_tcp_sockets(process))
+        .collect();
+    if !holders.is_empty() {
+        let mut proven = None;
+        for holder in holders {
+            match judge(holder, library, variables) {
+                Found::Proven { pid, comm, .. } => {
+                    proven.get_or_insert(Found::Proven {
+                        pid,
+                        comm,
+                        sockets: true,
+                    });
+                }
+                failed => return failed,
+            }
         }
-        let environ = environment(process);
-        let missing = variables.iter().find(|(name, value)| {
-            let have = environ
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str());
-            match name.as_str() {
-                "LD_PRELOAD" => !have.is_some_and(|have| {
-                    have.split([' ', ':'])
-                        .any(|entry| crate::library::same_file(entry.as_bytes(), library))
-                }),
-                _ => have != Some(value.as_str()),
-            }
-        });
-        match missing {
-            None => {
-                return Found::Proven {
-                    pid: process,
-                    comm: comm(process),
-                };
-            }
-            Some((name, value)) => {
-                found = Found::Environment {
-                    pid: process,
-                    missing: format!("{name}={value}"),
-                };
-            }
+        if let Some(proven) = proven {
+            return proven;
+        }
+    }
+    let mut found = Found::NotMapped { pid };
+    for process in processes {
+        match judge(process, library, variables) {
+            Found::NotMapped { .. } => {}
+            proven @ Found::Proven { .. } => return proven,
+            missing => found = missing,
         }
     }
     found
+}
+
+/// Whether `pid` holds a TCP socket: one of its descriptors is a socket whose inode
+/// is in its network namespace's TCP tables (proc(5): /proc/PID/net/tcp, tcp6).
+pub fn holds_tcp_sockets(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|fd| {
+            let link = std::fs::read_link(fd.path()).ok()?;
+            let link = link.to_string_lossy();
+            Some(
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    ["tcp", "tcp6"].iter().any(|table| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).is_ok_and(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().nth(9))
+                .any(|inode| inodes.iter().any(|ours| ours == inode))
+        })
+    })
+}
+
+/// One process: the library mapped and every variable in its environment, or what it
+/// lacks.
+fn judge(process: u32, library: &Path, variables: &[(String, String)]) -> Found {
+    if !mapped(process, library) {
+        return Found::NotMapped { pid: process };
+    }
+    let environ = environment(process);
+    let missing = variables.iter().find(|(name, value)| {
+        let have = environ
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str());
+        match name.as_str() {
+            "LD_PRELOAD" => !have.is_some_and(|have| {
+                have.split([' ', ':'])
+                    .any(|entry| crate::library::same_file(entry.as_bytes(), library))
+            }),
+            _ => have != Some(value.as_str()),
+        }
+    });
+    match missing {
+        None => Found::Proven {
+            pid: process,
+            comm: comm(process),
+            sockets: false,
+        },
+        Some((name, value)) => Found::Environment {
+            pid: process,
+            missing: format!("{name}={value}"),
+        },
+    }
 }
 
 /// Whether the process has executed its program and its loader is past the preloads:
