@@ -978,3 +978,37 @@ fn disable_now_proves_without_a_drop_in_and_runtime_keeps_etc() {
     );
     assert!(stdout.contains(&format!("{etc} stays")), "{stdout}");
 }
+
+/// Every hint the command prints works when pasted (issue 22): the `systemctl
+/// try-restart` line for an escaped instance name, `tplx@a\x20b`, run as printed by
+/// bash and by dash, restarts that very instance.
+#[test]
+fn printed_restart_hints_work_when_pasted() {
+    let test = "printed_restart_hints_work_when_pasted";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let instance = r"tplx@a\x20b.service";
+    container.write(
+        "/etc/systemd/system/tplx@.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    );
+    container.start(&[instance]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", r"tplx@a\x20b", "--idle", "60"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("to apply it: "))
+        .unwrap_or_else(|| panic!("no restart hint in {stdout}"))
+        .to_string();
+    for shell in ["bash", "dash"] {
+        let before = container.main_pid(instance);
+        let pasted = container.run(&[shell, "-c", &line]);
+        assert!(pasted.status.success(), "{shell}: {line}: {pasted:?}");
+        assert_ne!(
+            container.main_pid(instance),
+            before,
+            "{shell} ran {line} and {instance} was not restarted"
+        );
+    }
+}

@@ -319,7 +319,7 @@ pub struct CheckArgs {
 }
 
 /// Where the unit lives.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct Place {
     /// The service, as systemctl names it (a name without a suffix is a .service)
     #[arg(value_name = "UNIT")]

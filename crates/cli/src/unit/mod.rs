@@ -74,10 +74,10 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
             return Err(Failure::with_code(
                 1,
                 format!(
-                    "{}: {} takes precedence over a drop-in under /run; run `keepalive disable {}` first",
+                    "{}: {} takes precedence over a drop-in under /run; run `{}` first",
                     unit.name,
                     wins.display(),
-                    unit.name
+                    hint(place, "disable", unit.name.as_str())
                 ),
             ));
         }
@@ -173,9 +173,9 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
             && earlier.iter().any(|(name, _)| name == env::name(*var));
         if kept {
             notes.push(format!(
-                "keeps {}={value} from the earlier enable (`keepalive disable {}` starts afresh)",
+                "keeps {}={value} from the earlier enable (`{}` starts afresh)",
                 env::name(*var),
-                unit.name
+                hint(place, "disable", unit.name.as_str())
             ));
         }
     }
@@ -215,6 +215,37 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         notes,
         drifted,
     })
+}
+
+/// A `keepalive VERB UNIT` line to paste: with `--user` and `--root DIR` where they
+/// were given, every word quoted for sh, dash and bash.
+fn hint(place: &Place, verb: &str, unit: &str) -> String {
+    let mut words = vec!["keepalive".to_string(), verb.to_string()];
+    if place.user {
+        words.push("--user".into());
+    }
+    if let Some(root) = &place.root {
+        words.push("--root".into());
+        words.push(sh_word(&root.to_string_lossy()));
+    }
+    words.push(sh_word(unit));
+    words.join(" ")
+}
+
+/// `word` as one word of a POSIX shell command line: as it is when it holds only
+/// characters no shell treats specially, else in single quotes, a quote inside as
+/// `'\''`. Escaped unit names (`tpl@a\x20b.service`) need it: unquoted, the shell
+/// eats the backslash.
+fn sh_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%_+=:,./-".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// `keepalive enable`.
@@ -345,14 +376,16 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     if let Some((before, now)) = &plan.drifted {
         failure::say(format_args!(
             "{name}: drifted: {shown} copies LD_PRELOAD={before}, the unit now gives {now}; \
-             `keepalive enable {name}` refreshes it"
+             `{}` refreshes it",
+            hint(&place, "enable", name.as_str())
         ))?;
         return Ok(ExitCode::from(1));
     }
     if std::fs::read_to_string(&plan.drop_in).is_ok_and(|old| old != plan.text) {
         failure::say(format_args!(
-            "{name}: drifted: {shown} is not what `keepalive enable {name}` writes now \
-             (library {}); run it again",
+            "{name}: drifted: {shown} is not what `{}` writes now (library {}); run it \
+             again",
+            hint(&place, "enable", name.as_str()),
             plan.library.display()
         ))?;
         return Ok(ExitCode::from(1));
@@ -461,9 +494,16 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     match unit.drop_in_elsewhere() {
         // --runtime is /run only: the one in /etc stays, and is named.
         Some(other) if args.place.runtime => failure::say(format_args!(
-            "{} stays: `keepalive disable {}` without --runtime removes it",
+            "{} stays: `{}` without --runtime removes it",
             other.display(),
-            unit.name
+            hint(
+                &Place {
+                    runtime: false,
+                    ..args.place.clone()
+                },
+                "disable",
+                unit.name.as_str()
+            )
         ))?,
         other => strays.extend(other),
     }
@@ -584,7 +624,7 @@ fn reload(place: &Place, unit: &Unit) -> Result<Option<Systemctl>, Failure> {
         let scope = if place.user { "--user " } else { "" };
         failure::say(format_args!(
             "when systemd runs: systemctl {scope}daemon-reload && systemctl {scope}try-restart {}",
-            unit.name
+            sh_word(unit.name.as_str())
         ))?;
         return Ok(None);
     }
@@ -613,7 +653,10 @@ fn restart(
         return Ok(None);
     }
     if !place.now {
-        failure::say(format_args!("{what}: systemctl {scope}try-restart {name}"))?;
+        failure::say(format_args!(
+            "{what}: systemctl {scope}try-restart {}",
+            sh_word(name)
+        ))?;
         return Ok(None);
     }
     if !systemctl.running(name)? {
@@ -710,6 +753,25 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_are_quoted_and_keep_user_and_root() {
+        assert_eq!(sh_word("app.service"), "app.service");
+        assert_eq!(sh_word(r"tplx@a\x20b.service"), r"'tplx@a\x20b.service'");
+        assert_eq!(sh_word("it's"), r"'it'\''s'");
+        assert_eq!(sh_word(""), "''");
+        let place = Place {
+            unit: "ue".into(),
+            user: true,
+            root: Some(PathBuf::from("/srv/my root")),
+            now: false,
+            runtime: true,
+        };
+        assert_eq!(
+            hint(&place, "disable", "ue.service"),
+            "keepalive disable --user --root '/srv/my root' ue.service"
+        );
+    }
 
     #[test]
     fn exec_prefixes_are_not_the_program() {
