@@ -1012,3 +1012,38 @@ fn printed_restart_hints_work_when_pasted() {
         );
     }
 }
+
+/// `--now` on a service that does not stop (`TimeoutStopSec=infinity`, SIGTERM
+/// ignored) says it is waiting and gives up after `--timeout`, with a clear line and
+/// the service as systemd has it, instead of hanging for ever (issue 22).
+#[test]
+fn now_gives_up_on_a_service_that_does_not_stop() {
+    let test = "now_gives_up_on_a_service_that_does_not_stop";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write(
+        "/etc/systemd/system/stubborn.service",
+        "[Service]\nExecStart=/bin/sh -c 'trap \"\" TERM; while :; do sleep 1; done'\n\
+         TimeoutStopSec=infinity\n",
+    );
+    container.start(&["stubborn.service"]);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "stubborn", "--now", "--timeout", "6"],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        stdout.contains("waiting for stubborn.service to restart"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("stubborn.service: not restarted after 6 s")
+            && stderr.contains("`systemctl status stubborn.service`"),
+        "{stderr}"
+    );
+    assert_eq!(active_state(&container, "stubborn.service"), "deactivating");
+}

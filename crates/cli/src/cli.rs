@@ -336,6 +336,10 @@ pub struct Place {
     /// A drop-in under /run, gone at the next boot (as `systemctl edit --runtime`)
     #[arg(long)]
     pub runtime: bool,
+    /// With --now: how long to wait for systemd to restart the service before giving
+    /// up (the service is left as systemd has it)
+    #[arg(long, value_name = "SECONDS", default_value_t = 90, requires = "now")]
+    pub timeout: u64,
 }
 
 #[derive(Args, Debug)]

@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keepalive_config::{Mode, Value, Var};
 
@@ -360,6 +360,7 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         root: args.root.clone(),
         now: false,
         runtime: false,
+        timeout: 0,
     };
     // The drop-in is under /run when `enable --runtime` wrote it.
     let unit = Unit::new(&place)?;
@@ -669,9 +670,55 @@ fn restart(
         .duration_since(UNIX_EPOCH)
         .map(|since| since.as_secs())
         .unwrap_or_default();
-    systemctl.run(&["try-restart", "--", name])?;
+    restart_within(systemctl, name, Duration::from_secs(place.timeout))?;
     Ok(Some(started))
 }
+
+/// `systemctl try-restart`, without waiting on systemd's job (a service that does not
+/// stop, `TimeoutStopSec=infinity`, would hold it for ever): the job is queued, and
+/// the service watched until it runs a new main process, with a line every few
+/// seconds while it takes, for at most `limit`. Then a clear failure, and the service
+/// as systemd has it: the job goes on.
+fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<(), Failure> {
+    let before = systemctl.main_pid(name)?;
+    systemctl.run(&["try-restart", "--no-block", "--", name])?;
+    let start = Instant::now();
+    let mut said = start;
+    loop {
+        let state = systemctl.property(name, "ActiveState")?;
+        let sub = systemctl.property(name, "SubState")?;
+        let pid = systemctl.main_pid(name)?;
+        let jobs = systemctl.property(name, "Job")?;
+        let settled = jobs.is_empty() || jobs == "0";
+        if settled && (pid != before || !matches!(state.as_str(), "active" | "reloading")) {
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{name}: not restarted after {} s (ActiveState={state}, SubState={sub}); \
+                     systemd goes on with the restart, and `systemctl status {}` shows where \
+                     it is; --timeout SECONDS waits longer",
+                    limit.as_secs(),
+                    sh_word(name)
+                ),
+            ));
+        }
+        if said.elapsed() >= PROGRESS {
+            said = Instant::now();
+            failure::say(format_args!(
+                "waiting for {name} to restart: {state} ({sub}), {} s",
+                waited.as_secs()
+            ))?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How often `--now` says it is still waiting.
+const PROGRESS: Duration = Duration::from_secs(5);
 
 /// After the restart: the service's processes have the library and the variables, or
 /// the command fails with the most specific reason it can find.
@@ -766,6 +813,7 @@ mod tests {
             root: Some(PathBuf::from("/srv/my root")),
             now: false,
             runtime: true,
+            timeout: 0,
         };
         assert_eq!(
             hint(&place, "disable", "ue.service"),
