@@ -1047,3 +1047,57 @@ fn now_gives_up_on_a_service_that_does_not_stop() {
     );
     assert_eq!(active_state(&container, "stubborn.service"), "deactivating");
 }
+
+/// `env --format env-file` reads back the same through sh (`set -a; . FILE`) and
+/// systemd's `EnvironmentFile=`, and `--format systemd` through a unit, with an
+/// inherited `LD_PRELOAD` of two entries, one a path with `\`, `$`, `"`, `'` and `%`
+/// in it: kept whole, character for character (issue 22).
+#[test]
+fn env_formats_round_trip_awkward_values() {
+    let test = "env_formats_round_trip_awkward_values";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let odd = r#"/opt/o\d$d"q'u%e.so"#;
+    let expected = format!("{odd} {}", library());
+    let printed = |format: &str| {
+        let command = keepalive_command();
+        let output = container.run(&[
+            "env",
+            &format!("LD_PRELOAD={odd}"),
+            &command,
+            "env",
+            "--idle",
+            "43",
+            "--format",
+            format,
+        ]);
+        assert!(output.status.success(), "{format}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    container.write("/etc/odd.env", &printed("env-file"));
+    let sourced = container.run_text(&[
+        "sh",
+        "-c",
+        "set -a; . /etc/odd.env; printf '%s' \"$LD_PRELOAD\"",
+    ]);
+    assert_eq!(sourced, expected, "sh read /etc/odd.env differently");
+    let sleeper = "[Service]\nExecStart=/usr/bin/sleep infinity\n";
+    container.write(
+        "/etc/systemd/system/odd-file.service",
+        &format!("{sleeper}EnvironmentFile=/etc/odd.env\n"),
+    );
+    container.write(
+        "/etc/systemd/system/odd-unit.service",
+        &format!("{sleeper}{}", printed("systemd")),
+    );
+    container.start(&["odd-file.service", "odd-unit.service"]);
+    for unit in ["odd-file.service", "odd-unit.service"] {
+        assert_eq!(
+            environment(&container, unit, "LD_PRELOAD"),
+            expected,
+            "{unit}"
+        );
+        assert_eq!(environment(&container, unit, "KEEPIDLE"), "43", "{unit}");
+    }
+}

@@ -14,12 +14,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use object::elf::{
-    EM_386, EM_AARCH64, EM_ARM, EM_NONE, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64, PT_INTERP,
-};
-use object::read::elf::{FileHeader, ProgramHeader};
-
 use crate::cli::CheckArgs;
+use crate::elf::{Elf, machine_name, own_bits, own_machine};
 use crate::failure::{self, Failure};
 use crate::json::Object;
 use crate::library::quoted;
@@ -422,114 +418,6 @@ fn judge(data: &[u8], meta: &Metadata, path: &Path, runner: Runner) -> Result<Re
     } else {
         Reach::OtherLoader { loader }
     })
-}
-
-/// What `check` reads from an ELF file.
-struct Elf {
-    bits: u8,
-    machine: u16,
-    interpreter: Option<String>,
-    go: bool,
-}
-
-impl Elf {
-    fn parse(data: &[u8]) -> Result<Elf, String> {
-        let kind = object::FileKind::parse(data).map_err(|err| err.to_string())?;
-        match kind {
-            object::FileKind::Elf32 => {
-                Elf::read::<object::elf::FileHeader32<object::Endianness>>(data, 32)
-            }
-            object::FileKind::Elf64 => {
-                Elf::read::<object::elf::FileHeader64<object::Endianness>>(data, 64)
-            }
-            _ => Err("not an ELF file".into()),
-        }
-    }
-
-    fn read<H: FileHeader<Endian = object::Endianness>>(
-        data: &[u8],
-        bits: u8,
-    ) -> Result<Elf, String> {
-        let header = H::parse(data).map_err(|err| err.to_string())?;
-        let endian = header.endian().map_err(|err| err.to_string())?;
-        let mut interpreter = None;
-        for segment in header
-            .program_headers(endian, data)
-            .map_err(|err| err.to_string())?
-        {
-            if segment.p_type(endian) == PT_INTERP {
-                let bytes = segment
-                    .data(endian, data)
-                    .map_err(|()| "PT_INTERP outside the file".to_string())?;
-                let bytes = bytes.split(|&b| b == 0).next().unwrap_or_default();
-                interpreter = Some(String::from_utf8_lossy(bytes).into_owned());
-            }
-        }
-        // Go writes its build information into .go.buildinfo (with a stripped section
-        // table, the block still starts with this magic; debug/buildinfo reads it so).
-        let sections = header
-            .sections(endian, data)
-            .map_err(|err| err.to_string())?;
-        let go = sections.section_by_name(endian, b".go.buildinfo").is_some()
-            || sections
-                .section_by_name(endian, b".note.go.buildid")
-                .is_some()
-            || (sections.is_empty() && contains(data, b"\xff Go buildinf:"));
-        Ok(Elf {
-            bits,
-            machine: header.e_machine(endian).0,
-            interpreter,
-            go,
-        })
-    }
-}
-
-fn contains(data: &[u8], needle: &[u8]) -> bool {
-    data.windows(needle.len()).any(|window| window == needle)
-}
-
-/// The word size of this command, built for the same target as the library.
-fn own_bits() -> u8 {
-    usize::BITS as u8
-}
-
-/// The architecture of this command, built for the same target as the library.
-fn own_machine() -> u16 {
-    let machine = if cfg!(target_arch = "x86_64") {
-        EM_X86_64
-    } else if cfg!(target_arch = "x86") {
-        EM_386
-    } else if cfg!(target_arch = "aarch64") {
-        EM_AARCH64
-    } else if cfg!(target_arch = "arm") {
-        EM_ARM
-    } else if cfg!(target_arch = "riscv64") {
-        EM_RISCV
-    } else if cfg!(target_arch = "powerpc64") {
-        EM_PPC64
-    } else if cfg!(target_arch = "s390x") {
-        EM_S390
-    } else {
-        EM_NONE
-    };
-    machine.0
-}
-
-fn machine_name(machine: u16) -> String {
-    let names = [
-        (EM_X86_64, "x86-64"),
-        (EM_386, "i386"),
-        (EM_AARCH64, "arm64 (aarch64)"),
-        (EM_ARM, "32-bit arm"),
-        (EM_RISCV, "riscv"),
-        (EM_PPC64, "ppc64"),
-        (EM_S390, "s390x"),
-    ];
-    names
-        .iter()
-        .find(|(em, _)| em.0 == machine)
-        .map(|(_, name)| name.to_string())
-        .unwrap_or_else(|| format!("ELF machine {machine}"))
 }
 
 /// Whether the file carries `security.capability`: exec then grants capabilities and

@@ -15,8 +15,12 @@ pub enum Format {
     /// (systemd.exec(5)): quotes and backslashes escaped, `%` doubled (a specifier
     /// otherwise, systemd.unit(5)).
     Systemd,
-    /// `NAME=value` lines, taken verbatim: Docker's and Compose's `--env-file` (no
-    /// quotes are removed there), and systemd's `EnvironmentFile=` for these values.
+    /// `NAME=value` lines that read the same sourced by sh (`set -a; . FILE`) and as
+    /// systemd's `EnvironmentFile=`: a value with any character either would read
+    /// (blanks, quotes, `\`, `$`) in double quotes, with `\`, `"`, `$` and `` ` ``
+    /// escaped by a backslash — the escapes POSIX sh and systemd's env-file parser
+    /// share (single quotes would not do: systemd does not read `'\''`). Docker's
+    /// `--env-file` removes no quotes: plain values only.
     EnvFile,
     /// Entries of a container's `env:` list, values as YAML double-quoted strings.
     Kubernetes,
@@ -37,7 +41,7 @@ pub fn render(format: Format, variables: &[(String, String)]) -> Vec<String> {
                     .replace('%', "%%");
                 format!("Environment=\"{name}={value}\"")
             }
-            Format::EnvFile => format!("{name}={value}"),
+            Format::EnvFile => format!("{name}={}", env_file_word(value)),
             Format::Kubernetes => {
                 let mut quoted = String::new();
                 json::push_string(&mut quoted, value);
@@ -51,12 +55,31 @@ pub fn render(format: Format, variables: &[(String, String)]) -> Vec<String> {
 fn shell_word(text: &str) -> String {
     let plain = text
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._+-@%".contains(&b));
+        .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));
     if plain && !text.is_empty() {
         text.to_string()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
+}
+
+/// `text` as an env-file value: as is when it is plain, else double-quoted.
+fn env_file_word(text: &str) -> String {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));
+    if plain && !text.is_empty() {
+        return text.to_string();
+    }
+    let mut quoted = String::from('"');
+    for c in text.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 #[cfg(test)]
@@ -77,11 +100,15 @@ mod tests {
             render(Format::Systemd, &vars)[0],
             "Environment=\"LD_PRELOAD=/a.so /b%%i.so\""
         );
-        assert_eq!(render(Format::EnvFile, &vars)[1], "KEEPIDLE=60");
+        assert_eq!(
+            render(Format::EnvFile, &vars),
+            ["LD_PRELOAD=\"/a.so /b%i.so\"", "KEEPIDLE=60"]
+        );
         assert_eq!(
             render(Format::Kubernetes, &vars)[1],
             "- name: KEEPIDLE\n  value: \"60\""
         );
         assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(env_file_word(r#"a\b$c"d'e`f"#), r#""a\\b\$c\"d'e\`f""#);
     }
 }

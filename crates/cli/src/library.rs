@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::elf;
 use crate::failure::Failure;
 
 /// The Debian multiarch triplet of the target this command was built for: packages
@@ -39,7 +40,17 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
                     quoted(path.as_os_str())
                 ))
             })?;
-        return preloadable(found, source);
+        let found = preloadable(found, source)?;
+        let data = std::fs::read(&found).map_err(|err| {
+            Failure::usage(format!("{source} {}: {err}", quoted(found.as_os_str())))
+        })?;
+        elf::preloadable(&data).map_err(|why| {
+            Failure::usage(format!(
+                "{source} {}: cannot be preloaded: {why}",
+                quoted(found.as_os_str())
+            ))
+        })?;
+        return Ok(found);
     }
     let exe = std::env::current_exe()
         .map_err(|err| Failure::usage(format!("cannot find this command's own file: {err}")))?;
@@ -118,23 +129,27 @@ pub fn find_in(root: &Path, option: Option<&Path>) -> Result<PathBuf, Failure> {
     preloadable(path, source)
 }
 
-/// Refuses a path ld.so(8) would split: LD_PRELOAD entries are separated by spaces and
-/// colons, with no quoting, so the loader would look for two files and load neither.
+/// Refuses a path ld.so(8) would split — LD_PRELOAD entries are separated by spaces
+/// and colons — and one with a newline, which no line `env` prints or `enable` writes
+/// can carry.
 fn preloadable(path: PathBuf, source: &str) -> Result<PathBuf, Failure> {
-    match path
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .find(|&&b| b == b' ' || b == b':')
-    {
-        Some(&b) => Err(Failure::usage(format!(
+    let bytes = path.as_os_str().as_bytes();
+    if let Some(&b) = bytes.iter().find(|&&b| b == b' ' || b == b':') {
+        return Err(Failure::usage(format!(
             "{source} {}: holds {:?}, which separates LD_PRELOAD entries (ld.so(8)); \
              use a path without spaces or colons (a symbolic link will do)",
             quoted(path.as_os_str()),
             char::from(b)
-        ))),
-        None => Ok(path),
+        )));
     }
+    if bytes.contains(&b'\n') {
+        return Err(Failure::usage(format!(
+            "{source} {}: holds a newline, which no environment line can carry; use a \
+             path without one (a symbolic link will do)",
+            quoted(path.as_os_str())
+        )));
+    }
+    Ok(path)
 }
 
 /// Where the packages and `cargo build` put the library, relative to the directory of

@@ -7,6 +7,7 @@
 
 mod check;
 mod cli;
+mod elf;
 mod env;
 mod exec;
 mod failure;
