@@ -1578,3 +1578,37 @@ fn enable_turns_keepalive_on_over_a_units_off_and_keeps_it() {
         expected
     );
 }
+
+/// A library to preload must be one: an ELF shared object of this architecture that
+/// defines `socket` (issue 22). A text file, a shared library that is no keepalive
+/// library, and a path with a newline are refused with exit status 2 and nothing
+/// printed on stdout; the library itself is taken.
+#[test]
+fn env_refuses_a_library_that_cannot_be_preloaded() {
+    let libz = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("library\nwith-newline");
+    std::fs::create_dir_all(&dir).unwrap();
+    let newline = dir.join("libkeepalive.so");
+    std::fs::copy(common::shim(), &newline).unwrap();
+    let mut cases: Vec<(String, &str)> = vec![
+        ("/etc/passwd".into(), "cannot be preloaded: not an ELF file"),
+        (newline.display().to_string(), "holds a newline"),
+    ];
+    if let Some(libz) = libz {
+        cases.push((libz.into(), "does not define socket()"));
+    }
+    for (library, why) in cases {
+        let (code, stdout, stderr) = output(cli().args(["env", "--library", &library]));
+        assert_eq!((code, stdout.as_str()), (2, ""), "{library:?}: {stderr}");
+        assert!(stderr.contains(why), "{library:?}: {stderr}");
+    }
+    let shim = common::shim().display().to_string();
+    let (code, stdout, _) = output(cli().args(["env", "--library", &shim]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with(&format!("export LD_PRELOAD={shim}\n")),
+        "{stdout}"
+    );
+}

@@ -137,8 +137,7 @@ pub fn unique_token() -> String {
     let mut bytes = [0u8; 8];
     // SAFETY: getrandom(2) writes at most the buffer's length into it. The system
     // call (Linux 3.17), not glibc's wrapper, which glibc 2.17 lacks.
-    let filled =
-        unsafe { libc::syscall(libc::SYS_getrandom, bytes.as_mut_ptr(), bytes.len(), 0) };
+    let filled = unsafe { libc::syscall(libc::SYS_getrandom, bytes.as_mut_ptr(), bytes.len(), 0) };
     if filled != bytes.len() as libc::c_long {
         // Without entropy (never on Linux after boot), the time and pid still differ
         // between runs; the cgroup's lock, not the name, keeps a live run safe.
