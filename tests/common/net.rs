@@ -357,6 +357,14 @@ impl Proc {
         }
     }
 
+    /// Waits up to `timeout` for the next stdout line not returned or seen before: for
+    /// a child that answers each request with lines of the same shape.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Writes one line to the child's stdin.
     pub fn tell(&mut self, line: &str) {
         use std::io::Write;

@@ -211,6 +211,38 @@ pub enum Subcommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a running process's TCP connections and listeners keepalive now
+    #[command(long_about = "Give a running process's TCP connections and listeners \
+            keepalive now, without a restart.\n\n\
+            Every established TCP connection and listener of each PID is duplicated with \
+            pidfd_getfd(2) (Linux 5.6) and configured with setsockopt(2), which acts on the \
+            socket the program holds. A socket someone configured (keepalive on, a user \
+            timeout, or a timer that differs from its network namespace's sysctl) is left \
+            alone, as the library leaves it. Connections accepted later on a listener \
+            configured here inherit its settings; connections the program makes later do \
+            not: `keepalive enable UNIT` or `keepalive run` covers them at the next start. \
+            Takes ptrace permission over the process (root, or its own user where Yama's \
+            ptrace_scope allows); works on a process of another pid or network namespace \
+            from the host.\n\n\
+            Exit status: 0 when done (or, with --dry-run, shown); 1 when a process cannot \
+            be attached (no such process, no permission, a kernel without pidfd_getfd), \
+            with nothing changed in it; 2 for a bad value.")]
+    Attach(AttachProcessArgs),
+    /// Put back what `keepalive attach` changed in a running process
+    #[command(long_about = "Put back what `keepalive attach` changed in a running \
+            process.\n\n\
+            attach records, per process (by pid and start time, under \
+            /run/keepalive/attach), each socket it changed with its options before and \
+            after. detach sets the options back on every socket that still carries exactly \
+            what attach set; one changed since is left as it is, and said so. Then the \
+            record goes.\n\n\
+            Exit status: 0 when done; 1 when there is no such process, nothing recorded for \
+            it, or no permission.")]
+    Detach {
+        /// The processes to detach from
+        #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
+        pids: Vec<i32>,
+    },
     /// Print the variables for a shell, a unit, Docker or Kubernetes
     #[command(
         long_about = "Print the variables for a shell, a unit, Docker or Kubernetes.\n\n\
@@ -240,6 +272,21 @@ pub enum Generate {
     Man,
     /// A completion script for SHELL
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Debug)]
+pub struct AttachProcessArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Show what would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document instead of lines
+    #[arg(long)]
+    pub json: bool,
+    /// The processes to attach to
+    #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
+    pub pids: Vec<i32>,
 }
 
 /// What the library is told to do: the options `run`, `enable` and `env` share.

@@ -30,6 +30,12 @@ impl Object {
         self
     }
 
+    pub fn number(&mut self, key: &str, value: u64) -> &mut Object {
+        self.key(key);
+        let _ = write!(self.text, "{value}");
+        self
+    }
+
     pub fn bool(&mut self, key: &str, value: bool) -> &mut Object {
         self.key(key);
         self.text.push_str(if value { "true" } else { "false" });

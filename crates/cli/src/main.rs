@@ -5,6 +5,7 @@
 //! reads and puts the library in `LD_PRELOAD`, after checking the values with the
 //! library's own parser (crates/config) and the program with [`check`].
 
+mod attach;
 mod check;
 mod cli;
 mod elf;
@@ -42,6 +43,8 @@ fn main() -> ExitCode {
         Subcommand::Enable(args) => unit::enable(&args),
         Subcommand::Disable(args) => unit::disable(&args),
         Subcommand::Status { pid, json } => status::run(pid, json),
+        Subcommand::Attach(args) => attach::run(&args),
+        Subcommand::Detach { pids } => attach::detach(&pids),
         Subcommand::Env(args) => env::print(&args),
         Subcommand::KernelAttach(args) => kernel::attach::attach(&args),
         Subcommand::Generate { what } => generate(what),

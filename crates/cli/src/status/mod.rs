@@ -18,9 +18,9 @@ use crate::options::Options;
 
 mod inode;
 mod mechanism;
-mod process;
+pub mod process;
 mod render;
-mod tcp_table;
+pub mod tcp_table;
 
 use process::Pidfd;
 use tcp_table::Entry;
@@ -176,7 +176,7 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
 }
 
 /// Both TCP tables of the namespace, by socket inode.
-fn tcp_entries(
+pub fn tcp_entries(
     dir: &str,
     unreadable: &dyn Fn(&str, io::Error) -> Failure,
 ) -> Result<HashMap<u64, Entry>, Failure> {

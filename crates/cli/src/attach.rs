@@ -1,0 +1,472 @@
+//! `keepalive attach PID…`: keepalive for a program that is already running, without
+//! a restart. Each TCP socket the process holds, listening or established, is
+//! duplicated into this command with pidfd_getfd(2) (Linux 5.6) and configured with
+//! setsockopt(2) on the duplicate, which is the very socket the program holds; the
+//! duplicate is closed at once.
+//!
+//! The rule is the library's (docs/sockets.md): a socket someone configured — keepalive
+//! on, a user timeout set, or a timer that differs from what an untouched socket
+//! reports in its network namespace now — is left alone, and the output says why. The
+//! sysctls are read in the process's own network namespace (a thread of this command
+//! enters it with setns(2)), so a container's process is judged by its container's.
+//!
+//! What is covered from then on: a connection accepted later on a listener configured
+//! here inherits its settings from the kernel; a connection the program makes later is
+//! not covered (nothing runs inside the program), which the output says with the way
+//! to cover it at the next start.
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::ExitCode;
+
+use keepalive_config::{Config, Mode, Setting};
+
+use crate::cli::AttachProcessArgs;
+use crate::env;
+use crate::failure::{self, Failure};
+use crate::json::Object;
+use crate::options::Options;
+use crate::status::process::{self, Pidfd};
+use crate::status::tcp_entries;
+use crate::status::tcp_table::{Entry, State};
+
+/// What happened to one socket.
+struct Outcome {
+    fd: i32,
+    entry: Entry,
+    before: Options,
+    /// The settings now in force, when they were (or, with --dry-run, would be)
+    /// changed; `None` when the socket was left alone.
+    after: Option<Options>,
+    /// Why it was left alone.
+    why: Option<String>,
+}
+
+/// `keepalive attach [SETTINGS] [--dry-run] [--json] PID…`.
+pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(&args.settings, |_| None, "")?;
+    let mut reports = Vec::new();
+    for &pid in &args.pids {
+        let outcomes = attach(pid, &config, args.dry_run)?;
+        reports.push((pid, outcomes));
+    }
+    let text = if args.json {
+        render_json(&reports, args.dry_run)
+    } else {
+        render_text(&reports, args.dry_run)
+    };
+    failure::say(format_args!("{}", text.trim_end()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Configures the TCP sockets of one process; nothing is changed unless every socket
+/// could be duplicated first.
+fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Failure> {
+    let refuse = |why: String| Failure::with_code(1, format!("attach {pid}: {why}"));
+    let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
+        Some(libc::ESRCH) => refuse("no such process".into()),
+        _ => refuse(format!("pidfd_open: {err}")),
+    })?;
+    let dir = format!("/proc/{pid}");
+    let fds = process::socket_fds(&dir).map_err(|err| {
+        refuse(format!(
+            "cannot list its descriptors ({dir}/fd: {err}): attaching takes ptrace \
+             permission over the process (root, or its own user where Yama's ptrace_scope \
+             allows)"
+        ))
+    })?;
+    let entries = tcp_entries(&dir, &|path, err| {
+        refuse(format!("cannot read {path}: {err}"))
+    })?;
+    let untouched = untouched(pid).map_err(refuse)?;
+    let mut held: Vec<(i32, Entry, OwnedFd)> = Vec::new();
+    for (fd, inode) in fds {
+        let Some(entry) = entries.get(&inode) else {
+            continue;
+        };
+        if entry.state != State::LISTEN && entry.state != State(1) {
+            continue;
+        }
+        let copy = pidfd.get_fd(fd).map_err(|err| match err.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => refuse(format!(
+                "pidfd_getfd refused ({err}): attaching takes PTRACE_MODE_ATTACH over the \
+                 process: root, or its own user where Yama's ptrace_scope allows; nothing \
+                 was changed"
+            )),
+            Some(libc::ENOSYS) => {
+                refuse("this kernel has no pidfd_getfd(2) (Linux 5.6); nothing was changed".into())
+            }
+            _ => refuse(format!(
+                "pidfd_getfd of fd {fd}: {err}; nothing was changed"
+            )),
+        })?;
+        held.push((fd, entry.clone(), copy));
+    }
+    let mut outcomes = Vec::new();
+    for (fd, entry, copy) in held {
+        let before = Options::read(copy.as_fd())
+            .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
+        let why = configured_elsewhere(&before, config.mode, &untouched);
+        let after = match why {
+            Some(_) => None,
+            None if dry_run => Some(before.configured_by(config)),
+            None => {
+                apply(&copy, config)
+                    .map_err(|err| refuse(format!("setsockopt on fd {fd}: {err}")))?;
+                Some(
+                    Options::read(copy.as_fd())
+                        .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?,
+                )
+            }
+        };
+        outcomes.push(Outcome {
+            fd,
+            entry,
+            before,
+            after,
+            why,
+        });
+    }
+    if pidfd.has_exited() {
+        return Err(refuse("the process exited while it was attached".into()));
+    }
+    if !dry_run {
+        record(pid, &outcomes).map_err(|err| {
+            refuse(format!(
+                "configured, but cannot record it for `keepalive detach` in {RECORDS}: {err}"
+            ))
+        })?;
+    }
+    Ok(outcomes)
+}
+
+/// Where `attach` records what it changed, one file per process, named by its pid and
+/// its start time (proc(5) /proc/PID/stat, field 22), so that a pid used again by
+/// another process never matches; under /run, gone at the next boot with every
+/// process it names.
+const RECORDS: &str = "/run/keepalive/attach";
+
+/// The record's file for `pid`: `None` when the process is gone.
+fn record_path(pid: i32) -> Option<std::path::PathBuf> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let started = stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?;
+    Some(std::path::Path::new(RECORDS).join(format!("{pid}-{started}")))
+}
+
+/// Adds one line per changed socket to the process's record: its inode, the options
+/// before and after, as numbers. An earlier line for the same inode keeps its
+/// "before": detach goes back to what the program had.
+fn record(pid: i32, outcomes: &[Outcome]) -> io::Result<()> {
+    let path = record_path(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    std::fs::create_dir_all(RECORDS)?;
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let known: Vec<u64> = parse_record(&text)
+        .into_iter()
+        .map(|(inode, ..)| inode)
+        .collect();
+    for outcome in outcomes {
+        if let Some(after) = outcome
+            .after
+            .filter(|_| !known.contains(&outcome.entry.inode))
+        {
+            let _ = writeln!(
+                text,
+                "{} {} {}",
+                outcome.entry.inode,
+                numbers(&outcome.before),
+                numbers(&after)
+            );
+        }
+    }
+    std::fs::write(path, text)
+}
+
+fn numbers(o: &Options) -> String {
+    format!(
+        "{} {} {} {} {}",
+        u8::from(o.keepalive),
+        o.idle,
+        o.interval,
+        o.count,
+        o.user_timeout
+    )
+}
+
+/// The lines of a record: (inode, before, after).
+fn parse_record(text: &str) -> Vec<(u64, Options, Options)> {
+    text.lines()
+        .filter_map(|line| {
+            let n: Vec<u64> = line
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let options = |at: usize| -> Option<Options> {
+                let v = n.get(at..at + 5)?;
+                Some(Options {
+                    keepalive: v[0] != 0,
+                    idle: u32::try_from(v[1]).ok()?,
+                    interval: u32::try_from(v[2]).ok()?,
+                    count: u32::try_from(v[3]).ok()?,
+                    user_timeout: u32::try_from(v[4]).ok()?,
+                })
+            };
+            Some((*n.first()?, options(1)?, options(6)?))
+        })
+        .collect()
+}
+
+/// `keepalive detach PID…`: puts back what `attach` changed, on each socket that still
+/// carries exactly what `attach` set (one changed since belongs to whoever changed it),
+/// then removes the record.
+pub fn detach(pids: &[i32]) -> Result<ExitCode, Failure> {
+    for &pid in pids {
+        let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
+        let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            refuse(format!(
+                "nothing recorded: `keepalive attach` changed nothing in this process \
+                 ({} does not exist)",
+                path.display()
+            ))
+        })?;
+        let pidfd = Pidfd::open(pid).map_err(|err| refuse(format!("pidfd_open: {err}")))?;
+        let fds = process::socket_fds(&format!("/proc/{pid}"))
+            .map_err(|err| refuse(format!("cannot list its descriptors: {err}")))?;
+        let mut lines = Vec::new();
+        for (inode, before, after) in parse_record(&text) {
+            let Some(&(fd, _)) = fds.iter().find(|(_, i)| *i == inode) else {
+                lines.push(format!("  socket {inode}: closed since"));
+                continue;
+            };
+            let copy = pidfd
+                .get_fd(fd)
+                .map_err(|err| refuse(format!("pidfd_getfd of fd {fd}: {err}")))?;
+            let now = Options::read(copy.as_fd())
+                .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
+            if now != after {
+                lines.push(format!(
+                    "  fd {fd}: left as it is: it carries {now}, changed since attach set {after}"
+                ));
+                continue;
+            }
+            restore(&copy, &before)
+                .map_err(|err| refuse(format!("setsockopt on fd {fd}: {err}")))?;
+            lines.push(format!("  fd {fd}: back to {before}"));
+        }
+        std::fs::remove_file(&path)
+            .map_err(|err| refuse(format!("cannot remove {}: {err}", path.display())))?;
+        failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets every option back to `before`. A timer put back is set to its old value
+/// explicitly; it reads the same as before.
+fn restore(socket: &OwnedFd, before: &Options) -> io::Result<()> {
+    let options = [
+        (
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            u32::from(before.keepalive),
+        ),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, before.idle),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, before.interval),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, before.count),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            before.user_timeout,
+        ),
+    ];
+    options
+        .into_iter()
+        .try_for_each(|(level, option, value)| set(socket, level, option, value))
+}
+
+/// The library's rule (src/tcp.rs), on options read back: why a socket counts as
+/// configured by someone, if it does.
+fn configured_elsewhere(options: &Options, mode: Mode, untouched: &[u32; 3]) -> Option<String> {
+    if mode != Mode::Skip && options.keepalive {
+        return Some("keepalive is on already".into());
+    }
+    if options.user_timeout != 0 {
+        return Some(format!(
+            "TCP_USER_TIMEOUT is set ({} ms)",
+            options.user_timeout
+        ));
+    }
+    let timers = [
+        ("TCP_KEEPIDLE", options.idle),
+        ("TCP_KEEPINTVL", options.interval),
+        ("TCP_KEEPCNT", options.count),
+    ];
+    timers
+        .iter()
+        .zip(untouched)
+        .find(|((_, value), default)| value != *default)
+        .map(|((name, value), default)| {
+            format!("{name} is {value}, not the namespace's default {default}: set by someone")
+        })
+}
+
+fn apply(socket: &OwnedFd, config: &Config) -> io::Result<()> {
+    for setting in config.settings() {
+        let (level, option, value) = match setting {
+            Setting::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+            Setting::Idle(s) => (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, s.get()),
+            Setting::Interval(s) => (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, s.get()),
+            Setting::Count(n) => (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, n.get()),
+            Setting::UserTimeout(ms) => (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms.get()),
+        };
+        set(socket, level, option, value)?;
+    }
+    Ok(())
+}
+
+/// `setsockopt(2)` of an int-valued option.
+fn set(socket: &OwnedFd, level: i32, option: i32, value: u32) -> io::Result<()> {
+    let value = value as libc::c_int;
+    // SAFETY: setsockopt(2) reads one c_int, a live local, of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What an untouched socket reports in `pid`'s network namespace now: its
+/// `net.ipv4.tcp_keepalive_*` sysctls, read by a thread that enters the namespace
+/// (/proc/sys/net shows the reader's namespace, proc_sys(5)).
+fn untouched(pid: i32) -> Result<[u32; 3], String> {
+    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|err| format!("cannot open its network namespace: {err}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) with a namespace descriptor this thread borrows; it
+                // moves this thread alone, which ends right after.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!(
+                        "cannot enter its network namespace to read its sysctls: {}",
+                        io::Error::last_os_error()
+                    ));
+                }
+                let read = |name: &str| -> Result<u32, String> {
+                    let path = format!("/proc/sys/net/ipv4/{name}");
+                    std::fs::read_to_string(&path)
+                        .map_err(|err| format!("cannot read {path}: {err}"))?
+                        .trim()
+                        .parse()
+                        .map_err(|err| format!("{path}: {err}"))
+                };
+                Ok([
+                    read("tcp_keepalive_time")?,
+                    read("tcp_keepalive_intvl")?,
+                    read("tcp_keepalive_probes")?,
+                ])
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the namespace reader failed".into()))
+    })
+}
+
+fn render_text(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
+    let mut out = String::new();
+    let verb = if dry_run { "would set" } else { "set" };
+    for (pid, outcomes) in reports {
+        let name = process::command(*pid).unwrap_or_default();
+        let changed = outcomes.iter().filter(|o| o.after.is_some()).count();
+        let _ = writeln!(
+            out,
+            "PID {pid} ({}): {} TCP sockets, {changed} {}",
+            name.escape_debug(),
+            outcomes.len(),
+            if dry_run {
+                "to configure"
+            } else {
+                "configured"
+            }
+        );
+        for outcome in outcomes {
+            let place = place(&outcome.entry);
+            match (&outcome.after, &outcome.why) {
+                (Some(after), _) => {
+                    let _ = writeln!(
+                        out,
+                        "  fd {} {place}: {verb} {}  (was {})",
+                        outcome.fd, after, outcome.before
+                    );
+                }
+                (None, why) => {
+                    let _ = writeln!(
+                        out,
+                        "  fd {} {place}: left alone: {}",
+                        outcome.fd,
+                        why.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        let listeners = outcomes
+            .iter()
+            .filter(|o| o.after.is_some() && o.entry.state == State::LISTEN)
+            .count();
+        let _ = writeln!(
+            out,
+            "  from now on: connections accepted on the {listeners} listener(s) configured \
+             here carry the settings; new connections the program makes itself do not \
+             (`keepalive enable UNIT` or `keepalive run` gives them at the next start)"
+        );
+    }
+    out
+}
+
+fn place(entry: &Entry) -> String {
+    if entry.state == State::LISTEN {
+        format!("LISTEN {}", entry.local)
+    } else {
+        format!("ESTABLISHED {} -> {}", entry.local, entry.peer)
+    }
+}
+
+fn render_json(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
+    let mut sockets = Vec::new();
+    for (pid, outcomes) in reports {
+        for outcome in outcomes {
+            let mut object = Object::new();
+            object
+                .number("pid", *pid as u64)
+                .number("fd", outcome.fd as u64)
+                .string("state", outcome.entry.state.name())
+                .string("local", &outcome.entry.local.to_string());
+            if outcome.entry.state != State::LISTEN {
+                object.string("peer", &outcome.entry.peer.to_string());
+            }
+            object
+                .bool("changed", outcome.after.is_some() && !dry_run)
+                .string("before", &outcome.before.to_string());
+            match (&outcome.after, &outcome.why) {
+                (Some(after), _) => object.string("after", &after.to_string()),
+                (None, why) => object.string("left_alone", why.as_deref().unwrap_or("")),
+            };
+            sockets.push(object.finish());
+        }
+    }
+    let mut out = String::from("{\"dry_run\":");
+    out.push_str(if dry_run { "true" } else { "false" });
+    out.push_str(",\"sockets\":[");
+    out.push_str(&sockets.join(","));
+    out.push_str("]}");
+    out
+}

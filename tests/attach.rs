@@ -1,0 +1,348 @@
+//! `keepalive attach` and `detach` (issue 23): a program already running, started
+//! without the library or the kernel route, gets keepalive on its open connections
+//! and listeners from outside, as root; what it configured itself stays; refusals
+//! change nothing; detach puts back what attach changed; and a real dead peer is
+//! noticed by an attached program within the settings' bound, while the same program
+//! not attached stays blocked.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
+use common::{have, keepalive_command, skip};
+
+/// A program that opens a listener, a connection to it and its accepted end, and one
+/// more pair whose client end it configures itself (keepalive on, idle 333 s); prints
+/// `@ ready pid=… port=…`; then on each line of stdin: `accept` connects and accepts
+/// one more pair, `report` prints `@ fd=N keepalive=K idle=I` for each socket, read
+/// with getsockopt in the program itself.
+const PROGRAM: &str = r#"
+import os, socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+socks = {"listener": l}
+def pair(name):
+    c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+    socks[name + ".client"] = c; socks[name + ".accepted"] = a
+    return c
+pair("first")
+own = socket.socket(); own.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+own.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 333)
+own.connect(l.getsockname()); a, _ = l.accept()
+socks["own.client"] = own; socks["own.accepted"] = a
+print("@ ready pid=%d port=%d" % (os.getpid(), l.getsockname()[1]), flush=True)
+for line in sys.stdin:
+    if line.strip() == "accept":
+        pair("later")
+    for name, s in sorted(socks.items()):
+        k = s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        i = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        print("@ %s keepalive=%d idle=%d" % (name, k, i), flush=True)
+    print("@ done", flush=True)
+"#;
+
+fn root(test: &str) -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(
+            test,
+            "attaching to another process's sockets needs root here",
+        );
+    }
+    root && have(test, "python3")
+}
+
+/// The program, started without any preload.
+fn start(command: &mut Command) -> (Proc, u32) {
+    command.env_remove("LD_PRELOAD");
+    for name in common::VARIABLES {
+        command.env_remove(name);
+    }
+    let mut program = Proc::spawn(command);
+    let ready = program
+        .line("@ ready", Duration::from_secs(20))
+        .expect("the program started");
+    let pid = field(&ready, "pid").parse().unwrap();
+    (program, pid)
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+/// What the program reads back for each socket: name -> (keepalive, idle).
+fn report(program: &mut Proc, command: &str) -> Vec<(String, (u32, u32))> {
+    program.tell(command);
+    let mut seen = Vec::new();
+    loop {
+        let line = program
+            .next_line(Duration::from_secs(20))
+            .expect("a report line");
+        if line.starts_with("@ done") {
+            return seen;
+        }
+        let name = line.split_whitespace().nth(1).unwrap().to_string();
+        seen.push((
+            name,
+            (
+                field(&line, "keepalive").parse().unwrap(),
+                field(&line, "idle").parse().unwrap(),
+            ),
+        ));
+    }
+}
+
+fn attach(args: &[&str]) -> (i32, String, String) {
+    let output = keepalive_command()
+        .arg("attach")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn python(script: &str) -> Command {
+    let mut command = Command::new("python3");
+    command.args(["-c", script]);
+    command
+}
+
+#[test]
+fn attach_configures_a_running_program_and_detach_puts_it_back() {
+    let test = "attach_configures_a_running_program_and_detach_puts_it_back";
+    if !root(test) {
+        return;
+    }
+    let (mut program, pid) = start(&mut python(PROGRAM));
+    let before = report(&mut program, "report");
+    let pid = pid.to_string();
+
+    // Refusals change nothing: a bad value, and a process that does not exist.
+    let (code, _, stderr) = attach(&["--idle", "0", &pid]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = attach(&["--idle", "61", "999999999"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no such process"), "{stderr}");
+    // --dry-run says what it would do, as JSON, and does nothing.
+    let (code, json, stderr) = attach(&["--idle", "61", "--dry-run", "--json", &pid]);
+    assert_eq!(code, 0, "{stderr}");
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys; d = json.load(sys.stdin); \
+             print(sum(1 for s in d['sockets'] if 'after' in s), \
+                   sum(1 for s in d['sockets'] if 'left_alone' in s), d['dry_run'])",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(json.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "4 1 True",
+        "{json}"
+    );
+    assert_eq!(
+        report(&mut program, "report"),
+        before,
+        "--dry-run changed something"
+    );
+
+    let (code, stdout, stderr) = attach(&["--idle", "61", "--interval", "7", &pid]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("left alone: keepalive is on already"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("new connections the program makes itself do not"),
+        "{stdout}"
+    );
+    let after = report(&mut program, "accept");
+    for (name, options) in &after {
+        let expected = match name.as_str() {
+            // The program's own settings stay; its accepted end was nobody's.
+            "own.client" => (1, 333),
+            // Made by the program after attach: not covered, as attach says.
+            "later.client" => (0, 7200),
+            // Accepted after attach on the configured listener: inherited.
+            _ => (1, 61),
+        };
+        assert_eq!(*options, expected, "{name}: {after:?}");
+    }
+    assert!(after.iter().any(|(name, _)| name == "later.accepted"));
+
+    // detach: everything attach set, back as it was; what came later is not its own.
+    let output = keepalive_command().args(["detach", &pid]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let restored = report(&mut program, "report");
+    for (name, options) in &restored {
+        let expected = match name.as_str() {
+            "own.client" => (1, 333),
+            "later.client" => (0, 7200),
+            "later.accepted" => (1, 61),
+            _ => (0, 7200),
+        };
+        assert_eq!(*options, expected, "{name}: {restored:?}");
+    }
+}
+
+/// Without the privilege to trace the process, attach refuses and changes nothing.
+#[test]
+fn attach_without_permission_changes_nothing() {
+    let test = "attach_without_permission_changes_nothing";
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let (mut program, pid) = start(&mut python(PROGRAM));
+    let before = report(&mut program, "report");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::keepalive())
+        .args(["attach", "--idle", "61", &pid.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ptrace"), "{stderr}");
+    assert_eq!(report(&mut program, "report"), before);
+}
+
+/// A program in a pid and network namespace of its own (a container's), attached from
+/// the host by its host pid: judged by its own namespace's sysctls, whose idle time
+/// differs from the host's.
+#[test]
+fn attach_reaches_a_process_in_other_namespaces() {
+    let test = "attach_reaches_a_process_in_other_namespaces";
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    let script = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.tcp_keepalive_time=4000 && exec python3 -c '{}'",
+        PROGRAM.replace('\'', "\"")
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--net", "--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg(script);
+    let (mut program, inner_pid) = start(&mut command);
+    assert_eq!(inner_pid, 1, "the program is pid 1 of its namespace");
+    let host_pid = descendant_running(program.pid(), "python3");
+    let before = report(&mut program, "report");
+    assert!(
+        before
+            .iter()
+            .any(|(name, options)| name == "first.client" && *options == (0, 4000)),
+        "{before:?}"
+    );
+    let (code, stdout, stderr) = attach(&["--idle", "61", &host_pid.to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let after = report(&mut program, "report");
+    assert!(
+        after
+            .iter()
+            .any(|(name, options)| name == "first.client" && *options == (1, 61)),
+        "{after:?}\n{stdout}"
+    );
+}
+
+/// The first process named `name` below `pid`, by /proc/PID/task/*/children.
+fn descendant_running(pid: u32, name: &str) -> u32 {
+    let mut queue = vec![pid];
+    while let Some(next) = queue.pop() {
+        let comm = std::fs::read_to_string(format!("/proc/{next}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return next;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{next}/task/{next}/children"))
+            .unwrap_or_default();
+        queue.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    panic!("no {name} below {pid}");
+}
+
+/// A client blocked reading from a server whose link is then cut (no FIN, no RST):
+/// attached while it waits, with `--idle 1 --interval 1 --count 2`, it gets ETIMEDOUT
+/// within 1 + 1 × 2 s and a margin; the same client beside it, not attached, still
+/// waits.
+#[test]
+fn an_attached_client_notices_a_dead_peer() {
+    let test = "an_attached_client_notices_a_dead_peer";
+    if !root(test) {
+        return;
+    }
+    let Some(link) = Link::new(test) else {
+        return;
+    };
+    let port = 7601;
+    let server = format!(
+        "import socket\nl = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         l.bind(('{SERVER_ADDR}', {port})); l.listen()\nprint('@ listening', flush=True)\n\
+         held = [l.accept() for _ in range(2)]\nimport time; time.sleep(600)\n"
+    );
+    let client = format!(
+        "import os, socket, time\nc = socket.create_connection(('{SERVER_ADDR}', {port}))\n\
+         print('@ ready pid=%d' % os.getpid(), flush=True)\n\
+         try:\n    c.recv(1)\n    r = 'eof'\nexcept OSError as e:\n    r = str(e.errno)\n\
+         print('@ result errno=%s at_ms=%d' % (r, time.monotonic() * 1000), flush=True)\n"
+    );
+    let mut serving = python(&server);
+    link.enter(&mut serving, Side::Server);
+    let mut serving = Proc::spawn(&mut serving);
+    serving
+        .line("@ listening", Duration::from_secs(20))
+        .expect("server listening");
+    let clients: Vec<(Proc, u32)> = (0..2)
+        .map(|_| {
+            let mut command = python(&client);
+            link.enter(&mut command, Side::Client);
+            start(&mut command)
+        })
+        .collect();
+    let (code, stdout, stderr) = attach(&[
+        "--idle",
+        "1",
+        "--interval",
+        "1",
+        "--count",
+        "2",
+        &clients[0].1.to_string(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let cut = monotonic_ms();
+    link.cut(Side::Server);
+    let mut clients = clients;
+    let result = clients[0]
+        .0
+        .line("@ result", Duration::from_secs(20))
+        .expect("the attached client noticed");
+    assert_eq!(
+        field(&result, "errno"),
+        libc::ETIMEDOUT.to_string(),
+        "{result}"
+    );
+    let took = field(&result, "at_ms").parse::<u64>().unwrap() - cut;
+    assert!(took <= 3_000 + 1_500, "noticed after {took} ms");
+    assert!(
+        clients[1].0.is_running(),
+        "the client that was not attached stopped waiting too"
+    );
+}
