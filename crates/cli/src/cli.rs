@@ -243,6 +243,19 @@ pub enum Subcommand {
         #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
         pids: Vec<i32>,
     },
+    /// Show the host's established TCP connections that have no keepalive
+    #[command(
+        long_about = "Show the host's established TCP connections that have no \
+            keepalive, by systemd unit, container or process, with how many, how long the \
+            longest has been idle, and the line that fixes each group (`keepalive attach` \
+            now, `keepalive enable` for the next start, the kernel route where preloading \
+            cannot reach the program).\n\n\
+            Connections come from the kernel (sock_diag, as ss reads them) in every network \
+            namespace the command can enter: all of them as root, its own otherwise. \
+            Keepalive is read on each socket with getsockopt where the command may \
+            duplicate the holder's descriptors (root), else from a pending keepalive timer."
+    )]
+    Audit(AuditArgs),
     /// Print the variables for a shell, a unit, Docker or Kubernetes
     #[command(
         long_about = "Print the variables for a shell, a unit, Docker or Kubernetes.\n\n\
@@ -287,6 +300,25 @@ pub struct AttachProcessArgs {
     /// The processes to attach to
     #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
     pub pids: Vec<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Every connection, with keepalive or without
+    #[arg(long)]
+    pub all: bool,
+    /// Only connections idle at least this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub min_idle: u64,
+    /// Only the connections of this systemd unit (a name without a suffix is a .service)
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
+    /// Only the connections of this process
+    #[arg(long, value_name = "PID", value_parser = pid)]
+    pub pid: Option<i32>,
+    /// text, json, or prometheus (node_exporter's textfile collector)
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: crate::audit::AuditFormat,
 }
 
 /// What the library is told to do: the options `run`, `enable` and `env` share.

@@ -6,6 +6,7 @@
 //! library's own parser (crates/config) and the program with [`check`].
 
 mod attach;
+mod audit;
 mod check;
 mod cli;
 mod elf;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Subcommand::Disable(args) => unit::disable(&args),
         Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Attach(args) => attach::run(&args),
+        Subcommand::Audit(args) => audit::run(&args),
         Subcommand::Detach { pids } => attach::detach(&pids),
         Subcommand::Env(args) => env::print(&args),
         Subcommand::KernelAttach(args) => kernel::attach::attach(&args),

@@ -1,0 +1,293 @@
+//! `keepalive audit`: every established TCP connection of the host, in every network
+//! namespace the command can enter (all of them, as root; its own otherwise), by the
+//! unit, container or process that holds it, with keepalive on or off, how long the
+//! connection has been idle, and the one line that would fix each group.
+//!
+//! Connections come from the kernel through sock_diag ([`diag`]), one dump per
+//! namespace; a socket inode leads to its process through `/proc/PID/fd` (one pass
+//! over every process), and a process to its unit or container through
+//! `/proc/PID/cgroup`. Where the command may duplicate the process's descriptors
+//! (root), keepalive and its timers are read with getsockopt, exactly; elsewhere a
+//! keepalive timer pending on the connection (`idiag_timer` 2) says "on".
+
+mod diag;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::ExitCode;
+
+use diag::Connection;
+
+use crate::cli::AuditArgs;
+use crate::elf;
+use crate::failure::{self, Failure};
+use crate::json::Object;
+use crate::options::Options;
+use crate::status::process::{self, Pidfd};
+
+/// Who holds a connection, and what the audit knows of its keepalive.
+struct Seen {
+    connection: Connection,
+    pid: Option<i32>,
+    group: String,
+    /// The options read back, where the descriptor could be duplicated.
+    options: Option<Options>,
+}
+
+impl Seen {
+    /// Keepalive on: from the options when read, else from a pending keepalive timer.
+    fn keepalive(&self) -> bool {
+        self.options
+            .map_or(self.connection.timer == 2, |options| options.keepalive)
+    }
+
+    fn idle_seconds(&self) -> u64 {
+        self.connection.idle_ms.map_or(0, |ms| u64::from(ms) / 1000)
+    }
+}
+
+/// Output formats of `audit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One line per unit, container or process, with the line that fixes it.
+    #[default]
+    Text,
+    /// One JSON document: one object per connection.
+    Json,
+    /// Prometheus text format, for node_exporter's textfile collector: connections
+    /// without keepalive per group.
+    Prometheus,
+}
+
+pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
+    let owners = socket_owners();
+    let mut seen = Vec::new();
+    for (namespace, pid) in namespaces() {
+        let connections = in_namespace(pid).map_err(|err| {
+            Failure::with_code(
+                1,
+                format!("cannot list the TCP connections of network namespace {namespace}: {err}"),
+            )
+        })?;
+        for connection in connections {
+            let pid = owners.get(&connection.inode).copied();
+            seen.push(Seen {
+                group: pid.map_or_else(|| "no process".to_string(), group_of),
+                options: pid.and_then(|pid| options_of(pid, connection.inode)),
+                connection,
+                pid,
+            });
+        }
+    }
+    seen.retain(|s| {
+        (args.all || !s.keepalive())
+            && s.idle_seconds() >= args.min_idle
+            && args.pid.is_none_or(|pid| s.pid == Some(pid))
+            && args
+                .unit
+                .as_ref()
+                .is_none_or(|unit| s.group == *unit || s.group == format!("{unit}.service"))
+    });
+    let text = match args.format {
+        AuditFormat::Text => render_text(&seen),
+        AuditFormat::Json => render_json(&seen),
+        AuditFormat::Prometheus => render_prometheus(&seen),
+    };
+    failure::say(format_args!("{}", text.trim_end()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One process of each network namespace this command can see, by the namespace's
+/// inode (/proc/PID/ns/net links `net:[INODE]`); its own first.
+fn namespaces() -> Vec<(u64, i32)> {
+    let mut found: BTreeMap<u64, i32> = BTreeMap::new();
+    let own = namespace_of("self");
+    for pid in pids() {
+        if let Some(inode) = namespace_of(&pid.to_string()) {
+            found.entry(inode).or_insert(pid);
+        }
+    }
+    let mut list: Vec<(u64, i32)> = found.into_iter().collect();
+    list.sort_by_key(|(inode, _)| Some(*inode) != own);
+    list
+}
+
+fn namespace_of(pid: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    link.to_str()?
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The connections of `pid`'s network namespace, listed by a thread that enters it
+/// (setns(2) moves the calling thread alone) when it is not this command's.
+fn in_namespace(pid: i32) -> std::io::Result<Vec<Connection>> {
+    if namespace_of(&pid.to_string()) == namespace_of("self") {
+        return diag::established();
+    }
+    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) with a namespace descriptor this thread borrows; it
+                // moves this thread alone, which ends right after.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                diag::established()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace reader failed")))
+    })
+}
+
+/// Socket inode -> the first process holding it, from every readable /proc/PID/fd.
+fn socket_owners() -> HashMap<u64, i32> {
+    let mut owners = HashMap::new();
+    for pid in pids() {
+        if let Ok(fds) = process::socket_fds(&format!("/proc/{pid}")) {
+            for (_, inode) in fds {
+                owners.entry(inode).or_insert(pid);
+            }
+        }
+    }
+    owners
+}
+
+/// The options of the socket `inode` that `pid` holds, read on a duplicate.
+fn options_of(pid: i32, inode: u64) -> Option<Options> {
+    let fds = process::socket_fds(&format!("/proc/{pid}")).ok()?;
+    let &(fd, _) = fds.iter().find(|(_, i)| *i == inode)?;
+    let copy = Pidfd::open(pid).ok()?.get_fd(fd).ok()?;
+    Options::read(copy.as_fd()).ok()
+}
+
+/// The unit or container a process runs for, by its cgroup v2 path: the innermost
+/// `.service` or `.scope` (a container's, a login session's); else the process.
+fn group_of(pid: i32) -> String {
+    let path = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("0::"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    path.split('/')
+        .rev()
+        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "process {pid} ({})",
+                process::command(pid).unwrap_or_default()
+            )
+        })
+}
+
+/// The line that fixes a group without keepalive: `attach` now, and for a service the
+/// next start too; the kernel route where preloading cannot reach the program.
+fn fix(group: &str, pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+    let now = format!("keepalive attach {}", list.join(" "));
+    let unreachable = pids.first().is_some_and(|pid| {
+        std::fs::read(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|data| elf::Elf::parse(&data).ok())
+            .is_some_and(|elf| elf.interpreter.is_none() || elf.go)
+    });
+    match (group.strip_suffix(".service"), unreachable) {
+        (Some(_), true) => format!("{now}; next start: keepalive enable --kernel {group}"),
+        (Some(_), false) => format!("{now}; next start: keepalive enable {group}"),
+        (None, true) => format!("{now}; next start: keepalive run --kernel -- PROGRAM"),
+        (None, false) => now,
+    }
+}
+
+fn render_text(seen: &[Seen]) -> String {
+    let mut groups: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
+    for s in seen {
+        groups.entry(s.group.as_str()).or_default().push(s);
+    }
+    let mut out = String::new();
+    if groups.is_empty() {
+        out.push_str("no established TCP connection without keepalive\n");
+    }
+    for (group, list) in groups {
+        let without = list.iter().filter(|s| !s.keepalive()).count();
+        let idle = list.iter().map(|s| s.idle_seconds()).max().unwrap_or(0);
+        let mut pids: Vec<i32> = list.iter().filter_map(|s| s.pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        let _ = writeln!(
+            out,
+            "{group}: {} connections, {without} without keepalive, longest idle {idle} s",
+            list.len()
+        );
+        if without > 0 && !pids.is_empty() {
+            let _ = writeln!(out, "  fix: {}", fix(group, &pids));
+        }
+    }
+    out
+}
+
+fn render_json(seen: &[Seen]) -> String {
+    let objects: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            let mut object = Object::new();
+            if let Some(pid) = s.pid {
+                object.number("pid", pid as u64);
+            }
+            object
+                .string("group", &s.group)
+                .string("local", &s.connection.local.to_string())
+                .string("remote", &s.connection.peer.to_string())
+                .number("idle_seconds", s.idle_seconds())
+                .bool("keepalive", s.keepalive());
+            if let Some(o) = s.options.filter(|o| o.keepalive) {
+                object
+                    .number("idle", u64::from(o.idle))
+                    .number("interval", u64::from(o.interval))
+                    .number("count", u64::from(o.count))
+                    .number("user_timeout_ms", u64::from(o.user_timeout));
+            }
+            object.finish()
+        })
+        .collect();
+    format!("{{\"connections\":[{}]}}", objects.join(","))
+}
+
+fn render_prometheus(seen: &[Seen]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in seen.iter().filter(|s| !s.keepalive()) {
+        *counts.entry(s.group.as_str()).or_default() += 1;
+    }
+    let mut out = String::from(
+        "# HELP keepalive_connections_without_keepalive Established TCP connections \
+         with SO_KEEPALIVE off, by unit, container or process.\n\
+         # TYPE keepalive_connections_without_keepalive gauge\n",
+    );
+    for (group, count) in counts {
+        let label = group.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "keepalive_connections_without_keepalive{{group=\"{label}\"}} {count}"
+        );
+    }
+    out
+}
