@@ -6,12 +6,15 @@
 //! not attached stays blocked.
 
 mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
 use common::{have, keepalive_command, skip};
+use servers::{Postgres, wait_until, which};
 
 /// A program that opens a listener, a connection to it and its accepted end, and one
 /// more pair whose client end it configures itself (keepalive on, idle 333 s); prints
@@ -344,5 +347,75 @@ fn an_attached_client_notices_a_dead_peer() {
     assert!(
         clients[1].0.is_running(),
         "the client that was not attached stopped waiting too"
+    );
+}
+
+/// A real `psql` waiting on `SELECT pg_sleep(600)` when its server vanishes. libpq turns
+/// SO_KEEPALIVE on itself, with the kernel's timers (2 h 11 min), so `attach` leaves
+/// its socket alone by default and says so; `--mode skip` gives it the timers and
+/// leaves SO_KEEPALIVE to libpq, and that psql fails with "timed out" within
+/// 1 + 1 × 2 s of the cut, a 1.5 s margin and one more second for psql to report and
+/// exit, while the one beside it still waits.
+#[test]
+fn an_attached_psql_notices_a_vanished_server() {
+    let test = "an_attached_psql_notices_a_vanished_server";
+    if !root(test) {
+        return;
+    }
+    let Some(link) = Link::new(test) else {
+        return;
+    };
+    if which(test, "psql").is_none() {
+        return;
+    }
+    let [host, client] = link.places();
+    let Some(server) = Postgres::start(test, host, 5432, None) else {
+        return;
+    };
+    let psql = |name: &str| {
+        let mut command = Command::new("psql");
+        command
+            .args(["-h", SERVER_ADDR, "-p", "5432", "-U", "postgres"])
+            .args(["-c", "SELECT pg_sleep(600)"])
+            .env("PGAPPNAME", name)
+            .env_remove("LD_PRELOAD");
+        client.spawn(&mut command)
+    };
+    let mut attached = psql("attached");
+    let mut beside = psql("beside");
+    wait_until("both queries running", || {
+        server.sql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name IN ('attached', 'beside') AND state = 'active'",
+        ) == "2"
+    });
+    let pid = attached.pid().to_string();
+    let fast = ["--idle", "1", "--interval", "1", "--count", "2"];
+    let (code, stdout, stderr) = attach(&[&fast[..], &["--dry-run", &pid]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("left alone: keepalive is on already"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = attach(&[&fast[..], &["--mode", "skip", &pid]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 configured"), "{stdout}");
+
+    let cut = Instant::now();
+    link.cut(Side::Server);
+    let status = attached
+        .wait_exit(Duration::from_millis(3_000 + 1_500 + 1_000))
+        .unwrap_or_else(|| {
+            panic!(
+                "the attached psql still waits {:?} after the cut",
+                cut.elapsed()
+            )
+        });
+    assert!(!status.success());
+    let said = attached.stderr_when_closed(Duration::from_secs(5));
+    assert!(said.contains("timed out"), "{said}");
+    assert!(
+        beside.is_running(),
+        "the psql not attached stopped waiting too"
     );
 }

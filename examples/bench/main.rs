@@ -42,6 +42,7 @@ fn main() {
             sockets: 2_000,
             connections: 300,
             execs: 20,
+            audited: 2_000,
         }
     } else {
         Plan {
@@ -49,6 +50,7 @@ fn main() {
             sockets: 20_000,
             connections: 3_000,
             execs: 200,
+            audited: 10_000,
         }
     };
     let paths = Paths::find();
@@ -72,6 +74,48 @@ fn main() {
     per_process(&paths, &plan);
     portable_load_work(&paths);
     footprint(&paths);
+    audit(&paths, &plan);
+}
+
+/// (e) `keepalive audit` on a host with many established connections: a worker holds
+/// `plan.audited / 2` loopback pairs (both ends established: `plan.audited`
+/// connections); the audit's wall time, over rounds, as JSON (every connection read and
+/// printed).
+fn audit(paths: &Paths, plan: &Plan) {
+    let command = paths.shim.with_file_name("keepalive");
+    let pairs = (plan.audited / 2).to_string();
+    let mut holder = Command::new(&paths.exe)
+        .args(["worker", "hold", &pairs])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the connection holder");
+    let mut ready = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("holder ready");
+    let mut samples = Vec::new();
+    for _ in 0..plan.rounds {
+        let start = Instant::now();
+        let output = Command::new(&command)
+            .args(["audit", "--all", "--format", "json"])
+            .output()
+            .expect("run keepalive audit");
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert!(output.status.success(), "keepalive audit failed");
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let (low, high) = range(&samples);
+    println!(
+        "(e) keepalive audit --all --format json, {} established connections held by one process ({})",
+        plan.audited,
+        ready.trim()
+    );
+    println!(
+        "    {:.0} ms median [{low:.0}-{high:.0}] over {} runs   target: well under 1 s for 10 000\n",
+        median(samples),
+        plan.rounds
+    );
 }
 
 struct Plan {
@@ -79,6 +123,8 @@ struct Plan {
     sockets: usize,
     connections: usize,
     execs: usize,
+    /// Established connections for `keepalive audit` to read.
+    audited: usize,
 }
 
 struct Paths {
@@ -668,6 +714,26 @@ fn worker(args: &[String]) {
                 drop(clients);
             }
             println!("{}", elapsed.as_nanos());
+        }
+        "hold" => {
+            // PAIRS loopback connections, both ends held here, until killed.
+            let pairs = count(1);
+            let limit = libc::rlimit {
+                rlim_cur: (pairs * 2 + 64) as libc::rlim_t,
+                rlim_max: (pairs * 2 + 64) as libc::rlim_t,
+            };
+            // SAFETY: setrlimit(2) of this process's own descriptor limit.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let mut held = Vec::with_capacity(pairs * 2);
+            for _ in 0..pairs {
+                held.push(TcpStream::connect(address).expect("connect"));
+                held.push(listener.accept().expect("accept").0);
+            }
+            println!("{} sockets open", held.len());
+            std::io::stdout().flush().expect("flush");
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         }
         "accept-activated" => {
             // A listener made with a raw socket system call, which the library never

@@ -14,7 +14,7 @@ mod diag;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::process::ExitCode;
 
 use diag::Connection;
@@ -62,6 +62,8 @@ pub enum AuditFormat {
 
 pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
     let owners = socket_owners();
+    let mut holders = Holders::default();
+    let mut groups: HashMap<i32, String> = HashMap::new();
     let mut seen = Vec::new();
     for (namespace, pid) in namespaces() {
         let connections = in_namespace(pid).map_err(|err| {
@@ -71,10 +73,14 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
             )
         })?;
         for connection in connections {
-            let pid = owners.get(&connection.inode).copied();
+            let owner = owners.get(&connection.inode).copied();
+            let pid = owner.map(|(pid, _)| pid);
             seen.push(Seen {
-                group: pid.map_or_else(|| "no process".to_string(), group_of),
-                options: pid.and_then(|pid| options_of(pid, connection.inode)),
+                group: pid.map_or_else(
+                    || "no process".to_string(),
+                    |pid| groups.entry(pid).or_insert_with(|| group_of(pid)).clone(),
+                ),
+                options: owner.and_then(|(pid, fd)| holders.options(pid, fd)),
                 connection,
                 pid,
             });
@@ -155,25 +161,36 @@ fn in_namespace(pid: i32) -> std::io::Result<Vec<Connection>> {
     })
 }
 
-/// Socket inode -> the first process holding it, from every readable /proc/PID/fd.
-fn socket_owners() -> HashMap<u64, i32> {
+/// Socket inode -> the first process holding it, and its descriptor there, from every
+/// readable /proc/PID/fd: one pass over every process.
+fn socket_owners() -> HashMap<u64, (i32, RawFd)> {
     let mut owners = HashMap::new();
     for pid in pids() {
         if let Ok(fds) = process::socket_fds(&format!("/proc/{pid}")) {
-            for (_, inode) in fds {
-                owners.entry(inode).or_insert(pid);
+            for (fd, inode) in fds {
+                owners.entry(inode).or_insert((pid, fd));
             }
         }
     }
     owners
 }
 
-/// The options of the socket `inode` that `pid` holds, read on a duplicate.
-fn options_of(pid: i32, inode: u64) -> Option<Options> {
-    let fds = process::socket_fds(&format!("/proc/{pid}")).ok()?;
-    let &(fd, _) = fds.iter().find(|(_, i)| *i == inode)?;
-    let copy = Pidfd::open(pid).ok()?.get_fd(fd).ok()?;
-    Options::read(copy.as_fd()).ok()
+/// One pidfd per process whose sockets are read, opened on first need; `None` for a
+/// process that cannot be reached (gone, or no permission), asked once.
+#[derive(Default)]
+struct Holders(HashMap<i32, Option<Pidfd>>);
+
+impl Holders {
+    /// The options of the socket `pid` holds as `fd`, read on a duplicate.
+    fn options(&mut self, pid: i32, fd: RawFd) -> Option<Options> {
+        let pidfd = self
+            .0
+            .entry(pid)
+            .or_insert_with(|| Pidfd::open(pid).ok())
+            .as_ref()?;
+        let copy = pidfd.get_fd(fd).ok()?;
+        Options::read(copy.as_fd()).ok()
+    }
 }
 
 /// The unit or container a process runs for, by its cgroup v2 path: the innermost
