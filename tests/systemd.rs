@@ -1101,3 +1101,43 @@ fn env_formats_round_trip_awkward_values() {
         assert_eq!(environment(&container, unit, "KEEPIDLE"), "43", "{unit}");
     }
 }
+
+/// `attach --unit` gives every process of a running service keepalive on its open
+/// connection now, without a restart, and `detach --unit` takes it back (issue 23).
+#[test]
+fn attach_and_detach_a_running_service() {
+    let test = "attach_and_detach_a_running_service";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(&container, "running-echo.service", 7561, "");
+    container.start(&["running-echo.service"]);
+    let before = container.main_pid("running-echo.service");
+    let _client = connect(&container, 7561, "running-echo.service");
+    assert_eq!(
+        server_timer(&container, 7561),
+        None,
+        "keepalive before attach"
+    );
+
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["attach", "--unit", "running-echo", "--idle", "61"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_idle("attach --unit", server_timer(&container, 7561), 61);
+    assert_eq!(
+        container.main_pid("running-echo.service"),
+        before,
+        "attach restarted the service"
+    );
+
+    let (code, stdout, stderr) = keepalive(&container, &["detach", "--unit", "running-echo"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        server_timer(&container, 7561),
+        None,
+        "keepalive after detach"
+    );
+}

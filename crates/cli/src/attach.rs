@@ -26,6 +26,7 @@ use crate::cli::AttachProcessArgs;
 use crate::env;
 use crate::failure::{self, Failure};
 use crate::json::Object;
+use crate::kernel::cgroup;
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 use crate::status::tcp_entries;
@@ -46,8 +47,9 @@ struct Outcome {
 /// `keepalive attach [SETTINGS] [--dry-run] [--json] PID…`.
 pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     let config = env::resolve(&args.settings, |_| None, "")?;
+    let pids = targets(args.unit.as_deref(), &args.pids)?;
     let mut reports = Vec::new();
-    for &pid in &args.pids {
+    for pid in pids {
         let outcomes = attach(pid, &config, args.dry_run)?;
         reports.push((pid, outcomes));
     }
@@ -58,6 +60,37 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     };
     failure::say(format_args!("{}", text.trim_end()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The processes named: `pids`, and with `--unit` every process in the service's
+/// cgroup (systemctl's `ControlGroup`), its sub-cgroups included.
+fn targets(unit: Option<&str>, pids: &[i32]) -> Result<Vec<i32>, Failure> {
+    let mut all = pids.to_vec();
+    if let Some(unit) = unit {
+        let name = if unit.contains('.') {
+            unit.to_string()
+        } else {
+            format!("{unit}.service")
+        };
+        let refuse = |why: String| Failure::with_code(1, format!("--unit {name}: {why}"));
+        let shown = std::process::Command::new("systemctl")
+            .args(["show", "--value", "-p", "ControlGroup", "--", &name])
+            .output()
+            .map_err(|err| refuse(format!("cannot run systemctl: {err}")))?;
+        let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+        if !shown.status.success() || path.is_empty() {
+            return Err(refuse("not running: it has no cgroup".into()));
+        }
+        let cgroup = cgroup::at(&path).map_err(refuse)?;
+        all.extend(
+            cgroup
+                .processes()
+                .map_err(|err| refuse(format!("cannot list its processes: {err}")))?,
+        );
+    }
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
 }
 
 /// Configures the TCP sockets of one process; nothing is changed unless every socket
@@ -220,8 +253,16 @@ fn parse_record(text: &str) -> Vec<(u64, Options, Options)> {
 /// `keepalive detach PID…`: puts back what `attach` changed, on each socket that still
 /// carries exactly what `attach` set (one changed since belongs to whoever changed it),
 /// then removes the record.
-pub fn detach(pids: &[i32]) -> Result<ExitCode, Failure> {
-    for &pid in pids {
+pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
+    let pids = targets(unit, pids)?;
+    let recorded: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| record_path(pid).is_some_and(|path| path.exists()))
+        .collect();
+    // With --unit, the processes attach changed nothing in are not named.
+    let pids = if unit.is_some() { recorded } else { pids };
+    for pid in pids {
         let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
         let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
         let text = std::fs::read_to_string(&path).map_err(|_| {

@@ -239,8 +239,11 @@ pub enum Subcommand {
             Exit status: 0 when done; 1 when there is no such process, nothing recorded for \
             it, or no permission.")]
     Detach {
+        /// Every process of this systemd service (a name without a suffix is a .service)
+        #[arg(long, value_name = "UNIT")]
+        unit: Option<String>,
         /// The processes to detach from
-        #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
+        #[arg(value_name = "PID", required_unless_present = "unit", value_parser = pid, allow_hyphen_values = true)]
         pids: Vec<i32>,
     },
     /// Show the host's established TCP connections that have no keepalive
@@ -297,8 +300,11 @@ pub struct AttachProcessArgs {
     /// Print one JSON document instead of lines
     #[arg(long)]
     pub json: bool,
+    /// Every process of this systemd service (a name without a suffix is a .service)
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
     /// The processes to attach to
-    #[arg(value_name = "PID", required = true, value_parser = pid, allow_hyphen_values = true)]
+    #[arg(value_name = "PID", required_unless_present = "unit", value_parser = pid, allow_hyphen_values = true)]
     pub pids: Vec<i32>,
 }
 

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Subcommand::Status { pid, json } => status::run(pid, json),
         Subcommand::Attach(args) => attach::run(&args),
         Subcommand::Audit(args) => audit::run(&args),
-        Subcommand::Detach { pids } => attach::detach(&pids),
+        Subcommand::Detach { unit, pids } => attach::detach(unit.as_deref(), &pids),
         Subcommand::Env(args) => env::print(&args),
         Subcommand::KernelAttach(args) => kernel::attach::attach(&args),
         Subcommand::Generate { what } => generate(what),

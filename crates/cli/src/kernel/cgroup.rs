@@ -101,6 +101,31 @@ impl Own {
         Ok(())
     }
 
+    /// Every process in this cgroup and the cgroups under it.
+    pub fn processes(&self) -> io::Result<Vec<i32>> {
+        fn walk(dir: &OwnedFd, into: &mut Vec<i32>) -> io::Result<()> {
+            let mut text = String::new();
+            File::from(open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_RDONLY)?)
+                .read_to_string(&mut text)?;
+            into.extend(text.lines().filter_map(|pid| pid.parse::<i32>().ok()));
+            for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    let name =
+                        CString::new(entry.file_name().as_bytes()).map_err(io::Error::other)?;
+                    walk(
+                        &open_at(Some(dir.as_fd()), &name, libc::O_RDONLY | libc::O_DIRECTORY)?,
+                        into,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        let mut pids = Vec::new();
+        walk(&self.dir, &mut pids)?;
+        Ok(pids)
+    }
+
     /// The open directory, to ask what is attached to it.
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()

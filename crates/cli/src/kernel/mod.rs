@@ -7,7 +7,7 @@
 //! makes the cgroup, a transient scope, and removes it ([`scope`]).
 
 pub mod attach;
-mod cgroup;
+pub mod cgroup;
 mod scope;
 mod supervise;
 mod support;
