@@ -74,7 +74,74 @@ fn main() {
     per_process(&paths, &plan);
     portable_load_work(&paths);
     footprint(&paths);
+    kernel_route(&paths, &plan);
     audit(&paths, &plan);
+}
+
+/// (f) The kernel route's price per connection: one process connects to its own
+/// loopback listener, accepts and closes both ends, `plan.connections` times, timed
+/// inside; run as is, with the library preloaded, and under `keepalive run --kernel`
+/// with the settings and with `--mode off` (the sock_ops program runs and sets
+/// nothing). Interleaved within each round, like every comparison here.
+fn kernel_route(paths: &Paths, plan: &Plan) {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("(f) kernel route: not measured: it needs root\n");
+        return;
+    }
+    let keepalive = paths.shim.with_file_name("keepalive");
+    let count = plan.connections.to_string();
+    let settings = ["--idle", "60", "--interval", "10", "--count", "6"];
+    let names = [
+        "no route, no library",
+        "library",
+        "kernel route, --mode off",
+        "kernel route, 3 settings",
+    ];
+    let mut samples = Samples::new(names.len());
+    for _ in 0..plan.rounds {
+        for (i, sample) in samples.0.iter_mut().enumerate() {
+            let mut command = match i {
+                0 | 1 => Command::new(&paths.exe),
+                _ => {
+                    let mut run = Command::new(&keepalive);
+                    run.args(["run", "--kernel"]);
+                    if i == 2 {
+                        run.args(["--mode", "off"]);
+                    } else {
+                        run.args(settings);
+                    }
+                    run.arg("--").arg(&paths.exe);
+                    run
+                }
+            };
+            command
+                .args(["worker", "pairs", &count])
+                .env_remove("LD_PRELOAD");
+            for (name, _) in VARS {
+                command.env_remove(name);
+            }
+            if i == 1 {
+                command.envs(VARS).env("LD_PRELOAD", &paths.shim);
+            }
+            sample.push(worker_number(&mut command) / plan.connections as f64);
+        }
+    }
+    print_comparison(
+        &format!(
+            "(f) per connection, both ends in one process: connect + accept + close, {} per run",
+            plan.connections
+        ),
+        &names,
+        &samples,
+        &[
+            (3, 0, "kernel route / none"),
+            (2, 0, "route, mode off / none"),
+            (1, 0, "library / none"),
+            (3, 1, "kernel route / library"),
+        ],
+        "kernel route / library <= 1.00\n",
+    );
 }
 
 /// (e) `keepalive audit` on a host with many established connections: a worker holds
@@ -714,6 +781,18 @@ fn worker(args: &[String]) {
                 drop(clients);
             }
             println!("{}", elapsed.as_nanos());
+        }
+        "pairs" => {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let start = Instant::now();
+            for _ in 0..count(1) {
+                let client = TcpStream::connect(address).expect("connect");
+                let (accepted, _) = listener.accept().expect("accept");
+                drop(accepted);
+                drop(client);
+            }
+            println!("{}", start.elapsed().as_nanos());
         }
         "hold" => {
             // PAIRS loopback connections, both ends held here, until killed.
