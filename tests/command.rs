@@ -1612,3 +1612,27 @@ fn env_refuses_a_library_that_cannot_be_preloaded() {
         "{stdout}"
     );
 }
+
+/// `enable --kernel --root DIR` writes a drop-in that runs this command by its path;
+/// an image without the command there is refused, with nothing written (issue 21).
+#[test]
+fn enable_kernel_under_root_refuses_an_image_without_the_command() {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-without-keepalive");
+    let _ = std::fs::remove_dir_all(&root);
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(
+        units.join("app.service"),
+        "[Service]\nExecStart=/usr/bin/true\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args(["enable", "--kernel", "--root"])
+            .arg(&root)
+            .arg("app"),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("which is not in the image"), "{stderr}");
+    assert!(!units.join("app.service.d/zz-keepalive.conf").exists());
+}

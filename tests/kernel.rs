@@ -1295,3 +1295,88 @@ fn enable_kernel_refuses_activated_services_and_undoes_a_failed_proof() {
         "the drop-in stayed: {said}"
     );
 }
+
+/// `enable --kernel` as `enable` (issue 21): run again, it keeps the options not given
+/// again and says so; over the library's drop-in it says what it replaced; and
+/// `disable --now` of a unit whose cgroup outlives its stop (`KillMode=process`, a
+/// child left running) detaches the program left on it, so new connections carry
+/// nothing.
+#[test]
+fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
+    let test = "enable_kernel_keeps_options_and_disable_detaches_leftovers";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    let target_dir = common::shim().parent().unwrap().parent().unwrap();
+    let inside = |path: &Path| {
+        format!(
+            "{}/{}",
+            common::systemd::TARGET,
+            path.strip_prefix(target_dir).unwrap().display()
+        )
+    };
+    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
+    container.write(
+        "/etc/systemd/system/lingering.service",
+        &format!(
+            "[Service]\nExecStart=/bin/sh -c '/usr/bin/sleep 3000 & exec {peer} hold 7304'\n\
+             KillMode=process\n"
+        ),
+    );
+    container.start(&["lingering.service"]);
+    let enable = |args: &[&str]| {
+        let mut all = vec![keepalive.as_str(), "enable"];
+        all.extend_from_slice(args);
+        all.push("lingering");
+        let output = container.run(&all);
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(output.status.success(), "{args:?}: {said}");
+        said
+    };
+    let said = enable(&["--idle", "61"]);
+    assert!(!said.contains("replaces"), "{said}");
+    let said = enable(&["--kernel", "--count", "3"]);
+    assert!(
+        said.contains(
+            "replaces the library (LD_PRELOAD) of the earlier enable with the kernel route"
+        ) && said.contains("keeps KEEPIDLE=61 from the earlier enable"),
+        "{said}"
+    );
+    let drop_in = container.read("/etc/systemd/system/lingering.service.d/zz-keepalive.conf");
+    assert!(
+        drop_in.contains("kernel-attach --idle 61 --count 3"),
+        "{drop_in}"
+    );
+    enable(&["--kernel", "--now"]);
+
+    let output = container.run(&[&keepalive, "disable", "--now", "lingering"]);
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("detached 1 keepalive sock_ops program"),
+        "{said}"
+    );
+    eventually(|| {
+        !container
+            .run_ok(&["ss", "-Hltn", "( sport = :7304 )"])
+            .is_empty()
+    });
+    let mut client = Proc::spawn(&mut container.enter(&[&peer, "client", "127.0.0.1", "7304"]));
+    client
+        .line("@ connected", Duration::from_secs(20))
+        .expect("client connected");
+    assert_eq!(
+        container.ss_keepalive("( sport = :7304 )"),
+        [None],
+        "a new connection after disable --now still carries keepalive"
+    );
+}

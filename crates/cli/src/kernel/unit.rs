@@ -78,6 +78,32 @@ pub fn refusal(unit: &str) -> Option<String> {
     })
 }
 
+/// Detaches every keepalive sock_ops program attached directly to the running unit's
+/// cgroup; how many. Nothing when the unit has no cgroup (not running).
+pub fn detach(unit: &str) -> Result<usize, Failure> {
+    let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
+    let shown = Command::new("systemctl")
+        .args(["show", "--value", "-p", "ControlGroup", unit])
+        .output()
+        .map_err(|err| fail(format!("cannot run systemctl: {err}")))?;
+    let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+    if !shown.status.success() || path.is_empty() || !cgroup::unified() {
+        return Ok(0);
+    }
+    let service = cgroup::at(&path).map_err(fail)?;
+    let attached = keepalive_sockops::attached_directly(service.dir())
+        .map_err(|err| fail(format!("cannot ask what is attached to {path}: {err}")))?;
+    let mut detached = 0;
+    for program in attached {
+        if program.name == keepalive_sockops::PROGRAM_NAME {
+            keepalive_sockops::detach(service.dir(), program.id)
+                .map_err(|err| fail(format!("cannot detach from {path}: {err}")))?;
+            detached += 1;
+        }
+    }
+    Ok(detached)
+}
+
 /// After `enable --kernel --now`: proves that a connection made in the service's
 /// cgroup carries the settings. A child of this command joins the cgroup (cgroup.procs
 /// takes "0" for the writer, cgroups(7)), makes one loopback connection, reads its

@@ -368,15 +368,52 @@ pub fn our_variables(path: &Path) -> Vec<(String, String)> {
     if !text.starts_with(MARKER) {
         return Vec::new();
     }
-    service_settings(&text)
-        .into_iter()
+    let settings = service_settings(&text);
+    let mut variables: Vec<(String, String)> = settings
+        .iter()
         .filter(|(key, _)| key == "Environment")
-        .flat_map(|(_, value)| words(&value))
+        .flat_map(|(_, value)| words(value))
         .filter_map(|word| {
             let (name, value) = word.split_once('=')?;
             Some((name.to_string(), value.to_string()))
         })
-        .collect()
+        .collect();
+    // The kernel route's drop-in carries them as kernel-attach's options.
+    for (_, line) in settings.iter().filter(|(key, _)| key == "ExecStartPre") {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "kernel-attach") else {
+            continue;
+        };
+        for pair in words[at + 1..].chunks(2) {
+            let name = match pair[0] {
+                "--mode" => "KEEPALIVE",
+                "--idle" => "KEEPIDLE",
+                "--interval" => "KEEPINTVL",
+                "--count" => "KEEPCNT",
+                "--user-timeout" => "TCP_USER_TIMEOUT",
+                _ => continue,
+            };
+            if let Some(value) = pair.get(1) {
+                let value = value.strip_suffix("ms").unwrap_or(value);
+                variables.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+    variables
+}
+
+/// Which route an earlier `enable` wrote the drop-in for, if it wrote one: the
+/// kernel's (`ExecStartPre=` with `kernel-attach`) or the library's.
+pub fn our_route(path: &Path) -> Option<&'static str> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !text.starts_with(MARKER) {
+        return None;
+    }
+    Some(if text.contains(" kernel-attach") {
+        "the kernel route (--kernel)"
+    } else {
+        "the library (LD_PRELOAD)"
+    })
 }
 
 /// The `key=value` settings of the `[Service]` section, continuation lines joined and

@@ -121,6 +121,11 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         &from_earlier,
     )?;
     let mut notes = resolved.overridden.clone();
+    if let Some(route) = files::our_route(&drop_in).filter(|route| route.contains("kernel")) {
+        notes.push(format!(
+            "replaces {route} of the earlier enable with the library (LD_PRELOAD)"
+        ));
+    }
 
     // What the drop-in sets, which nothing applied after it may set again.
     let ours: Vec<&str> = std::iter::once("LD_PRELOAD")
@@ -279,17 +284,67 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
     Service::read(&unit)?;
-    let config = env::resolve(&args.settings, |_| None, "")?;
+    // What an earlier enable set, by either route, and this one does not set again
+    // stays, and is said, as for the library's drop-in.
+    let drop_in = unit.drop_in();
+    let earlier = files::our_variables(&drop_in);
+    let resolved = env::resolve_against(
+        &args.settings,
+        |name| {
+            earlier
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| OsString::from(value))
+        },
+        &format!("in {}", drop_in.display()),
+    )?;
+    let config = resolved.config;
+    for note in &resolved.overridden {
+        failure::warn(format_args!("keepalive: {note}"));
+    }
+    if let Some(route) = files::our_route(&drop_in).filter(|route| route.contains("LD_PRELOAD")) {
+        failure::warn(format_args!(
+            "keepalive: replaces {route} of the earlier enable with the kernel route"
+        ));
+    }
+    for (var, value) in config.variables() {
+        if env::given(&args.settings, var).is_none()
+            && earlier.iter().any(|(name, _)| name == env::name(var))
+        {
+            failure::warn(format_args!(
+                "keepalive: keeps {}={value} from the earlier enable (`{}` starts afresh)",
+                env::name(var),
+                hint(&args.place, "disable", unit.name.as_str())
+            ));
+        }
+    }
     // A unit under --root is not running here: there is no systemd to ask.
     if args.place.root.is_none() {
         if let Some(why) = kernel::unit::refusal(unit.name.as_str()) {
             return Err(Failure::with_code(1, format!("enable --kernel: {why}")));
         }
     }
-    let text = format!(
-        "{MARKER}\n[Service]\n{}",
-        kernel::unit::exec_start_pre(&config)?
-    );
+    let line = kernel::unit::exec_start_pre(&config)?;
+    // The drop-in names this command by its path; under --root the image must have it
+    // there, or every start of the unit would log a missing command.
+    if let Some(root) = &args.place.root {
+        let me = std::env::current_exe().unwrap_or_default();
+        let inside = check::under_root(Some(root), &me);
+        if !inside.is_file() {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "enable --kernel --root {}: the drop-in would run {}, which is not in the \
+                     image ({} does not exist); install the package into the image first",
+                    root.display(),
+                    me.display(),
+                    inside.display()
+                ),
+            ));
+        }
+    }
+    let text = format!("{MARKER}\n[Service]\n{line}");
     let before = std::fs::read(unit.drop_in()).ok();
     write_drop_in(&unit.drop_in(), &text)?;
     let Some(systemctl) = reload(&args.place, &unit)? else {
@@ -545,6 +600,15 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
     let Some(_) = restart(&args.place, &unit, &systemctl, "to stop preloading")? else {
         return Ok(ExitCode::SUCCESS);
     };
+    // A cgroup that outlived the stop (KillMode=process leaves processes, and systemd
+    // keeps their cgroup) keeps a program `enable --kernel` attached: it goes too.
+    let detached = kernel::unit::detach(unit.name.as_str())?;
+    if detached > 0 {
+        failure::say(format_args!(
+            "{}: detached {detached} keepalive sock_ops program(s) left on its cgroup",
+            unit.name
+        ))?;
+    }
     let pid = systemctl.main_pid(unit.name.as_str())?.ok_or_else(|| {
         Failure::with_code(
             1,
