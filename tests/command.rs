@@ -335,6 +335,12 @@ fn check(program: &Path) -> (i32, String, String) {
         "{line}"
     );
     assert!(line.contains(fields.next().unwrap()), "{line} vs {json}");
+    // The way out is named where there is one: the kernel route reaches what the
+    // loader does not (issue 22).
+    let kernel_reaches = ["static", "go", "setuid", "setgid", "capabilities"];
+    if kernel_reaches.contains(&kind.as_str()) {
+        assert!(line.contains("`keepalive run --kernel`"), "{line}");
+    }
     (code, kind, json)
 }
 
@@ -1635,4 +1641,21 @@ fn enable_kernel_under_root_refuses_an_image_without_the_command() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("which is not in the image"), "{stderr}");
     assert!(!units.join("app.service.d/zz-keepalive.conf").exists());
+}
+
+/// `run` of something that cannot be run says so in one line, in the file's own
+/// words, with the shell's exit status (issue 22): 127 for no such file, 126 for a
+/// directory or a file without execute permission.
+#[test]
+fn run_of_what_cannot_run_is_one_line() {
+    for (program, code, says) in [
+        ("/nonexistent/program", 127, "no such file"),
+        ("/tmp", 126, "it is a directory"),
+        ("/etc/passwd", 126, "not executable"),
+    ] {
+        let (got, stdout, stderr) = output(cli().args(["run", "--", program]));
+        assert_eq!((got, stdout.as_str()), (code, ""), "{program}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{program}: {stderr}");
+        assert!(stderr.contains(says), "{program}: {stderr}");
+    }
 }

@@ -358,29 +358,44 @@ fn deb_is_lintian_clean() {
 }
 
 /// Every path the .rpm installs, in the order `rpm -qlp` lists them.
-fn expected_rpm_files() -> Vec<&'static str> {
-    vec![
-        "/usr/bin/keepalive",
-        "/usr/lib64/libkeepalive.so",
-        "/usr/lib64/libkeepalive.so.0",
-        "/usr/share/doc/libkeepalive-rs",
-        "/usr/share/doc/libkeepalive-rs/README.md",
-        "/usr/share/doc/libkeepalive-rs/changelog",
-        "/usr/share/licenses/libkeepalive-rs",
-        "/usr/share/licenses/libkeepalive-rs/LICENSE-APACHE",
-        "/usr/share/licenses/libkeepalive-rs/LICENSE-MIT",
-        "/usr/share/man/man1/keepalive.1.gz",
-        "/usr/share/man/man7/libkeepalive.7.gz",
-        "/usr/share/bash-completion",
-        "/usr/share/bash-completion/completions",
-        "/usr/share/bash-completion/completions/keepalive",
-        "/usr/share/fish",
-        "/usr/share/fish/vendor_completions.d",
-        "/usr/share/fish/vendor_completions.d/keepalive.fish",
-        "/usr/share/zsh",
-        "/usr/share/zsh/site-functions",
-        "/usr/share/zsh/site-functions/_keepalive",
-    ]
+fn expected_rpm_files() -> Vec<String> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let pages = std::fs::read_dir(docs).unwrap().map(|entry| {
+        let name = entry.unwrap().file_name();
+        format!(
+            "/usr/share/doc/libkeepalive-rs/docs/{}",
+            name.to_string_lossy()
+        )
+    });
+    ["/usr/share/doc/libkeepalive-rs/docs".to_string()]
+        .into_iter()
+        .chain(pages)
+        .chain(
+            [
+                "/usr/bin/keepalive",
+                "/usr/lib64/libkeepalive.so",
+                "/usr/lib64/libkeepalive.so.0",
+                "/usr/share/doc/libkeepalive-rs",
+                "/usr/share/doc/libkeepalive-rs/README.md",
+                "/usr/share/doc/libkeepalive-rs/changelog",
+                "/usr/share/licenses/libkeepalive-rs",
+                "/usr/share/licenses/libkeepalive-rs/LICENSE-APACHE",
+                "/usr/share/licenses/libkeepalive-rs/LICENSE-MIT",
+                "/usr/share/man/man1/keepalive.1.gz",
+                "/usr/share/man/man7/libkeepalive.7.gz",
+                "/usr/share/bash-completion",
+                "/usr/share/bash-completion/completions",
+                "/usr/share/bash-completion/completions/keepalive",
+                "/usr/share/fish",
+                "/usr/share/fish/vendor_completions.d",
+                "/usr/share/fish/vendor_completions.d/keepalive.fish",
+                "/usr/share/zsh",
+                "/usr/share/zsh/site-functions",
+                "/usr/share/zsh/site-functions/_keepalive",
+            ]
+            .map(String::from),
+        )
+        .collect()
 }
 
 #[test]
@@ -952,10 +967,29 @@ fn tarball_removal_names_exactly_its_files() {
         .map(|entry| entry.to_string())
         .collect();
     files.sort();
-    assert_eq!(removed("rm"), files, "{command}");
+    // A word with `*` names every file it matches (prefix*suffix), as sh expands it.
+    let mut named: Vec<String> = removed("rm")
+        .into_iter()
+        .flat_map(|word| match word.split_once('*') {
+            Some((prefix, suffix)) => files
+                .iter()
+                .filter(|f| {
+                    f.starts_with(prefix) && f.ends_with(suffix) && !f[prefix.len()..].contains('/')
+                })
+                .cloned()
+                .collect(),
+            None => vec![word],
+        })
+        .collect();
+    named.sort();
+    assert_eq!(named, files, "{command}");
     assert_eq!(
         removed("rmdir"),
-        ["lib/glibc-2.34", "share/doc/libkeepalive"],
+        [
+            "lib/glibc-2.34",
+            "share/doc/libkeepalive",
+            "share/doc/libkeepalive/docs"
+        ],
         "{command}"
     );
 }

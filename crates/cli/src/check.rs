@@ -90,7 +90,9 @@ impl Reach {
                  it works here), link it dynamically, or set the socket options in the program"
             }
             Reach::Go => {
-                "set keepalive in the program (net.Dialer and net.ListenConfig have KeepAliveConfig)"
+                "`keepalive run --kernel` (root) reaches its connections, but Go sets its own \
+                 keepalive after connecting, which wins: set it in the program (net.Dialer \
+                 and net.ListenConfig have KeepAliveConfig)"
             }
             Reach::SetUid | Reach::SetGid => {
                 "run it with `keepalive run --kernel` (root), run a copy without the set-ID \
@@ -195,7 +197,10 @@ impl Verdict {
         } else {
             "not reachable"
         };
-        format!("{verdict}: {}: {}", self.chain(), self.reach)
+        match self.reach.instead() {
+            "" => format!("{verdict}: {}: {}", self.chain(), self.reach),
+            instead => format!("{verdict}: {}: {}; {instead}", self.chain(), self.reach),
+        }
     }
 
     /// The warning `run` and `enable` print for a program out of reach.

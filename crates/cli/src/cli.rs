@@ -43,7 +43,7 @@ KEEPALIVE_LIBRARY names it.
 Exit status: 0 on success (check: reachable), 1 when check finds the program out of \
 reach, --strict refuses it, or enable --now cannot prove the service got the library, \
 2 for bad input. run exits with COMMAND's status. \
-With --kernel, 1 also when the kernel route cannot be taken here (see docs/kernel.md).";
+With --kernel, 1 also when the kernel route cannot be taken here (see kernel.md in the package's docs/).";
 
 /// keepalive(1), ENVIRONMENT: what the command itself reads.
 const MAN_ENVIRONMENT: &str = "\
@@ -74,7 +74,7 @@ has the library mapped and its variables (or it was not running and stays stoppe
 1
 \\fBcheck\\fR: not reachable; \\fBrun \\-\\-strict\\fR, \\fBenable \\-\\-strict\\fR: refused; \
 \\fBenable\\fR: a masked unit, sandboxing that hides the library, or a service that restarted \
-without it; \\fB\\-\\-kernel\\fR: the kernel route cannot be taken here (docs/kernel.md); a \
+without it; \\fB\\-\\-kernel\\fR: the kernel route cannot be taken here (kernel.md in the package's docs/); a \
 failure of the system.
 .TP
 2
@@ -133,7 +133,8 @@ pub struct Cli {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Subcommand {
-    /// Run COMMAND with keepalive on its TCP sockets (exec, no extra process)
+    /// Run COMMAND with keepalive on its TCP sockets (exec, no extra process; with
+    /// --kernel and no systemd, the command stays as its parent to remove its cgroup)
     #[command(
         long_about = "Run COMMAND with keepalive on its TCP sockets.\n\n\
             Checks COMMAND as `keepalive check` does, sets the variables from the options \
@@ -323,7 +324,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "PID", value_parser = pid)]
     pub pid: Option<i32>,
     /// text, json, or prometheus (node_exporter's textfile collector)
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        hide_possible_values = true
+    )]
     pub format: crate::audit::AuditFormat,
 }
 
@@ -362,7 +368,7 @@ pub struct RunArgs {
     pub strict: bool,
     /// Give COMMAND's connections the settings from the kernel instead of the
     /// library: a cgroup sock_ops program that reaches static, setuid and raw-syscall
-    /// programs too (root, Linux 6.1, cgroup v2; see docs/kernel.md)
+    /// programs too (root, Linux 6.1, cgroup v2; see kernel.md in the package's docs/)
     #[arg(long, conflicts_with_all = ["strict", "library"])]
     pub kernel: bool,
     /// The program and its arguments
@@ -434,7 +440,7 @@ pub struct EnableArgs {
     #[command(flatten)]
     pub settings: Settings,
     /// Attach a sock_ops program to the unit's cgroup at every start instead of
-    /// preloading the library (an ExecStartPre=+ line; see docs/kernel.md)
+    /// preloading the library (an ExecStartPre=+ line; see kernel.md in the package's docs/)
     #[arg(long, conflicts_with_all = ["library", "user"])]
     pub kernel: bool,
     /// Write nothing when preloading cannot reach the unit's ExecStart program (exit

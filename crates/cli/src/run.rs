@@ -38,10 +38,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
         Ok(_) => {}
         Err(failure) if failure.code == 127 || args.strict => return Err(failure),
-        Err(failure) => failure::warn(format_args!(
-            "keepalive: warning: cannot check: {}",
-            failure.message
-        )),
+        Err(failure) => {
+            // A file that cannot be run at all is one error, in its own words, before
+            // anything is said about checking it.
+            launchable(program)?;
+            failure::warn(format_args!(
+                "keepalive: warning: cannot check: {}",
+                failure.message
+            ))
+        }
     }
     // Said once nothing else can refuse, so that a refusal stays one line.
     resolved.tell();
@@ -56,4 +61,43 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let preload = library::preload(std::env::var_os("LD_PRELOAD").as_deref(), &library);
     command.env("LD_PRELOAD", preload);
     Err(exec::replace_with(command, program))
+}
+
+/// Whether `program` can be executed at all, as execvp(3) would find it: exit status
+/// 127 when there is no such file, 126 for a directory or a file without execute
+/// permission, as shells say (the error is the file's, not the check's).
+fn launchable(program: &std::ffi::OsStr) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::path::Path::new(program);
+    let found = if path.as_os_str().as_encoded_bytes().contains(&b'/') {
+        Some(path.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|dirs| {
+            std::env::split_paths(&dirs)
+                .map(|dir| dir.join(path))
+                .find(|candidate| candidate.exists())
+        })
+    };
+    let shown = crate::library::quoted(program);
+    let Some(found) = found.filter(|found| found.exists()) else {
+        return Err(Failure::with_code(
+            127,
+            format!("cannot run {shown}: no such file"),
+        ));
+    };
+    let meta = std::fs::metadata(&found)
+        .map_err(|err| Failure::with_code(126, format!("cannot run {shown}: {err}")))?;
+    if meta.is_dir() {
+        return Err(Failure::with_code(
+            126,
+            format!("cannot run {shown}: it is a directory"),
+        ));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(Failure::with_code(
+            126,
+            format!("cannot run {shown}: not executable (no execute permission)"),
+        ));
+    }
+    Ok(())
 }
