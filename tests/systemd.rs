@@ -440,13 +440,60 @@ fn enable_refuses_hidden_libraries_and_proves_the_restart() {
             "--now",
         ],
     );
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    // Not a shared object at all: refused before anything is written or restarted.
+    let before = container.main_pid("broken.service");
+    assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(!stdout.contains("verified"), "{stdout}");
     assert!(
-        stderr.contains("broken.service: restarted without keepalive")
-            && stderr.contains("cannot be preloaded"),
+        stderr.contains("cannot be preloaded: not an ELF file"),
         "{stderr}"
     );
+    assert!(!exists(&container, "/etc/systemd/system/broken.service.d"));
+    assert_eq!(container.main_pid("broken.service"), before);
+}
+
+/// The sandbox check follows systemd's mounts (issue 22): a library in /root hidden by
+/// `ProtectHome=tmpfs` is refused, and brought back by `BindReadOnlyPaths=` of its
+/// directory it is accepted, loaded and proven, as a hand-written drop-in would be.
+#[test]
+fn a_bind_that_brings_the_library_back_is_not_refused() {
+    let test = "a_bind_that_brings_the_library_back_is_not_refused";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    container.run_ok(&["mkdir", "-p", "/root/ka"]);
+    container.run_ok(&["cp", &library(), "/root/ka/libkeepalive.so"]);
+    echo_unit(&container, "hidden.service", 7571, "ProtectHome=tmpfs\n");
+    echo_unit(
+        &container,
+        "bound.service",
+        7572,
+        "ProtectHome=tmpfs\nBindReadOnlyPaths=/root/ka\n",
+    );
+    container.start(&["hidden.service", "bound.service"]);
+    let enable = |unit: &str| {
+        keepalive(
+            &container,
+            &[
+                "enable",
+                unit,
+                "--library",
+                "/root/ka/libkeepalive.so",
+                "--idle",
+                "42",
+                "--now",
+            ],
+        )
+    };
+    let (code, stdout, stderr) = enable("hidden");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("ProtectHome=tmpfs"), "{stderr}");
+    let (code, stdout, stderr) = enable("bound");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("verified: bound.service"), "{stdout}");
+    let _client = connect(&container, 7572, "bound.service");
+    assert_idle("a bound library", server_timer(&container, 7572), 42);
 }
 
 /// `--now` is `systemctl try-restart`: a running service is restarted and proven to

@@ -15,6 +15,13 @@ pub fn hides(
     library: &Path,
     exists_under: impl Fn(&Path, &Path) -> bool,
 ) -> Option<String> {
+    // systemd sets up a service's mounts from the root down, the deeper path on top
+    // (namespace.c sorts them by path): a bind whose destination holds the library
+    // brings it back over whatever hides its parent, RootDirectory= included (binds
+    // are made inside the new root, from the host's paths).
+    if bound(service, library).is_some() {
+        return None;
+    }
     let under = |dir: &str| library.starts_with(dir);
     let protect_home = service.setting("ProtectHome").unwrap_or("no");
     if matches!(protect_home, "tmpfs") || boolean(protect_home) == Some(true) {
@@ -83,6 +90,24 @@ pub fn hides(
         ));
     }
     None
+}
+
+/// The host file a `BindPaths=` or `BindReadOnlyPaths=` entry (`[-]SRC[:DEST[:OPTIONS]]`,
+/// DEST defaulting to SRC) shows at `library`, when one covers it and the file is
+/// there.
+fn bound(service: &Service, library: &Path) -> Option<std::path::PathBuf> {
+    ["BindPaths", "BindReadOnlyPaths"]
+        .into_iter()
+        .flat_map(|key| service.list(key))
+        .find_map(|entry| {
+            let entry = entry.trim_start_matches('-');
+            let mut parts = entry.splitn(3, ':');
+            let source = parts.next().filter(|s| !s.is_empty())?;
+            let destination = parts.next().filter(|d| !d.is_empty()).unwrap_or(source);
+            let rest = library.strip_prefix(destination).ok()?;
+            let host = Path::new(source).join(rest);
+            host.is_file().then_some(host)
+        })
 }
 
 /// A boolean as systemd parses it (`parse_boolean()`, systemd.syntax(7)).
@@ -158,5 +183,52 @@ mod tests {
                 .starts_with("RootDirectory=")
         );
         assert_eq!(hidden(&[("PrivateTmp", "no")], "/tmp/l.so"), None);
+    }
+
+    #[test]
+    fn a_bind_over_the_library_brings_it_back() {
+        let dir = std::env::temp_dir().join(format!("sandbox-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libkeepalive.so"), b"").unwrap();
+        let source = dir.display().to_string();
+        let in_home = "/home/app/lib/libkeepalive.so";
+        let bind = format!("-{source}:/home/app/lib:norbind");
+        for (settings, library) in [
+            (
+                vec![
+                    ("ProtectHome", "tmpfs"),
+                    ("BindReadOnlyPaths", bind.as_str()),
+                ],
+                in_home,
+            ),
+            (
+                vec![
+                    ("TemporaryFileSystem", "/home"),
+                    ("BindPaths", bind.as_str()),
+                ],
+                in_home,
+            ),
+            (
+                vec![
+                    ("RootDirectory", "/srv/empty"),
+                    ("BindReadOnlyPaths", bind.as_str()),
+                ],
+                in_home,
+            ),
+        ] {
+            assert_eq!(hidden(&settings, library), None, "{settings:?}");
+        }
+        // A bind elsewhere, or of a source without the file, brings nothing back.
+        let elsewhere = format!("{source}:/opt/other");
+        assert!(
+            hidden(
+                &[("ProtectHome", "tmpfs"), ("BindPaths", &elsewhere)],
+                in_home
+            )
+            .is_some()
+        );
+        let empty = format!("{source}/missing:/home/app/lib");
+        assert!(hidden(&[("ProtectHome", "tmpfs"), ("BindPaths", &empty)], in_home).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
