@@ -1188,3 +1188,25 @@ fn attach_and_detach_a_running_service() {
         "keepalive after detach"
     );
 }
+
+/// After the package is removed (issue 21, 22): a unit whose drop-ins name a library
+/// and a command that are gone — the drop-ins `enable` and `enable --kernel` write,
+/// with the paths no longer there — still starts and runs.
+#[test]
+fn drop_ins_outlive_the_package_removal() {
+    let test = "drop_ins_outlive_the_package_removal";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write(
+        "/etc/systemd/system/orphan.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    );
+    container.write(
+        "/etc/systemd/system/orphan.service.d/zz-keepalive.conf",
+        "[Service]\nEnvironment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/gone/libkeepalive.so.0\n\
+         ExecStartPre=+-/usr/bin/gone/keepalive kernel-attach --idle 61\n",
+    );
+    container.start(&["orphan.service"]);
+    assert_eq!(active_state(&container, "orphan.service"), "active");
+}
