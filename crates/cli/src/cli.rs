@@ -588,6 +588,43 @@ const RELEASE_DATE: &str = "2026-11-24";
 /// keepalive(1), one page: the command's name, synopsis, description and options, a
 /// section for each subcommand with its own synopsis, description and options, then
 /// the examples and exit status of `--help`.
+/// A subcommand's SYNOPSIS, each option with the name of its value (`[--idle
+/// DURATION]`): clap_mangen's shows the option alone.
+fn synopsis(command: &clap::Command, name: &str) -> String {
+    let roff = |text: &str| text.replace('-', "\\-");
+    let mut line = format!(".SH SYNOPSIS\n\\fB{}\\fR", roff(name));
+    for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+        let value = arg
+            .get_value_names()
+            .and_then(|names| names.first())
+            .map(|name| name.to_string())
+            .unwrap_or_else(|| arg.get_id().to_string().to_uppercase());
+        let takes = arg.get_action().takes_values();
+        if arg.is_positional() {
+            let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+            let dots = if many { "..." } else { "" };
+            let word = format!("<\\fI{value}\\fR>{dots}");
+            if arg.is_required_set() {
+                line += &format!(" {word}");
+            } else {
+                line += &format!(" [{word}]");
+            }
+            continue;
+        }
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        let flag = format!("\\fB\\-\\-{}\\fR", roff(long));
+        if takes {
+            line += &format!(" [{flag} \\fI{value}\\fR]");
+        } else {
+            line += &format!(" [{flag}]");
+        }
+    }
+    line.push('\n');
+    line
+}
+
 pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
     let mut command = Cli::command();
     command.build();
@@ -604,8 +641,7 @@ pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
         let name = format!("keepalive {}", sub.get_name());
         writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
         let man = clap_mangen::Man::new(sub.clone().bin_name(&name));
-        let mut section = Vec::new();
-        man.render_synopsis_section(&mut section)?;
+        let mut section = synopsis(sub, &name).into_bytes();
         man.render_description_section(&mut section)?;
         man.render_options_section(&mut section)?;
         // One page: each subcommand's parts become subsections of its own section.
