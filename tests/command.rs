@@ -962,7 +962,11 @@ fn env_help_and_man_page() {
             "keepalive(1) lacks {option}"
         );
     }
-    for sub in ["run", "check", "enable", "disable", "env"] {
+    assert!(
+        man.contains("[\\fB\\-\\-idle\\fR \\fIDURATION\\fR]"),
+        "the SYNOPSIS names --idle's value"
+    );
+    for sub in ["run", "check", "enable", "disable", "env", "attach", "detach", "audit"] {
         assert!(
             man.contains(&format!(".SH \"KEEPALIVE {}\"", sub.to_uppercase())),
             "no section for {sub}"
