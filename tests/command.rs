@@ -966,7 +966,9 @@ fn env_help_and_man_page() {
         man.contains("[\\fB\\-\\-idle\\fR \\fIDURATION\\fR]"),
         "the SYNOPSIS names --idle's value"
     );
-    for sub in ["run", "check", "enable", "disable", "env", "attach", "detach", "audit"] {
+    for sub in [
+        "run", "check", "enable", "disable", "env", "attach", "detach", "audit",
+    ] {
         assert!(
             man.contains(&format!(".SH \"KEEPALIVE {}\"", sub.to_uppercase())),
             "no section for {sub}"
