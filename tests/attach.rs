@@ -244,7 +244,7 @@ fn attach_reaches_a_process_in_other_namespaces() {
         .arg(script);
     let (mut program, inner_pid) = start(&mut command);
     assert_eq!(inner_pid, 1, "the program is pid 1 of its namespace");
-    let host_pid = descendant_running(program.pid(), "python3");
+    let host_pid = common::descendant_named(program.pid(), "python3");
     let before = report(&mut program, "report");
     assert!(
         before
@@ -261,25 +261,6 @@ fn attach_reaches_a_process_in_other_namespaces() {
             .any(|(name, options)| name == "first.client" && *options == (1, 61)),
         "{after:?}\n{stdout}"
     );
-}
-
-/// The first process named `name` below `pid`, by /proc/PID/task/*/children.
-fn descendant_running(pid: u32, name: &str) -> u32 {
-    let mut queue = vec![pid];
-    while let Some(next) = queue.pop() {
-        let comm = std::fs::read_to_string(format!("/proc/{next}/comm")).unwrap_or_default();
-        if comm.trim() == name {
-            return next;
-        }
-        let children = std::fs::read_to_string(format!("/proc/{next}/task/{next}/children"))
-            .unwrap_or_default();
-        queue.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    panic!("no {name} below {pid}");
 }
 
 /// A client blocked reading from a server whose link is then cut (no FIN, no RST):

@@ -39,26 +39,6 @@ fn start(command: &mut Command) -> Proc {
     program
 }
 
-/// The host pid of the first `python3` below `pid`.
-fn python_below(pid: u32) -> u32 {
-    let mut queue = vec![pid];
-    while let Some(next) = queue.pop() {
-        if std::fs::read_to_string(format!("/proc/{next}/comm"))
-            .is_ok_and(|c| c.trim() == "python3")
-        {
-            return next;
-        }
-        let children = std::fs::read_to_string(format!("/proc/{next}/task/{next}/children"))
-            .unwrap_or_default();
-        queue.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    panic!("no python3 below {pid}");
-}
-
 #[test]
 fn audit_finds_connections_without_keepalive_everywhere_and_sees_attach() {
     let test = "audit_finds_connections_without_keepalive_everywhere_and_sees_attach";
@@ -76,7 +56,10 @@ fn audit_finds_connections_without_keepalive_everywhere_and_sees_attach() {
         "ip link set lo up && exec python3 -c \"{PROGRAM}\""
     ));
     let elsewhere = start(&mut elsewhere);
-    let pids = [_here.pid(), python_below(elsewhere.pid())];
+    let pids = [
+        _here.pid(),
+        common::descendant_named(elsewhere.pid(), "python3"),
+    ];
 
     let count = "import json, sys\n\
         d = json.load(sys.stdin)\n\

@@ -207,6 +207,26 @@ pub fn refuse_syscall(number: i64, arg: u32, value: u32) -> std::io::Result<()> 
     }
 }
 
+/// The first process named `name` (its /proc/PID/comm) at or below `pid`, through
+/// /proc/PID/task/PID/children: a program a wrapper (unshare, a shell) started.
+pub fn descendant_named(pid: u32, name: &str) -> u32 {
+    let mut queue = vec![pid];
+    while let Some(next) = queue.pop() {
+        let comm = std::fs::read_to_string(format!("/proc/{next}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return next;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{next}/task/{next}/children"))
+            .unwrap_or_default();
+        queue.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    panic!("no {name} at or below {pid}");
+}
+
 /// Runs `command` to the end like `Command::output`, but with stderr a connected
 /// AF_UNIX stream, the shape of a systemd service's stderr (journald's stream): the
 /// one kind of fd 2 the library writes its load-time lines to (src/report.rs), so that

@@ -26,7 +26,7 @@ use crate::cli::AttachProcessArgs;
 use crate::env;
 use crate::failure::{self, Failure};
 use crate::json::Object;
-use crate::kernel::cgroup;
+use crate::kernel::{self, cgroup};
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 use crate::status::tcp_entries;
@@ -73,14 +73,9 @@ fn targets(unit: Option<&str>, pids: &[i32]) -> Result<Vec<i32>, Failure> {
             format!("{unit}.service")
         };
         let refuse = |why: String| Failure::with_code(1, format!("--unit {name}: {why}"));
-        let shown = std::process::Command::new("systemctl")
-            .args(["show", "--value", "-p", "ControlGroup", "--", &name])
-            .output()
-            .map_err(|err| refuse(format!("cannot run systemctl: {err}")))?;
-        let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
-        if !shown.status.success() || path.is_empty() {
-            return Err(refuse("not running: it has no cgroup".into()));
-        }
+        let path = kernel::unit::control_group(&name)
+            .map_err(refuse)?
+            .ok_or_else(|| refuse("not running: it has no cgroup".into()))?;
         let cgroup = cgroup::at(&path).map_err(refuse)?;
         all.extend(
             cgroup

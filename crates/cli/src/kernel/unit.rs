@@ -78,16 +78,25 @@ pub fn refusal(unit: &str) -> Option<String> {
     })
 }
 
+/// The unit's cgroup path as systemd gives it (`ControlGroup`); `None` when it has
+/// none (not running).
+pub fn control_group(unit: &str) -> Result<Option<String>, String> {
+    let shown = Command::new("systemctl")
+        .args(["show", "--value", "-p", "ControlGroup", "--", unit])
+        .output()
+        .map_err(|err| format!("cannot run systemctl: {err}"))?;
+    let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+    Ok((shown.status.success() && !path.is_empty()).then_some(path))
+}
+
 /// Detaches every keepalive sock_ops program attached directly to the running unit's
 /// cgroup; how many. Nothing when the unit has no cgroup (not running).
 pub fn detach(unit: &str) -> Result<usize, Failure> {
     let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
-    let shown = Command::new("systemctl")
-        .args(["show", "--value", "-p", "ControlGroup", unit])
-        .output()
-        .map_err(|err| fail(format!("cannot run systemctl: {err}")))?;
-    let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
-    if !shown.status.success() || path.is_empty() || !cgroup::unified() {
+    let Some(path) = control_group(unit).map_err(fail)? else {
+        return Ok(0);
+    };
+    if !cgroup::unified() {
         return Ok(0);
     }
     let service = cgroup::at(&path).map_err(fail)?;
@@ -112,16 +121,11 @@ pub fn detach(unit: &str) -> Result<usize, Failure> {
 /// proof) would kill with it.
 pub fn verify(unit: &str, config: &Config) -> Result<(), Failure> {
     let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
-    let shown = Command::new("systemctl")
-        .args(["show", "--value", "-p", "ControlGroup", unit])
-        .output()
-        .map_err(|err| fail(format!("cannot run systemctl: {err}")))?;
-    let path = String::from_utf8_lossy(&shown.stdout).trim().to_string();
-    if !shown.status.success() || path.is_empty() {
+    let Some(path) = control_group(unit).map_err(fail)? else {
         return Err(fail(
             "is not running after the restart: no cgroup to verify".into(),
         ));
-    }
+    };
     let service = cgroup::at(&path).map_err(fail)?;
     let carried = in_child(|| probe(&service, &path)).map_err(fail)?;
     let wanted = carried.configured_by(config);

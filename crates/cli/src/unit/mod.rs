@@ -107,19 +107,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
 
     // What an earlier enable set and this one does not set again stays.
     let drop_in = unit.drop_in();
-    let earlier = files::our_variables(&drop_in);
-    let from_earlier = format!("in {}", drop_in.display());
-    let resolved = env::resolve_against(
-        settings,
-        |name| {
-            earlier
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, value)| OsString::from(value))
-        },
-        &from_earlier,
-    )?;
+    let (earlier, resolved) = over_earlier(settings, &drop_in)?;
     let mut notes = resolved.overridden.clone();
     if let Some(route) = files::our_route(&drop_in).filter(|route| route.contains("kernel")) {
         notes.push(format!(
@@ -222,6 +210,27 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     })
 }
 
+/// The options over what the earlier drop-in at `drop_in` set, by either route (its
+/// settings, and the configuration they give together with the options).
+fn over_earlier(
+    settings: &Settings,
+    drop_in: &Path,
+) -> Result<(Vec<(String, String)>, env::Resolved), Failure> {
+    let earlier = files::our_variables(drop_in);
+    let resolved = env::resolve_against(
+        settings,
+        |name| {
+            earlier
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| OsString::from(value))
+        },
+        &format!("in {}", drop_in.display()),
+    )?;
+    Ok((earlier, resolved))
+}
+
 /// A `keepalive VERB UNIT` line to paste: with `--user` and `--root DIR` where they
 /// were given, every word quoted for sh, dash and bash.
 fn hint(place: &Place, verb: &str, unit: &str) -> String {
@@ -287,18 +296,7 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     // What an earlier enable set, by either route, and this one does not set again
     // stays, and is said, as for the library's drop-in.
     let drop_in = unit.drop_in();
-    let earlier = files::our_variables(&drop_in);
-    let resolved = env::resolve_against(
-        &args.settings,
-        |name| {
-            earlier
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, value)| OsString::from(value))
-        },
-        &format!("in {}", drop_in.display()),
-    )?;
+    let (earlier, resolved) = over_earlier(&args.settings, &drop_in)?;
     let config = resolved.config;
     for note in &resolved.overridden {
         failure::warn(format_args!("keepalive: {note}"));
