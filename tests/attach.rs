@@ -400,3 +400,61 @@ fn an_attached_psql_notices_a_vanished_server() {
         "the psql not attached stopped waiting too"
     );
 }
+
+/// The process's own user (not root) may attach where ptrace allows it: the sysctls
+/// are read in its own network namespace without entering it, and the record goes in
+/// the user's runtime directory; detach finds it there.
+#[test]
+fn attach_as_the_programs_own_user() {
+    let test = "attach_as_the_programs_own_user";
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let runtime = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("attach-nobody-run");
+    let _ = std::fs::remove_dir_all(&runtime);
+    std::fs::create_dir_all(&runtime).unwrap();
+    assert!(
+        Command::new("chown")
+            .arg("65534")
+            .arg(&runtime)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let as_nobody = |program: &str| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .env("XDG_RUNTIME_DIR", &runtime);
+        command
+    };
+    let mut python = as_nobody("/usr/bin/python3");
+    python.args(["-c", PROGRAM]);
+    let (mut program, pid) = start(&mut python);
+    let keepalive = common::keepalive().display().to_string();
+    let output = as_nobody(&keepalive)
+        .args(["attach", "--idle", "61", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let after = report(&mut program, "report");
+    assert!(
+        after
+            .iter()
+            .any(|(name, options)| name == "first.client" && *options == (1, 61)),
+        "{after:?}"
+    );
+    let output = as_nobody(&keepalive)
+        .args(["detach", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let back = report(&mut program, "report");
+    assert!(
+        back.iter()
+            .any(|(name, options)| name == "first.client" && *options == (0, 7200)),
+        "{back:?}"
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
+}

@@ -131,6 +131,16 @@ fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Fail
         })?;
         held.push((fd, entry.clone(), copy));
     }
+    // Where detach will find what changed, made before anything changes.
+    if !dry_run {
+        writable(&records()).map_err(|err| {
+            refuse(format!(
+                "cannot record what changes in {}, for `keepalive detach` ({err}); \
+                 nothing was changed",
+                records().display()
+            ))
+        })?;
+    }
     let mut outcomes = Vec::new();
     for (fd, entry, copy) in held {
         let before = Options::read(copy.as_fd())
@@ -162,7 +172,8 @@ fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Fail
     if !dry_run {
         record(pid, &outcomes).map_err(|err| {
             refuse(format!(
-                "configured, but cannot record it for `keepalive detach` in {RECORDS}: {err}"
+                "configured, but cannot record it for `keepalive detach` in {}: {err}",
+                records().display()
             ))
         })?;
     }
@@ -171,15 +182,36 @@ fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Fail
 
 /// Where `attach` records what it changed, one file per process, named by its pid and
 /// its start time (proc(5) /proc/PID/stat, field 22), so that a pid used again by
-/// another process never matches; under /run, gone at the next boot with every
-/// process it names.
-const RECORDS: &str = "/run/keepalive/attach";
+/// another process never matches: /run/keepalive/attach for root, the user's own
+/// runtime directory ($XDG_RUNTIME_DIR/keepalive/attach) otherwise; either is gone at
+/// the next boot with every process it names.
+fn records() -> std::path::PathBuf {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|_| !root) {
+        Some(dir) => std::path::Path::new(&dir).join("keepalive/attach"),
+        None => std::path::PathBuf::from("/run/keepalive/attach"),
+    }
+}
+
+/// Makes `dir` when missing, and says whether this user may write in it (access(2)).
+fn writable(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(dir)?;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: access(2) reads a NUL-terminated path that lives for the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// The record's file for `pid`: `None` when the process is gone.
 fn record_path(pid: i32) -> Option<std::path::PathBuf> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let started = stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?;
-    Some(std::path::Path::new(RECORDS).join(format!("{pid}-{started}")))
+    Some(records().join(format!("{pid}-{started}")))
 }
 
 /// Adds one line per changed socket to the process's record: its inode, the options
@@ -187,7 +219,6 @@ fn record_path(pid: i32) -> Option<std::path::PathBuf> {
 /// "before": detach goes back to what the program had.
 fn record(pid: i32, outcomes: &[Outcome]) -> io::Result<()> {
     let path = record_path(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-    std::fs::create_dir_all(RECORDS)?;
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
     let known: Vec<u64> = parse_record(&text)
         .into_iter()
@@ -385,6 +416,28 @@ fn set(socket: &OwnedFd, level: i32, option: i32, value: u32) -> io::Result<()> 
 /// `net.ipv4.tcp_keepalive_*` sysctls, read by a thread that enters the namespace
 /// (/proc/sys/net shows the reader's namespace, proc_sys(5)).
 fn untouched(pid: i32) -> Result<[u32; 3], String> {
+    let read_all = || -> Result<[u32; 3], String> {
+        let read = |name: &str| -> Result<u32, String> {
+            let path = format!("/proc/sys/net/ipv4/{name}");
+            std::fs::read_to_string(&path)
+                .map_err(|err| format!("cannot read {path}: {err}"))?
+                .trim()
+                .parse()
+                .map_err(|err| format!("{path}: {err}"))
+        };
+        Ok([
+            read("tcp_keepalive_time")?,
+            read("tcp_keepalive_intvl")?,
+            read("tcp_keepalive_probes")?,
+        ])
+    };
+    // The same namespace as this command's (a user's own process): read here, which
+    // needs no privilege; setns(2) needs CAP_SYS_ADMIN.
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .map_err(|err| format!("cannot see its network namespace: {err}"))?;
+    if std::fs::read_link("/proc/self/ns/net").is_ok_and(|ours| ours == theirs) {
+        return read_all();
+    }
     let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|err| format!("cannot open its network namespace: {err}"))?;
     std::thread::scope(|scope| {
@@ -398,19 +451,7 @@ fn untouched(pid: i32) -> Result<[u32; 3], String> {
                         io::Error::last_os_error()
                     ));
                 }
-                let read = |name: &str| -> Result<u32, String> {
-                    let path = format!("/proc/sys/net/ipv4/{name}");
-                    std::fs::read_to_string(&path)
-                        .map_err(|err| format!("cannot read {path}: {err}"))?
-                        .trim()
-                        .parse()
-                        .map_err(|err| format!("{path}: {err}"))
-                };
-                Ok([
-                    read("tcp_keepalive_time")?,
-                    read("tcp_keepalive_intvl")?,
-                    read("tcp_keepalive_probes")?,
-                ])
+                read_all()
             })
             .join()
             .unwrap_or_else(|_| Err("the namespace reader failed".into()))
