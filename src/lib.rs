@@ -44,6 +44,14 @@ static CONSTRUCTOR: extern "C" fn() = {
     constructor
 };
 
+/// Debug builds link the precompiled `core`, whose unwind tables name this personality
+/// routine even with `panic = "abort"`; optimised release builds drop those tables.
+/// With `-z defs` (build.rs) the debug library would not link without a definition.
+/// It is never called: nothing here unwinds.
+#[cfg(all(not(test), debug_assertions))]
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
 /// The shim must never panic inside a host process. In release builds this handler
 /// calls a symbol that exists nowhere, and the link uses `-z defs` (see build.rs): if
 /// any panic path survives optimisation, the release build fails to link. Debug

@@ -91,11 +91,11 @@ fn inspect(pid: i32) -> Result<Report, Failure> {
     let mut problems = Vec::new();
     let pidfd = open_pidfd(pid, &mut problems)?;
     // A file of /proc/PID that is missing means the process is gone, unless the pidfd
-    // says it still runs: then this /proc does not show it (hidepid=, or a /proc of
-    // another PID namespace).
+    // says it still runs and it has not begun to exit: then this /proc does not show it
+    // (hidepid=, or a /proc of another PID namespace).
     let unreadable = |path: &str, err: io::Error| -> Failure {
         match &pidfd {
-            Some(pidfd) if pidfd.has_exited() => exited_while_read(pid),
+            Some(pidfd) if pidfd.has_exited() || process::is_exiting(pid) => exited_while_read(pid),
             None if err.kind() == io::ErrorKind::NotFound => exited_while_read(pid),
             Some(_) if err.kind() == io::ErrorKind::NotFound => Failure::with_code(
                 1,

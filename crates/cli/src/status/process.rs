@@ -122,13 +122,32 @@ pub fn live_thread(pid: i32) -> io::Result<i32> {
     Ok(pid)
 }
 
+/// The fields of a `stat` file (proc(5)) after the command name, from the state on.
+fn stat_fields(stat: &str) -> io::Result<Vec<String>> {
+    let stat = fs::read_to_string(stat)?;
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    Ok(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// The state letter of a `stat` file (proc(5)) is Z or X: the task has exited.
 fn is_zombie(stat: &str) -> io::Result<bool> {
-    let stat = fs::read_to_string(stat)?;
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    Ok(matches!(state, Some('Z' | 'X')))
+    let fields = stat_fields(stat)?;
+    Ok(matches!(
+        fields.first().map(String::as_str),
+        Some("Z" | "X")
+    ))
+}
+
+/// The process has begun to exit: PF_EXITING (0x4) in the flags of
+/// `/proc/PID/stat`. From then until its pidfd polls readable, the kernel has already
+/// released its namespaces (do_exit() calls exit_task_namespaces() before
+/// exit_notify()), so `/proc/PID/net` is missing although the process is not yet gone.
+pub fn is_exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    stat_fields(&format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|fields| fields.get(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
 }
 
 /// The thread group (process) a thread ID belongs to (`Tgid:` in `/proc/PID/status`).
