@@ -310,27 +310,81 @@ fn an_io_uring_accept_is_reached_by_the_kernel() {
     assert_eq!(seen["client"], fields(&CONFIGURED), "raw socket(2) client");
 }
 
-/// A program that turns keepalive on for its listener, with its own idle time: its
-/// accepted connections keep exactly that, while its client connection, which it left
-/// alone, gets the settings.
+/// The rule both routes keep, option by option: what a program sets on a socket
+/// itself stays, and every option it left alone gets the setting — for a client set up
+/// before `connect` and for a connection accepted on a listener set up before
+/// `listen`, for each way of setting things up, an explicit `SO_KEEPALIVE=0` and a
+/// lone `TCP_USER_TIMEOUT` included. The library runs the dynamically linked peer, the
+/// kernel the static one; both must give exactly the expected table.
 #[test]
-fn a_listeners_own_keepalive_stays() {
-    let test = "a_listeners_own_keepalive_stays";
+fn both_routes_keep_what_the_program_set_option_by_option() {
+    let test = "both_routes_keep_what_the_program_set_option_by_option";
     let _turn = turn();
     if !root(test) {
+        return;
+    }
+    let (Some(dynamic), Some(fixed)) = (peer(test, &[]), peer(test, &["-static"])) else {
+        return;
+    };
+    let configured = fields(&CONFIGURED);
+    let with = |changes: &[(&str, &str)]| {
+        let mut expected = configured.clone();
+        for (key, value) in changes {
+            expected.insert(key.to_string(), value.to_string());
+        }
+        expected
+    };
+    let ways: [(&str, BTreeMap<String, String>); 5] = [
+        ("none", configured.clone()),
+        ("off", with(&[("keepalive", "0")])),
+        ("idle", with(&[("idle", "333")])),
+        ("user_timeout", with(&[("user_timeout", "5000")])),
+        ("on_idle", with(&[("idle", "333")])),
+    ];
+    for (route, kernel, peer) in [
+        ("the library", false, &dynamic),
+        ("the kernel", true, &fixed),
+    ] {
+        let output = run(kernel, &[peer, &"rule"]);
+        assert!(output.status.success(), "{route}: {}", text(&output.stderr));
+        let seen = reports(&text(&output.stdout));
+        for (way, expected) in &ways {
+            for side in ["client", "accepted"] {
+                let label = format!("{side}-{way}");
+                assert_eq!(seen.get(&label), Some(expected), "{route}, {label}");
+            }
+        }
+    }
+}
+
+/// A program that enters a network namespace of its own, whose keepalive sysctls
+/// differ from those where the command runs, gets the settings all the same: the
+/// kernel route judges a socket by what the program set on it, not by comparing its
+/// timers with any namespace's sysctls.
+#[test]
+fn a_program_in_a_network_namespace_of_its_own_is_reached() {
+    let test = "a_program_in_a_network_namespace_of_its_own_is_reached";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "ip") {
         return;
     }
     let Some(peer) = peer(test, &["-static"]) else {
         return;
     };
-    let kernel = run(true, &[&peer, &"own-listener"]);
-    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
-    let seen = reports(&text(&kernel.stdout));
-    let mut own = untouched();
-    own.insert("keepalive".into(), "1".into());
-    own.insert("idle".into(), "333".into());
-    assert_eq!(seen["accepted"], own, "the listener's settings");
-    assert_eq!(seen["client"], fields(&CONFIGURED), "the client's");
+    let here = untouched();
+    assert_ne!(
+        here["idle"], "600",
+        "this namespace must differ from the program's"
+    );
+    let script = format!(
+        "ip link set lo up && echo 600 > /proc/sys/net/ipv4/tcp_keepalive_time && exec {} pair",
+        peer.display()
+    );
+    let output = run(true, &[&"unshare", &"-n", &"sh", &"-c", &script]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let seen = reports(&text(&output.stdout));
+    assert_eq!(seen["client"], fields(&CONFIGURED), "client");
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "accepted");
 }
 
 /// A set-user-ID copy of the (dynamically linked) peer, run by nobody through

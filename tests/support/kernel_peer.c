@@ -6,8 +6,12 @@
  *
  *   pair          a listener, a client connected to it, the accepted connection
  *   pair6         the same over IPv6 (::1)
- *   own-listener  the same, the listener set up by the program with keepalive on
- *                 and TCP_KEEPIDLE 333 before listen: accepted connections inherit it
+ *   rule          for each way a program sets keepalive options itself (none, an
+ *                 explicit SO_KEEPALIVE=0, TCP_KEEPIDLE 333, TCP_USER_TIMEOUT 5000,
+ *                 keepalive on with TCP_KEEPIDLE 333), a client set up that way
+ *                 before connect ("client-WAY") and a connection accepted on a
+ *                 listener set up that way before listen ("accepted-WAY"); the
+ *                 sockets are made with socket(3), so preloading sees them too
  *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
  *   hold PORT     listens on PORT on every address, says "@ listening", holds
  *                 every connection it accepts and never sends anything
@@ -54,8 +58,26 @@ static void die(const char *what)
     exit(3);
 }
 
-/* A listener on a free loopback port; `own` sets keepalive on it first. */
-static int listener(struct sockaddr_in *addr, int own)
+/* What a program sets on a socket itself, by name (see `rule` above). */
+static void set_up(int fd, const char *way)
+{
+    int off = 0, on = 1, idle = 333, user_timeout = 5000, failed = 0;
+    if (!strcmp(way, "off"))
+        failed = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &off, sizeof off);
+    else if (!strcmp(way, "idle"))
+        failed = setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    else if (!strcmp(way, "user_timeout"))
+        failed = setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+                            sizeof user_timeout);
+    else if (!strcmp(way, "on_idle"))
+        failed = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) ||
+                 setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    if (failed)
+        die("setsockopt");
+}
+
+/* A listener on a free loopback port, set up `way` first. */
+static int listener(struct sockaddr_in *addr, const char *way)
 {
     socklen_t len = sizeof *addr;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -64,16 +86,34 @@ static int listener(struct sockaddr_in *addr, int own)
     addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0)
         die("socket");
-    if (own) {
-        int on = 1, idle = 333;
-        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
-            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0)
-            die("setsockopt");
-    }
+    set_up(fd, way);
     if (bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, 4) != 0 ||
         getsockname(fd, (struct sockaddr *)addr, &len) != 0)
         die("listen");
     return fd;
+}
+
+static void rule(void)
+{
+    const char *ways[] = {"none", "off", "idle", "user_timeout", "on_idle"};
+    for (size_t i = 0; i < sizeof ways / sizeof *ways; i++) {
+        struct sockaddr_in addr;
+        char label[64];
+        int l = listener(&addr, ways[i]);
+        int client = socket(AF_INET, SOCK_STREAM, 0);
+        if (client < 0)
+            die("socket");
+        set_up(client, ways[i]);
+        if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0)
+            die("connect");
+        int accepted = accept(l, 0, 0);
+        if (accepted < 0)
+            die("accept");
+        snprintf(label, sizeof label, "client-%s", ways[i]);
+        report(label, client);
+        snprintf(label, sizeof label, "accepted-%s", ways[i]);
+        report(label, accepted);
+    }
 }
 
 /* `pair` over IPv6: a listener on ::1, a client, the accepted connection. */
@@ -158,18 +198,20 @@ int main(int argc, char **argv)
 {
     struct sockaddr_in addr;
     const char *mode = argc > 1 ? argv[1] : "";
-    if (!strcmp(mode, "pair") || !strcmp(mode, "own-listener")) {
-        int l = listener(&addr, !strcmp(mode, "own-listener"));
+    if (!strcmp(mode, "pair")) {
+        int l = listener(&addr, "none");
         int client = connected(&addr);
         int accepted = accept(l, 0, 0);
         if (accepted < 0)
             die("accept");
         report("client", client);
         report("accepted", accepted);
+    } else if (!strcmp(mode, "rule")) {
+        rule();
     } else if (!strcmp(mode, "pair6")) {
         pair6();
     } else if (!strcmp(mode, "uring")) {
-        int l = listener(&addr, 0);
+        int l = listener(&addr, "none");
         int client = connected(&addr);
         report("client", client);
         report("accepted", uring_accept(l));
@@ -201,7 +243,7 @@ int main(int argc, char **argv)
             ;
         printf("@ result errno=%d at_ms=%lld\n", n == 0 ? 0 : errno, monotonic_ms());
     } else {
-        fprintf(stderr, "usage: kernel_peer pair|pair6|own-listener|uring|hold PORT|client ADDR PORT\n");
+        fprintf(stderr, "usage: kernel_peer pair|pair6|rule|uring|hold PORT|client ADDR PORT\n");
         return 2;
     }
     return 0;

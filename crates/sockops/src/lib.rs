@@ -1,20 +1,36 @@
-//! The kernel route of libkeepalive: a `BPF_PROG_TYPE_SOCK_OPS` program that gives TCP
-//! connections of every process in a cgroup (v2) the keepalive settings, for programs
-//! preloading cannot reach — statically linked, set-user-ID, raw system calls.
+//! The kernel route of libkeepalive: BPF programs on a cgroup (v2) that give TCP
+//! connections of every process in it the keepalive settings, for programs preloading
+//! cannot reach — statically linked, set-user-ID, raw system calls.
 //!
-//! The program is a few dozen instructions assembled here by hand, the way systemd
+//! Two programs share one map ([`Route`]): a setsockopt program marks each socket on
+//! which the program sets a keepalive option itself, and a sock_ops program gives an
+//! established connection the settings for every option not marked.
+//!
+//! The programs are a few dozen instructions assembled here by hand, the way systemd
 //! builds its own cgroup programs: nothing to compile at build time (no clang, no
-//! nightly compiler, no `bpf-linker`), no object file or BTF to ship, and the settings
-//! are immediates in the instructions. The kernel's verifier checks it when it loads.
+//! nightly compiler, no `bpf-linker`), no object file to ship, and the settings are
+//! immediates in the instructions. The kernel's verifier checks them when they load.
 //!
 //! Only the `keepalive` command uses this crate; the preloaded library has no BPF.
 
+mod asm;
 mod insn;
-mod program;
+mod option;
+mod route;
+mod setsockopt;
+mod sock_ops;
+mod storage;
 mod sys;
 
 pub use insn::Insn;
-pub use program::{Untouched, build};
+pub use route::{Links, Route};
 pub use sys::{
-    Attached, Error, Link, PROGRAM_NAME, Program, attached, attached_directly, detach, untouched,
+    Attached, Error, Hook, PROGRAM_NAME, Program, attached, attached_directly, detach_ours,
 };
+
+/// The programs' instructions, for tests that load them piece by piece.
+pub mod build {
+    pub use crate::setsockopt::build as setsockopt;
+    pub use crate::sock_ops::build as sock_ops;
+    pub use crate::storage::Marks;
+}

@@ -1,6 +1,5 @@
-//! The system calls: bpf(2) to load the program, attach it to a cgroup and ask a cgroup
-//! what is attached, and getsockopt(2) on a fresh socket for what an untouched
-//! connection reports. Each `bpf_attr` variant used is its own `#[repr(C)]` struct with the
+//! The system calls: bpf(2) to load a program, attach it to a cgroup and ask a cgroup
+//! what is attached. Each `bpf_attr` variant used is its own `#[repr(C)]` struct with the
 //! layout of linux/bpf.h; the kernel zero-fills what a shorter struct leaves out and
 //! refuses a longer one whose tail it does not know unless that tail is zero.
 
@@ -9,7 +8,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::insn::Insn;
-use crate::program::Untouched;
 
 // Commands (enum bpf_cmd).
 const BPF_PROG_LOAD: libc::c_int = 5;
@@ -19,18 +17,45 @@ const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
 const BPF_LINK_CREATE: libc::c_int = 28;
-/// `BPF_PROG_TYPE_SOCK_OPS` (enum bpf_prog_type).
-const PROG_TYPE_SOCK_OPS: u32 = 13;
-/// `BPF_CGROUP_SOCK_OPS` (enum bpf_attach_type).
-const CGROUP_SOCK_OPS: u32 = 3;
+
+/// Where in a cgroup a program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// TCP events of the cgroup's sockets, connections established among them
+    /// (`BPF_PROG_TYPE_SOCK_OPS` at `BPF_CGROUP_SOCK_OPS`).
+    SockOps,
+    /// Every setsockopt(2) on the cgroup's sockets, before the kernel's own handling
+    /// (`BPF_PROG_TYPE_CGROUP_SOCKOPT` at `BPF_CGROUP_SETSOCKOPT`, Linux 5.3).
+    SetSockOpt,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 2] = [Hook::SockOps, Hook::SetSockOpt];
+
+    /// enum bpf_prog_type.
+    fn program_type(self) -> u32 {
+        match self {
+            Hook::SockOps => 13,
+            Hook::SetSockOpt => 25,
+        }
+    }
+
+    /// enum bpf_attach_type.
+    fn attach_type(self) -> u32 {
+        match self {
+            Hook::SockOps => 3,
+            Hook::SetSockOpt => 22,
+        }
+    }
+}
 /// `BPF_F_ALLOW_MULTI`: other programs attached to the same cgroup, systemd's or an
 /// operator's, keep running beside this one.
 const F_ALLOW_MULTI: u32 = 1 << 1;
 /// `BPF_F_QUERY_EFFECTIVE`: the programs that run for the cgroup, its ancestors' included.
 const F_QUERY_EFFECTIVE: u32 = 1 << 0;
 
-/// The name the program is loaded under, shown by `bpftool prog show` and used by
-/// `keepalive status` to recognise it.
+/// The name both programs (and their map) are loaded under, shown by `bpftool prog
+/// show` and used to recognise them: by `keepalive status`, and to detach them.
 pub const PROGRAM_NAME: &str = "keepalive";
 
 /// A failed bpf(2) call: which command, the error, and the verifier's log when the
@@ -54,7 +79,7 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn failed(call: &'static str) -> Error {
+pub(crate) fn failed(call: &'static str) -> Error {
     Error {
         call,
         error: io::Error::last_os_error(),
@@ -67,7 +92,7 @@ fn failed(call: &'static str) -> Error {
 /// # Safety
 /// `T` must be the `bpf_attr` variant of `cmd`, and every pointer in it valid for
 /// what the kernel reads or writes through it for the duration of the call.
-unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
+pub(crate) unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
     // SAFETY: the caller guarantees that `attr` matches `cmd`; the kernel reads and
     // writes at most size_of::<T>() bytes of it.
     unsafe {
@@ -100,27 +125,30 @@ struct ProgLoad {
 /// A loaded program, unloaded by the kernel once the last reference (this descriptor,
 /// a link, an attachment to a cgroup) is gone.
 #[derive(Debug)]
-pub struct Program(OwnedFd);
+pub struct Program {
+    fd: OwnedFd,
+    hook: Hook,
+}
 
 impl AsFd for Program {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.fd.as_fd()
     }
 }
 
 impl Program {
-    /// Loads `insns` as a sock_ops program. When the verifier refuses it, loads it
+    /// Loads `insns` as a program for `hook`. When the verifier refuses it, loads it
     /// again with the verifier's log on, so that the error carries the reason (a log
     /// on the first try would fail a good program whose log outgrows the buffer).
-    pub fn load(insns: &[Insn]) -> Result<Program, Error> {
+    pub fn load(hook: Hook, insns: &[Insn]) -> Result<Program, Error> {
         // The helpers used are not GPL-only; the license string states the project's.
         let license: &CStr = c"MIT OR Apache-2.0";
         let mut attr = ProgLoad {
-            prog_type: PROG_TYPE_SOCK_OPS,
+            prog_type: hook.program_type(),
             insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
-            expected_attach_type: CGROUP_SOCK_OPS,
+            expected_attach_type: hook.attach_type(),
             ..ProgLoad::default()
         };
         attr.prog_name[..PROGRAM_NAME.len()].copy_from_slice(PROGRAM_NAME.as_bytes());
@@ -129,7 +157,8 @@ impl Program {
         let fd = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
         if fd >= 0 {
             // SAFETY: BPF_PROG_LOAD returned a new descriptor that nothing else owns.
-            return Ok(Program(unsafe { OwnedFd::from_raw_fd(fd as i32) }));
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            return Ok(Program { fd, hook });
         }
         let mut error = failed("BPF_PROG_LOAD");
         if error.error.raw_os_error() == Some(libc::EACCES)
@@ -165,9 +194,9 @@ impl Program {
             flags: u32,
         }
         let mut attr = LinkCreate {
-            prog_fd: self.0.as_raw_fd() as u32,
+            prog_fd: self.fd.as_raw_fd() as u32,
             target_fd: cgroup.as_raw_fd() as u32,
-            attach_type: CGROUP_SOCK_OPS,
+            attach_type: self.hook.attach_type(),
             flags: 0,
         };
         // SAFETY: LinkCreate is BPF_LINK_CREATE's attribute block; it holds no pointers.
@@ -195,8 +224,8 @@ impl Program {
         }
         let mut attr = ProgAttach {
             target_fd: cgroup.as_raw_fd() as u32,
-            attach_bpf_fd: self.0.as_raw_fd() as u32,
-            attach_type: CGROUP_SOCK_OPS,
+            attach_bpf_fd: self.fd.as_raw_fd() as u32,
+            attach_type: self.hook.attach_type(),
             attach_flags: F_ALLOW_MULTI,
             replace_bpf_fd: 0,
         };
@@ -206,6 +235,11 @@ impl Program {
         }
         Ok(())
     }
+
+    /// Detaches the program from `cgroup`, where [`Program::attach`] put it.
+    pub fn detach(&self, cgroup: BorrowedFd) -> Result<(), Error> {
+        prog_detach(cgroup, self.fd.as_fd(), self.hook)
+    }
 }
 
 /// An attachment made with [`Program::link`]; dropping it detaches the program.
@@ -214,7 +248,7 @@ pub struct Link {
     _fd: OwnedFd,
 }
 
-/// A sock_ops program that runs for a cgroup.
+/// A program that runs for a cgroup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attached {
     pub id: u32,
@@ -225,15 +259,15 @@ pub struct Attached {
 /// The sock_ops programs that run for connections of processes in `cgroup`: those
 /// attached to it and to its ancestors.
 pub fn attached(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
-    query(cgroup, F_QUERY_EFFECTIVE)
+    query(cgroup, Hook::SockOps, F_QUERY_EFFECTIVE)
 }
 
 /// The sock_ops programs attached to `cgroup` itself.
 pub fn attached_directly(cgroup: BorrowedFd) -> Result<Vec<Attached>, Error> {
-    query(cgroup, 0)
+    query(cgroup, Hook::SockOps, 0)
 }
 
-fn query(cgroup: BorrowedFd, query_flags: u32) -> Result<Vec<Attached>, Error> {
+fn query(cgroup: BorrowedFd, hook: Hook, query_flags: u32) -> Result<Vec<Attached>, Error> {
     #[repr(C)]
     #[derive(Default)]
     struct ProgQuery {
@@ -250,7 +284,7 @@ fn query(cgroup: BorrowedFd, query_flags: u32) -> Result<Vec<Attached>, Error> {
     let mut ids = [0u32; 64];
     let mut attr = ProgQuery {
         target_fd: cgroup.as_raw_fd() as u32,
-        attach_type: CGROUP_SOCK_OPS,
+        attach_type: hook.attach_type(),
         query_flags,
         prog_ids: ids.as_mut_ptr() as u64,
         prog_cnt: ids.len() as u32,
@@ -293,19 +327,33 @@ fn fd_of(id: u32) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Detaches the program with id `id` from `cgroup`, where [`Program::attach`] put it.
-pub fn detach(cgroup: BorrowedFd, id: u32) -> Result<(), Error> {
+/// Detaches every program named [`PROGRAM_NAME`] attached to `cgroup` itself, at
+/// either hook: what an earlier start or run left there. How many sock_ops programs
+/// that was.
+pub fn detach_ours(cgroup: BorrowedFd) -> Result<usize, Error> {
+    let mut detached = 0;
+    for hook in Hook::ALL {
+        for program in query(cgroup, hook, 0)? {
+            if program.name == PROGRAM_NAME {
+                prog_detach(cgroup, fd_of(program.id)?.as_fd(), hook)?;
+                detached += usize::from(hook == Hook::SockOps);
+            }
+        }
+    }
+    Ok(detached)
+}
+
+fn prog_detach(cgroup: BorrowedFd, program: BorrowedFd, hook: Hook) -> Result<(), Error> {
     #[repr(C)]
     struct ProgDetach {
         target_fd: u32,
         attach_bpf_fd: u32,
         attach_type: u32,
     }
-    let program = fd_of(id)?;
     let mut attr = ProgDetach {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: program.as_raw_fd() as u32,
-        attach_type: CGROUP_SOCK_OPS,
+        attach_type: hook.attach_type(),
     };
     // SAFETY: ProgDetach is BPF_PROG_DETACH's attribute block; it holds no pointers.
     if unsafe { bpf(BPF_PROG_DETACH, &mut attr) } < 0 {
@@ -338,41 +386,4 @@ fn name_of(id: u32) -> Option<String> {
     let name = &info[64..80];
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     Some(String::from_utf8_lossy(&name[..end]).into_owned())
-}
-
-/// What a TCP socket nobody configured reports in this process's network namespace:
-/// read from a fresh socket, so that the answer is the kernel's own (the sysctls as
-/// tcp(7) documents them, per namespace since Linux 4.13).
-pub fn untouched() -> io::Result<Untouched> {
-    // SAFETY: socket(2) with constant arguments; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let read = |name| -> io::Result<u32> {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `value` and `len` are valid for writing for the call, and `len`
-        // says how much of `value` the kernel may write.
-        let rc = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(value.unsigned_abs())
-    };
-    Ok(Untouched {
-        idle: read(libc::TCP_KEEPIDLE)?,
-        interval: read(libc::TCP_KEEPINTVL)?,
-        count: read(libc::TCP_KEEPCNT)?,
-    })
 }

@@ -1,9 +1,11 @@
-//! The kernel's verifier judges the programs this crate builds: every configuration
-//! loads, and a refused program's error carries the verifier's reason. Needs root
+//! The kernel's verifier judges the programs this crate builds: both programs load
+//! for every configuration, and a refused program's error carries the verifier's reason. Needs root
 //! (CAP_BPF and CAP_NET_ADMIN); CI runs as root with LIBKEEPALIVE_REQUIRE_ALL=1.
 
 use keepalive_config::{Config, Millis, Mode, Probes, Seconds};
-use keepalive_sockops::{Program, build, untouched};
+use std::os::fd::{AsFd, AsRawFd};
+
+use keepalive_sockops::{Hook, Program, Route, build};
 
 /// Says by name that `test` cannot run here; fails instead under
 /// LIBKEEPALIVE_REQUIRE_ALL, as the workspace's other tests do.
@@ -25,7 +27,6 @@ fn every_configuration_passes_the_verifier() {
     if !can_load("every_configuration_passes_the_verifier") {
         return;
     }
-    let untouched = untouched().expect("read a fresh socket's options");
     let full = Config {
         mode: Mode::On,
         idle: Seconds::new(Seconds::MAX),
@@ -45,8 +46,7 @@ fn every_configuration_passes_the_verifier() {
             ..full
         },
     ] {
-        let insns = build(&config, &untouched);
-        if let Err(err) = Program::load(&insns) {
+        if let Err(err) = Route::load(&config) {
             panic!("{config:?}: {err}");
         }
     }
@@ -59,8 +59,10 @@ fn a_refused_program_carries_the_verifiers_reason() {
     }
     // The program's last two instructions set r0 and return; without the first, the
     // program returns a register it never wrote.
-    let insns = build(&Config::DEFAULT, &untouched().expect("fresh socket"));
-    let refused = Program::load(&insns[insns.len() - 1..]).expect_err("the verifier refuses");
+    let marks = build::Marks::create().expect("create the map of marks");
+    let insns = build::sock_ops(&Config::DEFAULT, marks.as_fd().as_raw_fd());
+    let refused =
+        Program::load(Hook::SockOps, &insns[insns.len() - 1..]).expect_err("the verifier refuses");
     let log = refused.verifier_log.as_deref().unwrap_or_default();
     assert!(log.contains("R0 !read_ok"), "{refused}");
     assert!(

@@ -53,27 +53,22 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
     if let Some(refusal) = super::support::refusal() {
         return Err(Failure::with_code(1, format!("{ATTACH}: {refusal}")));
     }
-    let bpf = super::load(&config).map_err(|failure| {
+    let route = super::load(&config).map_err(|failure| {
         Failure::with_code(1, format!("{ATTACH}: {}", super::reason(failure)))
     })?;
     let service = cgroup::of_service()
         .and_then(|service| service.refuse_shared().map(|()| service))
         .map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
     // A cgroup that outlived a stop (processes left behind) still carries the
-    // program of the last start: it goes, so that one program serves the service.
-    for old in keepalive_sockops::attached_directly(service.dir())
-        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?
-    {
-        if old.name == keepalive_sockops::PROGRAM_NAME {
-            keepalive_sockops::detach(service.dir(), old.id)
-                .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
-        }
-    }
-    bpf.attach(service.dir())
+    // programs of the last start: they go, so that one route serves the service.
+    keepalive_sockops::detach_ours(service.dir())
+        .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
+    route
+        .attach(service.dir())
         .map_err(|err| Failure::with_code(1, format!("{ATTACH}: {err}")))?;
     let Some((program, arguments)) = args.command.split_first() else {
         failure::say(format_args!(
-            "keepalive: sock_ops program attached to {}",
+            "keepalive: BPF programs attached to {}",
             service.place
         ))?;
         return Ok(ExitCode::SUCCESS);

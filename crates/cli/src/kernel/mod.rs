@@ -17,7 +17,7 @@ pub mod verdict;
 use std::process::ExitCode;
 
 use keepalive_config::Config;
-use keepalive_sockops::{Program, Untouched};
+use keepalive_sockops::Route;
 
 use crate::cli::RunArgs;
 use crate::env;
@@ -41,21 +41,14 @@ fn reason(failure: Failure) -> String {
         .unwrap_or(failure.message)
 }
 
-/// The sock_ops program for `config`, loaded: judged against what an untouched socket
-/// reports in this network namespace, which the program's connections share.
-fn load(config: &Config) -> Result<Program, Failure> {
-    let untouched: Untouched = keepalive_sockops::untouched().map_err(|err| {
-        refused(format!(
-            "cannot read an untouched TCP socket's options: {err}"
-        ))
-    })?;
-    let insns = keepalive_sockops::build(config, &untouched);
-    Program::load(&insns).map_err(|err| {
+/// The route for `config`, loaded: its two programs and their map.
+fn load(config: &Config) -> Result<Route, Failure> {
+    Route::load(config).map_err(|err| {
         let lockdown = support::lockdown()
             .filter(|mode| mode != "none")
             .map(|mode| format!(" (kernel lockdown: {mode})"))
             .unwrap_or_default();
-        refused(format!("cannot load the sock_ops program: {err}{lockdown}"))
+        refused(format!("cannot load the BPF programs: {err}{lockdown}"))
     })
 }
 
@@ -137,14 +130,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if scope::systemd_runs() && cgroup::unified() {
         return scope::run(&config, program, arguments);
     }
-    let bpf = load(&config)?;
+    let route = load(&config)?;
     let own = cgroup::own().map_err(refused)?;
     // From here on every step undoes itself when dropped, in reverse order: the link
     // before the cgroup it is attached to.
     let scope = cgroup::Scope::make(own).map_err(refused)?;
-    let link = bpf
+    let links = route
         .link(scope.dir())
-        .map_err(|err| refused(format!("cannot attach the sock_ops program: {err}")))?;
+        .map_err(|err| refused(format!("cannot attach the BPF programs: {err}")))?;
     let supervisor = supervise::Supervisor::new()
         .map_err(|err| refused(format!("cannot block signals to pass them on: {err}")))?;
     let mut child = supervisor
@@ -159,7 +152,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let end = supervisor.wait(&mut child).map_err(|err| {
         Failure::with_code(1, format!("cannot wait for {}: {err}", quoted(program)))
     })?;
-    drop(link);
+    drop(links);
     drop(scope);
     match end {
         supervise::End::Exited(code) => Ok(ExitCode::from(code)),

@@ -1,11 +1,11 @@
 //! Whether this kernel and this process can take the kernel route, asked before
 //! anything is made, so that a refusal leaves nothing behind.
 
-/// The first Linux whose `bpf_getsockopt` reads `SO_KEEPALIVE` and the TCP keepalive
-/// options in a sock_ops program ("bpf: Change bpf_getsockopt(SOL_SOCKET) to reuse
-/// sk_getsockopt()" and its SOL_TCP sibling, 6.1). Setting them with `bpf_setsockopt`
-/// came earlier (5.9), but without reading them the program could not leave a
-/// connection its program configured alone.
+/// The oldest Linux the route is offered on. By the kernel's history every piece it
+/// uses is in 5.10 (cgroup setsockopt programs 5.3, the socket of a sock_ops program
+/// and its socket-local storage 5.10, `bpf_setsockopt` of the five options 5.9, BPF
+/// links on cgroups 5.7), but it is tested only on newer kernels; 6.1 is the oldest
+/// long-term kernel of the distributions it is packaged for (Debian 12).
 pub const FIRST_KERNEL: (u32, u32) = (6, 1);
 
 /// `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`, `CAP_BPF` (linux/capability.h).
@@ -25,8 +25,7 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Kernel(release) => write!(
                 f,
-                "Linux {release} cannot read keepalive options in a sock_ops program; \
-                 Linux {}.{} is the first that can",
+                "the kernel route needs Linux {}.{} or later, and this is Linux {release}",
                 FIRST_KERNEL.0, FIRST_KERNEL.1
             ),
             Refusal::Privileges => f.write_str(

@@ -89,8 +89,8 @@ pub fn control_group(unit: &str) -> Result<Option<String>, String> {
     Ok((shown.status.success() && !path.is_empty()).then_some(path))
 }
 
-/// Detaches every keepalive sock_ops program attached directly to the running unit's
-/// cgroup; how many. Nothing when the unit has no cgroup (not running).
+/// Detaches the kernel route (both its programs) from the running unit's
+/// cgroup; how many routes. Nothing when the unit has no cgroup (not running).
 pub fn detach(unit: &str) -> Result<usize, Failure> {
     let fail = |why: String| Failure::with_code(1, format!("{unit}: {why}"));
     let Some(path) = control_group(unit).map_err(fail)? else {
@@ -100,17 +100,8 @@ pub fn detach(unit: &str) -> Result<usize, Failure> {
         return Ok(0);
     }
     let service = cgroup::at(&path).map_err(fail)?;
-    let attached = keepalive_sockops::attached_directly(service.dir())
-        .map_err(|err| fail(format!("cannot ask what is attached to {path}: {err}")))?;
-    let mut detached = 0;
-    for program in attached {
-        if program.name == keepalive_sockops::PROGRAM_NAME {
-            keepalive_sockops::detach(service.dir(), program.id)
-                .map_err(|err| fail(format!("cannot detach from {path}: {err}")))?;
-            detached += 1;
-        }
-    }
-    Ok(detached)
+    keepalive_sockops::detach_ours(service.dir())
+        .map_err(|err| fail(format!("cannot detach from {path}: {err}")))
 }
 
 /// After `enable --kernel --now`: proves that a connection made in the service's
