@@ -1042,6 +1042,168 @@ fn run_kernel_inside_a_service_refuses_and_moves_nothing() {
     assert!(!marker.exists(), "the program ran");
 }
 
+/// The path inside a container of a file under the checkout's target directory.
+fn inside(path: &Path) -> String {
+    let target_dir = common::shim().parent().unwrap().parent().unwrap();
+    format!(
+        "{}/{}",
+        common::systemd::TARGET,
+        path.strip_prefix(target_dir).unwrap().display()
+    )
+}
+
+/// A unit whose `ExecStart=` wraps its program in `keepalive run --kernel`, in a real
+/// systemd: the command refuses, names `enable --kernel` for the unit, and the program
+/// never runs, so it is never moved out of its service (its `IPAddressDeny=`, logs and
+/// stop) into a scope of its own.
+#[test]
+fn a_wrapped_exec_start_refuses_and_names_enable_kernel() {
+    let test = "a_wrapped_exec_start_refuses_and_names_enable_kernel";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(container) =
+        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
+    else {
+        return;
+    };
+    container.write(
+        "/etc/systemd/system/wrapped.service",
+        &format!(
+            "[Service]\nType=oneshot\nExecStart={} run --kernel --idle 61 -- /bin/touch /run/wrapped.ran\n",
+            inside(common::keepalive())
+        ),
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let started = container.run(&["systemctl", "start", "wrapped.service"]);
+    let journal = container.diagnose("wrapped.service");
+    assert!(!started.status.success(), "{journal}");
+    assert!(
+        journal.contains("inside wrapped.service")
+            && journal.contains("`keepalive enable --kernel wrapped.service`"),
+        "{journal}"
+    );
+    let ran = container.run(&["test", "-e", "/run/wrapped.ran"]);
+    assert!(!ran.status.success(), "the program ran");
+    let scopes = container.run_ok(&[
+        "systemctl",
+        "list-units",
+        "--all",
+        "--no-legend",
+        "--type=scope",
+        "keepalive-run-*",
+    ]);
+    assert_eq!(scopes.trim(), "", "a scope was made");
+}
+
+/// systemd in its legacy cgroup layout (cgroup v1 only, as an older distribution boots),
+/// where every unit's cgroup v2 is the root of the hierarchy, shared by every process:
+/// `run --kernel` in a service makes a cgroup of its own for the program and reaches
+/// its connections; `kernel-attach` refuses the root and attaches nothing; `enable
+/// --kernel` refuses and names the library route; nothing stays loaded.
+#[test]
+fn the_legacy_layout_gets_a_cgroup_of_its_own_never_the_root() {
+    let test = "the_legacy_layout_gets_a_cgroup_of_its_own_never_the_root";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let Some(container) = common::systemd::Container::boot_in(
+        test,
+        &["--system-call-filter=bpf"],
+        &[("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "0")],
+    ) else {
+        return;
+    };
+    let mounts = container.run_ok(&["cat", "/proc/self/mounts"]);
+    assert!(
+        !mounts.contains("cgroup2"),
+        "not the legacy layout:\n{mounts}"
+    );
+    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
+
+    let script = format!("grep '^0::' /proc/self/cgroup; exec {peer} pair");
+    let mut run = vec![
+        "systemd-run",
+        "--wait",
+        "--pipe",
+        "--quiet",
+        &keepalive,
+        "run",
+        "--kernel",
+    ];
+    run.extend(SETTINGS);
+    run.extend(["--", "sh", "-c", &script]);
+    let output = container.run(&run);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("0::/keepalive-run.")),
+        "the program's own cgroup: {stdout}"
+    );
+    let seen = reports(&stdout);
+    assert_eq!(seen["client"], fields(&CONFIGURED), "{stdout}");
+    assert_eq!(seen["accepted"], fields(&CONFIGURED), "{stdout}");
+
+    let attach = container.run(&[
+        "systemd-run",
+        "--wait",
+        "--pipe",
+        "--quiet",
+        &keepalive,
+        "kernel-attach",
+        "--idle",
+        "61",
+        "--",
+        "touch",
+        "/run/attached.ran",
+    ]);
+    assert!(
+        text(&attach.stderr).contains("root of the cgroup v2 hierarchy"),
+        "{attach:?}"
+    );
+    assert!(
+        !container
+            .run(&["test", "-e", "/run/attached.ran"])
+            .status
+            .success()
+    );
+
+    container.write(
+        "/etc/systemd/system/legacy-demo.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let enable = container.run(&[
+        &keepalive,
+        "enable",
+        "--kernel",
+        "legacy-demo",
+        "--idle",
+        "61",
+    ]);
+    assert_eq!(enable.status.code(), Some(1), "{enable:?}");
+    assert!(text(&enable.stderr).contains("legacy layout"), "{enable:?}");
+    let drop_in = container.run(&["test", "-e", "/etc/systemd/system/legacy-demo.service.d"]);
+    assert!(!drop_in.status.success(), "enable wrote a drop-in");
+
+    let programs = || {
+        let shown = Command::new("bpftool")
+            .args(["prog", "show", "name", "keepalive"])
+            .output()
+            .expect("run bpftool");
+        text(&shown.stdout)
+    };
+    eventually(|| programs().is_empty());
+    assert_eq!(programs(), "", "programs left");
+}
+
 /// `kernel-attach` (a unit's `ExecStartPre=` step, and `run --kernel` inside a systemd
 /// scope) attaches to the cgroup it runs in; run in the root of the cgroup v2
 /// hierarchy, where every process of this host is (as every unit's process is under a

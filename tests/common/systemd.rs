@@ -48,6 +48,13 @@ impl Container {
     /// [`Container::boot`], with `extra` arguments for systemd-nspawn (capabilities or
     /// system calls a test's units need).
     pub fn boot_with(test: &str, extra: &[&str]) -> Option<Container> {
+        Container::boot_in(test, extra, &[])
+    }
+
+    /// [`Container::boot_with`], with variables for systemd-nspawn itself:
+    /// `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0` gives the container systemd's legacy cgroup
+    /// layout (cgroup v1 only), as on an older distribution.
+    pub fn boot_in(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Option<Container> {
         // SAFETY: geteuid(2) cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             super::skip(test, "systemd-nspawn needs root");
@@ -74,6 +81,7 @@ impl Container {
         let console = File::create(&log).expect("create the container's console log");
         let mut command = Command::new("systemd-nspawn");
         clean_env(&mut command);
+        command.envs(env.iter().copied());
         command
             // The host's own /usr under an empty tmpfs root: nothing on the host is
             // written, and /etc starts empty.
