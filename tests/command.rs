@@ -945,6 +945,14 @@ fn env_help_and_man_page() {
     assert_eq!((code, stdout.as_str()), (2, ""));
 
     let (_, help, _) = output(cli().args(["run", "--help"]));
+    // What stays running: the exec in place is not the whole story with --kernel.
+    let said = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("executes COMMAND in place: no extra process")
+            && said.contains("`keepalive` stays as COMMAND's parent")
+            && said.contains("`keepalive enable --kernel UNIT`"),
+        "{help}"
+    );
     let (code, man, _) = output(cli().args(["generate", "man"]));
     assert_eq!(code, 0);
     for option in [

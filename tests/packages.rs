@@ -605,6 +605,92 @@ fn tarball_unpacks_into_a_prefix_and_works() {
     assert_command_finds(&prefix.0.join("bin/keepalive"), &modern);
 }
 
+/// Every path under `root` (relative), with its mode and owner.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a directory of the prefix") {
+            let path = entry.expect("an entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat an entry");
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            let relative = path.strip_prefix(root).unwrap().to_path_buf();
+            found.insert(relative, (meta.mode(), meta.uid()));
+        }
+    }
+    found
+}
+
+/// The README's tarball command, then docs/install.md's removal, as printed, in a
+/// prefix that already has directories of its own (an owner and mode other than
+/// root's 0755, a file of another program): installing leaves them as they were, and
+/// removing leaves exactly what was there before.
+#[test]
+fn tarball_install_and_removal_leave_the_prefix_as_it_was() {
+    let test = "tarball_install_and_removal_leave_the_prefix_as_it_was";
+    let Some(dist) = common::dist(test) else {
+        return;
+    };
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(test, "tar keeps the archive's owners only as root");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let install = readme
+        .split('`')
+        .find(|part| part.starts_with("tar -xzf libkeepalive-VERSION"))
+        .expect("the README's tarball command");
+    let guide = std::fs::read_to_string(root.join("docs/install.md")).unwrap();
+    let start = guide
+        .find("cd /usr/local && rm -f")
+        .expect("the removal command");
+    let removal = &guide[start..start + guide[start..].find("```").unwrap()];
+
+    let prefix = Scratch::new("tarball-round-trip");
+    for dir in ["bin", "lib", "share/man"] {
+        std::fs::create_dir_all(prefix.0.join(dir)).unwrap();
+    }
+    std::fs::write(prefix.0.join("bin/other"), "#!/bin/sh\n").unwrap();
+    let own = |dir: &str| {
+        let status = Command::new("sh")
+            .args(["-c", "chown 1:1 \"$1\" && chmod 2750 \"$1\"", "sh"])
+            .arg(prefix.0.join(dir))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    own("bin");
+    own("share/man");
+    let before = tree(&prefix.0);
+
+    let install = install
+        .replace(
+            "libkeepalive-VERSION-x86_64-linux-gnu.tar.gz",
+            &tarball(dist).display().to_string(),
+        )
+        .replace("/usr/local", &prefix.0.display().to_string());
+    stdout_of(Command::new("sh").args(["-c", &install]));
+    let installed = tree(&prefix.0);
+    for (path, kept) in &before {
+        assert_eq!(
+            installed.get(path),
+            Some(kept),
+            "{} after installing",
+            path.display()
+        );
+    }
+    assert!(installed.contains_key(Path::new("bin/keepalive")));
+
+    let removal = removal.replace("cd /usr/local", &format!("cd '{}'", prefix.0.display()));
+    stdout_of(Command::new("sh").args(["-c", &removal]));
+    assert_eq!(tree(&prefix.0), before, "after removing");
+}
+
 /// What `mandoc -Tlint` with `level` says about the page in `path`.
 fn mandoc_lint(path: &Path, level: &str) -> Output {
     Command::new("mandoc")

@@ -142,7 +142,13 @@ pub enum Subcommand {
             already there, never twice) and executes COMMAND in place: no extra process, \
             COMMAND's own exit status, signals and file descriptors. When preloading \
             cannot reach COMMAND, a warning says why and COMMAND still runs, unless \
-            --strict is given.",
+            --strict is given.\n\n\
+            With --kernel, COMMAND runs in a cgroup of its own that the kernel route \
+            serves. Where systemd makes that cgroup (a transient scope) COMMAND is still \
+            executed in place; elsewhere `keepalive` stays as COMMAND's parent, passes \
+            signals on, and removes the cgroup when COMMAND ends. Inside a systemd \
+            service it refuses: `keepalive enable --kernel UNIT` serves the unit's own \
+            cgroup.",
         after_help = "Example: ExecStart=/usr/bin/keepalive run --idle 60s -- /usr/bin/legacy-app"
     )]
     Run(RunArgs),
