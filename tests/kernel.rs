@@ -357,6 +357,41 @@ fn both_routes_keep_what_the_program_set_option_by_option() {
     }
 }
 
+/// The marking program sees every setsockopt(2) of the cgroup and must change none:
+/// a matrix of calls (the five options and others, on TCP over IPv4 and IPv6, UDP and
+/// AF_UNIX, lengths from 0 to 70 000 bytes, past a page) returns the same value and
+/// errno, and reads back the same, under `run --kernel` as without it.
+#[test]
+fn the_marking_program_changes_no_setsockopt_result() {
+    let test = "the_marking_program_changes_no_setsockopt_result";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let plain = Command::new(&peer).arg("setsockopts").output().unwrap();
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let kernel = run(true, &[&peer, &"setsockopts"]);
+    assert!(kernel.status.success(), "{}", text(&kernel.stderr));
+    let (plain, kernel) = (text(&plain.stdout), text(&kernel.stdout));
+    let calls = plain
+        .lines()
+        .filter(|line| line.starts_with("@ opt "))
+        .count();
+    assert_eq!(calls, 4 * 10 * 7, "{plain}");
+    // Both outcomes occur, so the comparison covers successes and refusals alike.
+    assert!(
+        plain.contains(" rc=0 ") && plain.contains(" rc=-1 "),
+        "{plain}"
+    );
+    for (without, with) in plain.lines().zip(kernel.lines()) {
+        assert_eq!(with, without, "under run --kernel");
+    }
+    assert_eq!(kernel.lines().count(), plain.lines().count());
+}
+
 /// A program that enters a network namespace of its own, whose keepalive sysctls
 /// differ from those where the command runs, gets the settings all the same: the
 /// kernel route judges a socket by what the program set on it, not by comparing its

@@ -12,6 +12,9 @@
  *                 before connect ("client-WAY") and a connection accepted on a
  *                 listener set up that way before listen ("accepted-WAY"); the
  *                 sockets are made with socket(3), so preloading sees them too
+ *   setsockopts   a matrix of setsockopt(2) calls (keepalive options and others, on
+ *                 TCP, UDP and AF_UNIX sockets, lengths from 0 to 70000) with what
+ *                 each returned, its errno and the value read back: "@ opt ..." lines
  *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
  *   hold PORT     listens on PORT on every address, says "@ listening", holds
  *                 every connection it accepts and never sends anything
@@ -91,6 +94,46 @@ static int listener(struct sockaddr_in *addr, const char *way)
         getsockname(fd, (struct sockaddr *)addr, &len) != 0)
         die("listen");
     return fd;
+}
+
+/* One line per call: the option, the length, what setsockopt returned, errno, and the
+ * first int the option reads back (or the getsockopt errno). */
+static void setsockopts(void)
+{
+    static char big[70000];
+    struct {
+        int level, name;
+    } options[] = {
+        {SOL_SOCKET, SO_KEEPALIVE},    {IPPROTO_TCP, TCP_KEEPIDLE},
+        {IPPROTO_TCP, TCP_KEEPINTVL},  {IPPROTO_TCP, TCP_KEEPCNT},
+        {IPPROTO_TCP, TCP_USER_TIMEOUT}, {SOL_SOCKET, SO_RCVBUF},
+        {IPPROTO_IP, IP_OPTIONS},      {IPPROTO_TCP, TCP_CONGESTION},
+        {SOL_SOCKET, SO_BINDTODEVICE}, {IPPROTO_IP, IP_MSFILTER},
+    };
+    int types[][2] = {{AF_INET, SOCK_STREAM}, {AF_INET6, SOCK_STREAM},
+                      {AF_INET, SOCK_DGRAM},  {AF_UNIX, SOCK_STREAM}};
+    int lengths[] = {0, 1, 3, 4, 8, 4097, 70000};
+    memcpy(big, "\x05\0\0\0lo\0", 7);
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (size_t o = 0; o < sizeof options / sizeof *options; o++)
+            for (size_t l = 0; l < sizeof lengths / sizeof *lengths; l++) {
+                int fd = socket(types[t][0], types[t][1], 0);
+                if (fd < 0)
+                    die("socket");
+                errno = 0;
+                int rc = setsockopt(fd, options[o].level, options[o].name, big,
+                                    (socklen_t)lengths[l]);
+                int error = rc ? errno : 0;
+                int back = -1;
+                socklen_t len = sizeof back;
+                int got = getsockopt(fd, options[o].level, options[o].name, &back, &len);
+                printf("@ opt family=%d type=%d level=%d name=%d len=%d rc=%d errno=%d "
+                       "back=%d\n",
+                       types[t][0], types[t][1], options[o].level, options[o].name,
+                       lengths[l], rc, error, got ? -errno : back);
+                close(fd);
+            }
+    fflush(stdout);
 }
 
 static void rule(void)
@@ -206,6 +249,8 @@ int main(int argc, char **argv)
             die("accept");
         report("client", client);
         report("accepted", accepted);
+    } else if (!strcmp(mode, "setsockopts")) {
+        setsockopts();
     } else if (!strcmp(mode, "rule")) {
         rule();
     } else if (!strcmp(mode, "pair6")) {
@@ -243,7 +288,7 @@ int main(int argc, char **argv)
             ;
         printf("@ result errno=%d at_ms=%lld\n", n == 0 ? 0 : errno, monotonic_ms());
     } else {
-        fprintf(stderr, "usage: kernel_peer pair|pair6|rule|uring|hold PORT|client ADDR PORT\n");
+        fprintf(stderr, "usage: kernel_peer pair|pair6|rule|setsockopts|uring|hold PORT|client ADDR PORT\n");
         return 2;
     }
     return 0;

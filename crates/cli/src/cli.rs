@@ -276,7 +276,7 @@ pub enum Subcommand {
             dash or bash."
     )]
     Env(EnvArgs),
-    /// Attach the sock_ops program to this process's cgroup, then execute COMMAND in
+    /// Attach the route's programs to this process's cgroup, then execute COMMAND in
     /// place: the ExecStartPre=+ step of `enable --kernel`, and `run --kernel` inside
     /// a systemd scope
     #[command(name = "kernel-attach", hide = true)]
@@ -386,7 +386,7 @@ pub struct RunArgs {
 pub struct AttachArgs {
     #[command(flatten)]
     pub settings: Settings,
-    /// A program to execute in place once the sock_ops program is attached
+    /// A program to execute in place once the route's programs are attached
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

@@ -1,4 +1,4 @@
-//! Attaching the sock_ops program to the cgroup this process is in, for as long as
+//! Attaching the route's programs to the cgroup this process is in, for as long as
 //! the cgroup exists: the step systemd runs, as a unit's `ExecStartPre=+` for `enable
 //! --kernel`, or inside a transient scope for `run --kernel` on a systemd host. The
 //! cgroup is systemd's, and so is removing it: with it goes the attachment.

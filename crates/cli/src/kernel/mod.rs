@@ -1,7 +1,8 @@
-//! The kernel route: a cgroup sock_ops program gives every TCP connection of a
-//! program the settings, for programs preloading cannot reach (docs/kernel.md).
+//! The kernel route: cgroup BPF programs give every TCP connection of a program the
+//! settings it did not make itself, for programs preloading cannot reach
+//! (docs/kernel.md).
 //!
-//! `run --kernel` makes a cgroup for the program, attaches the program built by
+//! `run --kernel` makes a cgroup for the program, attaches the route built by
 //! keepalive-sockops from the same parsed settings as `run`, starts the program in the
 //! cgroup, and removes everything when the program ends; on a systemd host, systemd
 //! makes the cgroup, a transient scope, and removes it ([`scope`]).

@@ -4,8 +4,11 @@
 /// The oldest Linux the route is offered on. By the kernel's history every piece it
 /// uses is in 5.10 (cgroup setsockopt programs 5.3, the socket of a sock_ops program
 /// and its socket-local storage 5.10, `bpf_setsockopt` of the five options 5.9, BPF
-/// links on cgroups 5.7), but it is tested only on newer kernels; 6.1 is the oldest
-/// long-term kernel of the distributions it is packaged for (Debian 12).
+/// links on cgroups 5.7), but before 5.11 any setsockopt program on a cgroup makes
+/// every setsockopt(2) there with a value over a page fail with EINVAL ("bpf: Don't
+/// return EINVAL from {get,set}sockopt when optlen > PAGE_SIZE"): that harm rules
+/// 5.10 out. It is tested only on newer kernels; 6.1 is the oldest long-term kernel of
+/// the distributions it is packaged for (Debian 12).
 pub const FIRST_KERNEL: (u32, u32) = (6, 1);
 
 /// `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`, `CAP_BPF` (linux/capability.h).

@@ -1,4 +1,4 @@
-//! `enable --kernel`: a systemd service whose every start attaches the sock_ops program
+//! `enable --kernel`: a systemd service whose every start attaches the route's programs
 //! to the service's own cgroup, through an `ExecStartPre=+` step (docs/kernel.md says
 //! why not `BPFProgram=`). System services only: a user manager cannot run the step
 //! with the privileges loading a BPF program takes.
