@@ -336,7 +336,20 @@ pub struct AuditArgs {
         default_value = "text",
         hide_possible_values = true
     )]
-    pub format: crate::audit::AuditFormat,
+    pub format: AuditFormat,
+}
+
+/// Output formats of `audit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One line per unit, container or process, with the line that fixes it.
+    #[default]
+    Text,
+    /// One JSON document: one object per connection.
+    Json,
+    /// Prometheus text format, for node_exporter's textfile collector: connections
+    /// without keepalive per group.
+    Prometheus,
 }
 
 /// What the library is told to do: the options `run`, `enable` and `env` share.

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use diag::Connection;
 
-use crate::cli::AuditArgs;
+use crate::cli::{AuditArgs, AuditFormat};
 use crate::elf;
 use crate::failure::{self, Failure};
 use crate::json::Object;
@@ -45,19 +45,6 @@ impl Seen {
     fn idle_seconds(&self) -> u64 {
         self.connection.idle_ms.map_or(0, |ms| u64::from(ms) / 1000)
     }
-}
-
-/// Output formats of `audit`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuditFormat {
-    /// One line per unit, container or process, with the line that fixes it.
-    #[default]
-    Text,
-    /// One JSON document: one object per connection.
-    Json,
-    /// Prometheus text format, for node_exporter's textfile collector: connections
-    /// without keepalive per group.
-    Prometheus,
 }
 
 pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
