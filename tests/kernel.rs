@@ -357,6 +357,56 @@ fn both_routes_keep_what_the_program_set_option_by_option() {
     }
 }
 
+/// Runs in different pid namespaces, where each command may be pid 1, at the same time
+/// as runs on the host: every one starts its program. Names derived from a pid made
+/// two pid-1 commands collide, and a sweep could remove a starting run's cgroup.
+#[test]
+fn runs_in_other_pid_namespaces_never_collide() {
+    let test = "runs_in_other_pid_namespaces_never_collide";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    let Some(before) = traces(test) else {
+        return;
+    };
+    assert_clean(&before, "earlier runs");
+    let isolated: Vec<_> = (0..2)
+        .map(|_| {
+            let mut command = Command::new("unshare");
+            command
+                .args(["--pid", "--fork", "--"])
+                .arg(common::keepalive())
+                .args(["run", "--kernel", "--idle", "61", "--", "sh", "-c"])
+                .arg("grep '^0::' /proc/self/cgroup; sleep 2")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            command.spawn().expect("spawn unshare")
+        })
+        .collect();
+    for round in 0..20 {
+        let output = run(true, &[&"true"]);
+        assert!(
+            output.status.success(),
+            "host run {round}: {}",
+            text(&output.stderr)
+        );
+    }
+    let mut cgroups = Vec::new();
+    for child in isolated {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        cgroups.push(text(&output.stdout));
+    }
+    assert!(
+        cgroups.iter().all(|c| c.contains("/keepalive-run.")),
+        "{cgroups:?}"
+    );
+    assert_ne!(cgroups[0], cgroups[1], "two runs shared a cgroup");
+    assert_clean(&traces(test).unwrap(), "runs in other pid namespaces");
+}
+
 /// The marking program sees every setsockopt(2) of the cgroup and must change none:
 /// a matrix of calls (the five options and others, on TCP over IPv4 and IPv6, UDP and
 /// AF_UNIX, lengths from 0 to 70 000 bytes, past a page) returns the same value and
