@@ -1537,7 +1537,23 @@ fn enable_kernel_refuses_activated_services_and_undoes_a_failed_proof() {
         "/etc/systemd/system/fenced.service",
         "[Service]\nExecStart=/usr/bin/sleep infinity\nIPAddressDeny=any\n",
     );
-    container.start(&["activated.socket", "fenced.service"]);
+    // Listeners handed over by Sockets= of a socket unit that triggers another service.
+    container.write(
+        "/etc/systemd/system/extra.socket",
+        "[Socket]\nListenStream=127.0.0.1:7303\nService=activated.service\n",
+    );
+    container.write(
+        "/etc/systemd/system/holder.service",
+        "[Service]\nSockets=extra.socket\nExecStart=/usr/bin/sleep infinity\n",
+    );
+    container.start(&["activated.socket", "extra.socket", "fenced.service"]);
+    let holder = container.run(&[&keepalive, "enable", "--kernel", "--idle", "61", "holder"]);
+    let said = text(&holder.stderr);
+    assert_eq!(holder.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("holder.service is started by extra.socket"),
+        "{said}"
+    );
 
     let activated = container.run(&[
         &keepalive,
