@@ -1540,7 +1540,11 @@ fn enable_kernel_refuses_activated_services_and_undoes_a_failed_proof() {
     // Listeners handed over by Sockets= of a socket unit that triggers another service.
     container.write(
         "/etc/systemd/system/extra.socket",
-        "[Socket]\nListenStream=127.0.0.1:7303\nService=activated.service\n",
+        "[Socket]\nListenStream=127.0.0.1:7303\nService=other.service\n",
+    );
+    container.write(
+        "/etc/systemd/system/other.service",
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
     );
     container.write(
         "/etc/systemd/system/holder.service",
