@@ -211,15 +211,11 @@ fn traces(test: &str) -> Option<Traces> {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("keepalive-cgroup2"))
         .collect();
-    let shown = Command::new("bpftool")
-        .args(["prog", "show", "name", "keepalive"])
-        .output()
-        .expect("run bpftool");
     Some(Traces {
         cgroups,
         mounts,
         mount_points,
-        programs: text(&shown.stdout),
+        programs: loaded_programs(),
     })
 }
 
@@ -839,14 +835,6 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
     else {
         return;
     };
-    let target = common::systemd::TARGET;
-    let inside = |path: &Path| {
-        let target_dir = common::shim().parent().unwrap().parent().unwrap();
-        format!(
-            "{target}/{}",
-            path.strip_prefix(target_dir).unwrap().display()
-        )
-    };
     let peer = inside(&peer);
     let keepalive = inside(common::keepalive());
     container.write(
@@ -949,14 +937,6 @@ fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
     else {
         return;
     };
-    let target_dir = common::shim().parent().unwrap().parent().unwrap();
-    let inside = |path: &Path| {
-        format!(
-            "{}/{}",
-            common::systemd::TARGET,
-            path.strip_prefix(target_dir).unwrap().display()
-        )
-    };
     let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
     let mut run = vec![keepalive.as_str(), "run", "--kernel"];
     run.extend(SETTINGS);
@@ -990,15 +970,8 @@ fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
     assert_eq!(cgroups.trim(), "", "cgroups left");
     // The kernel is the host's: its bpftool sees every loaded program. The kernel
     // releases a removed cgroup's programs from a work queue.
-    let programs = || {
-        let shown = Command::new("bpftool")
-            .args(["prog", "show", "name", "keepalive"])
-            .output()
-            .expect("run bpftool");
-        text(&shown.stdout)
-    };
-    eventually(|| programs().is_empty());
-    assert_eq!(programs(), "", "programs left");
+    eventually(|| loaded_programs().is_empty());
+    assert_eq!(loaded_programs(), "", "programs left");
 }
 
 /// A Go program: Go turns keepalive on (15 s) right after connect returns, after the
@@ -1125,6 +1098,16 @@ fn run_kernel_inside_a_service_refuses_and_moves_nothing() {
         "{stderr}"
     );
     assert!(!marker.exists(), "the program ran");
+}
+
+/// What `bpftool prog show name keepalive` lists: the kernel is the host's, so its
+/// bpftool sees the programs of every container too.
+fn loaded_programs() -> String {
+    let shown = Command::new("bpftool")
+        .args(["prog", "show", "name", "keepalive"])
+        .output()
+        .expect("run bpftool");
+    text(&shown.stdout)
 }
 
 /// The path inside a container of a file under the checkout's target directory.
@@ -1278,15 +1261,8 @@ fn the_legacy_layout_gets_a_cgroup_of_its_own_never_the_root() {
     let drop_in = container.run(&["test", "-e", "/etc/systemd/system/legacy-demo.service.d"]);
     assert!(!drop_in.status.success(), "enable wrote a drop-in");
 
-    let programs = || {
-        let shown = Command::new("bpftool")
-            .args(["prog", "show", "name", "keepalive"])
-            .output()
-            .expect("run bpftool");
-        text(&shown.stdout)
-    };
-    eventually(|| programs().is_empty());
-    assert_eq!(programs(), "", "programs left");
+    eventually(|| loaded_programs().is_empty());
+    assert_eq!(loaded_programs(), "", "programs left");
 }
 
 /// `kernel-attach` (a unit's `ExecStartPre=` step, and `run --kernel` inside a systemd
@@ -1516,15 +1492,7 @@ fn enable_kernel_refuses_activated_services_and_undoes_a_failed_proof() {
     else {
         return;
     };
-    let target_dir = common::shim().parent().unwrap().parent().unwrap();
-    let keepalive = format!(
-        "{}/{}",
-        common::systemd::TARGET,
-        common::keepalive()
-            .strip_prefix(target_dir)
-            .unwrap()
-            .display()
-    );
+    let keepalive = inside(common::keepalive());
     container.write(
         "/etc/systemd/system/activated.socket",
         "[Socket]\nListenStream=127.0.0.1:7302\n",
@@ -1636,14 +1604,6 @@ fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
         common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
     else {
         return;
-    };
-    let target_dir = common::shim().parent().unwrap().parent().unwrap();
-    let inside = |path: &Path| {
-        format!(
-            "{}/{}",
-            common::systemd::TARGET,
-            path.strip_prefix(target_dir).unwrap().display()
-        )
     };
     let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
     container.write(
