@@ -6,7 +6,7 @@
 //! nothing to grow; `BPF_F_CLONE` copies a listener's marks to every connection
 //! accepted on it, which inherits the listener's options in the same way.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::sys::{self, Error};
 
@@ -65,12 +65,8 @@ impl Marks {
         };
         attr.map_name[..sys::PROGRAM_NAME.len()].copy_from_slice(sys::PROGRAM_NAME.as_bytes());
         // SAFETY: MapCreate is BPF_MAP_CREATE's attribute block; it holds no pointers.
-        let fd = unsafe { sys::bpf(BPF_MAP_CREATE, &mut attr) };
-        if fd < 0 {
-            return Err(sys::failed("BPF_MAP_CREATE"));
-        }
-        // SAFETY: BPF_MAP_CREATE returned a new descriptor that nothing else owns.
-        Ok(Marks(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        let fd = unsafe { sys::bpf_fd(BPF_MAP_CREATE, "BPF_MAP_CREATE", &mut attr) }?;
+        Ok(Marks(fd))
     }
 }
 
@@ -122,10 +118,5 @@ fn load_btf() -> Result<OwnedFd, Error> {
     };
     // SAFETY: BtfLoad is BPF_BTF_LOAD's attribute block; `blob` outlives the call and
     // is `btf_size` bytes long; no log buffer is given.
-    let fd = unsafe { sys::bpf(BPF_BTF_LOAD, &mut attr) };
-    if fd < 0 {
-        return Err(sys::failed("BPF_BTF_LOAD"));
-    }
-    // SAFETY: BPF_BTF_LOAD returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    unsafe { sys::bpf_fd(BPF_BTF_LOAD, "BPF_BTF_LOAD", &mut attr) }
 }

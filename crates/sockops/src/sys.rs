@@ -79,7 +79,7 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-pub(crate) fn failed(call: &'static str) -> Error {
+fn failed(call: &'static str) -> Error {
     Error {
         call,
         error: io::Error::last_os_error(),
@@ -92,7 +92,7 @@ pub(crate) fn failed(call: &'static str) -> Error {
 /// # Safety
 /// `T` must be the `bpf_attr` variant of `cmd`, and every pointer in it valid for
 /// what the kernel reads or writes through it for the duration of the call.
-pub(crate) unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
     // SAFETY: the caller guarantees that `attr` matches `cmd`; the kernel reads and
     // writes at most size_of::<T>() bytes of it.
     unsafe {
@@ -103,6 +103,25 @@ pub(crate) unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
             std::mem::size_of::<T>() as libc::c_uint,
         )
     }
+}
+
+/// [`bpf`] for a command that makes an object and returns a new descriptor for it;
+/// `call` names the command in the error.
+///
+/// # Safety
+/// As for [`bpf`], and `cmd` must be one that returns a new descriptor on success.
+pub(crate) unsafe fn bpf_fd<T>(
+    cmd: libc::c_int,
+    call: &'static str,
+    attr: &mut T,
+) -> Result<OwnedFd, Error> {
+    // SAFETY: the caller's guarantees.
+    let fd = unsafe { bpf(cmd, attr) };
+    if fd < 0 {
+        return Err(failed(call));
+    }
+    // SAFETY: the command returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[repr(C)]
@@ -154,13 +173,10 @@ impl Program {
         attr.prog_name[..PROGRAM_NAME.len()].copy_from_slice(PROGRAM_NAME.as_bytes());
         // SAFETY: ProgLoad is BPF_PROG_LOAD's attribute block; `insns` and `license`
         // outlive the call, and no log buffer is given.
-        let fd = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
-        if fd >= 0 {
-            // SAFETY: BPF_PROG_LOAD returned a new descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-            return Ok(Program { fd, hook });
-        }
-        let mut error = failed("BPF_PROG_LOAD");
+        let mut error = match unsafe { bpf_fd(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr) } {
+            Ok(fd) => return Ok(Program { fd, hook }),
+            Err(error) => error,
+        };
         if error.error.raw_os_error() == Some(libc::EACCES)
             || error.error.raw_os_error() == Some(libc::EINVAL)
         {
@@ -169,12 +185,8 @@ impl Program {
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
             // SAFETY: as above, and `log` is writable for `log_size` bytes for the
-            // whole call.
-            let again = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
-            if again >= 0 {
-                // SAFETY: a new descriptor that nothing else owns.
-                drop(unsafe { OwnedFd::from_raw_fd(again as i32) });
-            }
+            // whole call. A program that loads this time is dropped: the error stands.
+            drop(unsafe { bpf_fd(BPF_PROG_LOAD, "BPF_PROG_LOAD", &mut attr) });
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]).into_owned();
             error.verifier_log = (!text.trim().is_empty()).then_some(text);
@@ -200,14 +212,8 @@ impl Program {
             flags: 0,
         };
         // SAFETY: LinkCreate is BPF_LINK_CREATE's attribute block; it holds no pointers.
-        let fd = unsafe { bpf(BPF_LINK_CREATE, &mut attr) };
-        if fd < 0 {
-            return Err(failed("BPF_LINK_CREATE"));
-        }
-        // SAFETY: BPF_LINK_CREATE returned a new descriptor that nothing else owns.
-        Ok(Link {
-            _fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        })
+        let fd = unsafe { bpf_fd(BPF_LINK_CREATE, "BPF_LINK_CREATE", &mut attr) }?;
+        Ok(Link { _fd: fd })
     }
 
     /// Attaches the program to `cgroup` for as long as the cgroup exists, beside any
@@ -319,12 +325,7 @@ fn fd_of(id: u32) -> Result<OwnedFd, Error> {
         open_flags: 0,
     };
     // SAFETY: GetFdById is BPF_PROG_GET_FD_BY_ID's attribute block; no pointers.
-    let fd = unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) };
-    if fd < 0 {
-        return Err(failed("BPF_PROG_GET_FD_BY_ID"));
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    unsafe { bpf_fd(BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID", &mut attr) }
 }
 
 /// Detaches every program named [`PROGRAM_NAME`] attached to `cgroup` itself, at
