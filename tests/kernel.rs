@@ -228,6 +228,17 @@ fn eventually(done: impl Fn() -> bool) {
     }
 }
 
+/// Whether `test` can look for what runs leave behind here (it says so by name when
+/// not), and nothing is there yet: what an earlier test or run left would be blamed on
+/// this one.
+fn starts_clean(test: &str) -> bool {
+    let Some(before) = traces(test) else {
+        return false;
+    };
+    assert_clean(&before, "earlier runs");
+    true
+}
+
 /// Asserts that `traces` found nothing.
 fn assert_clean(traces: &Traces, after: &str) {
     assert_eq!(
@@ -255,10 +266,9 @@ fn a_static_program_is_reached_only_by_the_kernel() {
     let Some(peer) = peer(test, &["-static"]) else {
         return;
     };
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
 
     let preloaded = run(false, &[&peer, &"pair"]);
     assert!(preloaded.status.success(), "{}", text(&preloaded.stderr));
@@ -363,10 +373,9 @@ fn runs_in_other_pid_namespaces_never_collide() {
     if !root(test) || !have(test, "unshare") {
         return;
     }
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let isolated: Vec<_> = (0..2)
         .map(|_| {
             let mut command = Command::new("unshare");
@@ -520,10 +529,9 @@ fn status_and_signals_pass_through_and_nothing_stays() {
     if !root(test) {
         return;
     }
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let exited = run(true, &[&"sh", &"-c", &"exit 7"]);
     assert_eq!(exited.status.code(), Some(7), "{}", text(&exited.stderr));
     let killed = run(true, &[&"sh", &"-c", &"kill -USR1 $$"]);
@@ -568,10 +576,9 @@ fn refusals_leave_nothing_behind() {
     if !root(test) || !have(test, "setpriv") {
         return;
     }
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let missing = run(true, &[&"/nonexistent/program"]);
     assert_eq!(missing.status.code(), Some(127), "{missing:?}");
     let bad = keepalive_command()
@@ -625,10 +632,9 @@ fn without_a_cgroup2_mount_one_is_mounted_for_a_moment() {
     let Some(peer) = peer(test, &["-static"]) else {
         return;
     };
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let script = format!(
         "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount; \
          {} run --kernel {} -- {} pair && grep -c cgroup2 /proc/self/mountinfo",
@@ -1325,10 +1331,9 @@ fn a_killed_command_takes_its_program_and_the_next_run_sweeps_up() {
     if !root(test) {
         return;
     }
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let hierarchy = cgroup2_mount().unwrap();
     let mut command = keepalive_command();
     command
@@ -1434,10 +1439,9 @@ fn a_programs_sub_cgroups_go_with_the_run() {
     if !root(test) {
         return;
     }
-    let Some(before) = traces(test) else {
+    if !starts_clean(test) {
         return;
-    };
-    assert_clean(&before, "earlier runs");
+    }
     let hierarchy = cgroup2_mount().unwrap();
     let script = format!(
         "own='{}'$(sed -n 's/^0:://p' /proc/self/cgroup) && mkdir \"$own/a\" \"$own/a/b\"",
