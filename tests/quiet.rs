@@ -92,23 +92,49 @@ const KINDS: [Fd2; 5] = [
 /// A system call in a trace: its name and its first argument, as strace shows them.
 type Call = (String, String);
 
-/// One traced run: each system call of every thread, in order.
+/// One traced run: each system call of every thread, in strace's order, with the
+/// thread that made it.
 struct Trace {
-    calls: Vec<Call>,
+    calls: Vec<(u32, Call)>,
 }
 
 impl Trace {
-    /// The calls before the first marker (load and start-up), and between the two.
-    fn split(&self) -> (&[Call], &[Call]) {
-        let marks: Vec<usize> = self
+    /// The main thread's calls before it starts the test's thread: the loader, the
+    /// library's constructor and the harness's start-up. The main thread's later calls
+    /// (the rest of `clone3`'s signal mask, the wait for the join) land before or
+    /// after the test thread's marker as the scheduler decides, so they are not
+    /// compared.
+    fn load(&self) -> Vec<Call> {
+        let main = self.calls.first().map(|&(pid, _)| pid);
+        self.calls
+            .iter()
+            .filter(|&&(pid, _)| Some(pid) == main)
+            .map(|(_, call)| call)
+            .take_while(|(name, _)| !name.starts_with("clone") && name != MARKER)
+            .cloned()
+            .collect()
+    }
+
+    /// The calls of the thread that made the markers, from the first to the second.
+    fn work(&self) -> Vec<Call> {
+        let marker = self
             .calls
             .iter()
-            .enumerate()
-            .filter(|(_, (name, _))| name == MARKER)
-            .map(|(i, _)| i)
+            .find(|(_, (name, _))| name == MARKER)
+            .map(|&(pid, _)| pid)
+            .expect("a marker");
+        let mine: Vec<&Call> = self
+            .calls
+            .iter()
+            .filter(|&&(pid, _)| pid == marker)
+            .map(|(_, call)| call)
             .collect();
+        let marks: Vec<usize> = (0..mine.len()).filter(|&i| mine[i].0 == MARKER).collect();
         assert_eq!(marks.len(), 2, "two markers expected");
-        (&self.calls[..marks[0]], &self.calls[marks[0]..marks[1]])
+        mine[marks[0]..marks[1]]
+            .iter()
+            .map(|&call| call.clone())
+            .collect()
     }
 }
 
@@ -175,12 +201,13 @@ fn traced(
         .lines()
         .filter_map(|line| {
             // "PID name(args...) = result": the pid, then the call.
-            let call = line.split_once(' ')?.1.trim_start();
-            let (name, rest) = call.split_once('(')?;
+            let (pid, call) = line.split_once(' ')?;
+            let (name, rest) = call.trim_start().split_once('(')?;
             let first = rest.split([',', ')']).next().unwrap_or("").to_string();
             name.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                .then(|| (name.to_string(), first))
+                .then(|| Some((pid.parse().ok()?, (name.to_string(), first))))
+                .flatten()
         })
         .collect();
     (Trace { calls }, arrived)
@@ -311,7 +338,8 @@ fn the_library_adds_only_socket_options_after_load() {
         for kind in KINDS {
             let (without, _) = traced(NAME, kind, vars, None, &dir);
             let (with, _) = traced(NAME, kind, vars, Some(&library), &dir);
-            let extra: Vec<(&str, i64)> = added(with.split().1, without.split().1)
+            let (work_with, work_without) = (with.work(), without.work());
+            let extra: Vec<(&str, i64)> = added(&work_with, &work_without)
                 .into_iter()
                 .filter(|(name, _)| !["getsockopt", "setsockopt"].contains(name))
                 .collect();
@@ -354,7 +382,7 @@ fn at_load_the_library_adds_only_its_line() {
     for kind in KINDS {
         let (without, quiet) = traced(NAME, kind, refused, None, &dir);
         let (with, arrived) = traced(NAME, kind, refused, Some(&library), &dir);
-        let (load_with, load_without) = (with.split().0, without.split().0);
+        let (load_with, load_without) = (with.load(), without.load());
         // Every file opened with the library and not without is the library itself.
         let opened = |trace: &[Call]| -> Vec<String> {
             trace
@@ -363,8 +391,8 @@ fn at_load_the_library_adds_only_its_line() {
                 .map(|(_, first)| first.clone())
                 .collect()
         };
-        let before = opened(load_without);
-        let foreign: Vec<String> = opened(load_with)
+        let before = opened(&load_without);
+        let foreign: Vec<String> = opened(&load_with)
             .into_iter()
             .filter(|path| !before.contains(path))
             .filter(|path| !path.contains("libkeepalive"))
@@ -372,7 +400,7 @@ fn at_load_the_library_adds_only_its_line() {
         if !foreign.is_empty() {
             failures.push(format!("fd 2 {kind:?}: opened {foreign:?} at load"));
         }
-        let mut extra: Vec<(&str, i64)> = added(load_with, load_without)
+        let mut extra: Vec<(&str, i64)> = added(&load_with, &load_without)
             .into_iter()
             .filter(|(name, _)| !LOADER.contains(name) && !ALLOWED.contains(name))
             .collect();
