@@ -830,19 +830,9 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
     if !root(test) {
         return;
     }
-    let Some(peer) = peer(test, &["-static"]) else {
+    let Some((container, peer, keepalive)) = systemd_with_bpf(test) else {
         return;
     };
-    // systemd-nspawn's seccomp filter refuses bpf(2) (EPERM) unless asked to allow it;
-    // the container's systemd runs the hybrid layout, whose cgroup2 hierarchy at
-    // /sys/fs/cgroup/unified holds the units' cgroups, which is all the route needs.
-    let Some(container) =
-        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
-    else {
-        return;
-    };
-    let peer = inside(&peer);
-    let keepalive = inside(common::keepalive());
     container.write(
         "/etc/systemd/system/static.service",
         &format!("[Service]\nExecStart={peer} hold 7301\n"),
@@ -924,6 +914,134 @@ fn enable_kernel_reaches_a_static_service_across_restart_and_disable() {
     );
 }
 
+/// A service for `attach --unit`: a listener it configured itself (TCP_KEEPIDLE 333,
+/// keepalive off) on 7571 and an untouched one on 7572, each connection it accepts
+/// held; on SIGUSR1 it connects to 7572, on SIGUSR2 to 7571 with SO_KEEPALIVE=0 set
+/// first: the client connections it makes after `attach`, from 127.0.0.2 so that `ss`
+/// tells them from the test's clients.
+const DIALER: &str = "\
+import select, signal, socket
+own = socket.create_server(('127.0.0.1', 7571))
+own.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 333)
+plain = socket.create_server(('127.0.0.1', 7572))
+held = []
+def dial(port, off):
+    s = socket.socket()
+    s.bind(('127.0.0.2', 0))
+    if off:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+    s.connect(('127.0.0.1', port))
+    held.append(s)
+signal.signal(signal.SIGUSR1, lambda *_: dial(7572, False))
+signal.signal(signal.SIGUSR2, lambda *_: dial(7571, True))
+while True:
+    for listener in select.select([own, plain], [], [])[0]:
+        held.append(listener.accept()[0])
+";
+
+/// `attach --unit` in a real systemd (nspawn): besides the connections open now, the
+/// connections the running service makes from now on get the settings, from the kernel
+/// route on its cgroup — except where the program configured the socket itself: a
+/// listener it set up before `attach` (whose accepted connections the route must leave
+/// as they inherit them) and a client it sets `SO_KEEPALIVE=0` on. `detach --unit`
+/// takes the route away with what `attach` set (issue 23).
+#[test]
+fn attach_unit_covers_the_connections_a_service_makes_from_now_on() {
+    let test = "attach_unit_covers_the_connections_a_service_makes_from_now_on";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") || !starts_clean(test) {
+        return;
+    }
+    let Some((container, peer, keepalive)) = systemd_with_bpf(test) else {
+        return;
+    };
+    container.write("/srv/dialer.py", DIALER);
+    container.write(
+        "/etc/systemd/system/dialer.service",
+        "[Service]\nExecStart=/usr/bin/python3 /srv/dialer.py\n",
+    );
+    container.start(&["dialer.service"]);
+    eventually(|| {
+        !container
+            .run_ok(&["ss", "-Hltn", "( sport = :7572 )"])
+            .is_empty()
+    });
+    // A client outside the unit, held while the test runs.
+    let mut clients = Vec::new();
+    let mut connect = |port: &str| {
+        let mut client = Proc::spawn(&mut container.enter(&[&peer, "client", "127.0.0.1", port]));
+        client
+            .line("@ connected", Duration::from_secs(20))
+            .expect("client connected");
+        clients.push(client);
+    };
+    let timers = |filter: &str| {
+        let mut timers = container.ss_keepalive(filter);
+        timers.sort();
+        timers
+    };
+    let dial = |signal: &str, filter: &str, count: usize| {
+        container.run_ok(&["systemctl", "kill", "-s", signal, "dialer.service"]);
+        eventually(|| container.ss_keepalive(filter).len() == count);
+    };
+    let configured = |timer: &Option<Duration>| matches!(timer, Some(left) if *left <= Duration::from_secs(61) && *left > Duration::from_secs(50));
+    connect("7571");
+
+    let attached = container.run(&[&keepalive, "attach", "--unit", "dialer", "--idle", "61"]);
+    let said = text(&attached.stdout);
+    assert!(
+        attached.status.success(),
+        "{said}{}",
+        text(&attached.stderr)
+    );
+    assert!(
+        said.contains("new connections of dialer.service's processes get them from the kernel route attached to its cgroup"),
+        "{said}"
+    );
+    assert!(said.contains("left alone: TCP_KEEPIDLE is 333"), "{said}");
+    connect("7571");
+    connect("7572");
+    dial("SIGUSR1", "( src 127.0.0.2 and dport = :7572 )", 1);
+    dial("SIGUSR2", "( src 127.0.0.2 and dport = :7571 )", 1);
+    let own = timers("( sport = :7571 )");
+    assert_eq!(
+        own,
+        [None, None, None],
+        "accepted on the program's own listener"
+    );
+    assert_eq!(
+        timers("( src 127.0.0.2 and dport = :7571 )"),
+        [None],
+        "the program's SO_KEEPALIVE=0"
+    );
+    let plain = timers("( sport = :7572 )");
+    assert!(
+        plain.len() == 2 && plain.iter().all(configured),
+        "accepted on 7572: {plain:?}"
+    );
+    let made = timers("( src 127.0.0.2 and dport = :7572 )");
+    assert!(
+        made.len() == 1 && configured(&made[0]),
+        "made after attach: {made:?}"
+    );
+
+    let detached = container.run(&[&keepalive, "detach", "--unit", "dialer"]);
+    let said = text(&detached.stdout);
+    assert!(
+        detached.status.success(),
+        "{said}{}",
+        text(&detached.stderr)
+    );
+    assert!(said.contains("the kernel route attach put on"), "{said}");
+    assert_eq!(loaded_programs(), "", "programs left after detach --unit");
+    dial("SIGUSR1", "( src 127.0.0.2 and dport = :7572 )", 2);
+    let made = timers("( src 127.0.0.2 and dport = :7572 )");
+    assert!(
+        made[0].is_none() && configured(&made[1]),
+        "made after detach, and before: {made:?}"
+    );
+}
+
 /// On a systemd host (systemd 252 in nspawn), `run --kernel` has systemd make the
 /// cgroup, a transient scope: the static program's connections get the settings, the
 /// exit status is the program's, and afterwards no scope, cgroup or program is left.
@@ -934,16 +1052,9 @@ fn run_kernel_on_a_systemd_host_uses_a_transient_scope() {
     if !root(test) || !have(test, "bpftool") {
         return;
     }
-    let Some(peer) = peer(test, &["-static"]) else {
+    let Some((container, peer, keepalive)) = systemd_with_bpf(test) else {
         return;
     };
-    // bpf(2) allowed through nspawn's seccomp filter, as for enable --kernel.
-    let Some(container) =
-        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
-    else {
-        return;
-    };
-    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
     let mut run = vec![keepalive.as_str(), "run", "--kernel"];
     run.extend(SETTINGS);
     run.push("--");
@@ -1114,6 +1225,17 @@ fn loaded_programs() -> String {
         .output()
         .expect("run bpftool");
     text(&shown.stdout)
+}
+
+/// A real systemd (systemd 252 in nspawn) whose services may load BPF programs, with
+/// the static test peer and the command, by their paths inside. nspawn's seccomp
+/// filter refuses bpf(2) (EPERM) unless asked to allow it; the container's systemd
+/// runs the hybrid layout, whose cgroup2 hierarchy at /sys/fs/cgroup/unified holds the
+/// units' cgroups, which is all the route needs.
+fn systemd_with_bpf(test: &str) -> Option<(common::systemd::Container, String, String)> {
+    let peer = peer(test, &["-static"])?;
+    let container = common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])?;
+    Some((container, inside(&peer), inside(common::keepalive())))
 }
 
 /// The path inside a container of a file under the checkout's target directory.
@@ -1601,15 +1723,9 @@ fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
     if !root(test) {
         return;
     }
-    let Some(peer) = peer(test, &["-static"]) else {
+    let Some((container, peer, keepalive)) = systemd_with_bpf(test) else {
         return;
     };
-    let Some(container) =
-        common::systemd::Container::boot_with(test, &["--system-call-filter=bpf"])
-    else {
-        return;
-    };
-    let (peer, keepalive) = (inside(&peer), inside(common::keepalive()));
     container.write(
         "/etc/systemd/system/lingering.service",
         &format!(

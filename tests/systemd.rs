@@ -1167,6 +1167,16 @@ fn attach_and_detach_a_running_service() {
         None,
         "keepalive before attach"
     );
+    // audit names the service and the line that fixes it, quoted to paste.
+    let (code, stdout, stderr) = keepalive(&container, &["audit", "--unit", "running-echo"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "fix: keepalive attach --unit running-echo.service; \
+             next start: keepalive enable running-echo.service"
+        ),
+        "{stdout}"
+    );
 
     let (code, stdout, stderr) = keepalive(
         &container,

@@ -21,11 +21,14 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use keepalive_config::{Config, Mode, Setting};
+use keepalive_sockops::Pending;
 
 use crate::cli::AttachProcessArgs;
 use crate::env;
 use crate::failure::{self, Failure};
-use crate::json::Object;
+use crate::formats;
+use crate::json::{self, Object};
+use crate::kernel::live::{self, Coverage};
 use crate::kernel::{self, cgroup};
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
@@ -47,50 +50,116 @@ struct Outcome {
 /// `keepalive attach [SETTINGS] [--dry-run] [--json] PID…`.
 pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     let config = env::resolve(&args.settings, |_| None, "")?;
-    let pids = targets(args.unit.as_deref(), &args.pids)?;
+    let targets = Targets::find(args.unit.as_deref(), &args.pids)?;
+    // With --unit, the kernel route for the connections the unit makes from now on:
+    // its marking half before any socket is judged, its settings half after.
+    let mut coverage = targets
+        .service
+        .as_ref()
+        .and_then(|service| live::obstacle(&service.cgroup));
+    let route = match (&targets.service, &coverage) {
+        (Some(_), None) if args.dry_run => {
+            coverage = Some(Coverage::WouldAttach);
+            None
+        }
+        (Some(_), None) => live::load(&config)
+            .inspect_err(|why| coverage = Some(Coverage::Not(why.clone())))
+            .ok(),
+        _ => None,
+    };
+    let pending = match (&route, &targets.service) {
+        (Some(route), Some(service)) => route
+            .begin(service.cgroup.dir())
+            .inspect_err(|err| coverage = Some(Coverage::Not(err.to_string())))
+            .ok(),
+        _ => None,
+    };
     let mut reports = Vec::new();
-    for pid in pids {
-        let outcomes = attach(pid, &config, args.dry_run)?;
+    for &pid in &targets.pids {
+        let outcomes = attach(pid, &config, args.dry_run, pending.as_ref())?;
         reports.push((pid, outcomes));
     }
+    if let (Some(pending), Some(service)) = (pending, &targets.service) {
+        coverage = Some(live::finish(
+            pending,
+            &service.cgroup,
+            &service.name,
+            &records(),
+        ));
+    }
+    let future = match (&targets.service, coverage) {
+        (Some(service), Some(coverage)) => Future::Service(&service.name, coverage),
+        _ => Future::Program,
+    };
     let text = if args.json {
-        render_json(&reports, args.dry_run)
+        render_json(&reports, &future, args.dry_run)
     } else {
-        render_text(&reports, args.dry_run)
+        render_text(&reports, &future, args.dry_run)
     };
     failure::say(format_args!("{}", text.trim_end()))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The processes named: `pids`, and with `--unit` every process in the service's
-/// cgroup (systemctl's `ControlGroup`), its sub-cgroups included.
-fn targets(unit: Option<&str>, pids: &[i32]) -> Result<Vec<i32>, Failure> {
-    let mut all = pids.to_vec();
-    if let Some(unit) = unit {
-        let name = if unit.contains('.') {
-            unit.to_string()
-        } else {
-            format!("{unit}.service")
+/// The processes named: the PIDs given, and with `--unit` every process in the
+/// service's cgroup (systemctl's `ControlGroup`), its sub-cgroups included.
+struct Targets {
+    pids: Vec<i32>,
+    service: Option<Service>,
+}
+
+/// The running service `--unit` names, and its cgroup.
+struct Service {
+    name: String,
+    cgroup: cgroup::Own,
+}
+
+impl Targets {
+    fn find(unit: Option<&str>, pids: &[i32]) -> Result<Targets, Failure> {
+        let mut all = pids.to_vec();
+        let service = match unit {
+            Some(unit) => {
+                let name = if unit.contains('.') {
+                    unit.to_string()
+                } else {
+                    format!("{unit}.service")
+                };
+                let refuse = |why: String| Failure::with_code(1, format!("--unit {name}: {why}"));
+                let path = kernel::unit::control_group(&name)
+                    .map_err(refuse)?
+                    .ok_or_else(|| refuse("not running: it has no cgroup".into()))?;
+                let cgroup = cgroup::at(&path).map_err(refuse)?;
+                all.extend(
+                    cgroup
+                        .processes()
+                        .map_err(|err| refuse(format!("cannot list its processes: {err}")))?,
+                );
+                Some(Service { name, cgroup })
+            }
+            None => None,
         };
-        let refuse = |why: String| Failure::with_code(1, format!("--unit {name}: {why}"));
-        let path = kernel::unit::control_group(&name)
-            .map_err(refuse)?
-            .ok_or_else(|| refuse("not running: it has no cgroup".into()))?;
-        let cgroup = cgroup::at(&path).map_err(refuse)?;
-        all.extend(
-            cgroup
-                .processes()
-                .map_err(|err| refuse(format!("cannot list its processes: {err}")))?,
-        );
+        all.sort_unstable();
+        all.dedup();
+        Ok(Targets { pids: all, service })
     }
-    all.sort_unstable();
-    all.dedup();
-    Ok(all)
+}
+
+/// What covers the connections made from now on, for the output.
+enum Future<'a> {
+    /// Processes named by PID: nothing does.
+    Program,
+    /// The service of `--unit`: the kernel route, as far as it could.
+    Service(&'a str, Coverage),
 }
 
 /// Configures the TCP sockets of one process; nothing is changed unless every socket
-/// could be duplicated first.
-fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Failure> {
+/// could be duplicated first. With a kernel route half attached (`marks`), each
+/// listener left alone is marked as its program's.
+fn attach(
+    pid: i32,
+    config: &Config,
+    dry_run: bool,
+    marks: Option<&Pending>,
+) -> Result<Vec<Outcome>, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("attach {pid}: {why}"));
     let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
         Some(libc::ESRCH) => refuse("no such process".into()),
@@ -141,11 +210,23 @@ fn attach(pid: i32, config: &Config, dry_run: bool) -> Result<Vec<Outcome>, Fail
             ))
         })?;
     }
-    let mut outcomes = Vec::new();
+    let mut judged = Vec::new();
     for (fd, entry, copy) in held {
         let before = Options::read(copy.as_fd())
             .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
         let why = configured_elsewhere(&before, config.mode, &untouched);
+        if let Some(marks) = marks.filter(|_| why.is_some() && entry.state == State::LISTEN) {
+            marks.mark_all(copy.as_fd()).map_err(|err| {
+                refuse(format!(
+                    "cannot mark fd {fd} as configured by its program, for the kernel \
+                     route: {err}; nothing was changed in this process"
+                ))
+            })?;
+        }
+        judged.push((fd, entry, copy, before, why));
+    }
+    let mut outcomes = Vec::new();
+    for (fd, entry, copy, before, why) in judged {
         let after = match why {
             Some(_) => None,
             None if dry_run => Some(before.configured_by(config)),
@@ -280,14 +361,19 @@ fn parse_record(text: &str) -> Vec<(u64, Options, Options)> {
 /// carries exactly what `attach` set (one changed since belongs to whoever changed it),
 /// then removes the record.
 pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
-    let pids = targets(unit, pids)?;
-    let recorded: Vec<i32> = pids
+    let targets = Targets::find(unit, pids)?;
+    let recorded: Vec<i32> = targets
+        .pids
         .iter()
         .copied()
         .filter(|&pid| record_path(pid).is_some_and(|path| path.exists()))
         .collect();
     // With --unit, the processes attach changed nothing in are not named.
-    let pids = if unit.is_some() { recorded } else { pids };
+    let pids = if unit.is_some() {
+        recorded
+    } else {
+        targets.pids
+    };
     for pid in pids {
         let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
         let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
@@ -325,6 +411,18 @@ pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
         std::fs::remove_file(&path)
             .map_err(|err| refuse(format!("cannot remove {}: {err}", path.display())))?;
         failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?;
+    }
+    if let Some(service) = &targets.service {
+        let ended = live::end(&service.cgroup, &records()).map_err(|why| {
+            Failure::with_code(1, format!("detach --unit {}: {why}", service.name))
+        })?;
+        if ended {
+            failure::say(format_args!(
+                "{}: the kernel route attach put on {} is detached: new connections get \
+                 nothing from it",
+                service.name, service.cgroup.place
+            ))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -458,7 +556,7 @@ fn untouched(pid: i32) -> Result<[u32; 3], String> {
     })
 }
 
-fn render_text(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
+fn render_text(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) -> String {
     let mut out = String::new();
     let verb = if dry_run { "would set" } else { "set" };
     for (pid, outcomes) in reports {
@@ -502,11 +600,54 @@ fn render_text(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
         let _ = writeln!(
             out,
             "  from now on: connections accepted on the {listeners} listener(s) configured \
-             here carry the settings; new connections the program makes itself do not \
-             (`keepalive enable UNIT` or `keepalive run` gives them at the next start)"
+             here carry the settings; {}",
+            future.describe()
         );
     }
     out
+}
+
+impl Future<'_> {
+    /// Whether the connections the program makes from now on get settings.
+    fn covered(&self) -> bool {
+        matches!(
+            self,
+            Future::Service(
+                _,
+                Coverage::Attached | Coverage::WouldAttach | Coverage::Already
+            )
+        )
+    }
+
+    /// What happens to the connections the program makes from now on, in a sentence
+    /// whose commands can be pasted.
+    fn describe(&self) -> String {
+        let Future::Service(unit, coverage) = self else {
+            return "new connections the program makes itself do not: nothing runs inside \
+                    it (`keepalive attach --unit UNIT` covers a service's while it runs; \
+                    `keepalive enable UNIT` or `keepalive run` gives them at the next start)"
+                .into();
+        };
+        let word = formats::shell_word(unit);
+        match coverage {
+            Coverage::Attached => format!(
+                "new connections of {unit}'s processes get them from the kernel route \
+                 attached to its cgroup, until it stops or `keepalive detach --unit {word}`"
+            ),
+            Coverage::WouldAttach => format!(
+                "new connections of {unit}'s processes would get them from the kernel route, \
+                 attached to its cgroup"
+            ),
+            Coverage::Already => format!(
+                "new connections of {unit}'s processes get the settings of the kernel route \
+                 already on its cgroup (from `keepalive enable --kernel` or an earlier attach)"
+            ),
+            Coverage::Not(why) => format!(
+                "new connections the program makes itself do not: the kernel route cannot \
+                 cover {unit} ({why}); `keepalive enable {word}` gives them at the next start"
+            ),
+        }
+    }
 }
 
 fn place(entry: &Entry) -> String {
@@ -517,7 +658,7 @@ fn place(entry: &Entry) -> String {
     }
 }
 
-fn render_json(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
+fn render_json(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) -> String {
     let mut sockets = Vec::new();
     for (pid, outcomes) in reports {
         for outcome in outcomes {
@@ -542,6 +683,10 @@ fn render_json(reports: &[(i32, Vec<Outcome>)], dry_run: bool) -> String {
     }
     let mut out = String::from("{\"dry_run\":");
     out.push_str(if dry_run { "true" } else { "false" });
+    out.push_str(",\"new_connections_covered\":");
+    out.push_str(if future.covered() { "true" } else { "false" });
+    out.push_str(",\"new_connections\":");
+    json::push_string(&mut out, &future.describe());
     out.push_str(",\"sockets\":[");
     out.push_str(&sockets.join(","));
     out.push_str("]}");

@@ -226,8 +226,11 @@ pub enum Subcommand {
             socket the program holds. A socket someone configured (keepalive on, a user \
             timeout, or a timer that differs from its network namespace's sysctl) is left \
             alone, as the library leaves it. Connections accepted later on a listener \
-            configured here inherit its settings; connections the program makes later do \
-            not: `keepalive enable UNIT` or `keepalive run` covers them at the next start. \
+            configured here inherit its settings. Connections the program makes later are \
+            covered with --unit, by the kernel route on the service's own cgroup until it \
+            stops or `keepalive detach --unit UNIT` (where the kernel allows: Linux 6.1, \
+            root); by PID alone they are not, and `keepalive enable UNIT` or `keepalive \
+            run` covers them at the next start. \
             Takes ptrace permission over the process (root, or its own user where Yama's \
             ptrace_scope allows); works on a process of another pid or network namespace \
             from the host.\n\n\
@@ -242,7 +245,8 @@ pub enum Subcommand {
             /run/keepalive/attach), each socket it changed with its options before and \
             after. detach sets the options back on every socket that still carries exactly \
             what attach set; one changed since is left as it is, and said so. Then the \
-            record goes.\n\n\
+            record goes. With --unit, the kernel route `attach --unit` put on the \
+            service's cgroup is detached too.\n\n\
             Exit status: 0 when done; 1 when there is no such process, nothing recorded for \
             it, or no permission.")]
     Detach {

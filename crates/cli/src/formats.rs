@@ -52,7 +52,7 @@ pub fn render(format: Format, variables: &[(String, String)]) -> Vec<String> {
 }
 
 /// `text` as one shell word: as is when it is plain, else in single quotes.
-fn shell_word(text: &str) -> String {
+pub fn shell_word(text: &str) -> String {
     let plain = text
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));

@@ -23,7 +23,7 @@ mod storage;
 mod sys;
 
 pub use insn::Insn;
-pub use route::{Links, Route};
+pub use route::{Links, Pending, Route};
 pub use sys::{
     Attached, Error, Hook, PROGRAM_NAME, Program, attached, attached_directly, detach_ours,
 };

@@ -14,6 +14,7 @@ use crate::{setsockopt, sock_ops};
 pub struct Route {
     mark: Program,
     sock_ops: Program,
+    marks: Marks,
 }
 
 /// The route's two attachments made with [`Route::link`]; dropping them detaches it.
@@ -23,15 +24,25 @@ pub struct Links {
     _mark: Link,
 }
 
+/// A route half attached ([`Route::begin`]): the marking program runs for the cgroup,
+/// the settings program not yet. Dropped without [`Pending::finish`], it detaches the
+/// marking program again.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    route: &'a Route,
+    cgroup: BorrowedFd<'a>,
+    finished: bool,
+}
+
 impl Route {
-    /// Loads the route for `config`. The map needs no descriptor of its own once both
-    /// programs hold it.
+    /// Loads the route for `config`.
     pub fn load(config: &Config) -> Result<Route, Error> {
         let marks = Marks::create()?;
         let fd = marks.as_fd().as_raw_fd();
         Ok(Route {
             mark: Program::load(Hook::SetSockOpt, &setsockopt::build(fd))?,
             sock_ops: Program::load(Hook::SockOps, &sock_ops::build(config, fd))?,
+            marks,
         })
     }
 
@@ -48,11 +59,43 @@ impl Route {
     /// Attaches the route to `cgroup` for as long as the cgroup exists
     /// ([`Program::attach`]); a failure leaves nothing attached.
     pub fn attach(&self, cgroup: BorrowedFd) -> Result<(), Error> {
+        self.begin(cgroup)?.finish()
+    }
+
+    /// The first half of [`Route::attach`], for a cgroup whose processes already hold
+    /// sockets: from here on every keepalive option they set is marked, and the
+    /// sockets configured before can be marked with [`Pending::mark_all`] before the
+    /// settings program judges any connection.
+    pub fn begin<'a>(&'a self, cgroup: BorrowedFd<'a>) -> Result<Pending<'a>, Error> {
         self.mark.attach(cgroup)?;
-        self.sock_ops.attach(cgroup).inspect_err(|_| {
-            // The error to report is the attach's; a failed undo leaves a program
-            // that only marks sockets, harmless, and removed with the cgroup.
-            let _ = self.mark.detach(cgroup);
+        Ok(Pending {
+            route: self,
+            cgroup,
+            finished: false,
         })
+    }
+}
+
+impl Pending<'_> {
+    /// Marks every option of `socket` as its program's own ([`Marks::mark_all`]).
+    pub fn mark_all(&self, socket: BorrowedFd) -> Result<(), Error> {
+        self.route.marks.mark_all(socket)
+    }
+
+    /// Attaches the settings program; a failure leaves nothing attached.
+    pub fn finish(mut self) -> Result<(), Error> {
+        self.route.sock_ops.attach(self.cgroup)?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // A failed undo leaves a program that only marks sockets: harmless, and
+            // removed with the cgroup.
+            let _ = self.route.mark.detach(self.cgroup);
+        }
     }
 }

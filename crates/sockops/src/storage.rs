@@ -14,6 +14,7 @@ use crate::sys::{self, Error};
 pub const MARKS_SIZE: u32 = 8;
 
 const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_BTF_LOAD: libc::c_int = 18;
 const MAP_TYPE_SK_STORAGE: u32 = 24;
 /// Socket storage is allocated when first asked for; the kernel requires saying so.
@@ -67,6 +68,42 @@ impl Marks {
         // SAFETY: MapCreate is BPF_MAP_CREATE's attribute block; it holds no pointers.
         let fd = unsafe { sys::bpf_fd(BPF_MAP_CREATE, "BPF_MAP_CREATE", &mut attr) }?;
         Ok(Marks(fd))
+    }
+
+    /// Marks every option of `socket` as the program's own, from user space: the key of
+    /// socket storage, there, is a descriptor of the socket (Linux 5.2,
+    /// `bpf_fd_sk_storage_update_elem`). For a socket someone configured before the
+    /// marking program was attached, which it never saw: the settings program then
+    /// leaves alone every connection accepted on it, as they inherit the marks
+    /// (`BPF_F_CLONE`).
+    pub fn mark_all(&self, socket: BorrowedFd) -> Result<(), Error> {
+        #[repr(C)]
+        struct UpdateElem {
+            map_fd: u32,
+            /// Named, so that it is zero rather than uninitialised padding.
+            _pad: u32,
+            key: u64,
+            value: u64,
+            flags: u64,
+        }
+        let key: libc::c_int = socket.as_raw_fd();
+        let mut marks = [0u8; MARKS_SIZE as usize];
+        for option in crate::option::ALL {
+            marks[option.mark as usize] = 1;
+        }
+        let mut attr = UpdateElem {
+            map_fd: self.0.as_raw_fd() as u32,
+            _pad: 0,
+            key: (&raw const key) as u64,
+            value: marks.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: UpdateElem is BPF_MAP_UPDATE_ELEM's attribute block; `key` and
+        // `marks` are readable for the map's key and value sizes for the whole call.
+        if unsafe { sys::bpf(BPF_MAP_UPDATE_ELEM, &mut attr) } < 0 {
+            return Err(sys::failed("BPF_MAP_UPDATE_ELEM"));
+        }
+        Ok(())
     }
 }
 

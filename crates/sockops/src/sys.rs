@@ -79,7 +79,7 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn failed(call: &'static str) -> Error {
+pub(crate) fn failed(call: &'static str) -> Error {
     Error {
         call,
         error: io::Error::last_os_error(),
@@ -92,7 +92,7 @@ fn failed(call: &'static str) -> Error {
 /// # Safety
 /// `T` must be the `bpf_attr` variant of `cmd`, and every pointer in it valid for
 /// what the kernel reads or writes through it for the duration of the call.
-unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
+pub(crate) unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
     // SAFETY: the caller guarantees that `attr` matches `cmd`; the kernel reads and
     // writes at most size_of::<T>() bytes of it.
     unsafe {

@@ -22,6 +22,7 @@ use diag::Connection;
 use crate::cli::{AuditArgs, AuditFormat};
 use crate::elf;
 use crate::failure::{self, Failure};
+use crate::formats;
 use crate::json::Object;
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
@@ -203,22 +204,31 @@ fn group_of(pid: i32) -> String {
         })
 }
 
-/// The line that fixes a group without keepalive: `attach` now, and for a service the
-/// next start too; the kernel route where preloading cannot reach the program.
+/// The line that fixes a group without keepalive: `attach` now — for a service,
+/// `attach --unit`, which also covers the connections it makes from now on — and for a
+/// service the next start too; the kernel route where preloading cannot reach the
+/// program. Every command is quoted to paste.
 fn fix(group: &str, pids: &[i32]) -> String {
     let list: Vec<String> = pids.iter().map(i32::to_string).collect();
-    let now = format!("keepalive attach {}", list.join(" "));
     let unreachable = pids.first().is_some_and(|pid| {
         std::fs::read(format!("/proc/{pid}/exe"))
             .ok()
             .and_then(|data| elf::Elf::parse(&data).ok())
             .is_some_and(|elf| elf.interpreter.is_none() || elf.go)
     });
-    match (group.strip_suffix(".service"), unreachable) {
-        (Some(_), true) => format!("{now}; next start: keepalive enable --kernel {group}"),
-        (Some(_), false) => format!("{now}; next start: keepalive enable {group}"),
-        (None, true) => format!("{now}; next start: keepalive run --kernel -- PROGRAM"),
-        (None, false) => now,
+    let unit = formats::shell_word(group);
+    match (group.ends_with(".service"), unreachable) {
+        (true, true) => {
+            format!("keepalive attach --unit {unit}; next start: keepalive enable --kernel {unit}")
+        }
+        (true, false) => {
+            format!("keepalive attach --unit {unit}; next start: keepalive enable {unit}")
+        }
+        (false, true) => format!(
+            "keepalive attach {}; next start: keepalive run --kernel -- PROGRAM",
+            list.join(" ")
+        ),
+        (false, false) => format!("keepalive attach {}", list.join(" ")),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod attach;
 pub mod cgroup;
+pub mod live;
 mod scope;
 mod supervise;
 mod support;

@@ -1,0 +1,110 @@
+//! `attach --unit`: the kernel route for a service that is already running, so that
+//! the connections its processes make from now on get the settings too, not only those
+//! open when `attach` ran (docs/attach.md). The route goes on the unit's own cgroup,
+//! never a shared one, and lasts until `detach --unit` or until the unit stops, when
+//! systemd removes the cgroup and the attachment with it.
+//!
+//! The marking program was not there to see what the program configured before, so
+//! the route is attached in two halves ([`Route::begin`]) with the processes' sockets
+//! judged in between: a listener `attach` leaves alone is marked as its program's, and
+//! so, by inheritance, is every connection accepted on it later.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use keepalive_config::Config;
+use keepalive_sockops::{Pending, Route};
+
+use super::cgroup::Own;
+use super::support;
+
+/// What covers a unit's new connections once `attach` is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// The route, attached by this `attach`.
+    Attached,
+    /// With --dry-run: the route would be attached.
+    WouldAttach,
+    /// A route of this command's was on the cgroup already: `enable --kernel`'s, or an
+    /// earlier `attach`'s.
+    Already,
+    /// Not covered, and why.
+    Not(String),
+}
+
+/// Why the route cannot go on `cgroup` (or is there already), or `None` when it can.
+pub fn obstacle(cgroup: &Own) -> Option<Coverage> {
+    if let Some(refusal) = support::refusal() {
+        return Some(Coverage::Not(refusal.to_string()));
+    }
+    if let Err(why) = cgroup.refuse_shared() {
+        return Some(Coverage::Not(why));
+    }
+    match keepalive_sockops::attached_directly(cgroup.dir()) {
+        Ok(programs)
+            if programs
+                .iter()
+                .any(|program| program.name == keepalive_sockops::PROGRAM_NAME) =>
+        {
+            Some(Coverage::Already)
+        }
+        Ok(_) => None,
+        Err(err) => Some(Coverage::Not(err.to_string())),
+    }
+}
+
+/// The route for `config`, or why it cannot be loaded.
+pub fn load(config: &Config) -> Result<Route, String> {
+    super::load(config).map_err(super::reason)
+}
+
+/// Attaches the settings program, with a record for `detach --unit` made first: the
+/// route's second half ([`Pending::finish`]). `records` is where `attach` keeps its
+/// records.
+pub fn finish(pending: Pending, cgroup: &Own, unit: &str, records: &Path) -> Coverage {
+    let record = match record(cgroup, records) {
+        Ok(record) => record,
+        Err(err) => {
+            return Coverage::Not(format!("cannot record it for `keepalive detach`: {err}"));
+        }
+    };
+    if let Err(err) = std::fs::write(&record, format!("{unit}\n")) {
+        return Coverage::Not(format!(
+            "cannot record it for `keepalive detach` in {}: {err}",
+            record.display()
+        ));
+    }
+    match pending.finish() {
+        Ok(()) => Coverage::Attached,
+        Err(err) => {
+            let _ = std::fs::remove_file(&record);
+            Coverage::Not(err.to_string())
+        }
+    }
+}
+
+/// `detach --unit`: detaches the route `attach` put on `cgroup`, if it did; whether it
+/// did. A route `enable --kernel` attached at the unit's start has no record, and
+/// stays.
+pub fn end(cgroup: &Own, records: &Path) -> Result<bool, String> {
+    let record = record(cgroup, records).map_err(|err| err.to_string())?;
+    if !record.exists() {
+        return Ok(false);
+    }
+    keepalive_sockops::detach_ours(cgroup.dir())
+        .map_err(|err| format!("cannot detach from {}: {err}", cgroup.place))?;
+    std::fs::remove_file(&record)
+        .map_err(|err| format!("cannot remove {}: {err}", record.display()))?;
+    Ok(true)
+}
+
+/// Where `attach` records that it put the route on a cgroup, in `records` beside its
+/// records of processes: named by the cgroup's id (its directory's inode in cgroup v2, never used
+/// again by a cgroup made later), so that after a restart, in a new cgroup, the record
+/// matches nothing.
+fn record(cgroup: &Own, records: &Path) -> io::Result<PathBuf> {
+    let id = std::fs::metadata(format!("/proc/self/fd/{}", cgroup.dir().as_raw_fd()))?.ino();
+    Ok(records.join(format!("cgroup-{id}")))
+}
