@@ -986,6 +986,22 @@ fn attach_unit_covers_the_connections_a_service_makes_from_now_on() {
     };
     let configured = |timer: &Option<Duration>| matches!(timer, Some(left) if *left <= Duration::from_secs(61) && *left > Duration::from_secs(50));
     connect("7571");
+    // Dry runs: the route would go on the service's cgroup, never on a slice's.
+    let dry = |unit: &str| {
+        text(
+            &container
+                .run(&[&keepalive, "attach", "--dry-run", "--unit", unit])
+                .stdout,
+        )
+    };
+    let said = dry("dialer");
+    assert!(
+        said.contains("would get them from the kernel route"),
+        "{said}"
+    );
+    let said = dry("system.slice");
+    assert!(said.contains("system.slice is not a service"), "{said}");
+    assert_eq!(loaded_programs(), "", "programs loaded by a dry run");
 
     let attached = container.run(&[&keepalive, "attach", "--unit", "dialer", "--idle", "61"]);
     let said = text(&attached.stdout);

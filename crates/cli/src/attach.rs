@@ -56,7 +56,7 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     let mut coverage = targets
         .service
         .as_ref()
-        .and_then(|service| live::obstacle(&service.cgroup));
+        .and_then(|service| live::obstacle(&service.name, &service.cgroup));
     let route = match (&targets.service, &coverage) {
         (Some(_), None) if args.dry_run => {
             coverage = Some(Coverage::WouldAttach);

@@ -34,8 +34,15 @@ pub enum Coverage {
     Not(String),
 }
 
-/// Why the route cannot go on `cgroup` (or is there already), or `None` when it can.
-pub fn obstacle(cgroup: &Own) -> Option<Coverage> {
+/// Why the route cannot go on `unit`'s `cgroup` (or is there already), or `None`
+/// when it can. Only a service's: a slice's cgroup holds other units, and a scope's
+/// is a session's or a container's, shared by whatever runs there.
+pub fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
+    if !unit.ends_with(".service") {
+        return Some(Coverage::Not(format!(
+            "{unit} is not a service: the kernel route goes only on a service's own cgroup"
+        )));
+    }
     if let Some(refusal) = support::refusal() {
         return Some(Coverage::Not(refusal.to_string()));
     }
