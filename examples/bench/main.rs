@@ -89,15 +89,50 @@ fn kernel_route(paths: &Paths, plan: &Plan) {
         println!("(f) kernel route: not measured: it needs root\n");
         return;
     }
-    let keepalive = paths.shim.with_file_name("keepalive");
-    let count = plan.connections.to_string();
-    let settings = ["--idle", "60", "--interval", "10", "--count", "6"];
     let names = [
         "no route, no library",
         "library",
         "kernel route, --mode off",
         "kernel route, 3 settings",
     ];
+    let samples = under_route(paths, plan, &names, &["pairs"], plan.connections);
+    print_comparison(
+        &format!(
+            "(f) per connection, both ends in one process: connect + accept + close, {} per run",
+            plan.connections
+        ),
+        &names,
+        &samples,
+        &[
+            (3, 0, "kernel route / none"),
+            (2, 0, "route, mode off / none"),
+            (1, 0, "library / none"),
+            (3, 1, "kernel route / library"),
+        ],
+        "kernel route / library <= 1.00\n",
+    );
+    // (g) What the marking program adds to a program's own setsockopt(2): of a
+    // keepalive option (it marks the socket) and of another (it only looks).
+    let calls = plan.connections * 20;
+    for option in ["TCP_KEEPIDLE", "TCP_NODELAY"] {
+        let samples = under_route(paths, plan, &names, &["setsockopts", option], calls);
+        print_comparison(
+            &format!("(g) per setsockopt({option}) of the program's own, {calls} per run"),
+            &names,
+            &samples,
+            &[(3, 0, "kernel route / none")],
+            "reported, no target\n",
+        );
+    }
+}
+
+/// Runs the worker `mode` (which prints nanoseconds for `per` operations) as the four
+/// variants of (f), interleaved over rounds: plain, with the library, under `run
+/// --kernel --mode off` and under `run --kernel` with three settings; nanoseconds per
+/// operation.
+fn under_route(paths: &Paths, plan: &Plan, names: &[&str], mode: &[&str], per: usize) -> Samples {
+    let keepalive = paths.shim.with_file_name("keepalive");
+    let settings = ["--idle", "60", "--interval", "10", "--count", "6"];
     let mut samples = Samples::new(names.len());
     for _ in 0..plan.rounds {
         for (i, sample) in samples.0.iter_mut().enumerate() {
@@ -116,7 +151,9 @@ fn kernel_route(paths: &Paths, plan: &Plan) {
                 }
             };
             command
-                .args(["worker", "pairs", &count])
+                .arg("worker")
+                .args(mode)
+                .arg(per.to_string())
                 .env_remove("LD_PRELOAD");
             for (name, _) in VARS {
                 command.env_remove(name);
@@ -124,24 +161,10 @@ fn kernel_route(paths: &Paths, plan: &Plan) {
             if i == 1 {
                 command.envs(VARS).env("LD_PRELOAD", &paths.shim);
             }
-            sample.push(worker_number(&mut command) / plan.connections as f64);
+            sample.push(worker_number(&mut command) / per as f64);
         }
     }
-    print_comparison(
-        &format!(
-            "(f) per connection, both ends in one process: connect + accept + close, {} per run",
-            plan.connections
-        ),
-        &names,
-        &samples,
-        &[
-            (3, 0, "kernel route / none"),
-            (2, 0, "route, mode off / none"),
-            (1, 0, "library / none"),
-            (3, 1, "kernel route / library"),
-        ],
-        "kernel route / library <= 1.00\n",
-    );
+    samples
 }
 
 /// (e) `keepalive audit` on a host with many established connections: a worker holds
@@ -791,6 +814,32 @@ fn worker(args: &[String]) {
                 let (accepted, _) = listener.accept().expect("accept");
                 drop(accepted);
                 drop(client);
+            }
+            println!("{}", start.elapsed().as_nanos());
+        }
+        "setsockopts" => {
+            // One TCP socket, OPTION set COUNT times: for TCP_KEEPIDLE the marking
+            // program's whole path (its socket storage found, one byte written), for
+            // TCP_NODELAY its comparisons only.
+            let socket = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let (option, value): (libc::c_int, libc::c_int) = match args[1].as_str() {
+                "TCP_KEEPIDLE" => (libc::TCP_KEEPIDLE, 60),
+                "TCP_NODELAY" => (libc::TCP_NODELAY, 1),
+                other => panic!("no option {other}"),
+            };
+            let start = Instant::now();
+            for _ in 0..count(2) {
+                // SAFETY: setsockopt(2) of a live c_int, with its size.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        option,
+                        (&raw const value).cast(),
+                        size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0, "setsockopt");
             }
             println!("{}", start.elapsed().as_nanos());
         }
