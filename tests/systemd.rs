@@ -1197,6 +1197,22 @@ fn attach_and_detach_a_running_service() {
         None,
         "keepalive after detach"
     );
+
+    // A service whose shell starts a short-lived child after another: processes of
+    // the unit end while attach and detach run, which is no failure.
+    container.write(
+        "/etc/systemd/system/churning.service",
+        "[Service]\nExecStart=/bin/sh -c \
+         '/usr/bin/python3 /srv/echo-server.py 7562 & while :; do /bin/true; done'\n",
+    );
+    container.start(&["churning.service"]);
+    let _client = connect(&container, 7562, "churning.service");
+    for round in 0..10 {
+        for verb in ["attach", "detach"] {
+            let (code, stdout, stderr) = keepalive(&container, &[verb, "--unit", "churning"]);
+            assert_eq!(code, 0, "{verb}, round {round}: {stdout}{stderr}");
+        }
+    }
 }
 
 /// After the package is removed (issue 21, 22): a unit whose drop-ins name a library

@@ -75,9 +75,15 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
         _ => None,
     };
     let mut reports = Vec::new();
+    let mut exited = Vec::new();
     for &pid in &targets.pids {
-        let outcomes = attach(pid, &config, args.dry_run, pending.as_ref())?;
-        reports.push((pid, outcomes));
+        match attach(pid, &config, args.dry_run, pending.as_ref()) {
+            Ok(outcomes) => reports.push((pid, outcomes)),
+            // A process of the unit that ends while attach runs (a service's
+            // short-lived children) is no failure; a PID the user named is.
+            Err(_) if !args.pids.contains(&pid) && exited_now(pid) => exited.push(pid),
+            Err(failure) => return Err(failure),
+        }
     }
     if let (Some(pending), Some(service)) = (pending, &targets.service) {
         coverage = Some(live::finish(
@@ -92,9 +98,9 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
         _ => Future::Program,
     };
     let text = if args.json {
-        render_json(&reports, &future, args.dry_run)
+        render_json(&reports, &exited, &future, args.dry_run)
     } else {
-        render_text(&reports, &future, args.dry_run)
+        render_text(&reports, &exited, &future, args.dry_run)
     };
     failure::say(format_args!("{}", text.trim_end()))?;
     Ok(ExitCode::SUCCESS)
@@ -140,6 +146,15 @@ impl Targets {
         all.sort_unstable();
         all.dedup();
         Ok(Targets { pids: all, service })
+    }
+}
+
+/// Whether `pid` has exited, or begun to (a zombie, or PF_EXITING set): nothing of it
+/// is left to attach or detach.
+fn exited_now(pid: i32) -> bool {
+    match Pidfd::open(pid) {
+        Ok(pidfd) => pidfd.has_exited() || process::is_exiting(pid),
+        Err(err) => err.raw_os_error() == Some(libc::ESRCH),
     }
 }
 
@@ -297,7 +312,8 @@ fn record_path(pid: i32) -> Option<std::path::PathBuf> {
 
 /// Adds one line per changed socket to the process's record: its inode, the options
 /// before and after, as numbers. An earlier line for the same inode keeps its
-/// "before": detach goes back to what the program had.
+/// "before": detach goes back to what the program had. A process nothing was changed
+/// in gets no record: a service's short-lived children would leave a file each.
 fn record(pid: i32, outcomes: &[Outcome]) -> io::Result<()> {
     let path = record_path(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -318,6 +334,9 @@ fn record(pid: i32, outcomes: &[Outcome]) -> io::Result<()> {
                 numbers(&after)
             );
         }
+    }
+    if text.is_empty() {
+        return Ok(());
     }
     std::fs::write(path, text)
 }
@@ -360,8 +379,8 @@ fn parse_record(text: &str) -> Vec<(u64, Options, Options)> {
 /// `keepalive detach PID…`: puts back what `attach` changed, on each socket that still
 /// carries exactly what `attach` set (one changed since belongs to whoever changed it),
 /// then removes the record.
-pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
-    let targets = Targets::find(unit, pids)?;
+pub fn detach(unit: Option<&str>, pids_named: &[i32]) -> Result<ExitCode, Failure> {
+    let targets = Targets::find(unit, pids_named)?;
     let recorded: Vec<i32> = targets
         .pids
         .iter()
@@ -375,42 +394,14 @@ pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
         targets.pids
     };
     for pid in pids {
-        let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
-        let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
-        let text = std::fs::read_to_string(&path).map_err(|_| {
-            refuse(format!(
-                "nothing recorded: `keepalive attach` changed nothing in this process \
-                 ({} does not exist)",
-                path.display()
-            ))
-        })?;
-        let pidfd = Pidfd::open(pid).map_err(|err| refuse(format!("pidfd_open: {err}")))?;
-        let fds = process::socket_fds(&format!("/proc/{pid}"))
-            .map_err(|err| refuse(format!("cannot list its descriptors: {err}")))?;
-        let mut lines = Vec::new();
-        for (inode, before, after) in parse_record(&text) {
-            let Some(&(fd, _)) = fds.iter().find(|(_, i)| *i == inode) else {
-                lines.push(format!("  socket {inode}: closed since"));
-                continue;
-            };
-            let copy = pidfd
-                .get_fd(fd)
-                .map_err(|err| refuse(format!("pidfd_getfd of fd {fd}: {err}")))?;
-            let now = Options::read(copy.as_fd())
-                .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
-            if now != after {
-                lines.push(format!(
-                    "  fd {fd}: left as it is: it carries {now}, changed since attach set {after}"
-                ));
-                continue;
-            }
-            restore(&copy, &before)
-                .map_err(|err| refuse(format!("setsockopt on fd {fd}: {err}")))?;
-            lines.push(format!("  fd {fd}: back to {before}"));
+        match detach_one(pid) {
+            Ok(lines) => failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?,
+            // As in attach: a process of the unit that ends meanwhile is no failure.
+            Err(_) if !pids_named.contains(&pid) && exited_now(pid) => failure::say(format_args!(
+                "PID {pid}: exited while detach ran; nothing to do"
+            ))?,
+            Err(failure) => return Err(failure),
         }
-        std::fs::remove_file(&path)
-            .map_err(|err| refuse(format!("cannot remove {}: {err}", path.display())))?;
-        failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?;
     }
     if let Some(service) = &targets.service {
         let ended = live::end(&service.cgroup, &records()).map_err(|why| {
@@ -425,6 +416,46 @@ pub fn detach(unit: Option<&str>, pids: &[i32]) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts back what `attach` changed in one process, and removes its record; a line per
+/// socket.
+fn detach_one(pid: i32) -> Result<Vec<String>, Failure> {
+    let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
+    let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        refuse(format!(
+            "nothing recorded: `keepalive attach` changed nothing in this process \
+             ({} does not exist)",
+            path.display()
+        ))
+    })?;
+    let pidfd = Pidfd::open(pid).map_err(|err| refuse(format!("pidfd_open: {err}")))?;
+    let fds = process::socket_fds(&format!("/proc/{pid}"))
+        .map_err(|err| refuse(format!("cannot list its descriptors: {err}")))?;
+    let mut lines = Vec::new();
+    for (inode, before, after) in parse_record(&text) {
+        let Some(&(fd, _)) = fds.iter().find(|(_, i)| *i == inode) else {
+            lines.push(format!("  socket {inode}: closed since"));
+            continue;
+        };
+        let copy = pidfd
+            .get_fd(fd)
+            .map_err(|err| refuse(format!("pidfd_getfd of fd {fd}: {err}")))?;
+        let now = Options::read(copy.as_fd())
+            .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
+        if now != after {
+            lines.push(format!(
+                "  fd {fd}: left as it is: it carries {now}, changed since attach set {after}"
+            ));
+            continue;
+        }
+        restore(&copy, &before).map_err(|err| refuse(format!("setsockopt on fd {fd}: {err}")))?;
+        lines.push(format!("  fd {fd}: back to {before}"));
+    }
+    std::fs::remove_file(&path)
+        .map_err(|err| refuse(format!("cannot remove {}: {err}", path.display())))?;
+    Ok(lines)
 }
 
 /// Sets every option back to `before`. A timer put back is set to its old value
@@ -556,7 +587,12 @@ fn untouched(pid: i32) -> Result<[u32; 3], String> {
     })
 }
 
-fn render_text(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) -> String {
+fn render_text(
+    reports: &[(i32, Vec<Outcome>)],
+    exited: &[i32],
+    future: &Future,
+    dry_run: bool,
+) -> String {
     let mut out = String::new();
     let verb = if dry_run { "would set" } else { "set" };
     for (pid, outcomes) in reports {
@@ -603,6 +639,9 @@ fn render_text(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) 
              here carry the settings; {}",
             future.describe()
         );
+    }
+    for pid in exited {
+        let _ = writeln!(out, "PID {pid}: exited while attach ran; nothing to do");
     }
     out
 }
@@ -658,7 +697,12 @@ fn place(entry: &Entry) -> String {
     }
 }
 
-fn render_json(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) -> String {
+fn render_json(
+    reports: &[(i32, Vec<Outcome>)],
+    exited: &[i32],
+    future: &Future,
+    dry_run: bool,
+) -> String {
     let mut sockets = Vec::new();
     for (pid, outcomes) in reports {
         for outcome in outcomes {
@@ -687,7 +731,10 @@ fn render_json(reports: &[(i32, Vec<Outcome>)], future: &Future, dry_run: bool) 
     out.push_str(if future.covered() { "true" } else { "false" });
     out.push_str(",\"new_connections\":");
     json::push_string(&mut out, &future.describe());
-    out.push_str(",\"sockets\":[");
+    let exited: Vec<String> = exited.iter().map(i32::to_string).collect();
+    out.push_str(",\"exited\":[");
+    out.push_str(&exited.join(","));
+    out.push_str("],\"sockets\":[");
     out.push_str(&sockets.join(","));
     out.push_str("]}");
     out
