@@ -57,8 +57,14 @@ fn root(test: &str) -> bool {
     root && have(test, "python3")
 }
 
-/// The program, started without any preload.
+/// The program, started without any preload, and its pid.
 fn start(command: &mut Command) -> (Proc, u32) {
+    let (program, ready) = start_ready(command);
+    (program, field(&ready, "pid").parse().unwrap())
+}
+
+/// The program, started without any preload, and the `@ ready` line it printed.
+fn start_ready(command: &mut Command) -> (Proc, String) {
     command.env_remove("LD_PRELOAD");
     for name in common::VARIABLES {
         command.env_remove(name);
@@ -67,8 +73,7 @@ fn start(command: &mut Command) -> (Proc, u32) {
     let ready = program
         .line("@ ready", Duration::from_secs(20))
         .expect("the program started");
-    let pid = field(&ready, "pid").parse().unwrap();
-    (program, pid)
+    (program, ready)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -457,4 +462,49 @@ fn attach_as_the_programs_own_user() {
         "{back:?}"
     );
     let _ = std::fs::remove_dir_all(&runtime);
+}
+
+/// A busy server: four threads connect, accept and close pairs without pause while
+/// attach and detach list, duplicate and configure its sockets, so descriptors close,
+/// and their numbers come back as other sockets, in between. Every attach and detach
+/// succeeds (before `Pidfd::get_socket`, about one attach in twenty failed with
+/// EBADF), and the pair the program holds throughout gets the settings.
+#[test]
+fn attach_keeps_its_word_while_connections_come_and_go() {
+    let test = "attach_keeps_its_word_while_connections_come_and_go";
+    if !root(test) || !have(test, "ss") {
+        return;
+    }
+    const CHURN: &str = r#"
+import os, socket, sys, threading
+l = socket.create_server(("127.0.0.1", 0))
+held = socket.create_connection(l.getsockname()); kept, _ = l.accept()
+def churn():
+    while True:
+        c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+        c.close(); a.close()
+for _ in range(4):
+    threading.Thread(target=churn, daemon=True).start()
+print("@ ready pid=%d held=%d" % (os.getpid(), held.getsockname()[1]), flush=True)
+sys.stdin.read()
+"#;
+    let (program, ready) = start_ready(&mut python(CHURN));
+    let (pid, held) = (field(&ready, "pid"), field(&ready, "held"));
+    for round in 0..150 {
+        let (code, stdout, stderr) = attach(&["--idle", "61", pid]);
+        assert_eq!(code, 0, "attach, round {round}: {stdout}{stderr}");
+        let output = keepalive_command().args(["detach", pid]).output().unwrap();
+        assert!(output.status.success(), "detach, round {round}: {output:?}");
+    }
+    let (code, stdout, stderr) = attach(&["--idle", "61", pid]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let timers = common::ss_keepalive(&format!("( sport = :{held} or dport = :{held} )"));
+    assert!(
+        timers.len() == 2
+            && timers
+                .iter()
+                .all(|t| t.is_some_and(|left| left <= Duration::from_secs(61))),
+        "the held pair: {timers:?}"
+    );
+    drop(program);
 }

@@ -200,19 +200,25 @@ fn attach(
         if entry.state != State::LISTEN && entry.state != State(1) {
             continue;
         }
-        let copy = pidfd.get_fd(fd).map_err(|err| match err.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => refuse(format!(
-                "pidfd_getfd refused ({err}): attaching takes PTRACE_MODE_ATTACH over the \
+        let copy = pidfd
+            .get_socket(fd, inode)
+            .map_err(|err| match err.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => refuse(format!(
+                    "pidfd_getfd refused ({err}): attaching takes PTRACE_MODE_ATTACH over the \
                  process: root, or its own user where Yama's ptrace_scope allows; nothing \
                  was changed"
-            )),
-            Some(libc::ENOSYS) => {
-                refuse("this kernel has no pidfd_getfd(2) (Linux 5.6); nothing was changed".into())
-            }
-            _ => refuse(format!(
-                "pidfd_getfd of fd {fd}: {err}; nothing was changed"
-            )),
-        })?;
+                )),
+                Some(libc::ENOSYS) => refuse(
+                    "this kernel has no pidfd_getfd(2) (Linux 5.6); nothing was changed".into(),
+                ),
+                _ => refuse(format!(
+                    "pidfd_getfd of fd {fd}: {err}; nothing was changed"
+                )),
+            })?;
+        // Closed since it was listed: no longer the process's socket.
+        let Some(copy) = copy else {
+            continue;
+        };
         held.push((fd, entry.clone(), copy));
     }
     // Where detach will find what changed, made before anything changes.
@@ -439,9 +445,13 @@ fn detach_one(pid: i32) -> Result<Vec<String>, Failure> {
             lines.push(format!("  socket {inode}: closed since"));
             continue;
         };
-        let copy = pidfd
-            .get_fd(fd)
-            .map_err(|err| refuse(format!("pidfd_getfd of fd {fd}: {err}")))?;
+        let Some(copy) = pidfd
+            .get_socket(fd, inode)
+            .map_err(|err| refuse(format!("pidfd_getfd of fd {fd}: {err}")))?
+        else {
+            lines.push(format!("  socket {inode}: closed since"));
+            continue;
+        };
         let now = Options::read(copy.as_fd())
             .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
         if now != after {

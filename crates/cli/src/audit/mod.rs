@@ -68,7 +68,7 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
                     || "no process".to_string(),
                     |pid| groups.entry(pid).or_insert_with(|| group_of(pid)).clone(),
                 ),
-                options: owner.and_then(|(pid, fd)| holders.options(pid, fd)),
+                options: owner.and_then(|(pid, fd)| holders.options(pid, fd, connection.inode)),
                 connection,
                 pid,
             });
@@ -169,14 +169,14 @@ fn socket_owners() -> HashMap<u64, (i32, RawFd)> {
 struct Holders(HashMap<i32, Option<Pidfd>>);
 
 impl Holders {
-    /// The options of the socket `pid` holds as `fd`, read on a duplicate.
-    fn options(&mut self, pid: i32, fd: RawFd) -> Option<Options> {
+    /// The options of socket `inode`, which `pid` holds as `fd`, read on a duplicate.
+    fn options(&mut self, pid: i32, fd: RawFd, inode: u64) -> Option<Options> {
         let pidfd = self
             .0
             .entry(pid)
             .or_insert_with(|| Pidfd::open(pid).ok())
             .as_ref()?;
-        let copy = pidfd.get_fd(fd).ok()?;
+        let copy = pidfd.get_socket(fd, inode).ok()??;
         Options::read(copy.as_fd()).ok()
     }
 }

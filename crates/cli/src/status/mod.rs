@@ -276,9 +276,9 @@ fn read_options(
         let (Some(fd), None, false) = (socket.fd, &refused, exited) else {
             return true;
         };
-        let dup = match pidfd.get_fd(fd) {
-            Ok(dup) => dup,
-            Err(err) if err.raw_os_error() == Some(libc::EBADF) => return false,
+        let dup = match pidfd.get_socket(fd, socket.entry.inode) {
+            Ok(Some(dup)) => dup,
+            Ok(None) => return false,
             // The process is exiting and has released its descriptors; its pidfd polls
             // readable only once the exit is complete.
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {
@@ -290,9 +290,6 @@ fn read_options(
                 return true;
             }
         };
-        if inode::inode(dup.as_fd()).ok() != Some(socket.entry.inode) {
-            return false;
-        }
         match Options::read(dup.as_fd()) {
             Ok(read) => socket.options = Some(read),
             Err(err) => problems.push(format!(

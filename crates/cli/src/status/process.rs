@@ -2,7 +2,7 @@
 //! its user, read from `/proc`.
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A pidfd (pidfd_open(2), Linux 5.3): refers to one process for as long as it is
 /// open, so a PID reused after the process exits is never mistaken for it.
@@ -44,6 +44,18 @@ impl Pidfd {
         }
         // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+    }
+
+    /// A duplicate of descriptor `fd` when it still refers to the socket `inode` it
+    /// was listed with; `None` when the process closed it since, or the number now
+    /// holds another file. A busy server closes and reuses descriptor numbers all the
+    /// time, so between listing `/proc/PID/fd` and duplicating, either happens.
+    pub fn get_socket(&self, fd: RawFd, inode: u64) -> io::Result<Option<OwnedFd>> {
+        match self.get_fd(fd) {
+            Err(err) if err.raw_os_error() == Some(libc::EBADF) => Ok(None),
+            Err(err) => Err(err),
+            Ok(dup) => Ok((super::inode::inode(dup.as_fd())? == inode).then_some(dup)),
+        }
     }
 
     /// A pidfd polls readable once its process has exited (pidfd_open(2)).
