@@ -105,7 +105,23 @@ fn report(program: &mut Proc, command: &str) -> Vec<(String, (u32, u32))> {
 }
 
 fn attach(args: &[&str]) -> (i32, String, String) {
-    let output = keepalive_command()
+    attach_through(&[], args)
+}
+
+/// `keepalive attach ARGS`, run through `wrapper` (a command and its arguments that
+/// run the rest) when one is given.
+fn attach_through(wrapper: &[&str], args: &[&str]) -> (i32, String, String) {
+    let mut command = keepalive_command();
+    if let Some((program, arguments)) = wrapper.split_first() {
+        let keepalive = command.get_program().to_owned();
+        let mut wrapped = Command::new(program);
+        wrapped.args(arguments).arg(keepalive);
+        for (name, _) in command.get_envs() {
+            wrapped.env_remove(name);
+        }
+        command = wrapped;
+    }
+    let output = command
         .arg("attach")
         .args(args)
         .stdin(Stdio::null())
@@ -116,6 +132,16 @@ fn attach(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Held by the tests that time the kernel's keepalive timers against a bound, and by
+/// the one that keeps the machine busy on purpose, so that they never run side by
+/// side (the test harness runs a binary's tests on parallel threads).
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TIMING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn python(script: &str) -> Command {
@@ -275,9 +301,42 @@ fn attach_reaches_a_process_in_other_namespaces() {
 #[test]
 fn an_attached_client_notices_a_dead_peer() {
     let test = "an_attached_client_notices_a_dead_peer";
-    if !root(test) {
-        return;
+    let _timing = timing();
+    if root(test) {
+        notices_a_dead_peer(test, &[]);
     }
+}
+
+/// The same, with `attach` paused 300 ms after each of its setsockopt(2) calls (strace
+/// injects the delay), on a connection idle for longer than the new idle time: the
+/// keepalive timer fires while attach is paused, and must find the interval and count
+/// already set. Before the timer-restarting options came last, its first probe
+/// scheduled the next by the old interval (75 s), and the client noticed a minute late.
+#[test]
+fn an_attach_paused_between_its_calls_still_meets_the_bound() {
+    let test = "an_attach_paused_between_its_calls_still_meets_the_bound";
+    let _timing = timing();
+    if root(test) && have(test, "strace") {
+        notices_a_dead_peer(
+            test,
+            &[
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=setsockopt",
+                "-e",
+                "inject=setsockopt:delay_exit=300000",
+            ],
+        );
+    }
+}
+
+/// The dead-peer proof, with `attach` run through `wrapper` (a command and its
+/// arguments that run the rest).
+fn notices_a_dead_peer(test: &str, wrapper: &[&str]) {
     let Some(link) = Link::new(test) else {
         return;
     };
@@ -306,15 +365,11 @@ fn an_attached_client_notices_a_dead_peer() {
             start(&mut command)
         })
         .collect();
-    let (code, stdout, stderr) = attach(&[
-        "--idle",
-        "1",
-        "--interval",
-        "1",
-        "--count",
-        "2",
-        &clients[0].1.to_string(),
-    ]);
+    // Idle for longer than the idle time about to be set.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let pid = clients[0].1.to_string();
+    let settings = ["--idle", "1", "--interval", "1", "--count", "2", &pid];
+    let (code, stdout, stderr) = attach_through(wrapper, &settings);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let cut = monotonic_ms();
     link.cut(Side::Server);
@@ -345,6 +400,7 @@ fn an_attached_client_notices_a_dead_peer() {
 #[test]
 fn an_attached_psql_notices_a_vanished_server() {
     let test = "an_attached_psql_notices_a_vanished_server";
+    let _timing = timing();
     if !root(test) {
         return;
     }
@@ -472,6 +528,7 @@ fn attach_as_the_programs_own_user() {
 #[test]
 fn attach_keeps_its_word_while_connections_come_and_go() {
     let test = "attach_keeps_its_word_while_connections_come_and_go";
+    let _timing = timing();
     if !root(test) || !have(test, "ss") {
         return;
     }
@@ -505,6 +562,18 @@ sys.stdin.read()
                 .iter()
                 .all(|t| t.is_some_and(|left| left <= Duration::from_secs(61))),
         "the held pair: {timers:?}"
+    );
+    // Undone twice: the second detach has nothing to put back, says so, and is no
+    // failure.
+    for _ in 0..2 {
+        let output = keepalive_command().args(["detach", pid]).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = keepalive_command().args(["detach", pid]).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("nothing to put back"),
+        "{output:?}"
     );
     drop(program);
 }

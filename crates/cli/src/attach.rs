@@ -425,17 +425,16 @@ pub fn detach(unit: Option<&str>, pids_named: &[i32]) -> Result<ExitCode, Failur
 }
 
 /// Puts back what `attach` changed in one process, and removes its record; a line per
-/// socket.
+/// socket. Nothing to put back is no failure: undoing twice, or undoing an attach
+/// that left every socket alone, leaves the process as it is.
 fn detach_one(pid: i32) -> Result<Vec<String>, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
     let path = record_path(pid).ok_or_else(|| refuse("no such process".into()))?;
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        refuse(format!(
-            "nothing recorded: `keepalive attach` changed nothing in this process \
-             ({} does not exist)",
-            path.display()
-        ))
-    })?;
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(vec![
+            "  nothing to put back: `keepalive attach` changed nothing in it".into(),
+        ]);
+    };
     let pidfd = Pidfd::open(pid).map_err(|err| refuse(format!("pidfd_open: {err}")))?;
     let fds = process::socket_fds(&format!("/proc/{pid}"))
         .map_err(|err| refuse(format!("cannot list its descriptors: {err}")))?;
@@ -469,15 +468,10 @@ fn detach_one(pid: i32) -> Result<Vec<String>, Failure> {
 }
 
 /// Sets every option back to `before`. A timer put back is set to its old value
-/// explicitly; it reads the same as before.
+/// explicitly; it reads the same as before. The options that restart the keepalive
+/// timer come last, as in [`Config::settings`].
 fn restore(socket: &OwnedFd, before: &Options) -> io::Result<()> {
     let options = [
-        (
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            u32::from(before.keepalive),
-        ),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, before.idle),
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, before.interval),
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, before.count),
         (
@@ -485,6 +479,12 @@ fn restore(socket: &OwnedFd, before: &Options) -> io::Result<()> {
             libc::TCP_USER_TIMEOUT,
             before.user_timeout,
         ),
+        (
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            u32::from(before.keepalive),
+        ),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, before.idle),
     ];
     options
         .into_iter()

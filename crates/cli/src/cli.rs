@@ -247,8 +247,8 @@ pub enum Subcommand {
             what attach set; one changed since is left as it is, and said so. Then the \
             record goes. With --unit, the kernel route `attach --unit` put on the \
             service's cgroup is detached too.\n\n\
-            Exit status: 0 when done; 1 when there is no such process, nothing recorded for \
-            it, or no permission.")]
+            Exit status: 0 when done, also when attach changed nothing in the process; 1 \
+            when there is no such process or no permission.")]
     Detach {
         /// Every process of this systemd service (a name without a suffix is a .service)
         #[arg(long, value_name = "UNIT")]

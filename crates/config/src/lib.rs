@@ -205,13 +205,20 @@ impl Config {
 
     /// The socket options to set, in the order they are applied. Empty for
     /// [`Mode::Off`], which leaves sockets untouched.
+    ///
+    /// The two options that (re)start the keepalive timer of a connection come last:
+    /// `SO_KEEPALIVE` arms it, and `TCP_KEEPIDLE` on a connection already idle that
+    /// long makes it fire at the next tick (tcp_sock_set_keepidle_locked()). When it
+    /// fires before `TCP_KEEPINTVL` and `TCP_KEEPCNT` are set, its first probe
+    /// schedules the next by the old interval (75 s by default), and an attached
+    /// connection notices a dead peer a minute late.
     pub fn settings(&self) -> impl Iterator<Item = Setting> {
         let wanted = [
-            (self.mode == Mode::On).then_some(Setting::KeepAlive),
-            self.idle.map(Setting::Idle),
             self.interval.map(Setting::Interval),
             self.count.map(Setting::Count),
             self.user_timeout.map(Setting::UserTimeout),
+            (self.mode == Mode::On).then_some(Setting::KeepAlive),
+            self.idle.map(Setting::Idle),
         ];
         let applied = if self.mode == Mode::Off {
             [None; 5]
@@ -450,12 +457,13 @@ mod tests {
             (Var::Count, "6"),
             (Var::UserTimeout, "0"),
         ];
+        // The options that restart the keepalive timer last.
         let all = [
-            Setting::KeepAlive,
-            Setting::Idle(Seconds(60)),
             Setting::Interval(Seconds(10)),
             Setting::Count(Probes(6)),
             Setting::UserTimeout(Millis(0)),
+            Setting::KeepAlive,
+            Setting::Idle(Seconds(60)),
         ];
         let (on, _) = parse(&env);
         assert_eq!(on.settings().collect::<Vec<_>>(), all);
@@ -464,7 +472,11 @@ mod tests {
         let mut with_mode = env.to_vec();
         with_mode.push((Var::Keepalive, "skip"));
         let (skip, _) = parse(&with_mode);
-        assert_eq!(skip.settings().collect::<Vec<_>>(), all[1..]);
+        let without_keepalive: Vec<Setting> = all
+            .into_iter()
+            .filter(|s| *s != Setting::KeepAlive)
+            .collect();
+        assert_eq!(skip.settings().collect::<Vec<_>>(), without_keepalive);
 
         with_mode.pop();
         with_mode.push((Var::Keepalive, "off"));
