@@ -431,6 +431,7 @@ fn an_attached_psql_notices_a_vanished_server() {
              WHERE application_name IN ('attached', 'beside') AND state = 'active'",
         ) == "2"
     });
+    link.wait_quiet(Side::Client, "( dport = :5432 )");
     let pid = attached.pid().to_string();
     let fast = ["--idle", "1", "--interval", "1", "--count", "2"];
     let (code, stdout, stderr) = attach(&[&fast[..], &["--dry-run", &pid]].concat());
@@ -449,8 +450,9 @@ fn an_attached_psql_notices_a_vanished_server() {
         .wait_exit(Duration::from_millis(3_000 + 1_500 + 1_000))
         .unwrap_or_else(|| {
             panic!(
-                "the attached psql still waits {:?} after the cut",
-                cut.elapsed()
+                "the attached psql still waits {:?} after the cut; its connections: {:#?}",
+                cut.elapsed(),
+                link.ss(Side::Client, &["-tnoieH"])
             )
         });
     assert!(!status.success());

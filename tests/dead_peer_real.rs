@@ -66,19 +66,6 @@ fn still_running_at_stuck(proc: &mut Proc, cut: Instant, what: &str) {
     );
 }
 
-/// Waits until every connection `ss` shows on `side` for `filter` has nothing in
-/// flight: no unacknowledged bytes and no retransmission timer. Cut before that, and
-/// retransmission, not keepalive, is what runs on the surviving side.
-fn quiet(link: &Link, side: Side, filter: &str) {
-    wait_until("connections quiet", || {
-        let lines = link.ss(side, &["-tnoH", "state", "established", filter]);
-        !lines.is_empty()
-            && lines.iter().all(|line| {
-                line.split_whitespace().nth(1) == Some("0") && !line.contains("timer:(on")
-            })
-    });
-}
-
 /// Asserts that `polled` turns false within `bound` of `cut`.
 fn gone_within(cut: Instant, bound: Duration, what: &str, mut polled: impl FnMut() -> bool) {
     while polled() {
@@ -103,7 +90,7 @@ fn server_vanishes(
     says: &str,
 ) -> String {
     let [with, without] = runs;
-    quiet(link, Side::Client, &format!("( dport = :{port} )"));
+    link.wait_quiet(Side::Client, &format!("( dport = :{port} )"));
     let cut = Instant::now();
     link.cut(Side::Server);
     let error = fails_within(
@@ -129,7 +116,7 @@ fn client_vanishes<S>(
     held: impl Fn(&S) -> usize,
 ) {
     let [with, without] = servers;
-    quiet(link, Side::Server, filter);
+    link.wait_quiet(Side::Server, filter);
     let cut = Instant::now();
     link.cut(Side::Client);
     gone_within(cut, BOUND, &format!("{what} with the library"), || {
@@ -197,7 +184,7 @@ fn postgresql_query_in_flight(test: &str) -> Option<Outcome> {
              WHERE application_name IN ('bounded', 'keepalive-only', 'without')",
         ) == "3"
     });
-    quiet(&link, Side::Client, "( dport = :5432 )");
+    link.wait_quiet(Side::Client, "( dport = :5432 )");
     link.cut(Side::Server);
     let sent = Instant::now();
     for session in [&mut bounded, &mut keepalive_only, &mut without] {
@@ -271,7 +258,7 @@ fn redis_cli(test: &str) -> Option<Outcome> {
     wait_until("both subscribed", || {
         server.command(&["PUBSUB", "NUMSUB", "news"]).lines().nth(1) == Some("2")
     });
-    quiet(&link, Side::Client, "( dport = :6379 )");
+    link.wait_quiet(Side::Client, "( dport = :6379 )");
     let cut = Instant::now();
     link.cut(Side::Server);
     let bound = OWN + Duration::from_secs(5);
@@ -394,7 +381,7 @@ fn mqtt_subscriber(test: &str) -> Option<Outcome> {
         let log = broker.stderr();
         log.contains("Sending SUBACK to with\n") && log.contains("Sending SUBACK to without\n")
     });
-    quiet(&link, Side::Client, "( dport = :1883 )");
+    link.wait_quiet(Side::Client, "( dport = :1883 )");
     let connections = || {
         link.ss(
             Side::Client,

@@ -100,6 +100,21 @@ impl Link {
         ip(&["-n", ns, "link", "set", interface, "down"]);
     }
 
+    /// Waits (at most 30 s) until every established connection `ss` shows on `side`
+    /// for `filter` has nothing in flight: no unacknowledged bytes and no
+    /// retransmission timer. While data is in flight the kernel sends no keepalive
+    /// probe, so a cut before that tests retransmission (which `TCP_USER_TIMEOUT`
+    /// bounds), not keepalive: a query sent in the server's delayed-ACK window is.
+    pub fn wait_quiet(&self, side: Side, filter: &str) {
+        super::wait_until("connections quiet", Duration::from_secs(30), || {
+            let lines = self.ss(side, &["-tnoH", "state", "established", filter]);
+            !lines.is_empty()
+                && lines.iter().all(|line| {
+                    line.split_whitespace().nth(1) == Some("0") && !line.contains("timer:(on")
+                })
+        });
+    }
+
     /// Makes `command` start inside one side's namespace.
     pub fn enter(&self, command: &mut Command, side: Side) {
         let ns = match side {
