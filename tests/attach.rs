@@ -160,9 +160,17 @@ fn attach_configures_a_running_program_and_detach_puts_it_back() {
     let before = report(&mut program, "report");
     let pid = pid.to_string();
 
-    // Refusals change nothing: a bad value, and a process that does not exist.
+    // Refusals change nothing: a bad value, settings that set nothing, and a process
+    // that does not exist.
     let (code, _, stderr) = attach(&["--idle", "0", &pid]);
     assert_eq!(code, 2, "{stderr}");
+    for nothing in [&["--mode", "off"][..], &["--mode", "skip"]] {
+        let (code, _, stderr) = attach(&[nothing, &[pid.as_str()]].concat());
+        assert!(
+            code == 2 && stderr.contains("set nothing"),
+            "{nothing:?}: {stderr}"
+        );
+    }
     let (code, _, stderr) = attach(&["--idle", "61", "999999999"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no such process"), "{stderr}");

@@ -50,6 +50,13 @@ struct Outcome {
 /// `keepalive attach [SETTINGS] [--dry-run] [--json] PID…`.
 pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     let config = env::resolve(&args.settings, |_| None, "")?;
+    if !config.is_active() {
+        return Err(Failure::with_code(
+            2,
+            "attach: these settings set nothing (`--mode off`, or `--mode skip` without \
+             a timer), so there is nothing to attach; nothing was changed",
+        ));
+    }
     let targets = Targets::find(args.unit.as_deref(), &args.pids)?;
     // With --unit, the kernel route for the connections the unit makes from now on:
     // its marking half before any socket is judged, its settings half after.

@@ -236,7 +236,7 @@ pub enum Subcommand {
             from the host.\n\n\
             Exit status: 0 when done (or, with --dry-run, shown); 1 when a process cannot \
             be attached (no such process, no permission, a kernel without pidfd_getfd), \
-            with nothing changed in it; 2 for a bad value.")]
+            with nothing changed in it; 2 for a bad value, or settings that set nothing.")]
     Attach(AttachProcessArgs),
     /// Put back what `keepalive attach` changed in a running process
     #[command(long_about = "Put back what `keepalive attach` changed in a running \
