@@ -36,7 +36,7 @@ use keepalive_sockops::Pending;
 use crate::cli::AttachProcessArgs;
 use crate::env;
 use crate::failure::{self, Failure};
-use crate::kernel::live::{self, Coverage};
+use crate::kernel::live;
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 use crate::status::tcp_entries;
@@ -55,51 +55,34 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
         ));
     }
     let targets = Targets::find(args.unit.as_deref(), &args.pids)?;
-    // With --unit, the kernel route for the connections the unit makes from now on:
-    // its marking half before any socket is judged, its settings half after.
-    let mut coverage = targets
-        .service
-        .as_ref()
-        .and_then(|service| live::obstacle(&service.name, &service.cgroup));
-    let route = match (&targets.service, &coverage) {
-        (Some(_), None) if args.dry_run => {
-            coverage = Some(Coverage::WouldAttach);
-            None
+    let work = |marks: Option<&Pending>| -> Result<(Reports, Vec<i32>), Failure> {
+        let mut reports = Vec::new();
+        let mut exited = Vec::new();
+        for &pid in &targets.pids {
+            match attach(pid, &config, args.dry_run, marks) {
+                Ok(outcomes) => reports.push((pid, outcomes)),
+                // A process of the unit that ends while attach runs (a service's
+                // short-lived children) is no failure; a PID the user named is.
+                Err(_) if !args.pids.contains(&pid) && targets::exited_now(pid) => exited.push(pid),
+                Err(failure) => return Err(failure),
+            }
         }
-        (Some(_), None) => live::load(&config)
-            .inspect_err(|why| coverage = Some(Coverage::Not(why.clone())))
-            .ok(),
-        _ => None,
+        Ok((reports, exited))
     };
-    let pending = match (&route, &targets.service) {
-        (Some(route), Some(service)) => route
-            .begin(service.cgroup.dir())
-            .inspect_err(|err| coverage = Some(Coverage::Not(err.to_string())))
-            .ok(),
-        _ => None,
-    };
-    let mut reports = Vec::new();
-    let mut exited = Vec::new();
-    for &pid in &targets.pids {
-        match attach(pid, &config, args.dry_run, pending.as_ref()) {
-            Ok(outcomes) => reports.push((pid, outcomes)),
-            // A process of the unit that ends while attach runs (a service's
-            // short-lived children) is no failure; a PID the user named is.
-            Err(_) if !args.pids.contains(&pid) && targets::exited_now(pid) => exited.push(pid),
-            Err(failure) => return Err(failure),
+    // With --unit, the kernel route for the connections the unit makes from now on.
+    let ((reports, exited), future) = match &targets.service {
+        Some(service) => {
+            let (done, coverage) = live::around(
+                &service.name,
+                &service.cgroup,
+                &config,
+                args.dry_run,
+                &record::records(),
+                work,
+            )?;
+            (done, Future::Service(&service.name, coverage))
         }
-    }
-    if let (Some(pending), Some(service)) = (pending, &targets.service) {
-        coverage = Some(live::finish(
-            pending,
-            &service.cgroup,
-            &service.name,
-            &record::records(),
-        ));
-    }
-    let future = match (&targets.service, coverage) {
-        (Some(service), Some(coverage)) => Future::Service(&service.name, coverage),
-        _ => Future::Program,
+        None => (work(None)?, Future::Program),
     };
     let text = if args.json {
         render::render_json(&reports, &exited, &future, args.dry_run)
@@ -109,6 +92,9 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
     failure::say(format_args!("{}", text.trim_end()))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Each process attached, with what happened to each of its sockets.
+type Reports = Vec<(i32, Vec<Outcome>)>;
 
 /// Configures the TCP sockets of one process; nothing is changed unless every socket
 /// could be duplicated first. With a kernel route half attached (`marks`), each

@@ -5,8 +5,8 @@
 //! systemd removes the cgroup and the attachment with it.
 //!
 //! The marking program was not there to see what the program configured before, so
-//! the route is attached in two halves ([`Route::begin`]) with the processes' sockets
-//! judged in between: a listener `attach` leaves alone is marked as its program's, and
+//! the route is attached in two halves ([`keepalive_sockops::Route::begin`]) with the
+//! processes' sockets judged in between ([`around`]): a listener `attach` leaves alone is marked as its program's, and
 //! so, by inheritance, is every connection accepted on it later.
 
 use std::io;
@@ -15,10 +15,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use keepalive_config::Config;
-use keepalive_sockops::{Pending, Route};
+use keepalive_sockops::Pending;
 
 use super::cgroup::Own;
 use super::support;
+use crate::failure::Failure;
 
 /// What covers a unit's new connections once `attach` is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +35,43 @@ pub enum Coverage {
     Not(String),
 }
 
+/// Runs `work` — attach's pass over the unit's processes — with the route half
+/// attached around it when the route can go on `unit`'s `cgroup`: `work` gets the
+/// [`Pending`] route to mark the listeners it leaves alone, and the settings half is
+/// attached after it. When `work` fails, the marking half is detached again (dropping
+/// the `Pending`). `records` is where `attach` keeps its records. What covers the
+/// unit's connections to come is returned with `work`'s result.
+pub fn around<T>(
+    unit: &str,
+    cgroup: &Own,
+    config: &Config,
+    dry_run: bool,
+    records: &Path,
+    work: impl FnOnce(Option<&Pending>) -> Result<T, Failure>,
+) -> Result<(T, Coverage), Failure> {
+    let settled = match obstacle(unit, cgroup) {
+        Some(settled) => settled,
+        None if dry_run => Coverage::WouldAttach,
+        None => match super::load(config) {
+            Err(failure) => Coverage::Not(super::reason(failure)),
+            Ok(route) => {
+                return match route.begin(cgroup.dir()) {
+                    Err(err) => Ok((work(None)?, Coverage::Not(err.to_string()))),
+                    Ok(pending) => {
+                        let done = work(Some(&pending))?;
+                        Ok((done, finish(pending, cgroup, unit, records)))
+                    }
+                };
+            }
+        },
+    };
+    Ok((work(None)?, settled))
+}
+
 /// Why the route cannot go on `unit`'s `cgroup` (or is there already), or `None`
 /// when it can. Only a service's: a slice's cgroup holds other units, and a scope's
 /// is a session's or a container's, shared by whatever runs there.
-pub fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
+fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
     if !unit.ends_with(".service") {
         return Some(Coverage::Not(format!(
             "{unit} is not a service: the kernel route goes only on a service's own cgroup"
@@ -62,15 +96,10 @@ pub fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
     }
 }
 
-/// The route for `config`, or why it cannot be loaded.
-pub fn load(config: &Config) -> Result<Route, String> {
-    super::load(config).map_err(super::reason)
-}
-
 /// Attaches the settings program, with a record for `detach --unit` made first: the
 /// route's second half ([`Pending::finish`]). `records` is where `attach` keeps its
 /// records.
-pub fn finish(pending: Pending, cgroup: &Own, unit: &str, records: &Path) -> Coverage {
+fn finish(pending: Pending, cgroup: &Own, unit: &str, records: &Path) -> Coverage {
     let record = match record(cgroup, records) {
         Ok(record) => record,
         Err(err) => {
