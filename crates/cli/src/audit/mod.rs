@@ -217,19 +217,19 @@ fn fix(group: &str, pids: &[i32]) -> String {
             .is_some_and(|elf| elf.interpreter.is_none() || elf.go)
     });
     let unit = formats::shell_word(group);
-    match (group.ends_with(".service"), unreachable) {
-        (true, true) => {
-            format!("keepalive attach --unit {unit}; next start: keepalive enable --kernel {unit}")
-        }
-        (true, false) => {
-            format!("keepalive attach --unit {unit}; next start: keepalive enable {unit}")
-        }
-        (false, true) => format!(
-            "keepalive attach {}; next start: keepalive run --kernel -- PROGRAM",
-            list.join(" ")
-        ),
-        (false, false) => format!("keepalive attach {}", list.join(" ")),
-    }
+    let service = group.ends_with(".service");
+    let now = if service {
+        format!("keepalive attach --unit {unit}")
+    } else {
+        format!("keepalive attach {}", list.join(" "))
+    };
+    let next = match (service, unreachable) {
+        (true, true) => format!("keepalive enable --kernel {unit}"),
+        (true, false) => format!("keepalive enable {unit}"),
+        (false, true) => "keepalive run --kernel -- PROGRAM".to_string(),
+        (false, false) => return now,
+    };
+    format!("{now}; next start: {next}")
 }
 
 fn render_text(seen: &[Seen]) -> String {
