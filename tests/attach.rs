@@ -6,133 +6,18 @@
 //! not attached stays blocked.
 
 mod common;
+#[path = "common/running.rs"]
+mod running;
 #[path = "common/servers.rs"]
 mod servers;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::net::{Link, Proc, SERVER_ADDR, Side, monotonic_ms};
-use common::{have, keepalive_command, skip};
+use common::{have, keepalive_command};
+use running::{PROGRAM, attach, attach_through, field, python, report, root, start, start_ready};
 use servers::{Postgres, wait_until, which};
-
-/// A program that opens a listener, a connection to it and its accepted end, and one
-/// more pair whose client end it configures itself (keepalive on, idle 333 s); prints
-/// `@ ready pid=… port=…`; then on each line of stdin: `accept` connects and accepts
-/// one more pair, `report` prints `@ fd=N keepalive=K idle=I` for each socket, read
-/// with getsockopt in the program itself.
-const PROGRAM: &str = r#"
-import os, socket, sys
-l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
-socks = {"listener": l}
-def pair(name):
-    c = socket.create_connection(l.getsockname()); a, _ = l.accept()
-    socks[name + ".client"] = c; socks[name + ".accepted"] = a
-    return c
-pair("first")
-own = socket.socket(); own.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-own.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 333)
-own.connect(l.getsockname()); a, _ = l.accept()
-socks["own.client"] = own; socks["own.accepted"] = a
-print("@ ready pid=%d port=%d" % (os.getpid(), l.getsockname()[1]), flush=True)
-for line in sys.stdin:
-    if line.strip() == "accept":
-        pair("later")
-    for name, s in sorted(socks.items()):
-        k = s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-        i = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
-        print("@ %s keepalive=%d idle=%d" % (name, k, i), flush=True)
-    print("@ done", flush=True)
-"#;
-
-fn root(test: &str) -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        skip(
-            test,
-            "attaching to another process's sockets needs root here",
-        );
-    }
-    root && have(test, "python3")
-}
-
-/// The program, started without any preload, and its pid.
-fn start(command: &mut Command) -> (Proc, u32) {
-    let (program, ready) = start_ready(command);
-    (program, field(&ready, "pid").parse().unwrap())
-}
-
-/// The program, started without any preload, and the `@ ready` line it printed.
-fn start_ready(command: &mut Command) -> (Proc, String) {
-    command.env_remove("LD_PRELOAD");
-    for name in common::VARIABLES {
-        command.env_remove(name);
-    }
-    let mut program = Proc::spawn(command);
-    let ready = program
-        .line("@ ready", Duration::from_secs(20))
-        .expect("the program started");
-    (program, ready)
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
-
-/// What the program reads back for each socket: name -> (keepalive, idle).
-fn report(program: &mut Proc, command: &str) -> Vec<(String, (u32, u32))> {
-    program.tell(command);
-    let mut seen = Vec::new();
-    loop {
-        let line = program
-            .next_line(Duration::from_secs(20))
-            .expect("a report line");
-        if line.starts_with("@ done") {
-            return seen;
-        }
-        let name = line.split_whitespace().nth(1).unwrap().to_string();
-        seen.push((
-            name,
-            (
-                field(&line, "keepalive").parse().unwrap(),
-                field(&line, "idle").parse().unwrap(),
-            ),
-        ));
-    }
-}
-
-fn attach(args: &[&str]) -> (i32, String, String) {
-    attach_through(&[], args)
-}
-
-/// `keepalive attach ARGS`, run through `wrapper` (a command and its arguments that
-/// run the rest) when one is given.
-fn attach_through(wrapper: &[&str], args: &[&str]) -> (i32, String, String) {
-    let mut command = keepalive_command();
-    if let Some((program, arguments)) = wrapper.split_first() {
-        let keepalive = command.get_program().to_owned();
-        let mut wrapped = Command::new(program);
-        wrapped.args(arguments).arg(keepalive);
-        for (name, _) in command.get_envs() {
-            wrapped.env_remove(name);
-        }
-        command = wrapped;
-    }
-    let output = command
-        .arg("attach")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// Held by the tests that time the kernel's keepalive timers against a bound, and by
 /// the one that keeps the machine busy on purpose, so that they never run side by
@@ -142,12 +27,6 @@ fn timing() -> std::sync::MutexGuard<'static, ()> {
     TIMING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn python(script: &str) -> Command {
-    let mut command = Command::new("python3");
-    command.args(["-c", script]);
-    command
 }
 
 #[test]
@@ -177,27 +56,13 @@ fn attach_configures_a_running_program_and_detach_puts_it_back() {
     // --dry-run says what it would do, as JSON, and does nothing.
     let (code, json, stderr) = attach(&["--idle", "61", "--dry-run", "--json", &pid]);
     assert_eq!(code, 0, "{stderr}");
-    let parsed = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys; d = json.load(sys.stdin); \
+    let parsed = running::python_reads(
+        "import json, sys; d = json.load(sys.stdin); \
              print(sum(1 for s in d['sockets'] if 'after' in s), \
                    sum(1 for s in d['sockets'] if 'left_alone' in s), d['dry_run'])",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(json.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&parsed.stdout).trim(),
-        "4 1 True",
-        "{json}"
+        &json,
     );
+    assert_eq!(parsed, "4 1 True", "{json}");
     assert_eq!(
         report(&mut program, "report"),
         before,
@@ -586,4 +451,110 @@ sys.stdin.read()
         "{output:?}"
     );
     drop(program);
+}
+
+/// Every process named is duplicated and judged before any socket changes: a PID that
+/// cannot be attached, wherever it stands in the list, leaves the others as they were
+/// and records nothing, with --json too.
+#[test]
+fn one_pid_that_cannot_be_attached_leaves_the_others_as_they_were() {
+    let test = "one_pid_that_cannot_be_attached_leaves_the_others_as_they_were";
+    if !root(test) {
+        return;
+    }
+    let (mut program, pid) = start(&mut python(PROGRAM));
+    let before = report(&mut program, "report");
+    let pid = pid.to_string();
+    for args in [
+        &["--idle", "61", &pid, "999999999"][..],
+        &["--idle", "61", "999999999", &pid],
+        &["--json", "--idle", "61", &pid, "999999999"],
+    ] {
+        let (code, stdout, stderr) = attach(args);
+        assert!(
+            code == 1 && stderr.contains("nothing was changed") && stdout.is_empty(),
+            "{args:?}: {code} {stdout}{stderr}"
+        );
+        assert_eq!(report(&mut program, "report"), before, "{args:?}");
+    }
+    let output = keepalive_command().args(["detach", &pid]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("nothing to put back"),
+        "{output:?}"
+    );
+}
+
+/// A setsockopt(2) that fails part way (injected by strace on the command's fifth
+/// call: the third socket's first option) stops the attach with exit 1, after
+/// printing what it changed, which a parsed --json shows and detach puts back.
+#[test]
+fn an_attach_stopped_part_way_says_and_records_what_it_changed() {
+    let test = "an_attach_stopped_part_way_says_and_records_what_it_changed";
+    if !root(test) || !have(test, "strace") {
+        return;
+    }
+    let (mut program, pid) = start(&mut python(PROGRAM));
+    let before = report(&mut program, "report");
+    let pid = pid.to_string();
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=setsockopt",
+        "-e",
+        "inject=setsockopt:error=ENOMEM:when=5",
+    ];
+    let (code, stdout, stderr) = attach_through(&wrapper, &["--json", "--idle", "61", &pid]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("Cannot allocate memory"), "{stderr}");
+    let parsed = running::python_reads(
+        "import json, sys; d = json.load(sys.stdin); \
+             print(sum(1 for s in d['sockets'] if s['changed']))",
+        &stdout,
+    );
+    assert_eq!(parsed, "2", "{stdout}");
+    let changed = report(&mut program, "report")
+        .into_iter()
+        .filter(|(_, options)| *options == (1, 61))
+        .count();
+    assert_eq!(changed, 2);
+    let output = keepalive_command().args(["detach", &pid]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(report(&mut program, "report"), before);
+}
+
+/// attach holds a duplicate of every socket until all are changed: a process with
+/// more sockets than the command's soft RLIMIT_NOFILE is attached all the same (the
+/// soft limit is raised to the hard one).
+#[test]
+fn attach_holds_more_sockets_than_its_soft_descriptor_limit() {
+    let test = "attach_holds_more_sockets_than_its_soft_descriptor_limit";
+    if !root(test) {
+        return;
+    }
+    const MANY: &str = r#"
+import os, resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+l = socket.create_server(("127.0.0.1", 0), backlog=1024)
+held = []
+for _ in range(200):
+    held.append(socket.create_connection(l.getsockname())); held.append(l.accept()[0])
+print("@ ready pid=%d" % os.getpid(), flush=True)
+sys.stdin.read()
+"#;
+    let (_program, pid) = start(&mut python(MANY));
+    let pid = pid.to_string();
+    let wrapper = ["sh", "-c", "ulimit -Sn 128 && exec \"$0\" \"$@\""];
+    let (code, stdout, stderr) = attach_through(&wrapper, &["--idle", "61", &pid]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("401 TCP sockets, 401 configured"),
+        "{stdout}"
+    );
+    let output = keepalive_command().args(["detach", &pid]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
 }

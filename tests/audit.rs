@@ -115,3 +115,160 @@ fn audit_finds_connections_without_keepalive_everywhere_and_sees_attach() {
     assert_eq!(parsed(&audit(&["--format", "json"])), "0:0 0:0");
     assert_eq!(parsed(&audit(&["--all", "--format", "json"])), "2:0 2:0");
 }
+
+/// A process name is the process's own choice (prctl(2) PR_SET_NAME takes any bytes):
+/// in the text output its control characters come escaped, so it cannot retitle or
+/// clear a terminal or split a line; in the Prometheus output every sample keeps the
+/// text format's grammar (a label value escapes `\`, `"` and newline), which a
+/// textfile collector needs for the whole file.
+#[test]
+fn a_hostile_process_name_cannot_break_audits_output() {
+    let test = "a_hostile_process_name_cannot_break_audits_output";
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(test, "reading another process's sockets needs root");
+        return;
+    }
+    if !have(test, "python3") {
+        return;
+    }
+    let named = format!(
+        "import ctypes\n\
+         ctypes.CDLL(None).prctl(15, b'\\x1b]0;x\\x07\\n\"q\\\\\\x1b[2J', 0, 0, 0)\n{PROGRAM}"
+    );
+    let program = start(Command::new("python3").args(["-c", &named]));
+    let pid = program.pid().to_string();
+    let text = audit(&["--pid", &pid]);
+    assert!(text.contains("connections"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character reached the terminal: {text:?}"
+    );
+    assert!(
+        text.lines()
+            .all(|line| line.starts_with("process ") || line.starts_with("  ")),
+        "{text:?}"
+    );
+    let metrics = audit(&["--format", "prometheus", "--pid", &pid]);
+    let samples: Vec<&str> = metrics.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(samples.len(), 1, "{metrics:?}");
+    for sample in samples {
+        assert!(is_sample(sample), "not a text-format sample: {sample:?}");
+    }
+}
+
+/// `keepalive_connections_without_keepalive{group="VALUE"} N`, VALUE with no raw `"`
+/// or newline, and `\` only before `\`, `"` or `n` (Prometheus exposition format).
+fn is_sample(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("keepalive_connections_without_keepalive{group=\"") else {
+        return false;
+    };
+    let mut chars = rest.chars();
+    loop {
+        match chars.next() {
+            Some('\\') if matches!(chars.next(), Some('\\' | '"' | 'n')) => {}
+            Some('\\' | '\n') | None => return false,
+            Some('"') => break,
+            Some(_) => {}
+        }
+    }
+    let tail: String = chars.collect();
+    tail.strip_prefix("} ")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Not root: a network namespace the command cannot enter is left out and said so on
+/// stderr; the user's connections in its own namespace are still audited.
+#[test]
+fn audit_as_a_user_leaves_out_the_namespaces_it_cannot_enter() {
+    let test = "audit_as_a_user_leaves_out_the_namespaces_it_cannot_enter";
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(
+            test,
+            "starting a user's program in a namespace of its own needs root",
+        );
+        return;
+    }
+    if !have(test, "setpriv") || !have(test, "unshare") {
+        return;
+    }
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    let here =
+        start(
+            Command::new("setpriv")
+                .args(nobody)
+                .args(["/usr/bin/python3", "-c", PROGRAM]),
+        );
+    let mut elsewhere = Command::new("unshare");
+    elsewhere.args(["--net", "sh", "-c"]).arg(format!(
+        "ip link set lo up && exec setpriv {} /usr/bin/python3 -c \"{PROGRAM}\"",
+        nobody.join(" ")
+    ));
+    let _elsewhere = start(&mut elsewhere);
+    let output = Command::new("setpriv")
+        .args(nobody)
+        .arg(common::keepalive())
+        .args(["audit", "--format", "json"])
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("left out"), "{stderr}");
+    assert_eq!(
+        stdout.matches(&format!("\"pid\":{}", here.pid())).count(),
+        2,
+        "{stdout}"
+    );
+}
+
+/// What a program set up itself (here a user timeout on its client end) is its own:
+/// `attach` leaves it alone, so audit names it and offers no attach for it.
+#[test]
+fn audit_offers_no_attach_for_what_a_program_set_up_itself() {
+    let test = "audit_offers_no_attach_for_what_a_program_set_up_itself";
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(test, "reading another process's sockets needs root");
+        return;
+    }
+    if !have(test, "python3") {
+        return;
+    }
+    let own = PROGRAM.replace(
+        "c = socket.create_connection(l.getsockname())",
+        "c = socket.socket(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)\n\
+         c.connect(l.getsockname())",
+    );
+    let program = start(Command::new("python3").args(["-c", &own]));
+    let pid = program.pid().to_string();
+    let json = audit(&["--format", "json", "--pid", &pid]);
+    assert_eq!(
+        json.matches("\"set_by_program\":\"TCP_USER_TIMEOUT")
+            .count(),
+        1,
+        "{json}"
+    );
+    let text = audit(&["--pid", &pid]);
+    assert!(
+        text.contains(&format!("fix: keepalive attach {pid}")),
+        "{text}"
+    );
+    let attached = keepalive_command()
+        .args(["attach", "--idle", "61", &pid])
+        .output()
+        .unwrap();
+    assert!(attached.status.success(), "{attached:?}");
+    let text = audit(&["--pid", &pid]);
+    assert!(
+        text.contains("1 without keepalive (1 of them set up by the program itself")
+            && text.contains("no fix from outside")
+            && !text.contains("fix: keepalive attach"),
+        "{text}"
+    );
+}

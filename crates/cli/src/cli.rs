@@ -236,19 +236,27 @@ pub enum Subcommand {
             from the host.\n\n\
             Exit status: 0 when done (or, with --dry-run, shown); 1 when a process cannot \
             be attached (no such process, no permission, a kernel without pidfd_getfd), \
-            with nothing changed in it; 2 for a bad value, or settings that set nothing.")]
+            with nothing changed in any of the processes, since every one is checked \
+            before any socket changes; 1 also when a setsockopt fails part way, after \
+            printing what was changed, which detach puts back; 2 for a bad value, or \
+            settings that set nothing.")]
     Attach(AttachProcessArgs),
     /// Put back what `keepalive attach` changed in a running process
     #[command(long_about = "Put back what `keepalive attach` changed in a running \
             process.\n\n\
             attach records, per process (by pid and start time, under \
-            /run/keepalive/attach), each socket it changed with its options before and \
-            after. detach sets the options back on every socket that still carries exactly \
-            what attach set; one changed since is left as it is, and said so. Then the \
-            record goes. With --unit, the kernel route `attach --unit` put on the \
-            service's cgroup is detached too.\n\n\
+            /run/keepalive/attach, or a user's $XDG_RUNTIME_DIR/keepalive/attach), each \
+            socket it changed with its options before and after. detach sets back the \
+            options attach changed on every socket that still carries exactly what attach \
+            set; one changed since is left as it is, and said so. Then the record goes. \
+            A timer set back stays at that value: a socket cannot be told to follow the \
+            sysctl again. It finds what root or the process's owner attached, and the \
+            sockets a forked child still holds after the attached process exited. With \
+            --unit, the kernel route `attach --unit` put on the service's cgroup is \
+            detached too.\n\n\
             Exit status: 0 when done, also when attach changed nothing in the process; 1 \
-            when there is no such process or no permission.")]
+            when there is no such process, no permission, or a record it cannot read or \
+            remove, with nothing changed.")]
     Detach {
         /// Every process of this systemd service (a name without a suffix is a .service)
         #[arg(long, value_name = "UNIT")]
@@ -266,8 +274,11 @@ pub enum Subcommand {
             cannot reach the program).\n\n\
             Connections come from the kernel (sock_diag, as ss reads them) in every network \
             namespace the command can enter: all of them as root, its own otherwise. \
+            A namespace it cannot enter is left out, and named on stderr. \
             Keepalive is read on each socket with getsockopt where the command may \
-            duplicate the holder's descriptors (root), else from a pending keepalive timer."
+            duplicate the holder's descriptors (root), else from a pending keepalive timer. \
+            A connection its program set up itself (a user timeout, its own timers) is \
+            counted, named, and offered no attach, which would leave it alone."
     )]
     Audit(AuditArgs),
     /// Print the variables for a shell, a unit, Docker or Kubernetes

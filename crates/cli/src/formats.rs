@@ -51,6 +51,23 @@ pub fn render(format: Format, variables: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// `text` with every control character escaped (`\u{1b}`), so that a name a program
+/// or a cgroup chose cannot move the cursor, retitle or clear the terminal it is
+/// printed on, or split a line, while the rest stays as typed: a command line to
+/// paste, whose quotes and backslashes (a unit's `\x2d`) must stay. A name shown on
+/// its own takes `escape_debug`, which escapes those too and so cannot be mistaken.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `text` as one shell word: as is when it is plain, else in single quotes.
 pub fn shell_word(text: &str) -> String {
     let plain = text

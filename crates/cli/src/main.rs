@@ -17,6 +17,7 @@ mod formats;
 mod json;
 mod kernel;
 mod library;
+mod netns;
 mod options;
 mod run;
 mod signals;

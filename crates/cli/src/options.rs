@@ -5,7 +5,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use keepalive_config::{Config, Setting};
+use keepalive_config::{Config, Mode, Setting};
+
+use crate::netns::Untouched;
 
 /// What getsockopt(2) reads back. Unset timers read as the namespace's sysctl defaults
 /// (tcp(7)), so these are the values in force either way.
@@ -47,6 +49,32 @@ impl Options {
             }
         }
         self
+    }
+
+    /// The library's rule (src/tcp.rs, docs/sockets.md), on options read back: why the
+    /// socket counts as configured by someone, if it does — keepalive on (unless
+    /// `mode` is skip), a user timeout, or a timer that differs from what an untouched
+    /// socket of its network namespace reports now.
+    pub fn configured_elsewhere(&self, mode: Mode, untouched: &Untouched) -> Option<String> {
+        if mode != Mode::Skip && self.keepalive {
+            return Some("keepalive is on already".into());
+        }
+        if self.user_timeout != 0 {
+            return Some(format!(
+                "TCP_USER_TIMEOUT is set ({} ms)",
+                self.user_timeout
+            ));
+        }
+        [
+            ("TCP_KEEPIDLE", self.idle, untouched.idle),
+            ("TCP_KEEPINTVL", self.interval, untouched.interval),
+            ("TCP_KEEPCNT", self.count, untouched.count),
+        ]
+        .into_iter()
+        .find(|(_, value, default)| value != default)
+        .map(|(name, value, default)| {
+            format!("{name} is {value}, not the namespace's default {default}: set by someone")
+        })
     }
 }
 

@@ -26,17 +26,17 @@ mod targets;
 
 pub use detach::detach;
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
-use keepalive_config::{Config, Mode};
+use keepalive_config::Config;
 use keepalive_sockops::Pending;
 
 use crate::cli::AttachProcessArgs;
 use crate::env;
 use crate::failure::{self, Failure};
 use crate::kernel::live;
+use crate::netns::{self, Untouched};
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 use crate::status::tcp_entries;
@@ -54,75 +54,180 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
              a timer), so there is nothing to attach; nothing was changed",
         ));
     }
+    raise_descriptor_limit();
     let targets = Targets::find(args.unit.as_deref(), &args.pids)?;
-    let work = |marks: Option<&Pending>| -> Result<(Reports, Vec<i32>), Failure> {
-        let mut reports = Vec::new();
-        let mut exited = Vec::new();
-        for &pid in &targets.pids {
-            match attach(pid, &config, args.dry_run, marks) {
-                Ok(outcomes) => reports.push((pid, outcomes)),
-                // A process of the unit that ends while attach runs (a service's
-                // short-lived children) is no failure; a PID the user named is.
-                Err(_) if !args.pids.contains(&pid) && targets::exited_now(pid) => exited.push(pid),
-                Err(failure) => return Err(failure),
-            }
-        }
-        Ok((reports, exited))
-    };
+    let work =
+        |marks: Option<&Pending>| attach_all(&targets, &args.pids, &config, args.dry_run, marks);
     // With --unit, the kernel route for the connections the unit makes from now on.
-    let ((reports, exited), future) = match &targets.service {
+    let (attached, future) = match &targets.service {
         Some(service) => {
             let (done, coverage) = live::around(
                 &service.name,
                 &service.cgroup,
                 &config,
                 args.dry_run,
-                &record::records(),
+                &record::dir(),
                 work,
             )?;
             (done, Future::Service(&service.name, coverage))
         }
         None => (work(None)?, Future::Program),
     };
+    if !args.dry_run {
+        record::sweep();
+    }
+    let Attached {
+        reports,
+        exited,
+        failed,
+    } = attached;
     let text = if args.json {
         render::render_json(&reports, &exited, &future, args.dry_run)
     } else {
         render::render_text(&reports, &exited, &future, args.dry_run)
     };
     failure::say(format_args!("{}", text.trim_end()))?;
-    Ok(ExitCode::SUCCESS)
+    match failed {
+        // What was changed is printed above and recorded for `detach`.
+        Some(why) => Err(Failure::with_code(
+            1,
+            format!(
+                "{why}; the sockets shown as set were changed, and `keepalive detach` puts \
+                 them back; the processes after it were not attached"
+            ),
+        )),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
-/// Each process attached, with what happened to each of its sockets.
-type Reports = Vec<(i32, Vec<Outcome>)>;
-
-/// Configures the TCP sockets of one process; nothing is changed unless every socket
-/// could be duplicated first. With a kernel route half attached (`marks`), each
-/// listener left alone is marked as its program's.
-fn attach(
-    pid: i32,
+/// Attaches every process of `targets`: each is duplicated and judged before any
+/// socket changes, so a PID that cannot be attached leaves the others as they were;
+/// then each is changed. A process of the unit (not `named`) that exits meanwhile is
+/// set aside, not failed.
+fn attach_all(
+    targets: &Targets,
+    named: &[i32],
     config: &Config,
     dry_run: bool,
     marks: Option<&Pending>,
-) -> Result<Vec<Outcome>, Failure> {
+) -> Result<Attached, Failure> {
+    let mut prepared = Vec::new();
+    let mut exited = Vec::new();
+    for &pid in &targets.pids {
+        match prepare(pid, config, marks) {
+            Ok(process) => prepared.push(process),
+            // A process of the unit that ends while attach runs (a service's
+            // short-lived children) is no failure; a PID the user named is.
+            Err(_) if !named.contains(&pid) && targets::exited_now(pid) => exited.push(pid),
+            Err(failure) => return Err(failure),
+        }
+    }
+    if !dry_run {
+        record::writable(&record::dir()).map_err(|err| {
+            Failure::with_code(
+                1,
+                format!(
+                    "attach: cannot record what changes in {}, for `keepalive detach` \
+                     ({err}); nothing was changed",
+                    record::dir().display()
+                ),
+            )
+        })?;
+    }
+    let mut attached = Attached {
+        reports: Vec::new(),
+        exited,
+        failed: None,
+    };
+    for process in prepared {
+        let pid = process.pid;
+        let (outcomes, failure) = change(process, config, dry_run);
+        match failure {
+            Some(_) if !named.contains(&pid) && targets::exited_now(pid) => {
+                attached.exited.push(pid)
+            }
+            Some(why) => {
+                attached.reports.push((pid, outcomes));
+                attached.failed = Some(format!("attach {pid}: {why}"));
+                break;
+            }
+            None => attached.reports.push((pid, outcomes)),
+        }
+    }
+    Ok(attached)
+}
+
+/// What an attach did: each process attached, with what happened to each of its
+/// sockets; the processes of the unit that exited meanwhile; and the failure that
+/// stopped it part way, if one did.
+struct Attached {
+    reports: Vec<(i32, Vec<Outcome>)>,
+    exited: Vec<i32>,
+    failed: Option<String>,
+}
+
+/// The descriptors of one process, duplicated and judged; nothing changed yet.
+struct Prepared {
+    pid: i32,
+    pidfd: Pidfd,
+    sockets: Vec<Judged>,
+}
+
+struct Judged {
+    fd: i32,
+    entry: Entry,
+    copy: OwnedFd,
+    before: Options,
+    /// Why it is left alone, when it is.
+    why: Option<String>,
+}
+
+/// Every attach holds a duplicate of each socket it judges until all are changed, so
+/// a process with more sockets than the soft RLIMIT_NOFILE (1024 by default) would
+/// fail with EMFILE; the soft limit is raised to the hard one (getrlimit(2)), which
+/// needs no privilege. Failing that, the EMFILE error says why.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) and setrlimit(2) read and write one rlimit, a live local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Duplicates and judges every TCP socket of one process, changing nothing. With a
+/// kernel route half attached (`marks`), each listener left alone is marked as its
+/// program's.
+fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepared, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("attach {pid}: {why}"));
     let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
-        Some(libc::ESRCH) => refuse("no such process".into()),
-        _ => refuse(format!("pidfd_open: {err}")),
+        Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
+        _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
     })?;
     let dir = format!("/proc/{pid}");
     let fds = process::socket_fds(&dir).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({dir}/fd: {err}): attaching takes ptrace \
              permission over the process (root, or its own user where Yama's ptrace_scope \
-             allows)"
+             allows); nothing was changed"
         ))
     })?;
     let entries = tcp_entries(&dir, &|path, err| {
-        refuse(format!("cannot read {path}: {err}"))
+        refuse(format!("cannot read {path}: {err}; nothing was changed"))
     })?;
-    let untouched = untouched(pid).map_err(refuse)?;
-    let mut held: Vec<(i32, Entry, OwnedFd)> = Vec::new();
+    let untouched = netns::within(pid, Untouched::read).map_err(|err| {
+        refuse(format!(
+            "cannot read the keepalive sysctls of its network namespace ({err}); nothing \
+             was changed"
+        ))
+    })?;
+    let mut sockets = Vec::new();
     for (fd, inode) in fds {
         let Some(entry) = entries.get(&inode) else {
             continue;
@@ -149,141 +254,80 @@ fn attach(
         let Some(copy) = copy else {
             continue;
         };
-        held.push((fd, entry.clone(), copy));
-    }
-    // Where detach will find what changed, made before anything changes.
-    if !dry_run {
-        record::writable(&record::records()).map_err(|err| {
-            refuse(format!(
-                "cannot record what changes in {}, for `keepalive detach` ({err}); \
-                 nothing was changed",
-                record::records().display()
-            ))
-        })?;
-    }
-    let mut judged = Vec::new();
-    for (fd, entry, copy) in held {
         let before = Options::read(copy.as_fd())
-            .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?;
-        let why = configured_elsewhere(&before, config.mode, &untouched);
+            .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}; nothing was changed")))?;
+        let why = before.configured_elsewhere(config.mode, &untouched);
         if let Some(marks) = marks.filter(|_| why.is_some() && entry.state == State::LISTEN) {
             marks.mark_all(copy.as_fd()).map_err(|err| {
                 refuse(format!(
                     "cannot mark fd {fd} as configured by its program, for the kernel \
-                     route: {err}; nothing was changed in this process"
+                     route: {err}; nothing was changed"
                 ))
             })?;
         }
-        judged.push((fd, entry, copy, before, why));
-    }
-    let mut outcomes = Vec::new();
-    for (fd, entry, copy, before, why) in judged {
-        let after = match why {
-            Some(_) => None,
-            None if dry_run => Some(before.configured_by(config)),
-            None => {
-                sockopt::apply(&copy, config)
-                    .map_err(|err| refuse(format!("setsockopt on fd {fd}: {err}")))?;
-                Some(
-                    Options::read(copy.as_fd())
-                        .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}")))?,
-                )
-            }
-        };
-        outcomes.push(Outcome {
+        sockets.push(Judged {
             fd,
-            entry,
+            entry: entry.clone(),
+            copy,
             before,
-            after,
             why,
         });
     }
-    if pidfd.has_exited() {
-        return Err(refuse("the process exited while it was attached".into()));
-    }
-    if !dry_run {
-        let changes: Vec<record::Change> = outcomes
-            .iter()
-            .filter_map(|o| Some((o.entry.inode, o.before, o.after?)))
-            .collect();
-        record::record(pid, &changes).map_err(|err| {
-            refuse(format!(
-                "configured, but cannot record it for `keepalive detach` in {}: {err}",
-                record::records().display()
-            ))
-        })?;
-    }
-    Ok(outcomes)
+    Ok(Prepared {
+        pid,
+        pidfd,
+        sockets,
+    })
 }
 
-/// The library's rule (src/tcp.rs), on options read back: why a socket counts as
-/// configured by someone, if it does.
-fn configured_elsewhere(options: &Options, mode: Mode, untouched: &[u32; 3]) -> Option<String> {
-    if mode != Mode::Skip && options.keepalive {
-        return Some("keepalive is on already".into());
+/// Configures the sockets of one prepared process that nobody configured, and
+/// records them for `detach`: what happened to each socket, and why it stopped part
+/// way, if it did (what was changed until then is recorded all the same).
+fn change(process: Prepared, config: &Config, dry_run: bool) -> (Vec<Outcome>, Option<String>) {
+    let mut outcomes = Vec::new();
+    let mut failed = None;
+    for socket in process.sockets {
+        let after = match &socket.why {
+            Some(_) => None,
+            None if dry_run => Some(socket.before.configured_by(config)),
+            None => {
+                let set = sockopt::apply(&socket.copy, config)
+                    .map_err(|err| format!("setsockopt on fd {}: {err}", socket.fd))
+                    .and_then(|()| {
+                        Options::read(socket.copy.as_fd())
+                            .map_err(|err| format!("getsockopt on fd {}: {err}", socket.fd))
+                    });
+                match set {
+                    Ok(after) => Some(after),
+                    Err(why) => {
+                        failed = Some(why);
+                        break;
+                    }
+                }
+            }
+        };
+        outcomes.push(Outcome {
+            fd: socket.fd,
+            entry: socket.entry,
+            before: socket.before,
+            after,
+            why: socket.why,
+        });
     }
-    if options.user_timeout != 0 {
-        return Some(format!(
-            "TCP_USER_TIMEOUT is set ({} ms)",
-            options.user_timeout
+    if dry_run {
+        return (outcomes, failed);
+    }
+    let changes: Vec<record::Change> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.entry.inode, o.before, o.after?)))
+        .collect();
+    if let Err(why) = record::add(process.pid, &changes) {
+        failed.get_or_insert(format!(
+            "configured, but cannot record it for `keepalive detach`: {why}"
         ));
     }
-    let timers = [
-        ("TCP_KEEPIDLE", options.idle),
-        ("TCP_KEEPINTVL", options.interval),
-        ("TCP_KEEPCNT", options.count),
-    ];
-    timers
-        .iter()
-        .zip(untouched)
-        .find(|((_, value), default)| value != *default)
-        .map(|((name, value), default)| {
-            format!("{name} is {value}, not the namespace's default {default}: set by someone")
-        })
-}
-
-/// What an untouched socket reports in `pid`'s network namespace now: its
-/// `net.ipv4.tcp_keepalive_*` sysctls, read by a thread that enters the namespace
-/// (/proc/sys/net shows the reader's namespace, proc_sys(5)).
-fn untouched(pid: i32) -> Result<[u32; 3], String> {
-    let read_all = || -> Result<[u32; 3], String> {
-        let read = |name: &str| -> Result<u32, String> {
-            let path = format!("/proc/sys/net/ipv4/{name}");
-            std::fs::read_to_string(&path)
-                .map_err(|err| format!("cannot read {path}: {err}"))?
-                .trim()
-                .parse()
-                .map_err(|err| format!("{path}: {err}"))
-        };
-        Ok([
-            read("tcp_keepalive_time")?,
-            read("tcp_keepalive_intvl")?,
-            read("tcp_keepalive_probes")?,
-        ])
-    };
-    // The same namespace as this command's (a user's own process): read here, which
-    // needs no privilege; setns(2) needs CAP_SYS_ADMIN.
-    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"))
-        .map_err(|err| format!("cannot see its network namespace: {err}"))?;
-    if std::fs::read_link("/proc/self/ns/net").is_ok_and(|ours| ours == theirs) {
-        return read_all();
+    if failed.is_none() && process.pidfd.has_exited() {
+        failed = Some("the process exited while it was attached".into());
     }
-    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|err| format!("cannot open its network namespace: {err}"))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns(2) with a namespace descriptor this thread borrows; it
-                // moves this thread alone, which ends right after.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(format!(
-                        "cannot enter its network namespace to read its sysctls: {}",
-                        io::Error::last_os_error()
-                    ));
-                }
-                read_all()
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the namespace reader failed".into()))
-    })
+    (outcomes, failed)
 }

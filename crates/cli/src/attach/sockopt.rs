@@ -22,28 +22,48 @@ pub fn apply(socket: &OwnedFd, config: &Config) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets every option back to `before`. A timer put back is set to its old value
-/// explicitly; it reads the same as before. The options that restart the keepalive
-/// timer come last, as in [`Config::settings`].
-pub fn restore(socket: &OwnedFd, before: &Options) -> io::Result<()> {
+/// Sets back to `before` each option `attach` changed (where `after` differs), the
+/// options that restart the keepalive timer last, as in [`Config::settings`]. A timer
+/// put back is set to its old value explicitly, and stays there: tcp(7) offers no way
+/// back to "follow the sysctl" (TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT take
+/// nothing below 1), so the options attach did not change are not touched.
+pub fn restore(socket: &OwnedFd, before: &Options, after: &Options) -> io::Result<()> {
     let options = [
-        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, before.interval),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, before.count),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            before.interval,
+            after.interval,
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPCNT,
+            before.count,
+            after.count,
+        ),
         (
             libc::IPPROTO_TCP,
             libc::TCP_USER_TIMEOUT,
             before.user_timeout,
+            after.user_timeout,
         ),
         (
             libc::SOL_SOCKET,
             libc::SO_KEEPALIVE,
             u32::from(before.keepalive),
+            u32::from(after.keepalive),
         ),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, before.idle),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            before.idle,
+            after.idle,
+        ),
     ];
     options
         .into_iter()
-        .try_for_each(|(level, option, value)| set(socket, level, option, value))
+        .filter(|(_, _, before, after)| before != after)
+        .try_for_each(|(level, option, value, _)| set(socket, level, option, value))
 }
 
 /// `setsockopt(2)` of an int-valued option.

@@ -14,16 +14,18 @@ mod diag;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
 use diag::Connection;
+use keepalive_config::Mode;
 
 use crate::cli::{AuditArgs, AuditFormat};
 use crate::elf;
 use crate::failure::{self, Failure};
 use crate::formats;
 use crate::json::Object;
+use crate::netns::{self, Untouched};
 use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 
@@ -34,6 +36,10 @@ struct Seen {
     group: String,
     /// The options read back, where the descriptor could be duplicated.
     options: Option<Options>,
+    /// Why the connection counts as its program's by the library's rule
+    /// ([`Options::configured_elsewhere`]), when it does: `attach` leaves it alone,
+    /// so no fix is offered for it.
+    own: Option<String>,
 }
 
 impl Seen {
@@ -49,26 +55,44 @@ impl Seen {
 }
 
 pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
-    let owners = socket_owners();
+    let owners = process::socket_owners();
     let mut holders = Holders::default();
     let mut groups: HashMap<i32, String> = HashMap::new();
     let mut seen = Vec::new();
     for (namespace, pid) in namespaces() {
-        let connections = in_namespace(pid).map_err(|err| {
-            Failure::with_code(
-                1,
-                format!("cannot list the TCP connections of network namespace {namespace}: {err}"),
-            )
-        })?;
+        let read = netns::within(pid, || Ok((diag::established()?, Untouched::read().ok())));
+        // A namespace the command may not enter (another's, without root) is left
+        // out, and said so; the rest of the host is still audited.
+        let (connections, untouched) = match read {
+            Ok(read) => read,
+            Err(err) => {
+                let why = match err.raw_os_error() {
+                    Some(libc::EPERM) => "entering it takes root (CAP_SYS_ADMIN)".to_string(),
+                    _ => err.to_string(),
+                };
+                failure::warn(format_args!(
+                    "keepalive: audit: network namespace {namespace} (process {pid}'s) left \
+                     out: {why}"
+                ));
+                continue;
+            }
+        };
         for connection in connections {
             let owner = owners.get(&connection.inode).copied();
             let pid = owner.map(|(pid, _)| pid);
+            let options = owner.and_then(|(pid, fd)| holders.options(pid, fd, connection.inode));
             seen.push(Seen {
                 group: pid.map_or_else(
                     || "no process".to_string(),
                     |pid| groups.entry(pid).or_insert_with(|| group_of(pid)).clone(),
                 ),
-                options: owner.and_then(|(pid, fd)| holders.options(pid, fd, connection.inode)),
+                own: options
+                    .zip(untouched)
+                    .filter(|(options, _)| !options.keepalive)
+                    .and_then(|(options, untouched)| {
+                        options.configured_elsewhere(Mode::On, &untouched)
+                    }),
+                options,
                 connection,
                 pid,
             });
@@ -93,74 +117,18 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
 }
 
 /// One process of each network namespace this command can see, by the namespace's
-/// inode (/proc/PID/ns/net links `net:[INODE]`); its own first.
+/// inode; its own first.
 fn namespaces() -> Vec<(u64, i32)> {
     let mut found: BTreeMap<u64, i32> = BTreeMap::new();
-    let own = namespace_of("self");
-    for pid in pids() {
-        if let Some(inode) = namespace_of(&pid.to_string()) {
+    let own = netns::of("self");
+    for pid in process::pids() {
+        if let Some(inode) = netns::of(&pid.to_string()) {
             found.entry(inode).or_insert(pid);
         }
     }
     let mut list: Vec<(u64, i32)> = found.into_iter().collect();
     list.sort_by_key(|(inode, _)| Some(*inode) != own);
     list
-}
-
-fn namespace_of(pid: &str) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-    link.to_str()?
-        .strip_prefix("net:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-fn pids() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The connections of `pid`'s network namespace, listed by a thread that enters it
-/// (setns(2) moves the calling thread alone) when it is not this command's.
-fn in_namespace(pid: i32) -> std::io::Result<Vec<Connection>> {
-    if namespace_of(&pid.to_string()) == namespace_of("self") {
-        return diag::established();
-    }
-    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns(2) with a namespace descriptor this thread borrows; it
-                // moves this thread alone, which ends right after.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                diag::established()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace reader failed")))
-    })
-}
-
-/// Socket inode -> the first process holding it, and its descriptor there, from every
-/// readable /proc/PID/fd: one pass over every process.
-fn socket_owners() -> HashMap<u64, (i32, RawFd)> {
-    let mut owners = HashMap::new();
-    for pid in pids() {
-        if let Ok(fds) = process::socket_fds(&format!("/proc/{pid}")) {
-            for (fd, inode) in fds {
-                owners.entry(inode).or_insert((pid, fd));
-            }
-        }
-    }
-    owners
 }
 
 /// One pidfd per process whose sockets are read, opened on first need; `None` for a
@@ -242,18 +210,39 @@ fn render_text(seen: &[Seen]) -> String {
         out.push_str("no established TCP connection without keepalive\n");
     }
     for (group, list) in groups {
-        let without = list.iter().filter(|s| !s.keepalive()).count();
+        let without: Vec<&&Seen> = list.iter().filter(|s| !s.keepalive()).collect();
         let idle = list.iter().map(|s| s.idle_seconds()).max().unwrap_or(0);
-        let mut pids: Vec<i32> = list.iter().filter_map(|s| s.pid).collect();
+        let own: Vec<&str> = without.iter().filter_map(|s| s.own.as_deref()).collect();
+        let mut pids: Vec<i32> = without
+            .iter()
+            .filter(|s| s.own.is_none())
+            .filter_map(|s| s.pid)
+            .collect();
         pids.sort_unstable();
         pids.dedup();
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{group}: {} connections, {without} without keepalive, longest idle {idle} s",
-            list.len()
+            "{}: {} connections, {} without keepalive",
+            group.escape_debug(),
+            list.len(),
+            without.len()
         );
-        if without > 0 && !pids.is_empty() {
-            let _ = writeln!(out, "  fix: {}", fix(group, &pids));
+        if let Some(first) = own.first() {
+            let _ = write!(
+                out,
+                " ({} of them set up by the program itself, e.g. {first})",
+                own.len()
+            );
+        }
+        let _ = writeln!(out, ", longest idle {idle} s");
+        if !pids.is_empty() {
+            let _ = writeln!(out, "  fix: {}", formats::printable(&fix(group, &pids)));
+        } else if !own.is_empty() {
+            let _ = writeln!(
+                out,
+                "  no fix from outside: what a program set up itself is its own (attach \
+                 leaves it alone)"
+            );
         }
     }
     out
@@ -273,6 +262,9 @@ fn render_json(seen: &[Seen]) -> String {
                 .string("remote", &s.connection.peer.to_string())
                 .number("idle_seconds", s.idle_seconds())
                 .bool("keepalive", s.keepalive());
+            if let Some(own) = &s.own {
+                object.string("set_by_program", own);
+            }
             if let Some(o) = s.options.filter(|o| o.keepalive) {
                 object
                     .number("idle", u64::from(o.idle))
@@ -297,7 +289,12 @@ fn render_prometheus(seen: &[Seen]) -> String {
          # TYPE keepalive_connections_without_keepalive gauge\n",
     );
     for (group, count) in counts {
-        let label = group.replace('\\', "\\\\").replace('"', "\\\"");
+        // The text format's label escapes (exposition_formats.md): a raw newline
+        // would end the sample mid-label, and the collector drop the whole file.
+        let label = group
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = writeln!(
             out,
             "keepalive_connections_without_keepalive{{group=\"{label}\"}} {count}"

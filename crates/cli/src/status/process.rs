@@ -1,5 +1,6 @@
 //! The process being looked at: a pidfd that pins its identity, its descriptors and
 //! its user, read from `/proc`.
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -98,6 +99,32 @@ pub fn socket_fds(dir: &str) -> io::Result<Vec<(RawFd, u64)>> {
     }
     sockets.sort_unstable();
     Ok(sockets)
+}
+
+/// Socket inode -> the first process holding it, and its descriptor there, from every
+/// readable /proc/PID/fd: one pass over every process.
+pub fn socket_owners() -> HashMap<u64, (i32, RawFd)> {
+    let mut owners = HashMap::new();
+    for pid in pids() {
+        if let Ok(fds) = socket_fds(&format!("/proc/{pid}")) {
+            for (fd, inode) in fds {
+                owners.entry(inode).or_insert((pid, fd));
+            }
+        }
+    }
+    owners
+}
+
+/// Every process ID in /proc.
+pub fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The process's real, effective, saved and file system user IDs (`Uid:` in

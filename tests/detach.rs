@@ -1,0 +1,252 @@
+//! `keepalive detach` and the records `attach` leaves for it (issue 23, the review's
+//! findings 4, 5, 6 and 10): detach touches only the options attach changed, refuses a
+//! record it cannot read instead of taking it for "nothing changed", finds what
+//! another user attached (and refuses what it may not undo), and puts back the sockets
+//! a forked child still holds after the process attach named has gone.
+
+mod common;
+#[path = "common/running.rs"]
+mod running;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::net::Proc;
+use common::{have, keepalive_command};
+use running::{PROGRAM, attach, python, report, root, start};
+
+/// What the program reads back for its socket `name`: (SO_KEEPALIVE, TCP_KEEPIDLE).
+fn socket(program: &mut Proc, name: &str) -> (u32, u32) {
+    let seen = report(program, "report");
+    seen.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} in {seen:?}"))
+        .1
+}
+
+fn detach(pid: u32) -> Output {
+    keepalive_command()
+        .args(["detach", &pid.to_string()])
+        .output()
+        .unwrap()
+}
+
+/// The files under `dir` named for `pid` (`PID-START`).
+fn records_of(dir: &str, pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{pid}-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// setsockopt(2) cannot tell a timer to follow the sysctl again, so what detach sets
+/// back stays fixed; what attach never changed must not be set at all. Attached with
+/// `--interval` alone, the program's idle time still follows its namespace's
+/// `tcp_keepalive_time` after detach (it read 7200 when detach set it explicitly).
+#[test]
+fn detach_sets_back_only_what_attach_changed() {
+    let test = "detach_sets_back_only_what_attach_changed";
+    if !root(test) || !have(test, "unshare") || !have(test, "nsenter") {
+        return;
+    }
+    let script = format!(
+        "ip link set lo up && exec python3 -c '{}'",
+        PROGRAM.replace('\'', "\"")
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--net", "sh", "-c"]).arg(script);
+    let (mut program, _) = start(&mut command);
+    let pid = common::descendant_named(program.pid(), "python3");
+    let (code, stdout, stderr) = attach(&["--interval", "7", &pid.to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(socket(&mut program, "first.client"), (1, 7200));
+    let output = detach(pid);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(socket(&mut program, "first.client"), (0, 7200));
+    let sysctl = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "sysctl", "-qw"])
+        .arg("net.ipv4.tcp_keepalive_time=4000")
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    assert_eq!(
+        socket(&mut program, "first.client"),
+        (0, 4000),
+        "detach set TCP_KEEPIDLE, which attach never changed"
+    );
+}
+
+/// A record that cannot be parsed is refused, named and kept, and nothing is changed:
+/// taking it for "attach changed nothing" would leave the settings on for good.
+#[test]
+fn a_damaged_record_is_refused_not_taken_for_nothing() {
+    let test = "a_damaged_record_is_refused_not_taken_for_nothing";
+    if !root(test) {
+        return;
+    }
+    let (mut program, pid) = start(&mut python(PROGRAM));
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid.to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let [record] = &records_of("/run/keepalive/attach", pid)[..] else {
+        panic!("no single record for {pid}");
+    };
+    let good = std::fs::read_to_string(record).unwrap();
+    for damage in ["garbage\n", "1 0 7200 75 9 0 1 61 75 9\n"] {
+        std::fs::write(record, format!("{good}{damage}")).unwrap();
+        let output = detach(pid);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{damage:?}: {output:?}");
+        assert!(
+            stderr.contains(&record.display().to_string())
+                && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+        assert!(record.exists(), "the damaged record is kept");
+        assert_eq!(socket(&mut program, "first.client"), (1, 61));
+    }
+    std::fs::write(record, good).unwrap();
+    assert!(detach(pid).status.success());
+    assert_eq!(socket(&mut program, "first.client"), (0, 7200));
+    assert!(!record.exists());
+}
+
+/// Records are kept per user. Root's detach finds what a user attached to the user's
+/// own process (in the user's runtime directory, /run/user/UID); a user's detach
+/// refuses, changing nothing, what root attached to the user's process (it could not
+/// remove root's record); and a user's detach of a process it may not trace says so,
+/// rather than "nothing to put back".
+#[test]
+fn detach_finds_what_another_user_attached() {
+    let test = "detach_finds_what_another_user_attached";
+    if !root(test) || !have(test, "setpriv") {
+        return;
+    }
+    let runtime = std::path::Path::new("/run/user/65534");
+    let made = !runtime.exists();
+    std::fs::create_dir_all(runtime).unwrap();
+    let chown = Command::new("chown").arg("65534").arg(runtime).status();
+    assert!(chown.unwrap().success());
+    let as_nobody = |program: &str| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .env("XDG_RUNTIME_DIR", runtime);
+        command
+    };
+    let keepalive = common::keepalive().display().to_string();
+    let mut python = as_nobody("/usr/bin/python3");
+    python.args(["-c", PROGRAM]);
+    let (mut program, pid) = start(&mut python);
+    let pid_arg = pid.to_string();
+
+    let output = as_nobody(&keepalive)
+        .args(["attach", "--idle", "61", &pid_arg])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(socket(&mut program, "first.client"), (1, 61));
+    let output = detach(pid);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("back to"),
+        "root's detach of nobody's attach: {output:?}"
+    );
+    assert_eq!(socket(&mut program, "first.client"), (0, 7200));
+
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let output = as_nobody(&keepalive)
+        .args(["detach", &pid_arg])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() == Some(1) && stderr.contains("as root"),
+        "nobody's detach of root's attach: {output:?}"
+    );
+    assert_eq!(socket(&mut program, "first.client"), (1, 61));
+    assert!(detach(pid).status.success());
+    assert_eq!(socket(&mut program, "first.client"), (0, 7200));
+
+    let (_root_program, root_pid) = start(&mut running::python(PROGRAM));
+    let output = as_nobody(&keepalive)
+        .args(["detach", &root_pid.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    drop(program);
+    if made {
+        let _ = std::fs::remove_dir_all(runtime);
+    }
+}
+
+/// A child forked before the attached process exits holds the same sockets: its
+/// detach puts them back from the record of the process that is gone. And a record
+/// none of whose sockets any process holds any more is swept.
+#[test]
+fn detach_of_a_forked_child_puts_back_what_its_gone_parent_had() {
+    let test = "detach_of_a_forked_child_puts_back_what_its_gone_parent_had";
+    if !root(test) || !have(test, "ss") {
+        return;
+    }
+    const FORKING: &str = r#"
+import os, socket, sys, time
+l = socket.create_server(("127.0.0.1", 0))
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+child = os.fork()
+if child == 0:
+    time.sleep(600); os._exit(0)
+print("@ ready pid=%d child=%d port=%d" % (os.getpid(), child, c.getsockname()[1]), flush=True)
+sys.stdin.readline()
+"#;
+    let (mut parent, ready) = running::start_ready(&mut python(FORKING));
+    let field = |key| running::field(&ready, key).to_string();
+    let (pid, child, port) = (field("pid"), field("child"), field("port"));
+    let pair = format!("( sport = :{port} or dport = :{port} )");
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    parent.tell("exit");
+    // Gone, or a zombie not yet reaped: either way it holds no descriptor.
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    };
+    common::wait_until("the parent exits", Duration::from_secs(10), || gone(&pid));
+    assert!(common::ss_keepalive(&pair).iter().all(Option::is_some));
+    let output = detach(child.parse().unwrap());
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("back to"),
+        "{output:?}"
+    );
+    assert!(
+        common::ss_keepalive(&pair).iter().all(Option::is_none),
+        "{:?}",
+        common::ss_keepalive(&pair)
+    );
+    let pid: u32 = pid.parse().unwrap();
+    assert!(records_of("/run/keepalive/attach", pid).is_empty());
+
+    // Attached again by the child, then the child is gone too: nothing holds the
+    // sockets, and the next detach (of anything) sweeps the record.
+    let (code, stdout, stderr) = attach(&["--idle", "61", &child]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let child: u32 = child.parse().unwrap();
+    assert_eq!(records_of("/run/keepalive/attach", child).len(), 1);
+    // SAFETY: kill(2) of the test's own grandchild.
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    common::wait_until("the child exits", Duration::from_secs(10), || {
+        gone(&child.to_string())
+    });
+    let (_other, other) = start(&mut python(PROGRAM));
+    assert!(detach(other).status.success());
+    assert!(records_of("/run/keepalive/attach", child).is_empty());
+}
