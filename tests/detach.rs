@@ -120,8 +120,8 @@ fn a_damaged_record_is_refused_not_taken_for_nothing() {
 }
 
 /// Records are kept per user. Root's detach finds what a user attached to the user's
-/// own process (in the user's runtime directory, /run/user/UID); a user's detach
-/// refuses, changing nothing, what root attached to the user's process (it could not
+/// own process (in the user's runtime directory, /run/user/UID), but follows no link
+/// the user put in a record's place; a user's detach refuses, changing nothing, what root attached to the user's process (it could not
 /// remove root's record); and a user's detach of a process it may not trace says so,
 /// rather than "nothing to put back".
 #[test]
@@ -155,6 +155,21 @@ fn detach_finds_what_another_user_attached() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     assert_eq!(socket(&mut program, "first.client"), (1, 61));
+    // A link the user put in a record's place is not followed by root's detach.
+    let records = runtime.join("keepalive/attach");
+    let [record] = &records_of(&records.display().to_string(), pid)[..] else {
+        panic!("no single record for {pid} in {}", records.display());
+    };
+    let elsewhere = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("detach-linked");
+    std::fs::rename(record, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, record).unwrap();
+    let linked = std::fs::read(&elsewhere).unwrap();
+    let output = detach(pid);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), linked);
+    assert_eq!(socket(&mut program, "first.client"), (1, 61));
+    std::fs::remove_file(record).unwrap();
+    std::fs::rename(&elsewhere, record).unwrap();
     let output = detach(pid);
     assert!(
         output.status.success() && String::from_utf8_lossy(&output.stdout).contains("back to"),

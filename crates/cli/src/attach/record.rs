@@ -92,11 +92,15 @@ impl Record {
     /// or parsed is an error that names the file and line: taking it for "attach
     /// changed nothing" would leave the settings on for good.
     pub fn read(path: &Path) -> Result<Option<Record>, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        let mut text = String::new();
+        let read = no_follow(std::fs::OpenOptions::new().read(true))
+            .open(path)
+            .and_then(|mut file| io::Read::read_to_string(&mut file, &mut text));
+        match read {
+            Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
-        };
+        }
         let changes = text
             .lines()
             .enumerate()
@@ -170,8 +174,19 @@ impl Record {
         if left.is_empty() {
             return std::fs::remove_file(&self.path);
         }
-        std::fs::write(&self.path, text(&left))
+        no_follow(std::fs::OpenOptions::new().write(true).truncate(true))
+            .open(&self.path)
+            .and_then(|mut file| io::Write::write_all(&mut file, text(&left).as_bytes()))
     }
+}
+
+/// Opens without following a symbolic link (open(2) O_NOFOLLOW): root's `detach` reads
+/// and rewrites records in a user's runtime directory, where the user could have put
+/// a link to any file in a record's place. Without O_CREAT, a rewrite can only reach a
+/// file that already exists under a record's name.
+fn no_follow(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_NOFOLLOW)
 }
 
 /// Adds one line per changed socket to the process's record: its inode, the options
