@@ -54,8 +54,8 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
              a timer), so there is nothing to attach; nothing was changed",
         ));
     }
-    raise_descriptor_limit();
     let targets = Targets::find(args.unit.as_deref(), &args.pids)?;
+    raise_descriptor_limit();
     let work =
         |marks: Option<&Pending>| attach_all(&targets, &args.pids, &config, args.dry_run, marks);
     // With --unit, the kernel route for the connections the unit makes from now on.
@@ -185,7 +185,8 @@ struct Judged {
 /// Every attach holds a duplicate of each socket it judges until all are changed, so
 /// a process with more sockets than the soft RLIMIT_NOFILE (1024 by default) would
 /// fail with EMFILE; the soft limit is raised to the hard one (getrlimit(2)), which
-/// needs no privilege. Failing that, the EMFILE error says why.
+/// needs no privilege. Failing that, the EMFILE error says why. Raised after
+/// `systemctl` ran for `--unit`, so no program this command starts inherits it.
 fn raise_descriptor_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
