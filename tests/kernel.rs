@@ -1056,6 +1056,18 @@ fn attach_unit_covers_the_connections_a_service_makes_from_now_on() {
         made[0].is_none() && configured(&made[1]),
         "made after detach, and before: {made:?}"
     );
+
+    // Attached again, then restarted without detach: systemd removes the cgroup and
+    // the route with it, and the next attach or detach sweeps the route's record.
+    let attached = container.run(&[&keepalive, "attach", "--unit", "dialer", "--idle", "61"]);
+    assert!(attached.status.success(), "{}", text(&attached.stderr));
+    let records = || text(&container.run(&["ls", "/run/keepalive/attach"]).stdout);
+    assert!(records().contains("cgroup-"), "{}", records());
+    let restarted = container.run(&["systemctl", "restart", "dialer"]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    let detached = container.run(&[&keepalive, "detach", "--unit", "dialer"]);
+    assert!(detached.status.success(), "{}", text(&detached.stderr));
+    assert!(!records().contains("cgroup-"), "{}", records());
 }
 
 /// On a systemd host (systemd 252 in nspawn), `run --kernel` has systemd make the

@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::kernel::live;
 use crate::options::Options;
 use crate::status::process;
 
@@ -208,9 +209,10 @@ pub fn add(pid: i32, changes: &[Change]) -> Result<(), String> {
 }
 
 /// Removes this user's records of processes gone none of whose sockets any process
-/// still holds: nothing is left to put back. Housekeeping: a record it cannot read or
-/// remove stays.
+/// still holds: nothing is left to put back; and those of kernel routes whose cgroup
+/// is gone ([`live::sweep`]). Housekeeping: a record it cannot read or remove stays.
 pub fn sweep() {
+    live::sweep(&dir());
     let orphans = orphans(&dir());
     if orphans.is_empty() {
         return;

@@ -30,6 +30,27 @@ pub struct Own {
     pub place: String,
 }
 
+impl Own {
+    /// Its path in the hierarchy, as /proc/PID/cgroup gives it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Whether the cgroup at hierarchy `path` is gone, or is another than the one whose id
+/// (its directory's inode, which cgroup v2 never gives a later cgroup) was `id`: a
+/// service restarted gets a new cgroup at the same path. `false` when it cannot tell
+/// (no cgroup2 file system mounted).
+pub fn is_gone(path: &str, id: u64) -> bool {
+    let Ok(Some(mount)) = mounted() else {
+        return false;
+    };
+    match std::fs::metadata(mount.join(path.trim_start_matches('/'))) {
+        Ok(meta) => std::os::unix::fs::MetadataExt::ino(&meta) != id,
+        Err(err) => err.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// This process's cgroup in the v2 hierarchy: through a mounted cgroup2 file system
 /// when there is one (systemd hosts: /sys/fs/cgroup; hybrid ones: /sys/fs/cgroup/unified),
 /// else through one mounted for the moment it takes to open it.

@@ -106,7 +106,7 @@ fn finish(pending: Pending, cgroup: &Own, unit: &str, records: &Path) -> Coverag
             return Coverage::Not(format!("cannot record it for `keepalive detach`: {err}"));
         }
     };
-    if let Err(err) = std::fs::write(&record, format!("{unit}\n")) {
+    if let Err(err) = std::fs::write(&record, format!("{unit}\n{}\n", cgroup.path())) {
         return Coverage::Not(format!(
             "cannot record it for `keepalive detach` in {}: {err}",
             record.display()
@@ -143,4 +143,28 @@ pub fn end(cgroup: &Own, records: &Path) -> Result<bool, String> {
 fn record(cgroup: &Own, records: &Path) -> io::Result<PathBuf> {
     let id = std::fs::metadata(format!("/proc/self/fd/{}", cgroup.dir().as_raw_fd()))?.ino();
     Ok(records.join(format!("cgroup-{id}")))
+}
+
+/// Removes the records of routes whose cgroup is gone: the service stopped or
+/// restarted without `detach --unit`, and systemd removed the cgroup and the route
+/// with it. A record is the unit's name, then its cgroup's path (docs/attach.md).
+pub fn sweep(records: &Path) {
+    let Ok(entries) = std::fs::read_dir(records) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("cgroup-")?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(path) = text.lines().nth(1) {
+            if super::cgroup::is_gone(path, id) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
