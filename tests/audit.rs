@@ -228,7 +228,8 @@ fn audit_as_a_user_leaves_out_the_namespaces_it_cannot_enter() {
 }
 
 /// What a program set up itself (here a user timeout on its client end) is its own:
-/// `attach` leaves it alone, so audit names it and offers no attach for it.
+/// `attach` leaves it alone, so audit names it, counts it in a gauge of its own, and
+/// offers no attach for it.
 #[test]
 fn audit_offers_no_attach_for_what_a_program_set_up_itself() {
     let test = "audit_offers_no_attach_for_what_a_program_set_up_itself";
@@ -254,6 +255,17 @@ fn audit_offers_no_attach_for_what_a_program_set_up_itself() {
         1,
         "{json}"
     );
+    let metrics = audit(&["--format", "prometheus", "--pid", &pid]);
+    let group = format!("{{group=\"process {pid} (python3)\"}}");
+    for sample in [
+        format!("keepalive_connections_without_keepalive{group} 2"),
+        format!("keepalive_connections_set_by_program{group} 1"),
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == sample),
+            "{sample}: {metrics}"
+        );
+    }
     let text = audit(&["--pid", &pid]);
     assert!(
         text.contains(&format!("fix: keepalive attach {pid}")),

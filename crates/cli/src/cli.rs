@@ -363,7 +363,7 @@ pub enum AuditFormat {
     /// One JSON document: one object per connection.
     Json,
     /// Prometheus text format, for node_exporter's textfile collector: connections
-    /// without keepalive per group.
+    /// without keepalive per group, and those of them their program set up itself.
     Prometheus,
 }
 

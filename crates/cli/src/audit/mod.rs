@@ -278,27 +278,52 @@ fn render_json(seen: &[Seen]) -> String {
     format!("{{\"connections\":[{}]}}", objects.join(","))
 }
 
+/// Two gauges by group: the connections without keepalive, and of those the ones their
+/// program set up itself, which `attach` leaves alone, so that an alert can be on the
+/// difference: what an operator can fix from outside.
 fn render_prometheus(seen: &[Seen]) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in seen.iter().filter(|s| !s.keepalive()) {
-        *counts.entry(s.group.as_str()).or_default() += 1;
-    }
-    let mut out = String::from(
-        "# HELP keepalive_connections_without_keepalive Established TCP connections \
-         with SO_KEEPALIVE off, by unit, container or process.\n\
-         # TYPE keepalive_connections_without_keepalive gauge\n",
-    );
-    for (group, count) in counts {
-        // The text format's label escapes (exposition_formats.md): a raw newline
-        // would end the sample mid-label, and the collector drop the whole file.
-        let label = group
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
-        let _ = writeln!(
-            out,
-            "keepalive_connections_without_keepalive{{group=\"{label}\"}} {count}"
-        );
+    let gauges = [
+        Gauge {
+            name: "keepalive_connections_without_keepalive",
+            help: "Established TCP connections with SO_KEEPALIVE off, by unit, container or \
+                   process.",
+            counted: |s| !s.keepalive(),
+        },
+        Gauge {
+            name: "keepalive_connections_set_by_program",
+            help: "Of the connections without keepalive, those their program set up itself \
+                   (a user timeout, timers of its own), which keepalive attach leaves alone.",
+            counted: |s| !s.keepalive() && s.own.is_some(),
+        },
+    ];
+    let mut out = String::new();
+    for Gauge {
+        name,
+        help,
+        counted,
+    } in gauges
+    {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in seen.iter().filter(|s| counted(s)) {
+            *counts.entry(s.group.as_str()).or_default() += 1;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (group, count) in counts {
+            // The text format's label escapes (exposition_formats.md): a raw newline
+            // would end the sample mid-label, and the collector drop the whole file.
+            let label = group
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            let _ = writeln!(out, "{name}{{group=\"{label}\"}} {count}");
+        }
     }
     out
+}
+
+/// A Prometheus gauge by group: its name, its help line, and which connections it counts.
+struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    counted: fn(&Seen) -> bool,
 }
