@@ -51,6 +51,23 @@ impl Options {
         self
     }
 
+    /// Whether these options still carry what a change from `before` to `after` set:
+    /// every option it changed holds its `after` value. The others are not compared:
+    /// an untouched timer follows its sysctl, which an administrator may change.
+    pub fn carries(&self, before: &Options, after: &Options) -> bool {
+        let fields = |o: &Options| {
+            [
+                u32::from(o.keepalive),
+                o.idle,
+                o.interval,
+                o.count,
+                o.user_timeout,
+            ]
+        };
+        let (now, before, after) = (fields(self), fields(before), fields(after));
+        (0..5).all(|i| before[i] == after[i] || now[i] == after[i])
+    }
+
     /// The library's rule (src/tcp.rs, docs/sockets.md), on options read back: why the
     /// socket counts as configured by someone, if it does — keepalive on (unless
     /// `mode` is skip), a user timeout, or a timer that differs from what an untouched

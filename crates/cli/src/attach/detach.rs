@@ -107,7 +107,7 @@ fn put_back(
         return Ok(format!("  socket {inode}: closed since"));
     };
     let now = Options::read(copy.as_fd()).map_err(|err| format!("getsockopt on fd {fd}: {err}"))?;
-    if now != after {
+    if !now.carries(&before, &after) {
         return Ok(format!(
             "  fd {fd}: left as it is: it carries {now}, changed since attach set {after}"
         ));
