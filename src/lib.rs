@@ -7,7 +7,7 @@
 //! - [`ffi`]: the exported entry points: resolve the real function, call it,
 //!   classify the new socket, apply the configuration.
 //! - [`tcp`]: which sockets are TCP, whether someone else configured one, and the
-//!   `setsockopt` calls for one; [`defaults`]: what an untouched socket reports now.
+//!   `setsockopt` calls for one.
 //! - [`handover`]: connections handed over at start-up (inetd, `LISTEN_FDS`).
 //! - [`state`]: the process-wide configuration, read from the environment once.
 //! - `keepalive_config` (crates/config): the pure parser and the validated
@@ -24,7 +24,6 @@
 // tested from outside by tests/ with the built library preloaded into real processes.
 #![cfg_attr(test, allow(dead_code))]
 
-mod defaults;
 #[cfg(not(test))]
 mod ffi;
 mod handover;

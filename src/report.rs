@@ -9,9 +9,12 @@
 //! 1. fd 2 is an `AF_UNIX` stream socket: `sendto` with `MSG_DONTWAIT` never sleeps
 //!    (no room: EAGAIN; an AF_UNIX stream send takes no lock a slow writer could
 //!    hold), and with `MSG_NOSIGNAL` never raises SIGPIPE (send(2));
-//! 2. its own end is unnamed: it was connected, not accepted — a connection accepted
-//!    from a listener carries the listener's name, an autobind one included (unix(7)),
-//!    so a per-connection service's client never gets a line;
+//! 2. its own end is unnamed and its peer is named: it was connected to a listener
+//!    bound to a name. A connection accepted from a listener carries the listener's
+//!    name, an autobind one included (unix(7)), so a per-connection service's client
+//!    never gets a line; and a socketpair(2) has no name at either end, so the pairs
+//!    a parent gives its child as stdio (Node's child_process, libuv) are data, never
+//!    a log;
 //! 3. it is not also fd 0 (compared by `SO_COOKIE`): a connection handed over as the
 //!    standard descriptors (inetd, `ncat --exec`) starts at fd 0, and is the program's
 //!    data stream.
@@ -32,7 +35,7 @@
 use core::ffi::{CStr, c_int};
 use core::mem::MaybeUninit;
 
-use crate::sys;
+use crate::sys::{self, End};
 use keepalive_config::Var;
 
 const STDERR: c_int = 2;
@@ -47,7 +50,9 @@ impl Channel {
         let int = |fd, option| sys::int_option(fd, libc::SOL_SOCKET, option);
         let unix_stream = int(STDERR, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
             && int(STDERR, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
-        if !unix_stream || !sys::unnamed(STDERR) {
+        let journal_shaped = sys::named(STDERR, End::Own) == Some(false)
+            && sys::named(STDERR, End::Peer) == Some(true);
+        if !unix_stream || !journal_shaped {
             return None;
         }
         let own = sys::cookie(STDERR).ok()?;

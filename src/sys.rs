@@ -283,22 +283,32 @@ pub fn cookie(fd: c_int) -> Result<u64, c_int> {
     unsafe { option::<u64>(fd, libc::SOL_SOCKET, libc::SO_COOKIE) }
 }
 
-/// Whether the socket's own address is empty: a socket that was connected, or made
-/// by socketpair(2), and never bound (unix(7): "unnamed"). getsockname(2) then
-/// returns only the address family.
-pub fn unnamed(fd: c_int) -> bool {
+/// One end of a connected socket, for [`named`].
+#[derive(Clone, Copy)]
+pub enum End {
+    Own,
+    Peer,
+}
+
+/// Whether an `AF_UNIX` socket's end has a name (unix(7)): a bound end has one, and so
+/// does a connection accepted from a bound listener; a connected end that was never
+/// bound, and both ends of a socketpair(2), are "unnamed", and getsockname(2) or
+/// getpeername(2) returns only the address family for them. `None` when the kernel
+/// does not answer (not connected, or refused).
+pub fn named(fd: c_int, end: End) -> Option<bool> {
+    let call = match end {
+        End::Own => libc::SYS_getsockname,
+        End::Peer => libc::SYS_getpeername,
+    };
     let mut addr = MaybeUninit::<libc::sockaddr_un>::uninit();
     let mut len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
     let (addr_ptr, len_ptr) = (addr.as_mut_ptr() as usize, ptr::from_mut(&mut len) as usize);
-    // SAFETY: getsockname(2) writes at most `len` bytes into `addr`, which has room for
-    // them, and the address's length into `len`.
-    let named = unsafe {
-        raw(
-            libc::SYS_getsockname,
-            [fd as usize, addr_ptr, len_ptr, 0, 0, 0],
-        )
-    };
-    named.is_ok() && len as usize == size_of::<libc::sa_family_t>()
+    // SAFETY: getsockname(2) and getpeername(2) write at most `len` bytes into `addr`,
+    // which has room for them, and the address's length into `len`.
+    let answered = unsafe { raw(call, [fd as usize, addr_ptr, len_ptr, 0, 0, 0]) };
+    answered
+        .ok()
+        .map(|_| len as usize > size_of::<libc::sa_family_t>())
 }
 
 /// `sendto(fd, bytes, MSG_DONTWAIT | MSG_NOSIGNAL)`: never waits for room, never
@@ -313,28 +323,4 @@ pub fn send_now(fd: c_int, bytes: &[u8]) -> Result<usize, c_int> {
 pub fn getpid() -> libc::pid_t {
     // SAFETY: getpid(2) takes no arguments and touches no memory.
     unsafe { raw(libc::SYS_getpid, [0; 6]) }.map_or(0, |pid| pid as libc::pid_t)
-}
-
-/// Reads a small file whole into `buf`, and closes it at once: opened close-on-exec,
-/// read once, closed. `None` when it cannot be opened or read, or fills `buf`.
-pub fn read_file<'b>(path: &CStr, buf: &'b mut [MaybeUninit<u8>]) -> Option<&'b [u8]> {
-    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as usize;
-    let open = [
-        libc::AT_FDCWD as usize,
-        path.as_ptr() as usize,
-        flags,
-        0,
-        0,
-        0,
-    ];
-    // SAFETY: openat(2) reads the NUL-terminated path, a live CStr.
-    let fd = unsafe { raw(libc::SYS_openat, open) }.ok()?;
-    let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
-    // SAFETY: read(2) writes at most `len` bytes into `buf`, live memory of that size.
-    let read = unsafe { raw(libc::SYS_read, [fd, ptr, len, 0, 0, 0]) };
-    // SAFETY: close(2) of the descriptor opened above, which nothing else knows.
-    let _ = unsafe { raw(libc::SYS_close, [fd, 0, 0, 0, 0, 0]) };
-    let read = read.ok().filter(|&n| n < len)?;
-    // SAFETY: read(2) initialised the first `read` bytes.
-    Some(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), read) })
 }

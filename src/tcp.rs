@@ -3,7 +3,6 @@
 
 use core::ffi::c_int;
 
-use crate::defaults::Timer;
 use crate::sys;
 use keepalive_config::{Config, Mode, Setting};
 
@@ -37,28 +36,25 @@ pub fn is_tcp(fd: c_int) -> bool {
 /// changed: its settings belong to the program, to whoever passed it, or to systemd's
 /// `KeepAlive=`.
 ///
-/// Configured means keepalive on, or a user timeout set, or a keepalive timer that
-/// differs from what an untouched socket reports now ([`Timer::is_default`]). Under
-/// `KEEPALIVE=skip` keepalive on does not count: that mode is for programs that turn
-/// keepalive on themselves with the kernel's timers. An option that cannot be read
-/// proves nothing either way, and the socket is left alone. Two things cannot be seen:
-/// keepalive turned off explicitly (off is the default) and a timer set to exactly its
-/// default; both look untouched.
+/// Configured means keepalive on or a user timeout set: what the socket itself says,
+/// asked of it alone. Under `KEEPALIVE=skip` keepalive on does not count: that mode is
+/// for programs that turn keepalive on themselves with the kernel's timers. An option
+/// that cannot be read proves nothing, and the socket is left alone.
+///
+/// The keepalive timers are not asked. An untouched timer reads as its network
+/// namespace's `net.ipv4.tcp_keepalive_*` sysctl *now* (tcp(7); `keepalive_time_when`
+/// in include/net/tcp.h), so telling a timer someone set from a default would take a
+/// file read inside the program's `accept()` and a remembered value that goes stale
+/// across `setns` and sysctl changes; both did harm. What stays blind is documented in
+/// docs/sockets.md: a socket with keepalive off and no user timeout looks untouched,
+/// whatever its timers.
 ///
 /// The common case costs one call: a connection accepted on a listener this library
 /// configured comes with keepalive on.
 pub fn configured_elsewhere(fd: c_int, mode: Mode) -> bool {
-    let tcp = |option| sys::int_option(fd, libc::IPPROTO_TCP, option);
-    let keepalive_on = || sys::int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) != Ok(0);
-    if (mode != Mode::Skip && keepalive_on()) || tcp(libc::TCP_USER_TIMEOUT) != Ok(0) {
-        return true;
-    }
-    Timer::ALL
-        .into_iter()
-        .any(|timer| match tcp(timer.option()) {
-            Ok(value) => !timer.is_default(value),
-            Err(_) => true,
-        })
+    let option = |level, option| sys::int_option(fd, level, option);
+    (mode != Mode::Skip && option(libc::SOL_SOCKET, libc::SO_KEEPALIVE) != Ok(0))
+        || option(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) != Ok(0)
 }
 
 /// Whether `fd` is a listening socket (`SO_ACCEPTCONN`, socket(7)).

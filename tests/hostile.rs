@@ -7,7 +7,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -182,7 +181,7 @@ fn diagnostics_into_a_unix_socket_on_fd_2_even_a_closed_one() {
     if as_child(NAME, write_own_bytes_and_create_sockets) {
         return;
     }
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let (mut ours, theirs) = common::journal_stream();
     run_child(NAME, &NOISY, |command| {
         command.stderr(Stdio::from(OwnedFd::from(theirs)));
     });
@@ -195,7 +194,7 @@ fn diagnostics_into_a_unix_socket_on_fd_2_even_a_closed_one() {
 
     // The reader is gone: only the library writes there (QUIET), and the child must
     // still exit normally (run_child asserts it), not die of SIGPIPE.
-    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (ours, theirs) = common::journal_stream();
     drop(ours);
     run_child(NAME, &NOISY, |command| {
         command

@@ -309,16 +309,16 @@ time.sleep(60)
 /// library used before (the "stale marks"), and the program's own listener
 /// moved elsewhere: the rule looks at the connection, not at the number. An untouched
 /// listener's connections get the environment's settings; a listener the program set
-/// to keepalive off and idle 5 s keeps exactly that.
+/// to keepalive off, idle 5 s and a 5000 ms user timeout keeps exactly that.
 #[test]
 fn a_listener_is_judged_by_itself_however_it_arrived() {
     let test = "a_listener_is_judged_by_itself_however_it_arrived";
     let Some(program) = common::c_program("listener_ways", test) else {
         return;
     };
-    let off5 = "keepalive=0 idle=5 intvl=75 cnt=9 user_timeout=0";
+    let own = "keepalive=0 idle=5 intvl=75 cnt=9 user_timeout=5000";
     // The program's own listener was configured by the library first.
-    let moved_off5 = "keepalive=0 idle=5 intvl=60 cnt=9 user_timeout=120000";
+    let moved_own = "keepalive=0 idle=5 intvl=60 cnt=9 user_timeout=5000";
     let environment = "keepalive=1 idle=600 intvl=60 cnt=9 user_timeout=120000";
     let cases = [
         ("dup2", "", environment),
@@ -326,10 +326,10 @@ fn a_listener_is_judged_by_itself_however_it_arrived() {
         ("fdupfd", "", environment),
         ("raw", "", environment),
         ("scm_rights", "", environment),
-        ("dup2", "off5", off5),
-        ("raw", "off5", off5),
-        ("scm_rights", "off5", off5),
-        ("moved", "off5", moved_off5),
+        ("dup2", "own", own),
+        ("raw", "own", own),
+        ("scm_rights", "own", own),
+        ("moved", "own", moved_own),
         ("moved", "", environment),
     ];
     let mut failures = Vec::new();
@@ -389,9 +389,9 @@ fn skip_gives_timers_to_an_inherited_listener_with_keepalive_on() {
 /// a program runs, on a listener the library did not make (socket-activated,
 /// inherited: here one made with a direct system call, which no preload sees). A
 /// connection accepted before the change and one accepted after it are both untouched,
-/// so both are configured: what an untouched socket reports is asked again, never
-/// remembered from before the change (src/defaults.rs). It runs in a network namespace
-/// of its own, whose sysctls are its own, so the host's are never changed.
+/// so both are configured: the library judges a connection by what it carries, and
+/// remembers nothing of the sysctls. It runs in a network namespace of its own, whose
+/// sysctls are its own, so the host's are never changed.
 #[test]
 fn a_sysctl_changed_while_the_program_runs_is_seen() {
     const NAME: &str = "a_sysctl_changed_while_the_program_runs_is_seen";

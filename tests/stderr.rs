@@ -151,7 +151,7 @@ fn a_refused_socket_check_writes_nothing_into_a_tcp_fd_2() {
 #[test]
 fn a_connection_on_fds_0_to_2_gets_no_lines() {
     let run = |stdin_too: bool| {
-        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (ours, theirs) = common::journal_stream();
         let fd = |s: &UnixStream| Stdio::from(OwnedFd::from(s.try_clone().unwrap()));
         let stdin = if stdin_too {
             fd(&theirs)
@@ -180,6 +180,27 @@ fn a_connection_on_fds_0_to_2_gets_no_lines() {
         run(false).starts_with("libkeepalive: KEEPIDLE=\"30s\" ignored"),
         "an AF_UNIX stderr that is not the connection gets the warning"
     );
+}
+
+/// Node's `child_process` gives each child AF_UNIX socketpairs as its stdio, not pipes,
+/// and a parent that runs `sh -c '... 2>&1'` parses what comes back as data. A bad
+/// value must not put the library's line into that data: a socketpair's peer has no
+/// name, so it is never taken for a journal (third review of issue 20, finding 2).
+#[test]
+fn a_node_childs_output_gets_no_line() {
+    const NAME: &str = "a_node_childs_output_gets_no_line";
+    if !common::have(NAME, "node") {
+        return;
+    }
+    const PARENT: &str = "process.stdout.write(require('child_process')\
+        .execSync(\"sh -c 'echo data' 2>&1\").toString())";
+    let output = preloaded("node", &[BAD])
+        .args(["-e", PARENT])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "data\n");
 }
 
 // ---- never a cancellation point --------------------------------------------------

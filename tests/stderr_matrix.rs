@@ -112,7 +112,9 @@ const KINDS: [Kind; 17] = [
     kind("accepted AF_UNIX, fds 0-2",          "unix-accepted-012",     Dropped),
     // journald's shape: a systemd service's default stderr.
     kind("AF_UNIX client of a named listener", "unix-client",           Arrives),
-    kind("socketpair end",                     "socketpair",            Arrives),
+    // A socketpair has no name at either end: a parent's pipe for its child's stdio
+    // (Node's child_process, libuv), so the program's data.
+    kind("socketpair end",                     "socketpair",            Dropped),
     // Only a stream is a byte stream a line can join; messages are the program's own.
     kind("AF_UNIX datagram socketpair end",    "socketpair-dgram",      Dropped),
     kind("AF_UNIX seqpacket socketpair end",   "socketpair-seqpacket",  Dropped),

@@ -269,8 +269,6 @@ enum Variant {
     Shim,
     CShim,
     MinimalShim,
-    /// The library, on a listener someone else gave a keepalive timer (the rare path).
-    ShimForeignTimer,
 }
 
 impl Variant {
@@ -279,7 +277,7 @@ impl Variant {
         command.envs(VARS).env_remove("LD_PRELOAD");
         match self {
             Variant::NoShim | Variant::Inline => {}
-            Variant::Shim | Variant::ShimForeignTimer => {
+            Variant::Shim => {
                 command.env("LD_PRELOAD", &paths.shim);
             }
             Variant::CShim => {
@@ -295,7 +293,6 @@ impl Variant {
     fn mode(self) -> &'static str {
         match self {
             Variant::Inline => "inline",
-            Variant::ShimForeignTimer => "foreign",
             _ => "plain",
         }
     }
@@ -485,17 +482,10 @@ fn per_accept_call(paths: &Paths, plan: &Plan) {
 /// The accept path on a listener the library did not make (systemd socket activation,
 /// an inherited one): its connections arrive untouched, so the library asks each one
 /// what it carries (five getsockopt) and configures it. The floor is the program
-/// setting the same four options on each connection itself. With a foreign timer on the
-/// listener (the program's TCP_KEEPIDLE, keepalive off) every connection takes the rare
-/// path: one sysctl read, to tell that timer from a changed default (src/defaults.rs).
+/// setting the same four options on each connection itself.
 fn per_activated_accept(paths: &Paths, plan: &Plan) {
     let count = (plan.connections * 2).to_string();
-    let variants = [
-        Variant::NoShim,
-        Variant::Inline,
-        Variant::Shim,
-        Variant::ShimForeignTimer,
-    ];
+    let variants = [Variant::NoShim, Variant::Inline, Variant::Shim];
     let samples = measure(plan.rounds, &variants, |variant| {
         let ns = worker_number(variant.command(paths, &paths.exe).args([
             "worker",
@@ -510,17 +500,9 @@ fn per_activated_accept(paths: &Paths, plan: &Plan) {
             "(b3) per accept4() on an activated listener: {} queued connections per run",
             plan.connections * 2
         ),
-        &[
-            "no shim",
-            "inline floor (+4 setsockopt)",
-            "libkeepalive",
-            "libkeepalive, foreign timer",
-        ],
+        &["no shim", "inline floor (+4 setsockopt)", "libkeepalive"],
         &samples,
-        &[
-            (2, 1, "libkeepalive / inline floor"),
-            (3, 2, "foreign timer / untouched"),
-        ],
+        &[(2, 1, "libkeepalive / inline floor")],
         "none: reported for docs/cost.md\n",
     );
 }
@@ -870,19 +852,6 @@ fn worker(args: &[String]) {
             let mode = args[2].as_str();
             let listener = raw_listener();
             let fd = listener.as_raw_fd();
-            if mode == "foreign" {
-                let idle: i32 = 300;
-                // SAFETY: setsockopt(2) with a live c_int and its size.
-                unsafe {
-                    libc::setsockopt(
-                        fd,
-                        libc::IPPROTO_TCP,
-                        libc::TCP_KEEPIDLE,
-                        (&raw const idle).cast(),
-                        size_of::<i32>() as libc::socklen_t,
-                    )
-                };
-            }
             let address = listener.local_addr().expect("address");
             let mut elapsed = std::time::Duration::ZERO;
             let mut left = count(1);

@@ -12,6 +12,7 @@ pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -235,14 +236,36 @@ pub fn output_with_journal_stderr(command: &mut Command) -> Output {
     JournalStderr::attach(command).output(command)
 }
 
+/// A connected `AF_UNIX` stream shaped like a service's stderr: the second end, for
+/// the child, is a client of a listener with a name (an abstract one, unique to this
+/// test process), as a service's is of `/run/systemd/journal/stdout`; the first is the
+/// accepted end, for the test to read. Only such a stream gets the library's lines
+/// (src/report.rs): a socketpair has no name at either end.
+pub fn journal_stream() -> (UnixStream, UnixStream) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "libkeepalive-test-journal.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let address = SocketAddr::from_abstract_name(name).expect("abstract name");
+    let listener = UnixListener::bind_addr(&address).expect("bind the journal");
+    let theirs = UnixStream::connect_addr(&address).expect("connect to the journal");
+    let (ours, _) = listener.accept().expect("accept the child's stderr");
+    (ours, theirs)
+}
+
 /// The reading end of a journal-like stderr given to a command.
-pub struct JournalStderr(std::os::unix::net::UnixStream);
+pub struct JournalStderr(UnixStream);
 
 impl JournalStderr {
     /// Gives `command` the other end as its stderr; a later `stderr(...)` on the
     /// command replaces it, and then nothing arrives here.
     pub fn attach(command: &mut Command) -> JournalStderr {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let (ours, theirs) = journal_stream();
         command.stderr(Stdio::from(OwnedFd::from(theirs)));
         JournalStderr(ours)
     }

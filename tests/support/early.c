@@ -15,12 +15,14 @@
  */
 #define _GNU_SOURCE
 #include <netinet/in.h>
+#include <stddef.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,6 +55,25 @@ static void *fork_on_line(void *arg)
     return NULL;
 }
 
+/* journald's shape: pair[1] is a client of a listener with a (abstract) name, pair[0]
+ * the end that listener accepted. A socketpair would not do: the library writes only
+ * to a stream whose peer has a name. */
+static int journal_stream(int pair[2])
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 +
+        (socklen_t)snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1,
+                            "libkeepalive-early.%d", (int)getpid());
+    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ok = listener >= 0 && bind(listener, (struct sockaddr *)&addr, len) == 0 &&
+        listen(listener, 1) == 0 && (pair[1] = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0 &&
+        connect(pair[1], (struct sockaddr *)&addr, len) == 0 &&
+        (pair[0] = accept(listener, NULL, NULL)) >= 0;
+    if (listener >= 0)
+        close(listener);
+    return ok ? 0 : -1;
+}
+
 __attribute__((constructor)) static void early(void)
 {
     const char *long_value = getenv("EARLY_LONG");
@@ -66,7 +87,7 @@ __attribute__((constructor)) static void early(void)
         memcpy(value + ZEROS, eq + 1, tail + 1);
         setenv(name, value, 1);
     }
-    if (fork_wanted && socketpair(AF_UNIX, SOCK_STREAM, 0, line_pipe) == 0) {
+    if (fork_wanted && journal_stream(line_pipe) == 0) {
         pthread_t thread;
         original_stderr = dup(2);
         dup2(line_pipe[1], 2);

@@ -3,11 +3,12 @@
  * through the library's socket() used before: the listener is then not what that
  * number once held, and its connections must be judged by themselves.
  *
- * Usage: listener_ways WAY [off5]
+ * Usage: listener_ways WAY [own]
  *   WAY: dup2, dup, fdupfd (onto the freed number), raw (syscall(SYS_socket) takes the
  *        freed number), scm_rights (received over a socketpair), moved (the program's
  *        own listener, made through socket(), moved with F_DUPFD).
- *   off5: the listener is configured as the program would: SO_KEEPALIVE 0, idle 5.
+ *   own: the listener is configured as the program would: SO_KEEPALIVE 0, idle 5 s and
+ *        a user timeout of 5000 ms.
  * Prints "fd=N reused=R keepalive=K idle=I intvl=V cnt=C user_timeout=U" for the
  * connection accepted with accept4; reused=1 when the listener sits on the freed
  * number (moved: when it left it).
@@ -64,7 +65,7 @@ static int pass(int fd)
 int main(int argc, char **argv)
 {
     const char *way = argc > 1 ? argv[1] : "";
-    int own = argc > 2 && !strcmp(argv[2], "off5");
+    int own = argc > 2 && !strcmp(argv[2], "own");
     struct sockaddr_in addr;
     int freed, listener = -1, client, conn;
 
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     if (own) {
         set(listener, SOL_SOCKET, SO_KEEPALIVE, 0);
         set(listener, IPPROTO_TCP, TCP_KEEPIDLE, 5);
+        set(listener, IPPROTO_TCP, TCP_USER_TIMEOUT, 5000);
     }
     if (!strcmp(way, "moved")) {
         int moved = fcntl(listener, F_DUPFD, listener + 20);
