@@ -1,10 +1,11 @@
 //! `keepalive detach`: puts back what `attach` changed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::record::{self, Record};
+use super::record::{self, Change, Place};
 use super::sockopt;
 use super::targets::{self, Targets};
 use crate::failure::{self, Failure};
@@ -15,17 +16,18 @@ use crate::status::process::{self, Pidfd};
 /// `keepalive detach PID…`: puts back what `attach` changed, on each socket that still
 /// carries exactly what `attach` set (one changed since belongs to whoever changed it),
 /// then removes the record.
+///
+/// Every process is looked at, and its records read, before any socket changes, so a
+/// PID that cannot be detached leaves the others as they were. The record places stay
+/// locked throughout (see [`record`]).
 pub fn detach(unit: Option<&str>, pids_named: &[i32]) -> Result<ExitCode, Failure> {
     let targets = Targets::find(unit, pids_named)?;
+    let places = open_places(&targets.pids)?;
+    let mut prepared = Vec::new();
     for &pid in &targets.pids {
         let named = pids_named.contains(&pid);
-        match detach_one(pid) {
-            Ok(Some(lines)) => failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?,
-            Ok(None) if named => failure::say(format_args!(
-                "PID {pid}: nothing to put back: `keepalive attach` changed nothing in it"
-            ))?,
-            // With --unit, the processes attach changed nothing in are not named.
-            Ok(None) => {}
+        match prepare(pid, &places) {
+            Ok(process) => prepared.push(process),
             // As in attach: a process of the unit that ends meanwhile is no failure.
             Err(_) if !named && targets::exited_now(pid) => failure::say(format_args!(
                 "PID {pid}: exited while detach ran; nothing to do"
@@ -33,7 +35,34 @@ pub fn detach(unit: Option<&str>, pids_named: &[i32]) -> Result<ExitCode, Failur
             Err(failure) => return Err(failure),
         }
     }
-    record::sweep();
+    for process in prepared {
+        let pid = process.pid;
+        if process.records.is_empty() {
+            // With --unit, the processes attach changed nothing in are not named.
+            if pids_named.contains(&pid) {
+                failure::say(format_args!(
+                    "PID {pid}: nothing to put back: `keepalive attach` changed nothing in it"
+                ))?;
+            }
+            continue;
+        }
+        let (lines, failed) = put_back_all(&process, &places);
+        failure::say(format_args!("PID {pid}:\n{}", lines.join("\n")))?;
+        if let Some(why) = failed {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "detach {pid}: {why}; the sockets shown were put back, and the record \
+                     keeps the rest for the next `keepalive detach`; the processes after \
+                     it were not detached"
+                ),
+            ));
+        }
+    }
+    if let Some(own) = places.values().find(|place| place.path() == record::dir()) {
+        own.sweep();
+    }
+    drop(places);
     if let Some(service) = &targets.service {
         let ended = live::end(&service.cgroup, &record::dir()).map_err(|why| {
             Failure::with_code(1, format!("detach --unit {}: {why}", service.name))
@@ -49,70 +78,184 @@ pub fn detach(unit: Option<&str>, pids_named: &[i32]) -> Result<ExitCode, Failur
     Ok(ExitCode::SUCCESS)
 }
 
-/// Puts back what `attach` changed in one process, a line per socket, and takes those
-/// sockets out of the records; `None` when no record names a socket of it (undoing
-/// twice, or undoing an attach that left every socket alone, leaves it as it is).
-/// Whether this user may act on the process is asked first, so "nothing to put back"
-/// is never said of a process it could not have undone.
-fn detach_one(pid: i32) -> Result<Option<Vec<String>>, Failure> {
+/// Opens and locks every place a record of these processes may be in, in the order of
+/// their paths, so that two runs never wait on each other's.
+fn open_places(pids: &[i32]) -> Result<BTreeMap<PathBuf, Place>, Failure> {
+    let mut paths: Vec<PathBuf> = pids
+        .iter()
+        .filter_map(|&pid| record::owner(pid).ok())
+        .flat_map(record::places)
+        .collect();
+    paths.push(record::dir());
+    paths.sort();
+    paths.dedup();
+    let mut places = BTreeMap::new();
+    for path in paths {
+        let place = Place::open(&path).map_err(|err| {
+            Failure::with_code(
+                1,
+                format!(
+                    "detach: cannot open the records in {} ({err}); nothing was changed",
+                    path.display()
+                ),
+            )
+        })?;
+        if let Some(place) = place {
+            places.insert(path, place);
+        }
+    }
+    Ok(places)
+}
+
+/// One process, looked at: its socket descriptors, and the records that name sockets
+/// it holds (place, record name, lines), its own first.
+struct Prepared {
+    pid: i32,
+    pidfd: Pidfd,
+    fds: Vec<(i32, u64)>,
+    records: Vec<(PathBuf, String, Vec<Change>)>,
+}
+
+/// Looks at one process and finds its records, changing nothing. Whether this user may
+/// act on the process is asked first, so "nothing to put back" is never said of a
+/// process it could not have undone; and every record found must be this user's to
+/// rewrite, or nothing is done: `detach` changes nothing it could not then record as
+/// undone.
+fn prepare(pid: i32, places: &BTreeMap<PathBuf, Place>) -> Result<Prepared, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
     let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
-        Some(libc::ESRCH) => refuse("no such process".into()),
-        _ => refuse(format!("pidfd_open: {err}")),
+        Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
+        _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
     })?;
     let fds = process::socket_fds(&format!("/proc/{pid}")).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({err}): detaching takes the same ptrace \
-             permission as attaching"
+             permission as attaching; nothing was changed"
         ))
     })?;
     let held: HashSet<u64> = fds.iter().map(|&(_, inode)| inode).collect();
+    let own = record::name(pid).ok_or_else(|| refuse("no such process".into()))?;
     let owner = record::owner(pid).map_err(|err| refuse(format!("/proc/{pid}: {err}")))?;
-    let records = Record::find(pid, owner, &held)
-        .map_err(|why| refuse(format!("{why}; nothing was changed")))?;
-    if records.is_empty() {
-        return Ok(None);
+    let mut records = Vec::new();
+    let mut skipped = Vec::new();
+    for path in record::places(owner) {
+        let Some(place) = places.get(&path) else {
+            continue;
+        };
+        let found = place
+            .find(&own, &held, &mut skipped)
+            .map_err(|why| refuse(format!("{why}; nothing was changed")))?;
+        if !found.is_empty() {
+            place.writable().map_err(|err| {
+                refuse(format!(
+                    "{} records what was attached, and this user cannot remove it ({err}): \
+                     run `keepalive detach` as root, or as the user who attached; nothing \
+                     was changed",
+                    place.path().display()
+                ))
+            })?;
+        }
+        records.extend(
+            found
+                .into_iter()
+                .map(|(name, changes)| (path.clone(), name, changes)),
+        );
     }
+    for why in skipped {
+        failure::warn(format_args!(
+            "detach {pid}: left out {why}: a record of another process, gone, which may \
+             name sockets this one inherited; remove it once you have looked"
+        ));
+    }
+    Ok(Prepared {
+        pid,
+        pidfd,
+        fds,
+        records,
+    })
+}
+
+/// Puts back what `attach` changed in one process, a line per socket, and takes what
+/// was put back out of its records; why it stopped part way, if it did. A socket a
+/// refusal left half put back keeps its line, with what it carries now as the "after",
+/// so that the next `detach` finishes it.
+fn put_back_all(
+    process: &Prepared,
+    places: &BTreeMap<PathBuf, Place>,
+) -> (Vec<String>, Option<String>) {
     let mut lines = Vec::new();
-    for record in records {
+    let mut failed = None;
+    for (path, name, changes) in &process.records {
+        let Some(place) = places.get(path) else {
+            continue;
+        };
         let mut done = HashSet::new();
-        let result = record.changes.iter().try_for_each(|change| {
-            lines.push(put_back(&pidfd, &fds, change).map_err(&refuse)?);
-            done.insert(change.0);
-            Ok(())
+        let mut half = Vec::new();
+        for change in changes {
+            match put_back(&process.pidfd, &process.fds, change) {
+                Ok(line) => {
+                    lines.push(line);
+                    done.insert(change.0);
+                }
+                Err((now, why)) => {
+                    if let Some(now) = now {
+                        half.push((change.0, now));
+                    }
+                    failed = Some(why);
+                    break;
+                }
+            }
+        }
+        let kept = place.read(name).map(|all| {
+            all.unwrap_or_default()
+                .into_iter()
+                .filter(|(inode, ..)| !done.contains(inode))
+                .map(|(inode, before, after)| {
+                    let now = half.iter().find(|(i, _)| *i == inode).map(|(_, now)| *now);
+                    (inode, before, now.unwrap_or(after))
+                })
+                .collect::<Vec<_>>()
         });
-        // What was put back leaves the record even when a later socket failed.
-        record
-            .remove(&done)
-            .map_err(|err| refuse(format!("cannot update {}: {err}", record.path.display())))?;
-        result?;
+        let written = kept.and_then(|kept| {
+            place
+                .write(name, &kept)
+                .map_err(|err| format!("cannot update the record: {err}"))
+        });
+        if let Err(why) = written {
+            failed.get_or_insert(why);
+        }
+        if failed.is_some() {
+            break;
+        }
     }
-    Ok(Some(lines))
+    (lines, failed)
 }
 
 /// Puts one socket back to what it had before `attach`, when it still carries what
-/// `attach` set; the line that says what happened.
+/// `attach` set; the line that says what happened. On a refusal, what the socket
+/// carries then, when it can be read.
 fn put_back(
     pidfd: &Pidfd,
     fds: &[(i32, u64)],
-    &(inode, before, after): &record::Change,
-) -> Result<String, String> {
+    &(inode, before, after): &Change,
+) -> Result<String, (Option<Options>, String)> {
     let Some(&(fd, _)) = fds.iter().find(|&&(_, i)| i == inode) else {
         return Ok(format!("  socket {inode}: closed since"));
     };
     let Some(copy) = pidfd
         .get_socket(fd, inode)
-        .map_err(|err| format!("pidfd_getfd of fd {fd}: {err}"))?
+        .map_err(|err| (None, format!("pidfd_getfd of fd {fd}: {err}")))?
     else {
         return Ok(format!("  socket {inode}: closed since"));
     };
-    let now = Options::read(copy.as_fd()).map_err(|err| format!("getsockopt on fd {fd}: {err}"))?;
+    let read = || Options::read(copy.as_fd());
+    let now = read().map_err(|err| (None, format!("getsockopt on fd {fd}: {err}")))?;
     if !now.carries(&before, &after) {
         return Ok(format!(
             "  fd {fd}: left as it is: it carries {now}, changed since attach set {after}"
         ));
     }
     sockopt::restore(&copy, &before, &after)
-        .map_err(|err| format!("setsockopt on fd {fd}: {err}"))?;
+        .map_err(|err| (read().ok(), format!("setsockopt on fd {fd}: {err}")))?;
     Ok(format!("  fd {fd}: back to {before}"))
 }

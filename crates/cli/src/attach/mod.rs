@@ -26,6 +26,7 @@ mod targets;
 
 pub use detach::detach;
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
@@ -41,6 +42,7 @@ use crate::options::Options;
 use crate::status::process::{self, Pidfd};
 use crate::status::tcp_entries;
 use crate::status::tcp_table::{Entry, State};
+use record::Place;
 use render::{Future, Outcome};
 use targets::Targets;
 
@@ -73,9 +75,6 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
         }
         None => (work(None)?, Future::Program),
     };
-    if !args.dry_run {
-        record::sweep();
-    }
     let Attached {
         reports,
         exited,
@@ -103,7 +102,8 @@ pub fn run(args: &AttachProcessArgs) -> Result<ExitCode, Failure> {
 /// Attaches every process of `targets`: each is duplicated and judged before any
 /// socket changes, so a PID that cannot be attached leaves the others as they were;
 /// then each is changed. A process of the unit (not `named`) that exits meanwhile is
-/// set aside, not failed.
+/// set aside, not failed. The record place is opened and locked first: a second attach
+/// or a detach of the same processes waits, then judges what this one set.
 fn attach_all(
     targets: &Targets,
     named: &[i32],
@@ -111,6 +111,9 @@ fn attach_all(
     dry_run: bool,
     marks: Option<&Pending>,
 ) -> Result<Attached, Failure> {
+    // Opened before anything is judged; a failure to open it is reported after the
+    // processes were looked at, so that a missing permission over them is what is said.
+    let place = (!dry_run).then(Place::own);
     let mut prepared = Vec::new();
     let mut exited = Vec::new();
     for &pid in &targets.pids {
@@ -122,26 +125,25 @@ fn attach_all(
             Err(failure) => return Err(failure),
         }
     }
-    if !dry_run {
-        record::writable(&record::dir()).map_err(|err| {
-            Failure::with_code(
-                1,
-                format!(
-                    "attach: cannot record what changes in {}, for `keepalive detach` \
-                     ({err}); nothing was changed",
-                    record::dir().display()
-                ),
-            )
-        })?;
-    }
+    let place = place.transpose().map_err(|err| {
+        Failure::with_code(
+            1,
+            format!(
+                "attach: cannot record what changes in {}, for `keepalive detach` ({err}); \
+                 nothing was changed",
+                record::dir().display()
+            ),
+        )
+    })?;
     let mut attached = Attached {
         reports: Vec::new(),
         exited,
         failed: None,
     };
+    let mut seen = HashMap::new();
     for process in prepared {
         let pid = process.pid;
-        let (outcomes, failure) = change(process, config, dry_run);
+        let (outcomes, failure) = change(process, config, place.as_ref(), &mut seen);
         match failure {
             Some(_) if !named.contains(&pid) && targets::exited_now(pid) => {
                 attached.exited.push(pid)
@@ -153,6 +155,9 @@ fn attach_all(
             }
             None => attached.reports.push((pid, outcomes)),
         }
+    }
+    if let Some(place) = &place {
+        place.sweep();
     }
     Ok(attached)
 }
@@ -281,54 +286,154 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
     })
 }
 
-/// Configures the sockets of one prepared process that nobody configured, and
-/// records them for `detach`: what happened to each socket, and why it stopped part
-/// way, if it did (what was changed until then is recorded all the same).
-fn change(process: Prepared, config: &Config, dry_run: bool) -> (Vec<Outcome>, Option<String>) {
+/// Configures the sockets of one prepared process that nobody configured: what
+/// happened to each socket, and why it stopped part way, if it did.
+///
+/// What will change is recorded for `detach` first (`place`; none with --dry-run), so a
+/// record that cannot be written leaves the process as it was. Each socket is read
+/// again just before it is set: one the program configured after it was judged is its
+/// program's, and left alone. Where the record then differs from what was set (a
+/// refusal part way, a socket left alone), it is written again with what was.
+/// `seen` holds the sockets already set in this run, which processes share after a
+/// fork: each is set and recorded once.
+fn change(
+    process: Prepared,
+    config: &Config,
+    place: Option<&Place>,
+    seen: &mut HashMap<u64, (i32, i32)>,
+) -> (Vec<Outcome>, Option<String>) {
+    let pid = process.pid;
+    let mut planned = Vec::new();
+    let mut judged = Vec::new();
+    for socket in process.sockets {
+        let inode = socket.entry.inode;
+        let why = socket.why.clone().or_else(|| {
+            seen.get(&inode)
+                .map(|(pid, fd)| format!("the same socket as PID {pid}'s fd {fd}, set there"))
+        });
+        if why.is_none() {
+            seen.insert(inode, (pid, socket.fd));
+            planned.push((inode, socket.before, socket.before.configured_by(config)));
+        }
+        judged.push((socket, why));
+    }
+    let left_alone = |judged: Vec<(Judged, Option<String>)>| -> Vec<Outcome> {
+        judged
+            .into_iter()
+            .map(|(socket, why)| Outcome {
+                fd: socket.fd,
+                entry: socket.entry,
+                before: socket.before,
+                after: None,
+                why,
+            })
+            .collect()
+    };
+    let Some(place) = place else {
+        let mut outcomes = left_alone(judged);
+        for (outcome, (.., after)) in outcomes
+            .iter_mut()
+            .filter(|o| o.why.is_none())
+            .zip(&planned)
+        {
+            outcome.after = Some(*after);
+        }
+        return (outcomes, None);
+    };
+    if planned.is_empty() {
+        return (left_alone(judged), None);
+    }
+    let Some(name) = record::name(pid) else {
+        return (
+            left_alone(judged),
+            Some("the process exited while it was attached".into()),
+        );
+    };
+    let existing = match place.read(&name) {
+        Ok(existing) => existing.unwrap_or_default(),
+        Err(why) => {
+            return (
+                left_alone(judged),
+                Some(format!("{why}; nothing was changed in it")),
+            );
+        }
+    };
+    if let Err(err) = place.write(&name, &record::merged(&existing, &planned)) {
+        return (
+            left_alone(judged),
+            Some(format!(
+                "cannot record what would change, for `keepalive detach` ({err}); nothing \
+                 was changed in it"
+            )),
+        );
+    }
     let mut outcomes = Vec::new();
     let mut failed = None;
-    for socket in process.sockets {
-        let after = match &socket.why {
-            Some(_) => None,
-            None if dry_run => Some(socket.before.configured_by(config)),
-            None => {
-                let set = sockopt::apply(&socket.copy, config)
-                    .map_err(|err| format!("setsockopt on fd {}: {err}", socket.fd))
-                    .and_then(|()| {
-                        Options::read(socket.copy.as_fd())
-                            .map_err(|err| format!("getsockopt on fd {}: {err}", socket.fd))
-                    });
-                match set {
-                    Ok(after) => Some(after),
-                    Err(why) => {
-                        failed = Some(why);
-                        break;
-                    }
+    for (socket, mut why) in judged {
+        let mut after = None;
+        if why.is_none() {
+            match set(&socket, config) {
+                Ok(Set::Done(now)) => after = Some(now),
+                Ok(Set::TakenMeanwhile(now)) => {
+                    why = Some(format!(
+                        "its program set {now} after attach read it: the program's"
+                    ))
+                }
+                Err((now, err)) => {
+                    after = now.filter(|now| *now != socket.before);
+                    failed = Some(err);
                 }
             }
-        };
+        }
         outcomes.push(Outcome {
             fd: socket.fd,
             entry: socket.entry,
             before: socket.before,
             after,
-            why: socket.why,
+            why,
         });
+        if failed.is_some() {
+            break;
+        }
     }
-    if dry_run {
-        return (outcomes, failed);
-    }
-    let changes: Vec<record::Change> = outcomes
+    let changed: Vec<record::Change> = outcomes
         .iter()
         .filter_map(|o| Some((o.entry.inode, o.before, o.after?)))
         .collect();
-    if let Err(why) = record::add(process.pid, &changes) {
-        failed.get_or_insert(format!(
-            "configured, but cannot record it for `keepalive detach`: {why}"
-        ));
+    if changed != planned {
+        if let Err(err) = place.write(&name, &record::merged(&existing, &changed)) {
+            failed.get_or_insert(format!(
+                "configured, but cannot correct the record for `keepalive detach`: {err}"
+            ));
+        }
     }
     if failed.is_none() && process.pidfd.has_exited() {
         failed = Some("the process exited while it was attached".into());
     }
     (outcomes, failed)
+}
+
+/// What setting one socket came to.
+enum Set {
+    /// Set; the options it carries now.
+    Done(Options),
+    /// Its program configured it between the judging and now: left alone.
+    TakenMeanwhile(Options),
+}
+
+/// Sets `config` on one judged socket, unless its options changed since it was judged.
+/// A refusal part way leaves what the kernel took: the error comes with the options
+/// the socket carries then, when they can be read.
+fn set(socket: &Judged, config: &Config) -> Result<Set, (Option<Options>, String)> {
+    let read = || Options::read(socket.copy.as_fd());
+    let fd = socket.fd;
+    let now = read().map_err(|err| (None, format!("getsockopt on fd {fd}: {err}")))?;
+    if now != socket.before {
+        return Ok(Set::TakenMeanwhile(now));
+    }
+    sockopt::apply(&socket.copy, config)
+        .map_err(|err| (read().ok(), format!("setsockopt on fd {fd}: {err}")))?;
+    read()
+        .map(Set::Done)
+        .map_err(|err| (None, format!("getsockopt on fd {fd}: {err}")))
 }

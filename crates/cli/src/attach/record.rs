@@ -3,13 +3,23 @@
 //!
 //! A record outlives its process when a child forked before the exit still holds the
 //! sockets, so `detach` of that child takes the lines of the sockets it holds from the
-//! records of processes that are gone ([`Record::find`]); a record none of whose
-//! sockets any process holds any more is swept ([`sweep`]).
+//! records of processes that are gone ([`Place::find`]); a record none of whose
+//! sockets any process holds any more is swept ([`Place::sweep`]).
+//!
+//! Every record is reached through a [`Place`]: its directory, opened without following
+//! a symbolic link anywhere on the way, and locked while one `attach` or `detach`
+//! judges, changes and records, so two of them never judge the same socket at once. A
+//! record is replaced whole, written beside it and renamed over it (rename(2) is
+//! atomic), never cut and rewritten in place: a full file system leaves the old record
+//! or the new one, never half of either.
 
 use std::collections::HashSet;
+use std::ffi::CString;
 use std::fmt::Write as _;
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::kernel::live;
@@ -20,29 +30,27 @@ use crate::status::process;
 pub type Change = (u64, Options, Options);
 
 /// Where this user's `attach` records what it changed: /run/keepalive/attach for
-/// root, the user's own runtime directory ($XDG_RUNTIME_DIR/keepalive/attach)
-/// otherwise; either is gone at the next boot with every process it names.
+/// root, the user's own runtime directory ($XDG_RUNTIME_DIR/keepalive/attach, or
+/// /run/user/UID where pam_systemd puts it) otherwise; either is gone at the next boot
+/// with every process it names.
 pub fn dir() -> PathBuf {
-    if is_root() {
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
         return PathBuf::from(ROOT);
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(runtime) => Path::new(&runtime).join("keepalive/attach"),
-        None => PathBuf::from(ROOT),
+        None => PathBuf::from(format!("/run/user/{uid}/keepalive/attach")),
     }
 }
 
 const ROOT: &str = "/run/keepalive/attach";
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Where `detach` looks for what was attached to a process owned by `owner`: this
 /// user's place, root's, and the owner's runtime directory (`/run/user/UID`, where
 /// pam_systemd puts `$XDG_RUNTIME_DIR`), since root or the owner may have attached it.
-fn places(owner: u32) -> Vec<PathBuf> {
+pub fn places(owner: u32) -> Vec<PathBuf> {
     let mut places = vec![
         dir(),
         PathBuf::from(ROOT),
@@ -53,209 +61,276 @@ fn places(owner: u32) -> Vec<PathBuf> {
     places
 }
 
-/// Makes `dir` when missing, and says whether this user may write in it (access(2)).
-pub fn writable(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    may_write(dir)
-}
-
-fn may_write(dir: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: access(2) reads a NUL-terminated path that lives for the call.
-    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The name of `pid`'s record: its pid and start time (proc(5) /proc/PID/stat, field
-/// 22), so that a pid used again by another process never matches; `None` when the
-/// process is gone, or a zombie (state Z or X), which holds no descriptor any more.
+/// The name of `pid`'s record: its pid and start time, so that a pid used again by
+/// another process never matches; `None` when the process is gone, or a zombie.
 pub fn name(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    if matches!(fields.first(), Some(&("Z" | "X"))) {
-        return None;
+    process::start_time(pid).map(|started| format!("{pid}-{started}"))
+}
+
+/// The owner of `pid`: the user of its /proc directory, its effective user.
+pub fn owner(pid: i32) -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(format!("/proc/{pid}"))?.uid())
+}
+
+/// A directory of records, open and locked (flock(2), exclusive) until dropped.
+pub struct Place {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+impl Place {
+    /// This user's place ([`dir`]), made when missing: where `attach` records.
+    pub fn own() -> io::Result<Place> {
+        let path = dir();
+        std::fs::create_dir_all(&path)?;
+        let place = Place::open(&path)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        place.writable()?;
+        Ok(place)
     }
-    Some(format!("{pid}-{}", fields.get(19)?))
-}
 
-/// A record, read: where it is and what it holds.
-pub struct Record {
-    pub path: PathBuf,
-    pub changes: Vec<Change>,
-}
+    /// The place at `path`, locked; `None` when there is none. Opened with openat2(2)
+    /// `RESOLVE_NO_SYMLINKS` (Linux 5.6, like pidfd_getfd): root's `detach` reads a
+    /// user's runtime directory, where the user could put a link in place of any
+    /// component of `keepalive/attach` to send root's reads and removals elsewhere.
+    /// Everything below goes through this descriptor (openat, renameat, unlinkat).
+    pub fn open(path: &Path) -> io::Result<Option<Place>> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: open_how is three integers, for which all zeroes is a valid value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_NO_SYMLINKS;
+        // SAFETY: openat2(2) reads the NUL-terminated path and `how`, of the size given,
+        // both live for the call, and returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                &raw const how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::NotFound => Ok(None),
+                _ => Err(io::Error::new(
+                    err.kind(),
+                    format!("{}: {err}", path.display()),
+                )),
+            };
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        let dir = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        // SAFETY: flock(2) on a descriptor this function owns; the lock goes with it.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(Place {
+            path: path.to_owned(),
+            dir,
+        }))
+    }
 
-impl Record {
-    /// The record at `path`; `None` when there is none. A record that cannot be read
-    /// or parsed is an error that names the file and line: taking it for "attach
-    /// changed nothing" would leave the settings on for good.
-    pub fn read(path: &Path) -> Result<Option<Record>, String> {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this user may add and remove records here (faccessat(2), as access(2)).
+    pub fn writable(&self) -> io::Result<()> {
+        // SAFETY: faccessat(2) reads the NUL-terminated path "." relative to a live
+        // directory descriptor.
+        if unsafe { libc::faccessat(self.dir.as_raw_fd(), c".".as_ptr(), libc::W_OK, 0) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The record `name`; `None` when there is none. A record that cannot be read or
+    /// parsed is an error that names the file and line: taking it for "attach changed
+    /// nothing" would leave the settings on for good. Opened with O_NOFOLLOW: a link
+    /// in a record's place is refused.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<Change>>, String> {
+        let shown = self.path.join(name);
         let mut text = String::new();
-        let read = no_follow(std::fs::OpenOptions::new().read(true))
-            .open(path)
-            .and_then(|mut file| io::Read::read_to_string(&mut file, &mut text));
+        let read = self
+            .open_at(name, libc::O_RDONLY, 0)
+            .and_then(|mut file| file.read_to_string(&mut text));
         match read {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+            Err(err) => return Err(format!("cannot read {}: {err}", shown.display())),
         }
-        let changes = text
-            .lines()
+        text.lines()
             .enumerate()
             .map(|(n, line)| {
                 parse_line(line).ok_or_else(|| {
                     format!(
                         "{}, line {}: {line:?} is not `INODE` and two sets of five options",
-                        path.display(),
+                        shown.display(),
                         n + 1
                     )
                 })
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Record {
-            path: path.to_owned(),
-            changes,
-        }))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
-    /// The records that hold what was attached to `pid` (owned by `owner`), newest
-    /// first: its own, and those of processes gone whose sockets it holds (`held`),
-    /// cut to those sockets. Every one must be this user's to rewrite, or none is
-    /// returned: `detach` changes nothing it could not then record as undone.
-    pub fn find(pid: i32, owner: u32, held: &HashSet<u64>) -> Result<Vec<Record>, String> {
-        let own = name(pid).ok_or("no such process")?;
+    /// Replaces the record `name` with `changes`, whole, or removes it when there are
+    /// none: written to a new file beside it, then renamed over it.
+    pub fn write(&self, name: &str, changes: &[Change]) -> io::Result<()> {
+        let shown = |err: io::Error| {
+            io::Error::new(
+                err.kind(),
+                format!("{}: {err}", self.path.join(name).display()),
+            )
+        };
+        if changes.is_empty() {
+            return match self.unlink(name) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(shown(err)),
+                _ => Ok(()),
+            };
+        }
+        let temporary = format!(".{name}.{}", std::process::id());
+        let written = self
+            .open_at(
+                &temporary,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                0o644,
+            )
+            .and_then(|mut file| {
+                file.write_all(text(changes).as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| self.rename(&temporary, name));
+        if written.is_err() {
+            let _ = self.unlink(&temporary);
+        }
+        written.map_err(shown)
+    }
+
+    /// The records that hold what was attached to `pid`: its own (`own`), and those of
+    /// processes gone whose sockets it holds (`held`), cut to those sockets. A damaged
+    /// record of its own is an error; a damaged one of another process, which may or
+    /// may not concern it, is named in `skipped` and left for a person to look at.
+    pub fn find(
+        &self,
+        own: &str,
+        held: &HashSet<u64>,
+        skipped: &mut Vec<String>,
+    ) -> Result<Vec<(String, Vec<Change>)>, String> {
         let mut found = Vec::new();
-        for place in places(owner) {
-            if let Some(record) = Record::read(&place.join(&own))? {
-                found.push(record);
-            }
-            for path in orphans(&place) {
-                if let Some(mut record) = Record::read(&path)? {
-                    record.changes.retain(|(inode, ..)| held.contains(inode));
-                    if !record.changes.is_empty() {
-                        found.push(record);
+        if let Some(changes) = self.read(own)? {
+            found.push((own.to_string(), changes));
+        }
+        for name in self.orphans() {
+            match self.read(&name) {
+                Ok(Some(mut changes)) => {
+                    changes.retain(|(inode, ..)| held.contains(inode));
+                    if !changes.is_empty() {
+                        found.push((name, changes));
                     }
                 }
+                Ok(None) => {}
+                Err(why) => skipped.push(why),
             }
         }
-        for record in &found {
-            let place = record.path.parent().unwrap_or(Path::new("/"));
-            may_write(place).map_err(|err| {
-                format!(
-                    "{} records what was attached, and this user cannot remove it ({err}): \
-                     run `keepalive detach` as root, or as the user who attached",
-                    record.path.display()
-                )
-            })?;
-        }
-        found.sort_by_key(|record| {
-            std::cmp::Reverse(
-                std::fs::metadata(&record.path)
-                    .and_then(|m| m.modified())
-                    .ok(),
-            )
-        });
         Ok(found)
     }
 
-    /// Takes out the lines of the sockets in `done`, and removes the file once none is
-    /// left.
-    pub fn remove(&self, done: &HashSet<u64>) -> io::Result<()> {
-        let Some(Record { changes, .. }) = Record::read(&self.path).map_err(io::Error::other)?
-        else {
-            return Ok(());
-        };
-        let left: Vec<Change> = changes
-            .into_iter()
-            .filter(|(inode, ..)| !done.contains(inode))
-            .collect();
-        if left.is_empty() {
-            return std::fs::remove_file(&self.path);
+    /// Removes the records here of processes gone none of whose sockets any process
+    /// still holds: nothing is left to put back; and those of kernel routes whose cgroup
+    /// is gone ([`live::sweep`]). Housekeeping: a record it cannot read stays.
+    pub fn sweep(&self) {
+        live::sweep(&self.path);
+        let orphans = self.orphans();
+        if orphans.is_empty() {
+            return;
         }
-        no_follow(std::fs::OpenOptions::new().write(true).truncate(true))
-            .open(&self.path)
-            .and_then(|mut file| io::Write::write_all(&mut file, text(&left).as_bytes()))
+        let held: HashSet<u64> = process::socket_owners().into_keys().collect();
+        for name in orphans {
+            if let Ok(Some(changes)) = self.read(&name) {
+                if !changes.iter().any(|(inode, ..)| held.contains(inode)) {
+                    let _ = self.unlink(&name);
+                }
+            }
+        }
+    }
+
+    /// The process records here whose process is gone: named `PID-START`, and no live
+    /// process has that pid and start time.
+    fn orphans(&self) -> Vec<String> {
+        let listing = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
+        let Ok(entries) = std::fs::read_dir(listing) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|file| {
+                let Some((pid, started)) = file.split_once('-') else {
+                    return false;
+                };
+                let (Ok(pid), true) = (pid.parse::<i32>(), started.parse::<u64>().is_ok()) else {
+                    return false;
+                };
+                name(pid).is_none_or(|live| live != *file)
+            })
+            .collect()
+    }
+
+    fn open_at(&self, name: &str, flags: i32, mode: libc::mode_t) -> io::Result<File> {
+        let c_name = CString::new(name).map_err(io::Error::other)?;
+        let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: openat(2) reads a NUL-terminated name relative to a live directory
+        // descriptor, and returns a new descriptor or -1.
+        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), c_name.as_ptr(), flags, mode) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (
+            CString::new(from).map_err(io::Error::other)?,
+            CString::new(to).map_err(io::Error::other)?,
+        );
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: renameat(2) reads two NUL-terminated names relative to a live
+        // directory descriptor.
+        if unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        let name = CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: unlinkat(2) reads a NUL-terminated name relative to a live directory
+        // descriptor; it removes the entry, never what a link there points to.
+        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }
 
-/// Opens without following a symbolic link (open(2) O_NOFOLLOW): root's `detach` reads
-/// and rewrites records in a user's runtime directory, where the user could have put
-/// a link to any file in a record's place. Without O_CREAT, a rewrite can only reach a
-/// file that already exists under a record's name.
-fn no_follow(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    options.custom_flags(libc::O_NOFOLLOW)
-}
-
-/// Adds one line per changed socket to the process's record: its inode, the options
-/// before and after, as numbers. An earlier line for the same inode keeps its
-/// "before": detach goes back to what the program had. A process nothing was changed
-/// in gets no record: a service's short-lived children would leave a file each.
-pub fn add(pid: i32, changes: &[Change]) -> Result<(), String> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let path = dir().join(name(pid).ok_or("the process exited")?);
-    let mut all = Record::read(&path)?.map_or_else(Vec::new, |record| record.changes);
+/// `existing` with `changes` added: an earlier line for the same inode keeps its
+/// "before", so that `detach` goes back to what the program had.
+pub fn merged(existing: &[Change], changes: &[Change]) -> Vec<Change> {
+    let mut all = existing.to_vec();
     for change in changes {
         if !all.iter().any(|(inode, ..)| *inode == change.0) {
             all.push(*change);
         }
     }
-    std::fs::write(&path, text(&all)).map_err(|err| format!("{}: {err}", path.display()))
-}
-
-/// Removes this user's records of processes gone none of whose sockets any process
-/// still holds: nothing is left to put back; and those of kernel routes whose cgroup
-/// is gone ([`live::sweep`]). Housekeeping: a record it cannot read or remove stays.
-pub fn sweep() {
-    live::sweep(&dir());
-    let orphans = orphans(&dir());
-    if orphans.is_empty() {
-        return;
-    }
-    let held: HashSet<u64> = process::socket_owners().into_keys().collect();
-    for path in orphans {
-        if let Ok(Some(record)) = Record::read(&path) {
-            if !record
-                .changes
-                .iter()
-                .any(|(inode, ..)| held.contains(inode))
-            {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-}
-
-/// The process records in `place` whose process is gone: named `PID-START`, and no
-/// live process has that pid and start time.
-fn orphans(place: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(place) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let file = entry.file_name();
-            let Some((pid, started)) = file.to_str().and_then(|f| f.split_once('-')) else {
-                return false;
-            };
-            let (Ok(pid), true) = (pid.parse::<i32>(), started.parse::<u64>().is_ok()) else {
-                return false;
-            };
-            name(pid).is_none_or(|live| live != file.to_string_lossy())
-        })
-        .map(|entry| entry.path())
-        .collect()
-}
-
-/// The owner of `pid`: the user of its /proc directory, its effective user.
-pub fn owner(pid: i32) -> io::Result<u32> {
-    Ok(std::fs::metadata(format!("/proc/{pid}"))?.uid())
+    all
 }
 
 fn text(changes: &[Change]) -> String {

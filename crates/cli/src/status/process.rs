@@ -177,6 +177,17 @@ fn is_zombie(stat: &str) -> io::Result<bool> {
     ))
 }
 
+/// When the process started, in clock ticks after boot (proc(5) /proc/PID/stat, field
+/// 22): with the PID, a name no later process gets. `None` when it is gone, or a zombie,
+/// which holds no descriptor any more.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let fields = stat_fields(&format!("/proc/{pid}/stat")).ok()?;
+    if matches!(fields.first().map(String::as_str), Some("Z" | "X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
 /// The process has begun to exit: PF_EXITING (0x4) in the flags of
 /// `/proc/PID/stat`. From then until its pidfd polls readable, the kernel has already
 /// released its namespaces (do_exit() calls exit_task_namespaces() before
