@@ -606,3 +606,59 @@ sys.stdin.read()
     let output = keepalive_command().args(["detach", &pid]).output().unwrap();
     assert!(output.status.success(), "{output:?}");
 }
+
+/// A socket-activated `PrivateNetwork=` service holds sockets of two network
+/// namespaces: the listener systemd made in the host's, and the connections accepted
+/// on it, while its own namespace's table lists neither. This program does the same
+/// (listen, then unshare(CLONE_NEWNET), then accept a client of the host), and also
+/// holds an MPTCP listener. attach configures the two TCP sockets, asked for
+/// themselves, and names the MPTCP one as left alone (re-review of issue 23: finding
+/// 12, "0 TCP sockets", exit 0; finding 8, the whole process refused over it).
+#[test]
+fn sockets_of_another_namespace_and_mptcp_do_not_stop_attach() {
+    let test = "sockets_of_another_namespace_and_mptcp_do_not_stop_attach";
+    if !root(test) {
+        return;
+    }
+    const ELSEWHERE: &str = r#"
+import ctypes, os, socket, sys
+l = socket.create_server(("127.0.0.1", 0))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x40000000) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+mp = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+mp.bind(("0.0.0.0", 0)); mp.listen()
+print("@ ready pid=%d port=%d" % (os.getpid(), l.getsockname()[1]), flush=True)
+a, _ = l.accept()
+print("@ accepted", flush=True)
+socks = {"listener": l, "accepted": a}
+for line in sys.stdin:
+    for name, s in sorted(socks.items()):
+        k = s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        i = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        print("@ %s keepalive=%d idle=%d" % (name, k, i), flush=True)
+    print("@ done", flush=True)
+"#;
+    let (mut program, ready) = start_ready(&mut python(ELSEWHERE));
+    let pid = field(&ready, "pid").to_string();
+    let port: u16 = field(&ready, "port").parse().unwrap();
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(
+        program
+            .line("@ accepted", Duration::from_secs(20))
+            .is_some(),
+        "the program accepted nothing"
+    );
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("left alone: MPTCP"), "{stdout}");
+    let seen = report(&mut program, "report");
+    assert_eq!(
+        seen,
+        vec![
+            ("accepted".to_string(), (1, 61)),
+            ("listener".to_string(), (1, 61))
+        ],
+        "{stdout}"
+    );
+}

@@ -21,6 +21,7 @@ mod netns;
 mod options;
 mod run;
 mod signals;
+mod socket;
 mod status;
 mod unit;
 

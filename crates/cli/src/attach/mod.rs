@@ -39,9 +39,9 @@ use crate::failure::{self, Failure};
 use crate::kernel::live;
 use crate::netns::{self, Untouched};
 use crate::options::Options;
+use crate::socket::{self, Tcp};
 use crate::status::process::{self, Pidfd};
-use crate::status::tcp_entries;
-use crate::status::tcp_table::{Entry, State};
+use crate::status::tcp_table::State;
 use record::Place;
 use render::{Future, Outcome};
 use targets::Targets;
@@ -180,9 +180,10 @@ struct Prepared {
 
 struct Judged {
     fd: i32,
-    entry: Entry,
+    tcp: Tcp,
     copy: OwnedFd,
-    before: Options,
+    /// What it carries; `None` where that cannot be read (MPTCP), and it is left alone.
+    before: Option<Options>,
     /// Why it is left alone, when it is.
     why: Option<String>,
 }
@@ -207,6 +208,13 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// The states `attach` configures: a listener passes its settings to every connection
+/// accepted on it, and an established connection is what may die silently. The
+/// others are on their way in or out.
+fn wanted(state: State) -> bool {
+    state == State::LISTEN || state == State::ESTABLISHED
+}
+
 /// Duplicates and judges every TCP socket of one process, changing nothing. With a
 /// kernel route half attached (`marks`), each listener left alone is marked as its
 /// program's.
@@ -224,9 +232,6 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
              allows); nothing was changed"
         ))
     })?;
-    let entries = tcp_entries(&dir, &|path, err| {
-        refuse(format!("cannot read {path}: {err}; nothing was changed"))
-    })?;
     let untouched = netns::within(pid, Untouched::read).map_err(|err| {
         refuse(format!(
             "cannot read the keepalive sysctls of its network namespace ({err}); nothing \
@@ -235,12 +240,6 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
     })?;
     let mut sockets = Vec::new();
     for (fd, inode) in fds {
-        let Some(entry) = entries.get(&inode) else {
-            continue;
-        };
-        if entry.state != State::LISTEN && entry.state != State(1) {
-            continue;
-        }
         let copy = pidfd
             .get_socket(fd, inode)
             .map_err(|err| match err.raw_os_error() {
@@ -260,10 +259,31 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
         let Some(copy) = copy else {
             continue;
         };
-        let before = Options::read(copy.as_fd())
-            .map_err(|err| refuse(format!("getsockopt on fd {fd}: {err}; nothing was changed")))?;
+        let asked = |err| refuse(format!("getsockopt on fd {fd}: {err}; nothing was changed"));
+        let tcp = match socket::Kind::of(copy.as_fd(), inode).map_err(asked)? {
+            socket::Kind::Tcp(tcp) => tcp,
+            socket::Kind::Mptcp(tcp) if wanted(tcp.state) => {
+                sockets.push(Judged {
+                    fd,
+                    tcp,
+                    copy,
+                    before: None,
+                    why: Some(
+                        "MPTCP: its data goes over subflows the kernel holds, which no \
+                         setsockopt on it reaches"
+                            .into(),
+                    ),
+                });
+                continue;
+            }
+            _ => continue,
+        };
+        if !wanted(tcp.state) {
+            continue;
+        }
+        let before = Options::read(copy.as_fd()).map_err(asked)?;
         let why = before.configured_elsewhere(config.mode, &untouched);
-        if let Some(marks) = marks.filter(|_| why.is_some() && entry.state == State::LISTEN) {
+        if let Some(marks) = marks.filter(|_| why.is_some() && tcp.state == State::LISTEN) {
             marks.mark_all(copy.as_fd()).map_err(|err| {
                 refuse(format!(
                     "cannot mark fd {fd} as configured by its program, for the kernel \
@@ -273,9 +293,9 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
         }
         sockets.push(Judged {
             fd,
-            entry: entry.clone(),
+            tcp,
             copy,
-            before,
+            before: Some(before),
             why,
         });
     }
@@ -306,14 +326,14 @@ fn change(
     let mut planned = Vec::new();
     let mut judged = Vec::new();
     for socket in process.sockets {
-        let inode = socket.entry.inode;
+        let inode = socket.tcp.inode;
         let why = socket.why.clone().or_else(|| {
             seen.get(&inode)
                 .map(|(pid, fd)| format!("the same socket as PID {pid}'s fd {fd}, set there"))
         });
-        if why.is_none() {
+        if let (None, Some(before)) = (&why, socket.before) {
             seen.insert(inode, (pid, socket.fd));
-            planned.push((inode, socket.before, socket.before.configured_by(config)));
+            planned.push((inode, before, before.configured_by(config)));
         }
         judged.push((socket, why));
     }
@@ -322,7 +342,7 @@ fn change(
             .into_iter()
             .map(|(socket, why)| Outcome {
                 fd: socket.fd,
-                entry: socket.entry,
+                tcp: socket.tcp,
                 before: socket.before,
                 after: None,
                 why,
@@ -371,8 +391,8 @@ fn change(
     let mut failed = None;
     for (socket, mut why) in judged {
         let mut after = None;
-        if why.is_none() {
-            match set(&socket, config) {
+        if let (None, Some(before)) = (&why, socket.before) {
+            match set(&socket, before, config) {
                 Ok(Set::Done(now)) => after = Some(now),
                 Ok(Set::TakenMeanwhile(now)) => {
                     why = Some(format!(
@@ -380,14 +400,14 @@ fn change(
                     ))
                 }
                 Err((now, err)) => {
-                    after = now.filter(|now| *now != socket.before);
+                    after = now.filter(|now| *now != before);
                     failed = Some(err);
                 }
             }
         }
         outcomes.push(Outcome {
             fd: socket.fd,
-            entry: socket.entry,
+            tcp: socket.tcp,
             before: socket.before,
             after,
             why,
@@ -398,7 +418,7 @@ fn change(
     }
     let changed: Vec<record::Change> = outcomes
         .iter()
-        .filter_map(|o| Some((o.entry.inode, o.before, o.after?)))
+        .filter_map(|o| Some((o.tcp.inode, o.before?, o.after?)))
         .collect();
     if changed != planned {
         if let Err(err) = place.write(&name, &record::merged(&existing, &changed)) {
@@ -421,14 +441,19 @@ enum Set {
     TakenMeanwhile(Options),
 }
 
-/// Sets `config` on one judged socket, unless its options changed since it was judged.
+/// Sets `config` on one judged socket, unless its options changed since it was judged
+/// (`before`).
 /// A refusal part way leaves what the kernel took: the error comes with the options
 /// the socket carries then, when they can be read.
-fn set(socket: &Judged, config: &Config) -> Result<Set, (Option<Options>, String)> {
+fn set(
+    socket: &Judged,
+    before: Options,
+    config: &Config,
+) -> Result<Set, (Option<Options>, String)> {
     let read = || Options::read(socket.copy.as_fd());
     let fd = socket.fd;
     let now = read().map_err(|err| (None, format!("getsockopt on fd {fd}: {err}")))?;
-    if now != socket.before {
+    if now != before {
         return Ok(Set::TakenMeanwhile(now));
     }
     sockopt::apply(&socket.copy, config)

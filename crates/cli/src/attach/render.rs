@@ -7,14 +7,16 @@ use crate::formats;
 use crate::json::{self, Object};
 use crate::kernel::live::Coverage;
 use crate::options::Options;
+use crate::socket::Tcp;
 use crate::status::process;
-use crate::status::tcp_table::{Entry, State};
+use crate::status::tcp_table::State;
 
 /// What happened to one socket.
 pub struct Outcome {
     pub fd: i32,
-    pub entry: Entry,
-    pub before: Options,
+    pub tcp: Tcp,
+    /// What it carried; `None` where that cannot be read (MPTCP).
+    pub before: Option<Options>,
     /// The settings now in force, when they were (or, with --dry-run, would be)
     /// changed; `None` when the socket was left alone.
     pub after: Option<Options>,
@@ -96,16 +98,16 @@ pub fn render_text(
             }
         );
         for outcome in outcomes {
-            let place = place(&outcome.entry);
-            match (&outcome.after, &outcome.why) {
-                (Some(after), _) => {
+            let place = place(&outcome.tcp);
+            match (&outcome.after, &outcome.before, &outcome.why) {
+                (Some(after), Some(before), _) => {
                     let _ = writeln!(
                         out,
-                        "  fd {} {place}: {verb} {}  (was {})",
-                        outcome.fd, after, outcome.before
+                        "  fd {} {place}: {verb} {after}  (was {before})",
+                        outcome.fd
                     );
                 }
-                (None, why) => {
+                (_, _, why) => {
                     let _ = writeln!(
                         out,
                         "  fd {} {place}: left alone: {}",
@@ -117,7 +119,7 @@ pub fn render_text(
         }
         let listeners = outcomes
             .iter()
-            .filter(|o| o.after.is_some() && o.entry.state == State::LISTEN)
+            .filter(|o| o.after.is_some() && o.tcp.state == State::LISTEN)
             .count();
         let _ = writeln!(
             out,
@@ -132,11 +134,12 @@ pub fn render_text(
     out
 }
 
-pub fn place(entry: &Entry) -> String {
-    if entry.state == State::LISTEN {
-        format!("LISTEN {}", entry.local)
-    } else {
-        format!("ESTABLISHED {} -> {}", entry.local, entry.peer)
+pub fn place(tcp: &Tcp) -> String {
+    match tcp.peer {
+        Some(peer) if tcp.state != State::LISTEN => {
+            format!("{} {} -> {peer}", tcp.state.name(), tcp.local)
+        }
+        _ => format!("{} {}", tcp.state.name(), tcp.local),
     }
 }
 
@@ -153,14 +156,19 @@ pub fn render_json(
             object
                 .number("pid", *pid as u64)
                 .number("fd", outcome.fd as u64)
-                .string("state", outcome.entry.state.name())
-                .string("local", &outcome.entry.local.to_string());
-            if outcome.entry.state != State::LISTEN {
-                object.string("peer", &outcome.entry.peer.to_string());
+                .string("state", outcome.tcp.state.name())
+                .string("local", &outcome.tcp.local.to_string());
+            if let Some(peer) = outcome
+                .tcp
+                .peer
+                .filter(|_| outcome.tcp.state != State::LISTEN)
+            {
+                object.string("peer", &peer.to_string());
             }
-            object
-                .bool("changed", outcome.after.is_some() && !dry_run)
-                .string("before", &outcome.before.to_string());
+            object.bool("changed", outcome.after.is_some() && !dry_run);
+            if let Some(before) = &outcome.before {
+                object.string("before", &before.to_string());
+            }
             match (&outcome.after, &outcome.why) {
                 (Some(after), _) => object.string("after", &after.to_string()),
                 (None, why) => object.string("left_alone", why.as_deref().unwrap_or("")),

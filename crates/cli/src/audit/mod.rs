@@ -27,6 +27,7 @@ use crate::formats;
 use crate::json::Object;
 use crate::netns::{self, Untouched};
 use crate::options::Options;
+use crate::socket;
 use crate::status::process::{self, Pidfd};
 
 /// Who holds a connection, and what the audit knows of its keepalive.
@@ -80,18 +81,25 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
         for connection in connections {
             let owner = owners.get(&connection.inode).copied();
             let pid = owner.map(|(pid, _)| pid);
-            let options = owner.and_then(|(pid, fd)| holders.options(pid, fd, connection.inode));
+            let read = owner.and_then(|(pid, fd)| holders.read(pid, fd, connection.inode));
+            let options = match read {
+                Some(Held::Tcp(options)) => Some(options),
+                _ => None,
+            };
             seen.push(Seen {
                 group: pid.map_or_else(
                     || "no process".to_string(),
                     |pid| groups.entry(pid).or_insert_with(|| group_of(pid)).clone(),
                 ),
-                own: options
-                    .zip(untouched)
-                    .filter(|(options, _)| !options.keepalive)
-                    .and_then(|(options, untouched)| {
-                        options.configured_elsewhere(Mode::On, &untouched)
-                    }),
+                own: match read {
+                    Some(Held::Mptcp) => Some(MPTCP.to_string()),
+                    _ => options
+                        .zip(untouched)
+                        .filter(|(options, _)| !options.keepalive)
+                        .and_then(|(options, untouched)| {
+                            options.configured_elsewhere(Mode::On, &untouched)
+                        }),
+                },
                 options,
                 connection,
                 pid,
@@ -136,16 +144,31 @@ fn namespaces() -> Vec<(u64, i32)> {
 #[derive(Default)]
 struct Holders(HashMap<i32, Option<Pidfd>>);
 
+/// What the socket behind a connection is, read on a duplicate.
+enum Held {
+    /// A TCP socket, and its options.
+    Tcp(Options),
+    /// An MPTCP socket: the connection is one of its subflows, which the kernel grafts
+    /// onto it (the same inode), and no setsockopt from outside reaches.
+    Mptcp,
+}
+
+/// Why an MPTCP connection gets no fix: `attach` leaves it alone too.
+const MPTCP: &str = "an MPTCP subflow, which no setsockopt from outside reaches";
+
 impl Holders {
-    /// The options of socket `inode`, which `pid` holds as `fd`, read on a duplicate.
-    fn options(&mut self, pid: i32, fd: RawFd, inode: u64) -> Option<Options> {
+    /// What socket `inode`, which `pid` holds as `fd`, is, read on a duplicate.
+    fn read(&mut self, pid: i32, fd: RawFd, inode: u64) -> Option<Held> {
         let pidfd = self
             .0
             .entry(pid)
             .or_insert_with(|| Pidfd::open(pid).ok())
             .as_ref()?;
         let copy = pidfd.get_socket(fd, inode).ok()??;
-        Options::read(copy.as_fd()).ok()
+        match socket::Kind::of(copy.as_fd(), inode).ok()? {
+            socket::Kind::Mptcp(_) => Some(Held::Mptcp),
+            _ => Options::read(copy.as_fd()).ok().map(Held::Tcp),
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub struct Entry {
 pub struct State(pub u8);
 
 impl State {
+    pub const ESTABLISHED: State = State(1);
     pub const LISTEN: State = State(10);
 
     /// The RFC 793 name, as `ss` spells it in its `state` filter (upper case).
