@@ -4,6 +4,8 @@
 //! `keepalive attach` the same connections show without, then with keepalive.
 
 mod common;
+#[path = "common/running.rs"]
+mod running;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -225,6 +227,40 @@ fn audit_as_a_user_leaves_out_the_namespaces_it_cannot_enter() {
         2,
         "{stdout}"
     );
+    // Re-review of issue 23, finding 11: every object has its `pid`, null where no
+    // process could be named.
+    let keyed = running::python_reads(
+        "import json, sys; print(all('pid' in c for c in json.load(sys.stdin)['connections']))",
+        &stdout,
+    );
+    assert_eq!(keyed, "True", "{stdout}");
+
+    // Finding 4: root's program in a namespace of its own is out of a user's sight;
+    // audit says so rather than nothing, and `--pid` of it, or of no process, is no
+    // all-clear.
+    let mut roots = Command::new("unshare");
+    roots.args(["--net", "sh", "-c"]).arg(format!(
+        "ip link set lo up && exec /usr/bin/python3 -c \"{PROGRAM}\""
+    ));
+    let (_roots, roots_pid) = running::start(&mut roots);
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(nobody)
+            .arg(common::keepalive())
+            .arg("audit")
+            .args(args)
+            .env_remove("LD_PRELOAD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let output = as_nobody(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot be looked into"), "{stderr}");
+    for pid in [roots_pid.to_string().as_str(), "999999999"] {
+        let output = as_nobody(&["--pid", pid]);
+        assert_eq!(output.status.code(), Some(1), "--pid {pid}: {output:?}");
+    }
 }
 
 /// What a program set up itself (here a user timeout on its client end) is its own:

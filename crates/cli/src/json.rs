@@ -36,6 +36,13 @@ impl Object {
         self
     }
 
+    /// `null`: a key every object has, whose value is not known for this one.
+    pub fn null(&mut self, key: &str) -> &mut Object {
+        self.key(key);
+        self.text.push_str("null");
+        self
+    }
+
     pub fn bool(&mut self, key: &str, value: bool) -> &mut Object {
         self.key(key);
         self.text.push_str(if value { "true" } else { "false" });

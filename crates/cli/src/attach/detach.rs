@@ -111,6 +111,7 @@ fn open_places(pids: &[i32]) -> Result<BTreeMap<PathBuf, Place>, Failure> {
 /// it holds (place, record name, lines), its own first.
 struct Prepared {
     pid: i32,
+    /// Where its descriptors are duplicated from: the process, or a live thread of it.
     pidfd: Pidfd,
     fds: Vec<(i32, u64)>,
     records: Vec<(PathBuf, String, Vec<Change>)>,
@@ -127,7 +128,16 @@ fn prepare(pid: i32, places: &BTreeMap<PathBuf, Place>) -> Result<Prepared, Fail
         Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
         _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
     })?;
-    let fds = process::socket_fds(&format!("/proc/{pid}")).map_err(|err| {
+    // As in attach: through a live thread once the main thread has exited.
+    let thread = process::reach(pid).map_err(|err| {
+        refuse(format!(
+            "its main thread has exited, and reaching its descriptors through another \
+             thread takes PIDFD_THREAD, Linux 6.9 ({err}); nothing was changed"
+        ))
+    })?;
+    let dir = process::fd_dir(pid)
+        .map_err(|err| refuse(format!("/proc/{pid}/task: {err}; nothing was changed")))?;
+    let fds = process::socket_fds(&dir).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({err}): detaching takes the same ptrace \
              permission as attaching; nothing was changed"
@@ -169,7 +179,7 @@ fn prepare(pid: i32, places: &BTreeMap<PathBuf, Place>) -> Result<Prepared, Fail
     }
     Ok(Prepared {
         pid,
-        pidfd,
+        pidfd: thread.unwrap_or(pidfd),
         fds,
         records,
     })

@@ -224,7 +224,15 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
         Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
         _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
     })?;
-    let dir = format!("/proc/{pid}");
+    let thread = process::reach(pid).map_err(|err| {
+        refuse(format!(
+            "its main thread has exited, and reaching its descriptors through another \
+             thread takes pidfd_open(2) with PIDFD_THREAD, Linux 6.9 ({err}); nothing was \
+             changed"
+        ))
+    })?;
+    let dir = process::fd_dir(pid)
+        .map_err(|err| refuse(format!("/proc/{pid}/task: {err}; nothing was changed")))?;
     let fds = process::socket_fds(&dir).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({dir}/fd: {err}): attaching takes ptrace \
@@ -240,7 +248,9 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
     })?;
     let mut sockets = Vec::new();
     for (fd, inode) in fds {
-        let copy = pidfd
+        let copy = thread
+            .as_ref()
+            .unwrap_or(&pidfd)
             .get_socket(fd, inode)
             .map_err(|err| match err.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => refuse(format!(

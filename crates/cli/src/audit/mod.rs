@@ -56,6 +56,9 @@ impl Seen {
 }
 
 pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
+    if let Some(pid) = args.pid {
+        look_into(pid)?;
+    }
     let owners = process::socket_owners();
     let mut holders = Holders::default();
     let mut groups: HashMap<i32, String> = HashMap::new();
@@ -124,15 +127,44 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--pid PID` must name a process whose connections this user can see: "no
+/// connection without keepalive" of one it cannot is a false all-clear.
+fn look_into(pid: i32) -> Result<(), Failure> {
+    let refuse = |why: String| Failure::with_code(1, format!("audit --pid {pid}: {why}"));
+    let dir = process::fd_dir(pid).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => refuse("no such process".into()),
+        _ => refuse(format!("/proc/{pid}: {err}")),
+    })?;
+    process::socket_fds(&dir).map(drop).map_err(|err| {
+        refuse(format!(
+            "cannot see which connections it holds ({dir}/fd: {err}): that takes root, or \
+             the process's own user"
+        ))
+    })
+}
+
 /// One process of each network namespace this command can see, by the namespace's
-/// inode; its own first.
+/// inode; its own first. Processes it may not look into (other users', without root)
+/// are counted and said: a namespace only they are in is not seen at all.
 fn namespaces() -> Vec<(u64, i32)> {
     let mut found: BTreeMap<u64, i32> = BTreeMap::new();
     let own = netns::of("self");
+    let mut hidden = 0;
     for pid in process::pids() {
-        if let Some(inode) = netns::of(&pid.to_string()) {
-            found.entry(inode).or_insert(pid);
+        match netns::of(&pid.to_string()) {
+            Some(inode) => {
+                found.entry(inode).or_insert(pid);
+            }
+            None if std::path::Path::new(&format!("/proc/{pid}")).exists() => hidden += 1,
+            None => {}
         }
+    }
+    if hidden > 0 {
+        failure::warn(format_args!(
+            "keepalive: audit: {hidden} processes of other users cannot be looked into \
+             without root: a network namespace only they are in is left out, and their \
+             connections in the others show as \"no process\""
+        ));
     }
     let mut list: Vec<(u64, i32)> = found.into_iter().collect();
     list.sort_by_key(|(inode, _)| Some(*inode) != own);
@@ -276,9 +308,10 @@ fn render_json(seen: &[Seen]) -> String {
         .iter()
         .map(|s| {
             let mut object = Object::new();
-            if let Some(pid) = s.pid {
-                object.number("pid", pid as u64);
-            }
+            match s.pid {
+                Some(pid) => object.number("pid", pid as u64),
+                None => object.null("pid"),
+            };
             object
                 .string("group", &s.group)
                 .string("local", &s.connection.local.to_string())

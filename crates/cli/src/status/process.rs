@@ -102,17 +102,44 @@ pub fn socket_fds(dir: &str) -> io::Result<Vec<(RawFd, u64)>> {
 }
 
 /// Socket inode -> the first process holding it, and its descriptor there, from every
-/// readable /proc/PID/fd: one pass over every process.
+/// readable /proc/PID/fd: one pass over every process. A process whose main thread has
+/// exited shows none there, and is read through a live thread ([`fd_dir`]).
 pub fn socket_owners() -> HashMap<u64, (i32, RawFd)> {
     let mut owners = HashMap::new();
     for pid in pids() {
-        if let Ok(fds) = socket_fds(&format!("/proc/{pid}")) {
-            for (fd, inode) in fds {
-                owners.entry(inode).or_insert((pid, fd));
-            }
+        let fds = match socket_fds(&format!("/proc/{pid}")) {
+            Ok(fds) if fds.is_empty() => fd_dir(pid).and_then(|dir| socket_fds(&dir)),
+            read => read,
+        };
+        for (fd, inode) in fds.into_iter().flatten() {
+            owners.entry(inode).or_insert((pid, fd));
         }
     }
     owners
+}
+
+/// The directory whose `fd` lists the process's descriptors: `/proc/PID`, or, once its
+/// main thread has exited (pthread_exit(3)) while others run on, which leaves
+/// `/proc/PID/fd` empty, `/proc/PID/task/TID` of a live thread.
+pub fn fd_dir(pid: i32) -> io::Result<String> {
+    let task = live_thread(pid)?;
+    Ok(if task == pid {
+        format!("/proc/{pid}")
+    } else {
+        format!("/proc/{pid}/task/{task}")
+    })
+}
+
+/// A pidfd through which the process's descriptors can be duplicated: `pidfd` itself,
+/// or, when its main thread has exited, one for a live thread (PIDFD_THREAD, Linux
+/// 6.9), since pidfd_getfd(2) reads the files of the task the pidfd names.
+pub fn reach(pid: i32) -> io::Result<Option<Pidfd>> {
+    let task = live_thread(pid)?;
+    if task == pid {
+        Ok(None)
+    } else {
+        Pidfd::open_thread(task).map(Some)
+    }
 }
 
 /// Every process ID in /proc.
