@@ -53,15 +53,11 @@ fn root(test: &str) -> bool {
     root
 }
 
-/// tests/support/kernel_peer.c built with `flags` (`-static`, or none for a program
-/// the loader runs). Tests take turns, so each may build it again.
+/// tests/support/kernel_peer.c built with `flags` (`-static`, `-m32`, or none for a
+/// program the loader runs). Tests take turns, so each may build it again.
 fn peer(test: &str, flags: &[&str]) -> Option<PathBuf> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_peer.c");
-    let name = if flags.is_empty() {
-        "kernel_peer"
-    } else {
-        "kernel_peer-static"
-    };
+    let name = format!("kernel_peer{}", flags.concat());
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let made = match Command::new("cc")
         .args(flags)
@@ -1808,4 +1804,106 @@ fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
         [None],
         "a new connection after disable --now still carries keepalive"
     );
+}
+
+/// A 32-bit program's setsockopt(2) calls are compat system calls, for which the
+/// kernel runs no cgroup setsockopt program: the route could not see what the program
+/// sets itself and would override it (its explicit `SO_KEEPALIVE=0` turned on).
+/// `run --kernel` refuses such a program, naming why, and `check --kernel` says the
+/// route is not available for it; nothing is made.
+#[test]
+fn a_32_bit_program_is_refused_not_overridden() {
+    let test = "a_32_bit_program_is_refused_not_overridden";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-m32", "-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let output = run(true, &[&peer, &"rule"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("keepalive: run --kernel: ") && stderr.contains("is a 32-bit program"),
+        "{stderr}"
+    );
+    assert_eq!(text(&output.stdout), "", "the program ran");
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        text(&check.stdout).contains("\nkernel route: not available here: ")
+            && text(&check.stdout).contains("32-bit program"),
+        "{check:?}"
+    );
+    assert_clean(&traces(test).unwrap(), "a refused 32-bit program");
+}
+
+/// `check --kernel` judges with what `run --kernel` does, so it says "reachable" only
+/// where the run works: not where the cgroup2 mount is read-only, nor in a user
+/// namespace, where the capabilities are not the host's ("needs root on the host").
+#[test]
+fn check_kernel_agrees_with_run_kernel() {
+    let test = "check_kernel_agrees_with_run_kernel";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let keepalive = common::keepalive().display().to_string();
+    let script = format!(
+        "mount -o remount,bind,ro '{}' && \
+         {{ {keepalive} check --kernel {peer}; echo check=$?; \
+            {keepalive} run --kernel -- {peer} pair; echo run=$?; }}",
+        hierarchy.display(),
+        peer = peer.display(),
+    );
+    let read_only = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&read_only.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{read_only:?}"
+    );
+    assert!(
+        stdout.contains("kernel route: not available here: cannot make cgroup"),
+        "{read_only:?}"
+    );
+
+    let script = format!(
+        "{keepalive} check --kernel {peer}; echo check=$?; \
+         {keepalive} run --kernel -- {peer} pair; echo run=$?",
+        peer = peer.display(),
+    );
+    let namespaced = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&namespaced.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{namespaced:?}"
+    );
+    assert!(
+        stdout.contains("kernel route: not available here: needs root on the host")
+            && text(&namespaced.stderr)
+                .starts_with("keepalive: run --kernel: needs root on the host"),
+        "{namespaced:?}"
+    );
+    assert_clean(&traces(test).unwrap(), "refused runs and checks");
 }

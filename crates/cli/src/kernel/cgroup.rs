@@ -195,12 +195,6 @@ pub fn unique_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the kernel has a cgroup v2 hierarchy this process is in, without mounting
-/// or making anything.
-pub fn available() -> Result<(), String> {
-    path_of("self").map(drop)
-}
-
 /// The path of a process's cgroup in the v2 hierarchy, from the `0::PATH` line of
 /// /proc/PID/cgroup (cgroups(7)); present even when no cgroup2 is mounted.
 fn path_of(pid: &str) -> Result<String, String> {

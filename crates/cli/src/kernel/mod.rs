@@ -16,11 +16,13 @@ mod support;
 pub mod unit;
 pub mod verdict;
 
+use std::ffi::OsStr;
 use std::process::ExitCode;
 
 use keepalive_config::Config;
 use keepalive_sockops::Route;
 
+use crate::check;
 use crate::cli::RunArgs;
 use crate::env;
 use crate::failure::{self, Failure};
@@ -102,17 +104,9 @@ fn warn_inherited_listeners() {
     }
 }
 
-/// `keepalive run --kernel`.
-pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let config = env::resolve(
-        &args.settings,
-        |name| std::env::var_os(name),
-        "in the environment",
-    )?;
-    let (program, arguments) = args
-        .command
-        .split_first()
-        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+/// What rules `run --kernel PROGRAM` out before anything is loaded or made, as the
+/// refusal `run --kernel` gives; `check --kernel` asks the same ([`verdict::judge`]).
+fn obstacle(program: &OsStr) -> Result<(), Failure> {
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
     }
@@ -126,17 +120,66 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             quoted(program)
         )));
     }
+    if let Some(bits) = compat_bits(program) {
+        return Err(refused(format!(
+            "{} is a {bits}-bit program: the kernel runs no cgroup setsockopt program for \
+             the system calls of {bits}-bit programs (net/socket.c skips the hook for \
+             compat calls), so the route cannot see the options it sets itself and would \
+             override them, its explicit SO_KEEPALIVE=0 included; build the library for \
+             {bits} bits and name it with `keepalive run --library`, or set the options \
+             in the program",
+            quoted(program)
+        )));
+    }
+    Ok(())
+}
+
+/// The word size of the ELF program `program` runs (through PATH and `#!` lines, as
+/// `check` follows them) when it is not this command's: on a 64-bit kernel, a 32-bit
+/// program makes compat system calls. `None` when it is native, or cannot be judged
+/// (then running it reports why).
+fn compat_bits(program: &OsStr) -> Option<u8> {
+    let verdict = check::inspect(program, &check::Root::host(), check::Runner::Me).ok()?;
+    match verdict.reach {
+        check::Reach::Class { bits } if bits < crate::elf::own_bits() => Some(bits),
+        _ => None,
+    }
+}
+
+/// Whether systemd makes the cgroup ([`scope`]): it does where it keeps its units in
+/// cgroup v2; in its legacy layout it has none of v2 to make, and one is made here.
+fn systemd_makes_the_cgroup() -> bool {
+    scope::systemd_runs() && cgroup::unified()
+}
+
+/// The route loaded and the program's cgroup made, as `run --kernel` makes them
+/// before it starts the program; `check --kernel` makes them and drops them again.
+fn prepare(config: &Config) -> Result<(Route, cgroup::Scope), Failure> {
+    let route = load(config)?;
+    let own = cgroup::own().map_err(refused)?;
+    let scope = cgroup::Scope::make(own).map_err(refused)?;
+    Ok((route, scope))
+}
+
+/// `keepalive run --kernel`.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(
+        &args.settings,
+        |name| std::env::var_os(name),
+        "in the environment",
+    )?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+    obstacle(program)?;
     warn_inherited_listeners();
-    // systemd makes the cgroup where it keeps its units in cgroup v2; in its legacy
-    // layout it has none of v2 to make, and one is made here instead.
-    if scope::systemd_runs() && cgroup::unified() {
+    if systemd_makes_the_cgroup() {
         return scope::run(&config, program, arguments);
     }
-    let route = load(&config)?;
-    let own = cgroup::own().map_err(refused)?;
     // From here on every step undoes itself when dropped, in reverse order: the link
     // before the cgroup it is attached to.
-    let scope = cgroup::Scope::make(own).map_err(refused)?;
+    let (route, scope) = prepare(&config)?;
     let links = route
         .link(scope.dir())
         .map_err(|err| refused(format!("cannot attach the BPF programs: {err}")))?;

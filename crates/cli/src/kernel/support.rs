@@ -21,6 +21,7 @@ const CAP_BPF: u32 = 39;
 pub enum Refusal {
     Kernel(String),
     Privileges,
+    UserNamespace,
 }
 
 impl std::fmt::Display for Refusal {
@@ -35,6 +36,11 @@ impl std::fmt::Display for Refusal {
                 "needs root: CAP_SYS_ADMIN to make a cgroup and mount cgroup2, CAP_BPF \
                  and CAP_NET_ADMIN to load and attach a sock_ops program",
             ),
+            Refusal::UserNamespace => f.write_str(
+                "needs root on the host: this runs in a user namespace (a rootless \
+                 container, `unshare --user`), whose capabilities do not let bpf(2) load \
+                 programs or cgroups outside it be written",
+            ),
         }
     }
 }
@@ -46,6 +52,9 @@ pub fn refusal() -> Option<Refusal> {
         if version < FIRST_KERNEL {
             return Some(Refusal::Kernel(release));
         }
+    }
+    if !initial_user_namespace() {
+        return Some(Refusal::UserNamespace);
     }
     let caps = effective_capabilities();
     let has = |cap: u32| caps & (1u64 << cap) != 0;
@@ -69,6 +78,15 @@ fn version(release: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// Whether this process is in the initial user namespace, whose uid_map maps every
+/// id to itself (user_namespaces(7): `0 0 4294967295`). Elsewhere capabilities count
+/// only inside the namespace, and bpf(2) asks for them in the initial one.
+fn initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").map_or(true, |map| {
+        map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+    })
 }
 
 /// The effective capability set, from `CapEff` in /proc/self/status (proc(5)).
