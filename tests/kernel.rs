@@ -1519,6 +1519,7 @@ fn a_killed_command_takes_its_program_and_the_next_run_sweeps_up() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
         0
     );
+    say_locked(&live);
     let next = run(true, &[&"true"]);
     assert!(next.status.success(), "{}", text(&next.stderr));
     assert!(live.exists(), "a live run's cgroup was removed");
@@ -1806,6 +1807,59 @@ fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
     );
 }
 
+/// What a run sets on its cgroup once it holds the cgroup's lock: the sweep removes
+/// only a cgroup that says so and whose lock is free.
+fn say_locked(cgroup: &Path) {
+    let path = std::ffi::CString::new(cgroup.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: setxattr(2) with NUL-terminated strings and a one-byte value that live
+    // for the call.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.keepalive.locked".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A cgroup of the test's own under the hierarchy, removed with everything under it
+/// (after moving what runs there to the root) when dropped.
+struct Subtree(PathBuf);
+
+impl Subtree {
+    fn new(hierarchy: &Path, name: &str) -> Subtree {
+        let dir = hierarchy.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Subtree(dir)
+    }
+
+    fn remove(dir: &Path, root: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.map_while(Result::ok) {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    Subtree::remove(&entry.path(), root);
+                }
+            }
+        }
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(root.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let root = cgroup2_mount().unwrap();
+        Subtree::remove(&self.0, &root);
+    }
+}
+
 /// A 32-bit program's setsockopt(2) calls are compat system calls, for which the
 /// kernel runs no cgroup setsockopt program: the route could not see what the program
 /// sets itself and would override it (its explicit `SO_KEEPALIVE=0` turned on).
@@ -1844,6 +1898,112 @@ fn a_32_bit_program_is_refused_not_overridden() {
         "{check:?}"
     );
     assert_clean(&traces(test).unwrap(), "a refused 32-bit program");
+}
+
+/// A run makes its cgroup and only then takes its lock: for that moment the cgroup is
+/// empty and its lock free. Another run's sweep must not take it for a dead run's
+/// (concurrent runs failed "cannot open cgroup ...: No such file or directory").
+#[test]
+fn a_starting_runs_cgroup_is_never_swept() {
+    let test = "a_starting_runs_cgroup_is_never_swept";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let starting = Subtree::new(&hierarchy, "keepalive-run.5ta7t1ng5ta7t1ng");
+    let next = run(true, &[&"true"]);
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(starting.0.exists(), "a starting run's cgroup was removed");
+    drop(starting);
+    assert_clean(&traces(test).unwrap(), "a sweep beside a starting run");
+}
+
+/// A killed command's program may leave children running in its cgroup (they outlive
+/// the program, which dies with the command). The next run's sweep moves them up to
+/// its own cgroup, as a finished run does, and removes the cgroup at once.
+#[test]
+fn a_dead_runs_survivors_are_moved_out_and_its_cgroup_swept() {
+    let test = "a_dead_runs_survivors_are_moved_out_and_its_cgroup_swept";
+    let _turn = turn();
+    if !root(test) || !have(test, "setsid") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let mut command = keepalive_command();
+    command
+        .args(["run", "--kernel", "--idle", "61", "--", "sh", "-c"])
+        .arg("setsid sleep 60 & echo $!; exec sleep 60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let survivor: i32 = line.trim().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        traces(test).unwrap().cgroups.len(),
+        1,
+        "the dead run's cgroup"
+    );
+    let next = run(true, &[&"true"]);
+    let own = std::fs::read_to_string(format!("/proc/{survivor}/cgroup")).unwrap();
+    // SAFETY: kill(2) of the test's own grandchild, reparented to init.
+    unsafe { libc::kill(survivor, libc::SIGKILL) };
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(
+        own.lines().any(|line| line == "0::/"),
+        "the survivor stayed in the dead run's cgroup: {own}"
+    );
+    assert_clean(
+        &traces(test).unwrap(),
+        "the sweep of a dead run with a survivor",
+    );
+}
+
+/// Killed at the moment it mounts a cgroup2 hierarchy of its own (where none is
+/// mounted), the command leaves no mount and no mount point: the mount it makes is
+/// attached nowhere. strace(1) delivers SIGKILL as the command enters each of the
+/// mount system calls, old (mount, umount2) and new (fsmount).
+#[test]
+fn a_command_killed_while_mounting_leaves_no_mount() {
+    let test = "a_command_killed_while_mounting_leaves_no_mount";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "strace") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    for call in ["mount", "umount2", "fsconfig", "fsmount", "openat"] {
+        let script = format!(
+            "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount; \
+             strace -f -o /dev/null -e trace={call} -e inject={call}:signal=KILL \
+             {} run --kernel -- true; grep -c ' - cgroup2 ' /proc/self/mountinfo",
+            common::keepalive().display(),
+        );
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&output.stdout).lines().last(),
+            Some("0"),
+            "killed entering {call}: a cgroup2 mount stays: {output:?}"
+        );
+        assert_clean(&traces(test).unwrap(), &format!("a kill entering {call}"));
+    }
 }
 
 /// `check --kernel` judges with what `run --kernel` does, so it says "reachable" only
@@ -1906,4 +2066,87 @@ fn check_kernel_agrees_with_run_kernel() {
         "{namespaced:?}"
     );
     assert_clean(&traces(test).unwrap(), "refused runs and checks");
+}
+
+/// A cgroup2 mount that is a bind of a sub-cgroup over the hierarchy (some container
+/// set-ups without a cgroup namespace) does not show the hierarchy's paths: the
+/// command passes it over and finds its own cgroup in a hierarchy of its own, and the
+/// program lands in a child of the command's cgroup, not of an unrelated one named
+/// like its path.
+#[test]
+fn a_bind_of_a_sub_cgroup_is_not_taken_for_the_hierarchy() {
+    let test = "a_bind_of_a_sub_cgroup_is_not_taken_for_the_hierarchy";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let bound = Subtree::new(&hierarchy, "kt-bound");
+    // Named like the command's cgroup, inside the bound sub-cgroup: a naive join of the
+    // mount point and the command's path lands here.
+    std::fs::create_dir_all(bound.0.join("kt-bound/inner")).unwrap();
+    std::fs::create_dir_all(bound.0.join("inner")).unwrap();
+    let script = format!(
+        "echo $$ > '{bound}/inner/cgroup.procs' && \
+         exec unshare --mount --propagation private sh -c \
+         \"mount --bind '{bound}' '{hierarchy}' && \
+           {keepalive} run --kernel -- sh -c 'grep ^0:: /proc/self/cgroup'\"",
+        bound = bound.0.display(),
+        hierarchy = hierarchy.display(),
+        keepalive = common::keepalive().display(),
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("0::/kt-bound/inner/keepalive-run."),
+        "{output:?}"
+    );
+    drop(bound);
+    assert_clean(&traces(test).unwrap(), "a run under a bound sub-cgroup");
+}
+
+/// In a threaded subtree a new cgroup cannot take processes: `run --kernel` says so,
+/// as a refusal of the system (status 1), not as the program's failure to start (126),
+/// and `check --kernel` agrees.
+#[test]
+fn a_threaded_subtree_is_refused_as_such() {
+    let test = "a_threaded_subtree_is_refused_as_such";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let domain = Subtree::new(&hierarchy, "kt-threaded");
+    std::fs::create_dir(domain.0.join("thread")).unwrap();
+    std::fs::write(domain.0.join("thread/cgroup.type"), "threaded").unwrap();
+    let script = format!(
+        "echo $$ > '{domain}/cgroup.procs' && \
+         {{ {keepalive} check --kernel {peer}; echo check=$?; \
+            {keepalive} run --kernel -- true; echo run=$?; }}",
+        domain = domain.0.display(),
+        keepalive = common::keepalive().display(),
+        peer = peer.display(),
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{output:?}"
+    );
+    assert!(
+        text(&output.stderr).contains("threaded subtree"),
+        "{output:?}"
+    );
+    drop(domain);
+    assert_clean(&traces(test).unwrap(), "a refusal in a threaded subtree");
 }
