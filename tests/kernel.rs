@@ -1900,6 +1900,39 @@ fn a_32_bit_program_is_refused_not_overridden() {
     assert_clean(&traces(test).unwrap(), "a refused 32-bit program");
 }
 
+/// An MPTCP connection's subflows are TCP sockets the kernel makes for the program's
+/// MPTCP socket; the program's options (here an explicit `SO_KEEPALIVE=0` on both
+/// ends) reach them from that socket, which the marks are on. The route leaves
+/// subflows alone, as the library leaves MPTCP sockets alone: no keepalive timer
+/// appears on them.
+#[test]
+fn mptcp_subflows_keep_what_the_program_set() {
+    let test = "mptcp_subflows_keep_what_the_program_set";
+    let _turn = turn();
+    if !root(test) || !have(test, "ss") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let output = run(true, &[&peer, &"mptcp"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    if stdout.contains("@ mptcp-unavailable") {
+        skip(test, &format!("no MPTCP sockets here: {stdout}"));
+        return;
+    }
+    assert_eq!(
+        stdout.matches("tcp-ulp-mptcp").count(),
+        2,
+        "two subflows, each an MPTCP subflow: {stdout}"
+    );
+    assert!(
+        !stdout.contains("timer:(keepalive"),
+        "the route turned keepalive on against the program's SO_KEEPALIVE=0: {stdout}"
+    );
+}
+
 /// A run makes its cgroup and only then takes its lock: for that moment the cgroup is
 /// empty and its lock free. Another run's sweep must not take it for a dead run's
 /// (concurrent runs failed "cannot open cgroup ...: No such file or directory").

@@ -7,6 +7,14 @@
 //! the program made wins, option by option — its explicit `SO_KEEPALIVE=0` included —
 //! whatever the sysctls of whichever network namespace the connection is in. The
 //! settings are immediates in the instructions, baked in when the program is built.
+//!
+//! A subflow of an MPTCP connection is left alone. It is a TCP socket the kernel makes
+//! for the MPTCP socket the program holds (socket(2) with `IPPROTO_MPTCP`), and the
+//! options the program sets go to that MPTCP socket — where the marking program marks
+//! them — and from there to the subflows, which carry no marks. Judged by its own
+//! marks, a subflow would get the settings over the program's own, and the program
+//! would still read its own values back from its socket. The library leaves MPTCP
+//! sockets alone too (it configures `IPPROTO_TCP` stream sockets only).
 
 use keepalive_config::Config;
 
@@ -25,11 +33,16 @@ const SK: i16 = 184;
 /// Helpers (enum bpf_func_id).
 const SETSOCKOPT: i32 = 49;
 const SK_STORAGE_GET: i32 = 107;
+/// `bpf_skc_to_mptcp_sock` (Linux 5.19): the MPTCP socket a subflow belongs to, or
+/// NULL for a socket of plain TCP. Open to sock_ops programs of a loader with
+/// CAP_PERFMON (or CAP_SYS_ADMIN), which `run --kernel` requires.
+const SKC_TO_MPTCP_SOCK: i32 = 196;
 /// The stack slot the option values pass through: one `int` below the frame pointer.
 const SLOT: i16 = -4;
 
-/// The program for `config`, reading the marks in the map with descriptor `marks`.
-pub fn build(config: &Config, marks: i32) -> Vec<Insn> {
+/// The program for `config`, reading the marks in the map with descriptor `marks`;
+/// with `mptcp` (a kernel built with MPTCP), one that leaves MPTCP subflows alone.
+pub fn build(config: &Config, marks: i32, mptcp: bool) -> Vec<Insn> {
     let mut asm = Assembler::default();
     let exit = asm.label();
     let established = asm.label();
@@ -44,6 +57,14 @@ pub fn build(config: &Config, marks: i32) -> Vec<Insn> {
     // a full socket cannot be judged, and is left alone.
     asm.push(insn::load_u64(R2, R6, SK));
     asm.jump(insn::jump_eq(R2, 0, 0), exit);
+    if mptcp {
+        // r7 keeps the socket across the call.
+        asm.push(insn::mov(R7, R2));
+        asm.push(insn::mov(R1, R2));
+        asm.push(insn::call(SKC_TO_MPTCP_SOCK));
+        asm.jump(insn::jump_ne(R0, 0, 0), exit);
+        asm.push(insn::mov(R2, R7));
+    }
     asm.extend(insn::load_map_fd(R1, marks));
     asm.push(insn::mov_imm(R3, 0));
     asm.push(insn::mov_imm(R4, 0));
@@ -92,9 +113,9 @@ mod tests {
 
     #[test]
     fn each_setting_is_one_guarded_setsockopt() {
-        let on = build(&idle_60(Mode::On), 3);
-        let skip = build(&idle_60(Mode::Skip), 3);
-        let off = build(&idle_60(Mode::Off), 3);
+        let on = build(&idle_60(Mode::On), 3, true);
+        let skip = build(&idle_60(Mode::Skip), 3, true);
+        let off = build(&idle_60(Mode::Off), 3, true);
         // A setting: three instructions to read its mark, eight to set it.
         assert_eq!(on.len() - skip.len(), 11);
         assert_eq!(skip.len() - off.len(), 11);
@@ -103,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_marked_option_skips_its_setsockopt() {
-        let insns = build(&idle_60(Mode::Skip), 3);
+        let insns = build(&idle_60(Mode::Skip), 3, false);
         let read = insns
             .iter()
             .position(|&i| i == insn::load_u8(R1, R7, crate::option::IDLE.mark))
@@ -111,5 +132,18 @@ mod tests {
         // The jump over the set lands just past its helper call.
         assert_eq!(insns[read + 1], insn::jump_ne(R1, 0, 8));
         assert_eq!(insns[read + 9], insn::call(SETSOCKOPT));
+    }
+
+    #[test]
+    fn an_mptcp_subflow_leaves_before_any_setting() {
+        let insns = build(&idle_60(Mode::On), 3, true);
+        let call = insns
+            .iter()
+            .position(|&i| i == insn::call(SKC_TO_MPTCP_SOCK))
+            .expect("the subflow test is made");
+        // A subflow jumps to the closing `r0 = 1; exit`.
+        let to_exit = (insns.len() - 2 - (call + 2)) as i16;
+        assert_eq!(insns[call + 1], insn::jump_ne(R0, 0, to_exit));
+        assert!(!build(&idle_60(Mode::On), 3, false).contains(&insn::call(SKC_TO_MPTCP_SOCK)));
     }
 }
