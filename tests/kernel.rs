@@ -2183,3 +2183,28 @@ fn a_threaded_subtree_is_refused_as_such() {
     drop(domain);
     assert_clean(&traces(test).unwrap(), "a refusal in a threaded subtree");
 }
+
+/// As process 1 of a pid namespace (a container's entrypoint) the command is the
+/// parent of every orphan there, and reaps them: none stays a zombie while the program
+/// runs, as none would if the program itself were process 1.
+#[test]
+fn as_init_of_a_pid_namespace_orphans_are_reaped() {
+    let test = "as_init_of_a_pid_namespace_orphans_are_reaped";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "ps") {
+        return;
+    }
+    // Twenty orphans that exit at once; then the zombies are counted until none is
+    // left, for at most 20 s, and the count printed.
+    let script = "for i in $(seq 20); do (true &); done; n=0; \
+                  while [ $(ps -e -o stat= | grep -c Z) -gt 0 ] && [ $n -lt 200 ]; do \
+                  sleep 0.1; n=$((n+1)); done; ps -e -o stat= | grep -c Z; exit 7";
+    let output = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    assert_eq!(text(&output.stdout).trim(), "0", "zombies: {output:?}");
+}
