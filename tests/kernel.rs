@@ -2208,3 +2208,41 @@ fn as_init_of_a_pid_namespace_orphans_are_reaped() {
     assert_eq!(output.status.code(), Some(7), "{output:?}");
     assert_eq!(text(&output.stdout).trim(), "0", "zombies: {output:?}");
 }
+
+/// `kernel-attach` runs in a service's cgroup or in the scope systemd-run made for
+/// `run --kernel`; anywhere else (a systemd-run that did not make the scope leaves it in
+/// its caller's cgroup, a login session's say) it refuses and attaches nothing.
+#[test]
+fn kernel_attach_refuses_a_cgroup_not_made_for_it() {
+    let test = "kernel_attach_refuses_a_cgroup_not_made_for_it";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(test, "no cgroup2 mounted to make a session's cgroup in");
+        return;
+    };
+    let session = Subtree::new(&hierarchy, "kt-session-1.scope");
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec {} kernel-attach --idle 61 -- true",
+        session.0.display(),
+        common::keepalive().display()
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("neither a service's cgroup nor the scope"),
+        "{output:?}"
+    );
+    let attached = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&session.0)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&attached.stdout).contains("keepalive"),
+        "{}",
+        text(&attached.stdout)
+    );
+}
