@@ -2246,3 +2246,62 @@ fn kernel_attach_refuses_a_cgroup_not_made_for_it() {
         text(&attached.stdout)
     );
 }
+
+/// A `run --kernel` inside another's cgroup: the outer route's program runs after the
+/// inner one's and would set its settings over the inner's (`--idle 70` gave 50, `--mode
+/// off` still got keepalive on). The inner run refuses, naming the outer program, and
+/// nothing of it stays; the outer run ends with its status.
+#[test]
+fn a_nested_run_kernel_refuses_rather_than_be_overridden() {
+    let test = "a_nested_run_kernel_refuses_rather_than_be_overridden";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let keepalive = common::keepalive();
+    let output = keepalive_command()
+        .args(["run", "--kernel", "--idle", "50", "--"])
+        .arg(keepalive)
+        .args(["run", "--kernel", "--idle", "70", "--", "echo", "ran"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(text(&output.stdout), "", "the inner program ran");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("keepalive: run --kernel: sock_ops program keepalive (id ")
+            && stderr.contains("already runs for this command's cgroup"),
+        "{stderr}"
+    );
+    assert_clean(&traces(test).unwrap(), "a nested run --kernel");
+}
+
+/// `run --kernel` under an outer `keepalive run` inherits the library in LD_PRELOAD,
+/// whose settings at socket() count as the program's own and win over the kernel
+/// route's: the command says so, naming the library.
+#[test]
+fn run_kernel_warns_of_an_inherited_library() {
+    let test = "run_kernel_warns_of_an_inherited_library";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let output = keepalive_command()
+        .args(["run", "--idle", "50", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--idle", "70", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("keepalive: warning: LD_PRELOAD holds ")
+            && stderr.contains("libkeepalive.so"),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,7 @@ pub mod unit;
 pub mod verdict;
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use keepalive_config::Config;
@@ -120,6 +121,16 @@ fn obstacle(program: &OsStr) -> Result<(), Failure> {
             quoted(program)
         )));
     }
+    if let Some(outer) = outer_route() {
+        return Err(refused(format!(
+            "{outer} already runs for this command's cgroup, and runs after the route \
+             of this run (the kernel runs a cgroup's programs before its ancestors'): \
+             its settings would override these, which its marking program never sees; \
+             give the settings to the outer run, or run {} with `keepalive run` (the \
+             library), whose settings the outer route keeps as the program's own",
+            quoted(program)
+        )));
+    }
     if let Some(bits) = compat_bits(program) {
         return Err(refused(format!(
             "{} is a {bits}-bit program: the kernel runs no cgroup setsockopt program for \
@@ -132,6 +143,47 @@ fn obstacle(program: &OsStr) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// The keepalive sock_ops program already running for this process's cgroup, attached
+/// to it or an ancestor by an outer `run --kernel` (or `enable --kernel`, `attach
+/// --unit`), as "sock_ops program keepalive (id N)"; `None` when there is none or the
+/// cgroup cannot be asked (the steps after this one then say why).
+fn outer_route() -> Option<String> {
+    let own = cgroup::own().ok()?;
+    let programs = keepalive_sockops::attached(own.dir()).ok()?;
+    programs
+        .into_iter()
+        .find(|program| program.name == keepalive_sockops::PROGRAM_NAME)
+        .map(|program| format!("sock_ops program {} (id {})", program.name, program.id))
+}
+
+/// Warns when the command's `LD_PRELOAD` holds this library (an outer `keepalive run`):
+/// the program inherits it, and the library sets its settings at socket(), where the
+/// marking program counts them as the program's own, so they win over the kernel
+/// route's.
+fn warn_inherited_library() {
+    let Some(preload) = std::env::var_os("LD_PRELOAD") else {
+        return;
+    };
+    let library = preload
+        .as_bytes()
+        .split(|&b| b == b' ' || b == b':')
+        .map(|entry| std::path::Path::new(OsStr::from_bytes(entry)))
+        .find(|entry| {
+            entry
+                .file_name()
+                .is_some_and(|name| name.as_bytes().starts_with(b"libkeepalive"))
+        });
+    if let Some(library) = library {
+        failure::warn(format_args!(
+            "keepalive: warning: LD_PRELOAD holds {} (an outer `keepalive run`?): the \
+             program inherits it, and the settings it makes at socket() count as the \
+             program's own, so they win over those of --kernel; remove it from \
+             LD_PRELOAD for the kernel route's to apply",
+            library.display()
+        ));
+    }
 }
 
 /// The word size of the ELF program `program` runs (through PATH and `#!` lines, as
@@ -174,6 +226,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
     obstacle(program)?;
     warn_inherited_listeners();
+    warn_inherited_library();
     if systemd_makes_the_cgroup() {
         return scope::run(&config, program, arguments);
     }
