@@ -2041,12 +2041,13 @@ fn a_command_killed_while_mounting_leaves_no_mount() {
 
 /// `check --kernel` judges with what `run --kernel` does, so it says "reachable" only
 /// where the run works: not where the cgroup2 mount is read-only, nor in a user
-/// namespace, where the capabilities are not the host's ("needs root on the host").
+/// namespace, where the capabilities are not the host's ("needs root on the host"),
+/// nor without CAP_DAC_OVERRIDE, nor where cgroup.max.descendants allows no cgroup.
 #[test]
 fn check_kernel_agrees_with_run_kernel() {
     let test = "check_kernel_agrees_with_run_kernel";
     let _turn = turn();
-    if !root(test) || !have(test, "unshare") {
+    if !root(test) || !have(test, "unshare") || !have(test, "setpriv") {
         return;
     }
     let Some(peer) = peer(test, &["-static"]) else {
@@ -2098,6 +2099,36 @@ fn check_kernel_agrees_with_run_kernel() {
                 .starts_with("keepalive: run --kernel: needs root on the host"),
         "{namespaced:?}"
     );
+
+    // Without CAP_DAC_OVERRIDE (root's cgroup directories refuse the mkdir), and where
+    // cgroup.max.descendants allows no new cgroup.
+    let limited = Subtree::new(&hierarchy, "kt-no-descendants");
+    std::fs::write(limited.0.join("cgroup.max.descendants"), "0").unwrap();
+    for (what, prefix) in [
+        (
+            "without CAP_DAC_OVERRIDE",
+            "exec setpriv --bounding-set=-dac_override --inh-caps=-dac_override".to_string(),
+        ),
+        (
+            "at cgroup.max.descendants",
+            format!("echo $$ > '{}/cgroup.procs' && exec", limited.0.display()),
+        ),
+    ] {
+        let script = format!(
+            "{prefix} sh -c '{keepalive} check --kernel {peer}; echo check=$?; \
+             {keepalive} run --kernel -- {peer} pair; echo run=$?'",
+            peer = peer.display(),
+        );
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("check=1")
+                && stdout.contains("run=1")
+                && stdout.contains("kernel route: not available here: cannot make cgroup"),
+            "{what}: {output:?}"
+        );
+    }
+    drop(limited);
     assert_clean(&traces(test).unwrap(), "refused runs and checks");
 }
 
