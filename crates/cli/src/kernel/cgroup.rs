@@ -1,6 +1,6 @@
-//! cgroup (v2) directories: a process's own, found through a mounted cgroup2 or one
-//! mounted for a moment; and the cgroup of its own that `run --kernel` makes for its
-//! program and removes again whatever happens ([`Scope`]).
+//! cgroup (v2) directories: a process's own, found through a mounted cgroup2 or a
+//! mount of the command's own attached nowhere; and the cgroup of its own that `run
+//! --kernel` makes for its program and removes again whatever happens ([`Scope`]).
 //!
 //! Everything after the first look is done through directory descriptors: where no
 //! cgroup2 is mounted, the command makes a mount of the hierarchy that is attached
@@ -436,6 +436,14 @@ fn was_locked(dir: &OwnedFd) -> bool {
     unsafe { libc::fgetxattr(dir.as_raw_fd(), LOCKED.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
 }
 
+/// The cgroup's type: "domain", "threaded", "domain threaded" or "domain invalid".
+fn read_type(dir: &OwnedFd) -> io::Result<String> {
+    let mut kind = String::new();
+    File::from(open_at(Some(dir.as_fd()), c"cgroup.type", libc::O_RDONLY)?)
+        .read_to_string(&mut kind)?;
+    Ok(kind.trim().to_string())
+}
+
 /// The processes in the cgroup `dir` itself, not those under it.
 fn members(dir: &OwnedFd) -> io::Result<Vec<String>> {
     let mut text = String::new();
@@ -535,21 +543,13 @@ impl Scope {
             dir,
             procs,
         };
-        let mut kind = String::new();
-        File::from(
-            open_at(Some(scope.dir.as_fd()), c"cgroup.type", libc::O_RDONLY).map_err(|err| {
-                format!("cannot read cgroup.type of {text} in {}: {err}", own.place)
-            })?,
-        )
-        .read_to_string(&mut kind)
-        .map_err(|err| format!("cannot read cgroup.type of {text} in {}: {err}", own.place))?;
-        if kind.trim() != "domain" {
+        let kind = read_type(&scope.dir)
+            .map_err(|err| format!("cannot read cgroup.type of {text} in {}: {err}", own.place))?;
+        if kind != "domain" {
             return Err(format!(
-                "a cgroup made in {} is of type \"{}\" and cannot take a program: {} is part of a \
-                 threaded subtree (cgroup.type), where processes cannot be moved",
-                own.place,
-                kind.trim(),
-                own.place
+                "a cgroup made in {} is of type \"{kind}\" and cannot take a program: {} \
+                 is part of a threaded subtree (cgroup.type), where processes cannot be moved",
+                own.place, own.place
             ));
         }
         Ok(scope)
