@@ -616,11 +616,12 @@ fn refusals_leave_nothing_behind() {
 }
 
 /// With no cgroup2 mounted (this machine's cgroup v1 layout, in a mount namespace of
-/// its own with the unified mount taken away), the command mounts one for a moment
-/// and detaches it at once: the program is reached, and no mount or mount point stays.
+/// its own with the unified mount taken away), the command makes a mount of its own
+/// attached nowhere (fsmount): the program is reached, and no mount or mount point
+/// appears.
 #[test]
-fn without_a_cgroup2_mount_one_is_mounted_for_a_moment() {
-    let test = "without_a_cgroup2_mount_one_is_mounted_for_a_moment";
+fn without_a_cgroup2_mount_one_is_made_attached_nowhere() {
+    let test = "without_a_cgroup2_mount_one_is_made_attached_nowhere";
     let _turn = turn();
     if !root(test) || !have(test, "unshare") {
         return;
