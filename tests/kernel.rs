@@ -1904,8 +1904,9 @@ fn a_32_bit_program_is_refused_not_overridden() {
 /// An MPTCP connection's subflows are TCP sockets the kernel makes for the program's
 /// MPTCP socket; the program's options (here an explicit `SO_KEEPALIVE=0` on both
 /// ends) reach them from that socket, which the marks are on. The route leaves
-/// subflows alone, as the library leaves MPTCP sockets alone: no keepalive timer
-/// appears on them.
+/// subflows alone, as the library leaves MPTCP sockets alone, and so a plain TCP
+/// connection accepted on the MPTCP listener (it falls back to TCP, a child of the
+/// listener's subflow): no keepalive timer appears on any of them.
 #[test]
 fn mptcp_subflows_keep_what_the_program_set() {
     let test = "mptcp_subflows_keep_what_the_program_set";
@@ -1927,6 +1928,14 @@ fn mptcp_subflows_keep_what_the_program_set() {
         stdout.matches("tcp-ulp-mptcp").count(),
         2,
         "two subflows, each an MPTCP subflow: {stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.contains("127.0.0.1:"))
+            .count(),
+        4,
+        "the subflows and the plain connection's two ends: {stdout}"
     );
     assert!(
         !stdout.contains("timer:(keepalive"),

@@ -17,8 +17,10 @@
  *                 each returned, its errno and the value read back: "@ opt ..." lines
  *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
  *   mptcp         an MPTCP listener and client (IPPROTO_MPTCP), each with an explicit
- *                 SO_KEEPALIVE=0 set before listen and connect, then what ss(8) shows
- *                 of the TCP subflows of the connection ("@ mptcp-unavailable ERRNO"
+ *                 SO_KEEPALIVE=0 set before listen and connect, and a plain TCP
+ *                 client (SO_KEEPALIVE=0 too) accepted on the same listener; then
+ *                 what ss(8) shows of their TCP sockets: the MPTCP connection's
+ *                 subflows and the plain one's two ends ("@ mptcp-unavailable ERRNO"
  *                 when the kernel makes no MPTCP socket)
  *   hold PORT     listens on PORT on every address, says "@ listening", holds
  *                 every connection it accepts and never sends anything
@@ -188,8 +190,9 @@ static void pair6(void)
 #define IPPROTO_MPTCP 262
 #endif
 
-/* `mptcp`: the subflows of one MPTCP connection whose sockets the program set
- * SO_KEEPALIVE=0 on, as ss(8) shows them (their keepalive timer, if any). */
+/* `mptcp`: the TCP sockets of an MPTCP connection and of a plain TCP connection
+ * accepted on the same MPTCP listener, whose sockets the program set SO_KEEPALIVE=0
+ * on, as ss(8) shows them (their keepalive timer, if any). */
 static void mptcp(void)
 {
     struct sockaddr_in addr;
@@ -216,6 +219,17 @@ static void mptcp(void)
         die("accept");
     report("client", client);
     report("accepted", accepted);
+    int plain = socket(AF_INET, SOCK_STREAM, 0);
+    if (plain < 0)
+        die("socket");
+    set_up(plain, "off");
+    if (connect(plain, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect");
+    int fallen_back = accept(l, 0, 0);
+    if (fallen_back < 0)
+        die("accept");
+    report("plain-client", plain);
+    report("plain-accepted", fallen_back);
     snprintf(command, sizeof command,
              "ss -tnoiH state established '( sport = :%d or dport = :%d )'",
              ntohs(addr.sin_port), ntohs(addr.sin_port));
