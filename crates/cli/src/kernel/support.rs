@@ -80,12 +80,15 @@ fn version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Whether this process is in the initial user namespace, whose uid_map maps every
-/// id to itself (user_namespaces(7): `0 0 4294967295`). Elsewhere capabilities count
-/// only inside the namespace, and bpf(2) asks for them in the initial one.
+/// Whether this process is in the initial user namespace: its namespace file has the
+/// inode number the kernel gives that namespace alone (`PROC_USER_INIT_INO`,
+/// 0xEFFFFFFD, include/linux/proc_ns.h). Elsewhere capabilities count only inside the
+/// namespace (user_namespaces(7)), and bpf(2) asks for them in the initial one. Taken
+/// as the initial one when /proc cannot say.
 fn initial_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").map_or(true, |map| {
-        map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+    const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
+    std::fs::metadata("/proc/self/ns/user").map_or(true, |meta| {
+        std::os::unix::fs::MetadataExt::ino(&meta) == PROC_USER_INIT_INO
     })
 }
 
