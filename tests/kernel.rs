@@ -2346,3 +2346,42 @@ fn run_kernel_warns_of_an_inherited_library() {
         "{stderr}"
     );
 }
+
+/// `enable --kernel` refuses a service whose `ExecStart=` program is 32-bit, as `run
+/// --kernel` refuses one, before writing anything: the route would override the options
+/// it sets itself. Under `--root`, with the command present in the image, so that
+/// nothing else stands in the way.
+#[test]
+fn enable_kernel_refuses_a_32_bit_service() {
+    let test = "enable_kernel_refuses_a_32_bit_service";
+    let _turn = turn();
+    let Some(peer) = peer(test, &["-m32", "-static"]) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-with-a-32-bit-service");
+    let _ = std::fs::remove_dir_all(&root);
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(&peer, root.join("usr/bin/app32")).unwrap();
+    let keepalive = common::keepalive();
+    let inside = root.join(keepalive.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    std::fs::copy(keepalive, &inside).unwrap();
+    std::fs::write(
+        units.join("app32.service"),
+        "[Service]\nExecStart=/usr/bin/app32 pair\n",
+    )
+    .unwrap();
+    let output = keepalive_command()
+        .args(["enable", "--kernel", "--root"])
+        .arg(&root)
+        .arg("app32")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a 32-bit program"), "{stderr}");
+    assert!(!units.join("app32.service.d/zz-keepalive.conf").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -131,18 +131,24 @@ fn obstacle(program: &OsStr) -> Result<(), Failure> {
             quoted(program)
         )));
     }
-    if let Some(bits) = compat_bits(program) {
-        return Err(refused(format!(
-            "{} is a {bits}-bit program: the kernel runs no cgroup setsockopt program for \
-             the system calls of {bits}-bit programs (net/socket.c skips the hook for \
-             compat calls), so the route cannot see the options it sets itself and would \
-             override them, its explicit SO_KEEPALIVE=0 included; build the library for \
-             {bits} bits and name it with `keepalive run --library`, or set the options \
-             in the program",
-            quoted(program)
-        )));
+    if let Some(bits) = compat_bits(program, &check::Root::host()) {
+        return Err(refused(compat_refusal(program, bits, "run")));
     }
     Ok(())
+}
+
+/// Why the route cannot serve `program`, a `bits`-bit program, for `command` (`run`,
+/// `enable`): the options it sets itself go unseen.
+fn compat_refusal(program: &OsStr, bits: u8, command: &str) -> String {
+    format!(
+        "{} is a {bits}-bit program: the kernel runs no cgroup setsockopt program for \
+         the system calls of {bits}-bit programs (net/socket.c skips the hook for compat \
+         calls), so the route cannot see the options it sets itself and would override \
+         them, its explicit SO_KEEPALIVE=0 included; build the library for {bits} bits \
+         and name it with `keepalive {command} --library`, or set the options in the \
+         program",
+        quoted(program)
+    )
 }
 
 /// The keepalive sock_ops program already running for this process's cgroup, attached
@@ -186,12 +192,12 @@ fn warn_inherited_library() {
     }
 }
 
-/// The word size of the ELF program `program` runs (through PATH and `#!` lines, as
-/// `check` follows them) when it is not this command's: on a 64-bit kernel, a 32-bit
-/// program makes compat system calls. `None` when it is native, or cannot be judged
-/// (then running it reports why).
-fn compat_bits(program: &OsStr) -> Option<u8> {
-    let verdict = check::inspect(program, &check::Root::host(), check::Runner::Me).ok()?;
+/// The word size of the ELF program `program` runs in `root` (through PATH and `#!`
+/// lines, as `check` follows them) when it is not this command's: on a 64-bit kernel,
+/// a 32-bit program makes compat system calls. `None` when it is native, or cannot be
+/// judged (then running it reports why).
+fn compat_bits(program: &OsStr, root: &check::Root) -> Option<u8> {
+    let verdict = check::inspect(program, root, check::Runner::Me).ok()?;
     match verdict.reach {
         check::Reach::Class { bits } if bits < crate::elf::own_bits() => Some(bits),
         _ => None,
