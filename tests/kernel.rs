@@ -53,15 +53,11 @@ fn root(test: &str) -> bool {
     root
 }
 
-/// tests/support/kernel_peer.c built with `flags` (`-static`, or none for a program
-/// the loader runs). Tests take turns, so each may build it again.
+/// tests/support/kernel_peer.c built with `flags` (`-static`, `-m32`, or none for a
+/// program the loader runs). Tests take turns, so each may build it again.
 fn peer(test: &str, flags: &[&str]) -> Option<PathBuf> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_peer.c");
-    let name = if flags.is_empty() {
-        "kernel_peer"
-    } else {
-        "kernel_peer-static"
-    };
+    let name = format!("kernel_peer{}", flags.concat());
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let made = match Command::new("cc")
         .args(flags)
@@ -620,11 +616,12 @@ fn refusals_leave_nothing_behind() {
 }
 
 /// With no cgroup2 mounted (this machine's cgroup v1 layout, in a mount namespace of
-/// its own with the unified mount taken away), the command mounts one for a moment
-/// and detaches it at once: the program is reached, and no mount or mount point stays.
+/// its own with the unified mount taken away), the command makes a mount of its own
+/// attached nowhere (fsmount): the program is reached, and no mount or mount point
+/// appears.
 #[test]
-fn without_a_cgroup2_mount_one_is_mounted_for_a_moment() {
-    let test = "without_a_cgroup2_mount_one_is_mounted_for_a_moment";
+fn without_a_cgroup2_mount_one_is_made_attached_nowhere() {
+    let test = "without_a_cgroup2_mount_one_is_made_attached_nowhere";
     let _turn = turn();
     if !root(test) || !have(test, "unshare") {
         return;
@@ -1523,6 +1520,7 @@ fn a_killed_command_takes_its_program_and_the_next_run_sweeps_up() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
         0
     );
+    say_locked(&live);
     let next = run(true, &[&"true"]);
     assert!(next.status.success(), "{}", text(&next.stderr));
     assert!(live.exists(), "a live run's cgroup was removed");
@@ -1808,4 +1806,582 @@ fn enable_kernel_keeps_options_and_disable_detaches_leftovers() {
         [None],
         "a new connection after disable --now still carries keepalive"
     );
+}
+
+/// What a run sets on its cgroup once it holds the cgroup's lock: the sweep removes
+/// only a cgroup that says so and whose lock is free.
+fn say_locked(cgroup: &Path) {
+    let path = std::ffi::CString::new(cgroup.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: setxattr(2) with NUL-terminated strings and a one-byte value that live
+    // for the call.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.keepalive.locked".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A cgroup of the test's own under the hierarchy, removed with everything under it
+/// (after moving what runs there to the root) when dropped.
+struct Subtree(PathBuf);
+
+impl Subtree {
+    fn new(hierarchy: &Path, name: &str) -> Subtree {
+        let dir = hierarchy.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Subtree(dir)
+    }
+
+    fn remove(dir: &Path, root: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.map_while(Result::ok) {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    Subtree::remove(&entry.path(), root);
+                }
+            }
+        }
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(root.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let root = cgroup2_mount().unwrap();
+        Subtree::remove(&self.0, &root);
+    }
+}
+
+/// A 32-bit program's setsockopt(2) calls are compat system calls, for which the
+/// kernel runs no cgroup setsockopt program: the route could not see what the program
+/// sets itself and would override it (its explicit `SO_KEEPALIVE=0` turned on).
+/// `run --kernel` refuses such a program, naming why, and `check --kernel` says the
+/// route is not available for it; nothing is made.
+#[test]
+fn a_32_bit_program_is_refused_not_overridden() {
+    let test = "a_32_bit_program_is_refused_not_overridden";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-m32", "-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let output = run(true, &[&peer, &"rule"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("keepalive: run --kernel: ") && stderr.contains("is a 32-bit program"),
+        "{stderr}"
+    );
+    assert_eq!(text(&output.stdout), "", "the program ran");
+    let check = keepalive_command()
+        .args(["check", "--kernel"])
+        .arg(&peer)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        text(&check.stdout).contains("\nkernel route: not available here: ")
+            && text(&check.stdout).contains("32-bit program"),
+        "{check:?}"
+    );
+    assert_clean(&traces(test).unwrap(), "a refused 32-bit program");
+}
+
+/// An MPTCP connection's subflows are TCP sockets the kernel makes for the program's
+/// MPTCP socket; the program's options (here an explicit `SO_KEEPALIVE=0` on both
+/// ends) reach them from that socket, which the marks are on. The route leaves
+/// subflows alone, as the library leaves MPTCP sockets alone, and so a plain TCP
+/// connection accepted on the MPTCP listener (it falls back to TCP, a child of the
+/// listener's subflow): no keepalive timer appears on any of them.
+#[test]
+fn mptcp_subflows_keep_what_the_program_set() {
+    let test = "mptcp_subflows_keep_what_the_program_set";
+    let _turn = turn();
+    if !root(test) || !have(test, "ss") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    let output = run(true, &[&peer, &"mptcp"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    if stdout.contains("@ mptcp-unavailable") {
+        skip(test, &format!("no MPTCP sockets here: {stdout}"));
+        return;
+    }
+    assert_eq!(
+        stdout.matches("tcp-ulp-mptcp").count(),
+        2,
+        "two subflows, each an MPTCP subflow: {stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.contains("127.0.0.1:"))
+            .count(),
+        4,
+        "the subflows and the plain connection's two ends: {stdout}"
+    );
+    assert!(
+        !stdout.contains("timer:(keepalive"),
+        "the route turned keepalive on against the program's SO_KEEPALIVE=0: {stdout}"
+    );
+}
+
+/// A run makes its cgroup and only then takes its lock: for that moment the cgroup is
+/// empty and its lock free. Another run's sweep must not take it for a dead run's
+/// (concurrent runs failed "cannot open cgroup ...: No such file or directory").
+#[test]
+fn a_starting_runs_cgroup_is_never_swept() {
+    let test = "a_starting_runs_cgroup_is_never_swept";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let starting = Subtree::new(&hierarchy, "keepalive-run.5ta7t1ng5ta7t1ng");
+    let next = run(true, &[&"true"]);
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(starting.0.exists(), "a starting run's cgroup was removed");
+    drop(starting);
+    assert_clean(&traces(test).unwrap(), "a sweep beside a starting run");
+}
+
+/// A killed command's program may leave children running in its cgroup (they outlive
+/// the program, which dies with the command). The next run's sweep moves them up to
+/// its own cgroup, as a finished run does, and removes the cgroup at once.
+#[test]
+fn a_dead_runs_survivors_are_moved_out_and_its_cgroup_swept() {
+    let test = "a_dead_runs_survivors_are_moved_out_and_its_cgroup_swept";
+    let _turn = turn();
+    if !root(test) || !have(test, "setsid") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let mut command = keepalive_command();
+    command
+        .args(["run", "--kernel", "--idle", "61", "--", "sh", "-c"])
+        .arg("setsid sleep 60 & echo $!; exec sleep 60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let survivor: i32 = line.trim().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        traces(test).unwrap().cgroups.len(),
+        1,
+        "the dead run's cgroup"
+    );
+    let next = run(true, &[&"true"]);
+    let own = std::fs::read_to_string(format!("/proc/{survivor}/cgroup")).unwrap();
+    // SAFETY: kill(2) of the test's own grandchild, reparented to init.
+    unsafe { libc::kill(survivor, libc::SIGKILL) };
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(
+        own.lines().any(|line| line == "0::/"),
+        "the survivor stayed in the dead run's cgroup: {own}"
+    );
+    assert_clean(
+        &traces(test).unwrap(),
+        "the sweep of a dead run with a survivor",
+    );
+}
+
+/// Killed at the moment it mounts a cgroup2 hierarchy of its own (where none is
+/// mounted), the command leaves no mount and no mount point: the mount it makes is
+/// attached nowhere. strace(1) delivers SIGKILL as the command enters each of the
+/// mount system calls, old (mount, umount2) and new (fsmount).
+#[test]
+fn a_command_killed_while_mounting_leaves_no_mount() {
+    let test = "a_command_killed_while_mounting_leaves_no_mount";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "strace") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    for call in ["mount", "umount2", "fsconfig", "fsmount", "openat"] {
+        let script = format!(
+            "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount; \
+             strace -f -o /dev/null -e trace={call} -e inject={call}:signal=KILL \
+             {} run --kernel -- true; grep -c ' - cgroup2 ' /proc/self/mountinfo",
+            common::keepalive().display(),
+        );
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&output.stdout).lines().last(),
+            Some("0"),
+            "killed entering {call}: a cgroup2 mount stays: {output:?}"
+        );
+        assert_clean(&traces(test).unwrap(), &format!("a kill entering {call}"));
+    }
+}
+
+/// `check --kernel` judges with what `run --kernel` does, so it says "reachable" only
+/// where the run works: not where the cgroup2 mount is read-only, nor in a user
+/// namespace, where the capabilities are not the host's ("needs root on the host"),
+/// nor without CAP_DAC_OVERRIDE, nor where cgroup.max.descendants allows no cgroup.
+#[test]
+fn check_kernel_agrees_with_run_kernel() {
+    let test = "check_kernel_agrees_with_run_kernel";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "setpriv") {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let keepalive = common::keepalive().display().to_string();
+    let script = format!(
+        "mount -o remount,bind,ro '{}' && \
+         {{ {keepalive} check --kernel {peer}; echo check=$?; \
+            {keepalive} run --kernel -- {peer} pair; echo run=$?; }}",
+        hierarchy.display(),
+        peer = peer.display(),
+    );
+    let read_only = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&read_only.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{read_only:?}"
+    );
+    assert!(
+        stdout.contains("kernel route: not available here: cannot make cgroup"),
+        "{read_only:?}"
+    );
+
+    let script = format!(
+        "{keepalive} check --kernel {peer}; echo check=$?; \
+         {keepalive} run --kernel -- {peer} pair; echo run=$?",
+        peer = peer.display(),
+    );
+    let namespaced = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = text(&namespaced.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{namespaced:?}"
+    );
+    assert!(
+        stdout.contains("kernel route: not available here: needs root on the host")
+            && text(&namespaced.stderr)
+                .starts_with("keepalive: run --kernel: needs root on the host"),
+        "{namespaced:?}"
+    );
+
+    // Without CAP_DAC_OVERRIDE (root's cgroup directories refuse the mkdir), and where
+    // cgroup.max.descendants allows no new cgroup.
+    let limited = Subtree::new(&hierarchy, "kt-no-descendants");
+    std::fs::write(limited.0.join("cgroup.max.descendants"), "0").unwrap();
+    for (what, prefix) in [
+        (
+            "without CAP_DAC_OVERRIDE",
+            "exec setpriv --bounding-set=-dac_override --inh-caps=-dac_override".to_string(),
+        ),
+        (
+            "at cgroup.max.descendants",
+            format!("echo $$ > '{}/cgroup.procs' && exec", limited.0.display()),
+        ),
+    ] {
+        let script = format!(
+            "{prefix} sh -c '{keepalive} check --kernel {peer}; echo check=$?; \
+             {keepalive} run --kernel -- {peer} pair; echo run=$?'",
+            peer = peer.display(),
+        );
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("check=1")
+                && stdout.contains("run=1")
+                && stdout.contains("kernel route: not available here: cannot make cgroup"),
+            "{what}: {output:?}"
+        );
+    }
+    drop(limited);
+    assert_clean(&traces(test).unwrap(), "refused runs and checks");
+}
+
+/// A cgroup2 mount that is a bind of a sub-cgroup over the hierarchy (some container
+/// set-ups without a cgroup namespace) does not show the hierarchy's paths: the
+/// command passes it over and finds its own cgroup in a hierarchy of its own, and the
+/// program lands in a child of the command's cgroup, not of an unrelated one named
+/// like its path.
+#[test]
+fn a_bind_of_a_sub_cgroup_is_not_taken_for_the_hierarchy() {
+    let test = "a_bind_of_a_sub_cgroup_is_not_taken_for_the_hierarchy";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let bound = Subtree::new(&hierarchy, "kt-bound");
+    // Named like the command's cgroup, inside the bound sub-cgroup: a naive join of the
+    // mount point and the command's path lands here.
+    std::fs::create_dir_all(bound.0.join("kt-bound/inner")).unwrap();
+    std::fs::create_dir_all(bound.0.join("inner")).unwrap();
+    let script = format!(
+        "echo $$ > '{bound}/inner/cgroup.procs' && \
+         exec unshare --mount --propagation private sh -c \
+         \"mount --bind '{bound}' '{hierarchy}' && \
+           {keepalive} run --kernel -- sh -c 'grep ^0:: /proc/self/cgroup'\"",
+        bound = bound.0.display(),
+        hierarchy = hierarchy.display(),
+        keepalive = common::keepalive().display(),
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("0::/kt-bound/inner/keepalive-run."),
+        "{output:?}"
+    );
+    drop(bound);
+    assert_clean(&traces(test).unwrap(), "a run under a bound sub-cgroup");
+}
+
+/// In a threaded subtree a new cgroup cannot take processes: `run --kernel` says so,
+/// as a refusal of the system (status 1), not as the program's failure to start (126),
+/// and `check --kernel` agrees.
+#[test]
+fn a_threaded_subtree_is_refused_as_such() {
+    let test = "a_threaded_subtree_is_refused_as_such";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let Some(peer) = peer(test, &["-static"]) else {
+        return;
+    };
+    if !starts_clean(test) {
+        return;
+    }
+    let hierarchy = cgroup2_mount().unwrap();
+    let domain = Subtree::new(&hierarchy, "kt-threaded");
+    std::fs::create_dir(domain.0.join("thread")).unwrap();
+    std::fs::write(domain.0.join("thread/cgroup.type"), "threaded").unwrap();
+    let script = format!(
+        "echo $$ > '{domain}/cgroup.procs' && \
+         {{ {keepalive} check --kernel {peer}; echo check=$?; \
+            {keepalive} run --kernel -- true; echo run=$?; }}",
+        domain = domain.0.display(),
+        keepalive = common::keepalive().display(),
+        peer = peer.display(),
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("check=1") && stdout.contains("run=1"),
+        "{output:?}"
+    );
+    assert!(
+        text(&output.stderr).contains("threaded subtree"),
+        "{output:?}"
+    );
+    drop(domain);
+    assert_clean(&traces(test).unwrap(), "a refusal in a threaded subtree");
+}
+
+/// As process 1 of a pid namespace (a container's entrypoint) the command is the
+/// parent of every orphan there, and reaps them: none stays a zombie while the program
+/// runs, as none would if the program itself were process 1.
+#[test]
+fn as_init_of_a_pid_namespace_orphans_are_reaped() {
+    let test = "as_init_of_a_pid_namespace_orphans_are_reaped";
+    let _turn = turn();
+    if !root(test) || !have(test, "unshare") || !have(test, "ps") {
+        return;
+    }
+    // Twenty orphans that exit at once; then the zombies are counted until none is
+    // left, for at most 20 s, and the count printed.
+    let script = "for i in $(seq 20); do (true &); done; n=0; \
+                  while [ $(ps -e -o stat= | grep -c Z) -gt 0 ] && [ $n -lt 200 ]; do \
+                  sleep 0.1; n=$((n+1)); done; ps -e -o stat= | grep -c Z; exit 7";
+    let output = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    assert_eq!(text(&output.stdout).trim(), "0", "zombies: {output:?}");
+}
+
+/// `kernel-attach` runs in a service's cgroup or in the scope systemd-run made for
+/// `run --kernel`; anywhere else (a systemd-run that did not make the scope leaves it in
+/// its caller's cgroup, a login session's say) it refuses and attaches nothing.
+#[test]
+fn kernel_attach_refuses_a_cgroup_not_made_for_it() {
+    let test = "kernel_attach_refuses_a_cgroup_not_made_for_it";
+    let _turn = turn();
+    if !root(test) || !have(test, "bpftool") {
+        return;
+    }
+    let Some(hierarchy) = cgroup2_mount() else {
+        skip(test, "no cgroup2 mounted to make a session's cgroup in");
+        return;
+    };
+    let session = Subtree::new(&hierarchy, "kt-session-1.scope");
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && exec {} kernel-attach --idle 61 -- true",
+        session.0.display(),
+        common::keepalive().display()
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("neither a service's cgroup nor the scope"),
+        "{output:?}"
+    );
+    let attached = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&session.0)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&attached.stdout).contains("keepalive"),
+        "{}",
+        text(&attached.stdout)
+    );
+}
+
+/// A `run --kernel` inside another's cgroup: the outer route's program runs after the
+/// inner one's and would set its settings over the inner's (`--idle 70` gave 50, `--mode
+/// off` still got keepalive on). The inner run refuses, naming the outer program, and
+/// nothing of it stays; the outer run ends with its status.
+#[test]
+fn a_nested_run_kernel_refuses_rather_than_be_overridden() {
+    let test = "a_nested_run_kernel_refuses_rather_than_be_overridden";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    if !starts_clean(test) {
+        return;
+    }
+    let keepalive = common::keepalive();
+    let output = keepalive_command()
+        .args(["run", "--kernel", "--idle", "50", "--"])
+        .arg(keepalive)
+        .args(["run", "--kernel", "--idle", "70", "--", "echo", "ran"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(text(&output.stdout), "", "the inner program ran");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("keepalive: run --kernel: sock_ops program keepalive (id ")
+            && stderr.contains("already runs for this command's cgroup"),
+        "{stderr}"
+    );
+    assert_clean(&traces(test).unwrap(), "a nested run --kernel");
+}
+
+/// `run --kernel` under an outer `keepalive run` inherits the library in LD_PRELOAD,
+/// whose settings at socket() count as the program's own and win over the kernel
+/// route's: the command says so, naming the library.
+#[test]
+fn run_kernel_warns_of_an_inherited_library() {
+    let test = "run_kernel_warns_of_an_inherited_library";
+    let _turn = turn();
+    if !root(test) {
+        return;
+    }
+    let output = keepalive_command()
+        .args(["run", "--idle", "50", "--"])
+        .arg(common::keepalive())
+        .args(["run", "--kernel", "--idle", "70", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("keepalive: warning: LD_PRELOAD holds ")
+            && stderr.contains("libkeepalive.so"),
+        "{stderr}"
+    );
+}
+
+/// `enable --kernel` refuses a service whose `ExecStart=` program is 32-bit, as `run
+/// --kernel` refuses one, before writing anything: the route would override the options
+/// it sets itself. Under `--root`, with the command present in the image, so that
+/// nothing else stands in the way.
+#[test]
+fn enable_kernel_refuses_a_32_bit_service() {
+    let test = "enable_kernel_refuses_a_32_bit_service";
+    let _turn = turn();
+    let Some(peer) = peer(test, &["-m32", "-static"]) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-with-a-32-bit-service");
+    let _ = std::fs::remove_dir_all(&root);
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(&peer, root.join("usr/bin/app32")).unwrap();
+    let keepalive = common::keepalive();
+    let inside = root.join(keepalive.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    std::fs::copy(keepalive, &inside).unwrap();
+    std::fs::write(
+        units.join("app32.service"),
+        "[Service]\nExecStart=/usr/bin/app32 pair\n",
+    )
+    .unwrap();
+    let output = keepalive_command()
+        .args(["enable", "--kernel", "--root"])
+        .arg(&root)
+        .arg("app32")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a 32-bit program"), "{stderr}");
+    assert!(!units.join("app32.service.d/zz-keepalive.conf").exists());
+    let _ = std::fs::remove_dir_all(&root);
 }

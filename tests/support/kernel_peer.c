@@ -16,6 +16,12 @@
  *                 TCP, UDP and AF_UNIX sockets, lengths from 0 to 70000) with what
  *                 each returned, its errno and the value read back: "@ opt ..." lines
  *   uring         the accept made by io_uring (IORING_OP_ACCEPT), raw system calls
+ *   mptcp         an MPTCP listener and client (IPPROTO_MPTCP), each with an explicit
+ *                 SO_KEEPALIVE=0 set before listen and connect, and a plain TCP
+ *                 client (SO_KEEPALIVE=0 too) accepted on the same listener; then
+ *                 what ss(8) shows of their TCP sockets: the MPTCP connection's
+ *                 subflows and the plain one's two ends ("@ mptcp-unavailable ERRNO"
+ *                 when the kernel makes no MPTCP socket)
  *   hold PORT     listens on PORT on every address, says "@ listening", holds
  *                 every connection it accepts and never sends anything
  *   client ADDR PORT
@@ -180,6 +186,58 @@ static void pair6(void)
     report("accepted", accepted);
 }
 
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+
+/* `mptcp`: the TCP sockets of an MPTCP connection and of a plain TCP connection
+ * accepted on the same MPTCP listener, whose sockets the program set SO_KEEPALIVE=0
+ * on, as ss(8) shows them (their keepalive timer, if any). */
+static void mptcp(void)
+{
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    char command[160];
+    int l = socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+    int client = socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+    if (l < 0 || client < 0) {
+        printf("@ mptcp-unavailable errno=%d\n", errno);
+        return;
+    }
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    set_up(l, "off");
+    set_up(client, "off");
+    if (bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(l, 4) != 0 ||
+        getsockname(l, (struct sockaddr *)&addr, &len) != 0)
+        die("listen");
+    if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect");
+    int accepted = accept(l, 0, 0);
+    if (accepted < 0)
+        die("accept");
+    report("client", client);
+    report("accepted", accepted);
+    int plain = socket(AF_INET, SOCK_STREAM, 0);
+    if (plain < 0)
+        die("socket");
+    set_up(plain, "off");
+    if (connect(plain, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connect");
+    int fallen_back = accept(l, 0, 0);
+    if (fallen_back < 0)
+        die("accept");
+    report("plain-client", plain);
+    report("plain-accepted", fallen_back);
+    snprintf(command, sizeof command,
+             "ss -tnoiH state established '( sport = :%d or dport = :%d )'",
+             ntohs(addr.sin_port), ntohs(addr.sin_port));
+    fflush(stdout);
+    if (system(command) != 0)
+        die("ss");
+}
+
 static int connected(const struct sockaddr_in *addr)
 {
     int fd = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
@@ -255,6 +313,8 @@ int main(int argc, char **argv)
         rule();
     } else if (!strcmp(mode, "pair6")) {
         pair6();
+    } else if (!strcmp(mode, "mptcp")) {
+        mptcp();
     } else if (!strcmp(mode, "uring")) {
         int l = listener(&addr, "none");
         int client = connected(&addr);
@@ -288,7 +348,7 @@ int main(int argc, char **argv)
             ;
         printf("@ result errno=%d at_ms=%lld\n", n == 0 ? 0 : errno, monotonic_ms());
     } else {
-        fprintf(stderr, "usage: kernel_peer pair|pair6|rule|setsockopts|uring|hold PORT|client ADDR PORT\n");
+        fprintf(stderr, "usage: kernel_peer pair|pair6|rule|setsockopts|uring|mptcp|hold PORT|client ADDR PORT\n");
         return 2;
     }
     return 0;

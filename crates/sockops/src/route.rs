@@ -35,13 +35,17 @@ pub struct Pending<'a> {
 }
 
 impl Route {
-    /// Loads the route for `config`.
+    /// Loads the route for `config`. On a kernel built with MPTCP (it shows
+    /// /proc/sys/net/mptcp) the settings program leaves MPTCP subflows alone
+    /// ([`crate::sock_ops`]); elsewhere there are none, and the helper that tells them
+    /// apart may be missing.
     pub fn load(config: &Config) -> Result<Route, Error> {
         let marks = Marks::create()?;
         let fd = marks.as_fd().as_raw_fd();
+        let mptcp = std::path::Path::new("/proc/sys/net/mptcp").exists();
         Ok(Route {
             mark: Program::load(Hook::SetSockOpt, &setsockopt::build(fd))?,
-            sock_ops: Program::load(Hook::SockOps, &sock_ops::build(config, fd))?,
+            sock_ops: Program::load(Hook::SockOps, &sock_ops::build(config, fd, mptcp))?,
             marks,
         })
     }

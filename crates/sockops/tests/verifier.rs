@@ -60,7 +60,7 @@ fn a_refused_program_carries_the_verifiers_reason() {
     // The program's last two instructions set r0 and return; without the first, the
     // program returns a register it never wrote.
     let marks = build::Marks::create().expect("create the map of marks");
-    let insns = build::sock_ops(&Config::DEFAULT, marks.as_fd().as_raw_fd());
+    let insns = build::sock_ops(&Config::DEFAULT, marks.as_fd().as_raw_fd(), true);
     let refused =
         Program::load(Hook::SockOps, &insns[insns.len() - 1..]).expect_err("the verifier refuses");
     let log = refused.verifier_log.as_deref().unwrap_or_default();

@@ -58,6 +58,7 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
     })?;
     let service = cgroup::of_service()
         .and_then(|service| service.refuse_shared().map(|()| service))
+        .and_then(|service| refuse_foreign(&service).map(|()| service))
         .map_err(|why| Failure::with_code(1, format!("{ATTACH}: {why}")))?;
     // A cgroup that outlived a stop (processes left behind) still carries the
     // programs of the last start: they go, so that one route serves the service.
@@ -78,6 +79,27 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
     let mut command = Command::new(program);
     command.args(arguments);
     Err(exec::replace_with(command, program))
+}
+
+/// Refuses every cgroup but the two this subcommand is run in: a service's, where
+/// systemd runs the `ExecStartPre=+` of `enable --kernel`, and the transient scope
+/// `keepalive-run-TOKEN.scope` that systemd-run makes for `run --kernel` ([`super::scope`]).
+/// A `systemd-run` that does not make the scope (a shim earlier in PATH) leaves this
+/// process in its caller's cgroup — a login session's scope, say — shared with
+/// processes nobody named, which a route attached there would reach until the cgroup
+/// goes.
+fn refuse_foreign(own: &cgroup::Own) -> Result<(), String> {
+    let name = own.path().rsplit('/').next().unwrap_or_default();
+    let scope = name.starts_with("keepalive-run-") && name.ends_with(".scope");
+    if name.ends_with(".service") || scope {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is neither a service's cgroup nor the scope `run --kernel` asks systemd-run \
+         for (keepalive-run-TOKEN.scope): is the systemd-run in PATH systemd's? The \
+         route attaches only to a cgroup of the program's own",
+        own.place
+    ))
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! cgroup (v2) directories: a process's own, found through a mounted cgroup2 or one
-//! mounted for a moment; and the cgroup of its own that `run --kernel` makes for its
-//! program and removes again whatever happens ([`Scope`]).
+//! cgroup (v2) directories: a process's own, found through a mounted cgroup2 or a
+//! mount of the command's own attached nowhere; and the cgroup of its own that `run
+//! --kernel` makes for its program and removes again whatever happens ([`Scope`]).
 //!
-//! Everything after the first look is done through directory descriptors: a cgroup2
-//! hierarchy this command mounts itself is detached again at once (umount2(2)
-//! `MNT_DETACH`), so that no mount outlives even a `kill -9` of the command, while
-//! the descriptors keep the hierarchy reachable for as long as the command needs it.
+//! Everything after the first look is done through directory descriptors: where no
+//! cgroup2 is mounted, the command makes a mount of the hierarchy that is attached
+//! nowhere (fsmount(2), Linux 5.2), which only its descriptors reach and which goes
+//! with the last of them, so that not even a `kill -9` of the command leaves a mount
+//! or a mount point behind.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -16,10 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::failure;
-
-/// Where the command mounts a cgroup2 hierarchy for a moment when none is mounted: a
-/// fresh directory made here, removed again right after.
-const MOUNT_PARENT: &str = "/run";
 
 /// The directory of a process's cgroup in the v2 hierarchy, open.
 pub struct Own {
@@ -53,7 +50,7 @@ pub fn is_gone(path: &str, id: u64) -> bool {
 
 /// This process's cgroup in the v2 hierarchy: through a mounted cgroup2 file system
 /// when there is one (systemd hosts: /sys/fs/cgroup; hybrid ones: /sys/fs/cgroup/unified),
-/// else through one mounted for the moment it takes to open it.
+/// else through a mount of its own attached nowhere ([`detached_hierarchy`]).
 pub fn own() -> Result<Own, String> {
     of("self")
 }
@@ -90,16 +87,23 @@ pub fn at(path: &str) -> Result<Own, String> {
             place: dir.display().to_string(),
         });
     }
-    let mount = TemporaryMount::new()?;
-    let dir = mount.0.join(path.trim_start_matches('/'));
-    let fd = open_dir(&dir).map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
+    let root = detached_hierarchy()?;
+    let place = format!("{path} (in a cgroup2 mount attached nowhere)");
+    let relative = match path.trim_start_matches('/') {
+        "" => ".",
+        relative => relative,
+    };
+    let name = CString::new(relative).map_err(|err| err.to_string())?;
+    let fd = open_at(
+        Some(root.as_fd()),
+        &name,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+    )
+    .map_err(|err| format!("cannot open cgroup {place}: {err}"))?;
     Ok(Own {
         dir: fd,
         path: path.to_string(),
-        place: format!(
-            "{path} (cgroup2 mounted for a moment on {})",
-            mount.0.display()
-        ),
+        place,
     })
 }
 
@@ -195,12 +199,6 @@ pub fn unique_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the kernel has a cgroup v2 hierarchy this process is in, without mounting
-/// or making anything.
-pub fn available() -> Result<(), String> {
-    path_of("self").map(drop)
-}
-
 /// The path of a process's cgroup in the v2 hierarchy, from the `0::PATH` line of
 /// /proc/PID/cgroup (cgroups(7)); present even when no cgroup2 is mounted.
 fn path_of(pid: &str) -> Result<String, String> {
@@ -214,18 +212,49 @@ fn path_of(pid: &str) -> Result<String, String> {
 }
 
 /// The mount point of a cgroup2 file system mounted at the root of the hierarchy, from
-/// /proc/self/mountinfo (proc(5): the file system type follows the " - " separator).
+/// /proc/self/mountinfo (proc(5): mount ID, parent ID, major:minor, root, mount point;
+/// the file system type follows the " - " separator). A mount that another hides — one
+/// mounted over it at the same point, as a bind of a sub-cgroup over the hierarchy in
+/// some containers — is not the one a path through that point reaches, and is passed
+/// over; so is a bind of a sub-cgroup itself (its root is not `/`).
 fn mounted() -> Result<Option<PathBuf>, String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|err| format!("cannot read /proc/self/mountinfo: {err}"))?;
-    Ok(text.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        let fields: Vec<&str> = mount.split(' ').collect();
-        let fs_type = fs.split(' ').next()?;
-        let point = fields.get(4)?;
-        (fs_type == "cgroup2" && fields.get(3) == Some(&"/"))
-            .then(|| PathBuf::from(unescape(point)))
-    }))
+    Ok(topmost_hierarchy(&text).map(|point| PathBuf::from(unescape(point))))
+}
+
+/// The mount point in `mountinfo` text of the first cgroup2 mount of the whole
+/// hierarchy that no other mount hides.
+fn topmost_hierarchy(mountinfo: &str) -> Option<&str> {
+    struct Mount<'a> {
+        id: &'a str,
+        parent: &'a str,
+        point: &'a str,
+        whole_cgroup2: bool,
+    }
+    let mounts: Vec<Mount> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            Some(Mount {
+                id: fields.first()?,
+                parent: fields.get(1)?,
+                point: fields.get(4)?,
+                whole_cgroup2: fs.split(' ').next() == Some("cgroup2")
+                    && fields.get(3) == Some(&"/"),
+            })
+        })
+        .collect();
+    mounts
+        .iter()
+        .filter(|mount| mount.whole_cgroup2)
+        .find(|mount| {
+            !mounts
+                .iter()
+                .any(|over| over.parent == mount.id && over.point == mount.point)
+        })
+        .map(|mount| mount.point)
 }
 
 /// A mountinfo path with its octal escapes (`\040` for a space) undone.
@@ -253,65 +282,59 @@ fn unescape(field: &str) -> std::ffi::OsString {
     OsStr::from_bytes(&out).to_os_string()
 }
 
-/// A cgroup2 mount on a fresh directory under [`MOUNT_PARENT`], detached and the
-/// directory removed when dropped: what was opened through it stays usable.
-struct TemporaryMount(PathBuf);
-
-impl TemporaryMount {
-    fn new() -> Result<TemporaryMount, String> {
-        let template = format!("{MOUNT_PARENT}/keepalive-cgroup2.XXXXXX");
-        let mut template = CString::new(template)
-            .map_err(|err| err.to_string())?
-            .into_bytes_with_nul();
-        // SAFETY: `template` is a writable NUL-terminated string ending in XXXXXX, as
-        // mkdtemp(3) requires; it rewrites those six bytes in place.
-        let made = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
-        if made.is_null() {
-            let err = io::Error::last_os_error();
-            return Err(format!(
-                "cannot make a directory in {MOUNT_PARENT} to mount cgroup2 on: {err}"
-            ));
-        }
-        template.pop();
-        let dir = PathBuf::from(OsStr::from_bytes(&template));
-        let target = CString::new(template).map_err(|err| err.to_string())?;
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        // SAFETY: every pointer is a NUL-terminated string that lives for the call;
-        // cgroup2 takes no data.
-        let rc = unsafe {
-            libc::mount(
-                c"cgroup2".as_ptr(),
-                target.as_ptr(),
-                c"cgroup2".as_ptr(),
-                flags,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            let _ = std::fs::remove_dir(&dir);
-            return Err(format!(
-                "no cgroup2 mounted, and mount -t cgroup2 on {} failed: {err}",
-                dir.display()
-            ));
-        }
-        Ok(TemporaryMount(dir))
+/// The root of this process's cgroup2 hierarchy (of its cgroup namespace), as a mount
+/// attached nowhere: fsopen(2), fsconfig(2) `FSCONFIG_CMD_CREATE` and fsmount(2) give
+/// a descriptor of a new mount that is in no mount namespace's tree, so no one else
+/// sees it and nothing has to be unmounted; it goes with the last descriptor opened
+/// through it, at the latest when the command exits, however it exits.
+fn detached_hierarchy() -> Result<OwnedFd, String> {
+    /// linux/mount.h.
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
+    let failed = |call: &str| {
+        let err = io::Error::last_os_error();
+        format!("no cgroup2 mounted, and {call} of a cgroup2 file system failed: {err}")
+    };
+    // SAFETY: fsopen(2) with a NUL-terminated file system name that lives for the call.
+    let context = unsafe { libc::syscall(libc::SYS_fsopen, c"cgroup2".as_ptr(), FSOPEN_CLOEXEC) };
+    if context < 0 {
+        return Err(failed("fsopen(2)"));
     }
-}
-
-impl Drop for TemporaryMount {
-    fn drop(&mut self) {
-        if let Ok(target) = CString::new(self.0.as_os_str().as_bytes()) {
-            // SAFETY: a NUL-terminated path that lives for the call.
-            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        }
-        if let Err(err) = std::fs::remove_dir(&self.0) {
-            failure::warn(format_args!(
-                "keepalive: warning: cannot remove {}: {err}",
-                self.0.display()
-            ));
-        }
+    // SAFETY: fsopen returned a new descriptor that nothing else owns.
+    let context = unsafe { OwnedFd::from_raw_fd(context as libc::c_int) };
+    // SAFETY: fsconfig(2) on the context just made; CMD_CREATE takes no key or value.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(failed("fsconfig(2)"));
     }
+    let attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: fsmount(2) on the configured context; it returns a new descriptor.
+    let mount = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            context.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attributes,
+        )
+    };
+    if mount < 0 {
+        return Err(failed("fsmount(2)"));
+    }
+    // SAFETY: fsmount returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(mount as libc::c_int) })
 }
 
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
@@ -342,12 +365,22 @@ pub struct Scope {
     procs: File,
 }
 
+/// The extended attribute a run sets on its cgroup once it holds the cgroup's lock
+/// (cgroup v2 keeps `trusted.*` attributes, as systemd's `trusted.invocation_id`).
+/// A cgroup is made unlocked: between mkdir(2) and flock(2) its lock is free although
+/// its run is alive. Only a cgroup that carries this attribute, and whose lock is free,
+/// is known to have lost its run.
+const LOCKED: &CStr = c"trusted.keepalive.locked";
+
 /// A run that ended without cleaning up (its command killed with SIGKILL) leaves its
 /// `keepalive-run.TOKEN` behind. Every run holds an exclusive flock(2) on its cgroup's
-/// directory from the moment it makes it until it removes it, and a lock goes with the
-/// last descriptor of a dead process: a cgroup whose lock can be taken belongs to no
-/// live run, whatever pid namespace that run was in, and is removed with what is
-/// under it (rmdir(2) refuses one that still holds processes).
+/// directory from just after making it until it removes it, and says so on the cgroup
+/// ([`LOCKED`]); a lock goes with the last descriptor of a dead process. A cgroup that
+/// says it was locked and whose lock can be taken belongs to no live run, whatever pid
+/// namespace that run was in: what still runs in it (children of the dead run's
+/// program) is moved up to `own`, as a finished run does, and the cgroup is removed
+/// with what is under it. A cgroup whose run died between mkdir and flock carries no
+/// attribute and stays: nothing tells it from one whose run is just starting.
 fn remove_stale(own: &Own) {
     let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", own.dir.as_raw_fd())) else {
         return;
@@ -367,9 +400,9 @@ fn remove_stale(own: &Own) {
         ) else {
             continue;
         };
-        if lock(&dir, libc::LOCK_NB).is_ok() && remove_children(&dir).is_ok() {
-            // SAFETY: `name` is NUL-terminated and `own.dir` an open directory.
-            unsafe { libc::unlinkat(own.dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+        if lock(&dir, libc::LOCK_NB).is_ok() && was_locked(&dir) {
+            // A member still exiting keeps it (EBUSY): the next run takes it.
+            let _ = dismantle(&own.dir, &name, &dir);
         }
     }
 }
@@ -384,6 +417,55 @@ fn lock(dir: &OwnedFd, flags: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Says on the cgroup `dir` that its run holds its lock ([`LOCKED`]).
+fn say_locked(dir: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fsetxattr(2) on a descriptor this function borrows, with a
+    // NUL-terminated name and a one-byte value that live for the call.
+    let rc =
+        unsafe { libc::fsetxattr(dir.as_raw_fd(), LOCKED.as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the cgroup `dir` says a run held its lock ([`LOCKED`]).
+fn was_locked(dir: &OwnedFd) -> bool {
+    // SAFETY: fgetxattr(2) with a null buffer of size 0 asks only for the value's size.
+    unsafe { libc::fgetxattr(dir.as_raw_fd(), LOCKED.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}
+
+/// The cgroup's type: "domain", "threaded", "domain threaded" or "domain invalid".
+fn read_type(dir: &OwnedFd) -> io::Result<String> {
+    let mut kind = String::new();
+    File::from(open_at(Some(dir.as_fd()), c"cgroup.type", libc::O_RDONLY)?)
+        .read_to_string(&mut kind)?;
+    Ok(kind.trim().to_string())
+}
+
+/// The processes in the cgroup `dir` itself, not those under it.
+fn members(dir: &OwnedFd) -> io::Result<Vec<String>> {
+    let mut text = String::new();
+    File::from(open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_RDONLY)?)
+        .read_to_string(&mut text)?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// Moves every process in `from` into the cgroup `to`.
+fn move_members(from: &OwnedFd, to: &OwnedFd) -> io::Result<()> {
+    let members = members(from)?;
+    if members.is_empty() {
+        return Ok(());
+    }
+    let mut into = File::from(open_at(Some(to.as_fd()), c"cgroup.procs", libc::O_WRONLY)?);
+    for pid in &members {
+        // A member that exited meanwhile fails with ESRCH: nothing to move.
+        let _ = into.write_all(pid.as_bytes());
+    }
+    Ok(())
+}
+
 /// Removes every cgroup under `dir`, deepest first, after moving the processes in them
 /// up into `dir` (a cgroup with processes or children cannot be removed).
 fn remove_children(dir: &OwnedFd) -> io::Result<()> {
@@ -395,18 +477,7 @@ fn remove_children(dir: &OwnedFd) -> io::Result<()> {
         let name = CString::new(entry.file_name().as_bytes()).map_err(io::Error::other)?;
         let child = open_at(Some(dir.as_fd()), &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
         remove_children(&child)?;
-        let mut text = String::new();
-        File::from(open_at(
-            Some(child.as_fd()),
-            c"cgroup.procs",
-            libc::O_RDONLY,
-        )?)
-        .read_to_string(&mut text)?;
-        let mut into = File::from(open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_WRONLY)?);
-        for pid in text.lines() {
-            // A member that exited meanwhile fails with ESRCH: nothing to move.
-            let _ = into.write_all(pid.as_bytes());
-        }
+        move_members(&child, dir)?;
         // SAFETY: `name` is NUL-terminated and `dir` an open directory.
         if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
             return Err(io::Error::last_os_error());
@@ -415,9 +486,28 @@ fn remove_children(dir: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// One attempt at removing the cgroup `name` (open as `dir`) under `parent`, with the
+/// cgroups under it: their processes and its own — what a program left running — are
+/// moved up into `parent`, out of the route's reach. Their connections keep the
+/// settings they got; new ones get none. EBUSY while a member is still exiting.
+fn dismantle(parent: &OwnedFd, name: &CStr, dir: &OwnedFd) -> io::Result<()> {
+    // A sub-cgroup whose last process is still exiting is refused (EBUSY) like the
+    // cgroup itself: rmdir below fails too, and the caller tries again.
+    let _ = remove_children(dir);
+    move_members(dir, parent)?;
+    // SAFETY: `name` is NUL-terminated and `parent` an open directory.
+    if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Scope {
     /// Makes `keepalive-run.TOKEN` under this process's cgroup and locks it, after
-    /// removing those of runs that ended without cleaning up.
+    /// removing those of runs that ended without cleaning up. Refuses a cgroup that
+    /// cannot take the program: the child of a cgroup in a threaded subtree is of type
+    /// "domain invalid", and writing a process to it fails (cgroups v2 in the kernel's
+    /// Documentation/admin-guide/cgroup-v2.rst, "Threads").
     pub fn make(own: Own) -> Result<Scope, String> {
         remove_stale(&own);
         let text = format!("keepalive-run.{}", unique_token());
@@ -427,7 +517,6 @@ impl Scope {
             let err = io::Error::last_os_error();
             return Err(format!("cannot make cgroup {text} in {}: {err}", own.place));
         }
-        // From here on, dropping `scope` removes the directory again.
         let opened = open_at(
             Some(own.dir.as_fd()),
             &name,
@@ -435,6 +524,7 @@ impl Scope {
         )
         .and_then(|dir| {
             lock(&dir, 0)?;
+            say_locked(&dir)?;
             let procs = open_at(Some(dir.as_fd()), c"cgroup.procs", libc::O_WRONLY)?;
             Ok((dir, File::from(procs)))
         });
@@ -446,12 +536,23 @@ impl Scope {
                 return Err(format!("cannot open cgroup {text} in {}: {err}", own.place));
             }
         };
-        Ok(Scope {
+        // From here on, dropping `scope` removes the directory again.
+        let scope = Scope {
             parent: own.dir,
             name,
             dir,
             procs,
-        })
+        };
+        let kind = read_type(&scope.dir)
+            .map_err(|err| format!("cannot read cgroup.type of {text} in {}: {err}", own.place))?;
+        if kind != "domain" {
+            return Err(format!(
+                "a cgroup made in {} is of type \"{kind}\" and cannot take a program: {} \
+                 is part of a threaded subtree (cgroup.type), where processes cannot be moved",
+                own.place, own.place
+            ));
+        }
+        Ok(scope)
     }
 
     /// The cgroup's directory, to attach the program to.
@@ -464,57 +565,19 @@ impl Scope {
         self.procs.as_raw_fd()
     }
 
-    /// The processes still in the cgroup.
-    fn members(&self) -> io::Result<Vec<String>> {
-        let mut text = String::new();
-        File::from(open_at(
-            Some(self.dir.as_fd()),
-            c"cgroup.procs",
-            libc::O_RDONLY,
-        )?)
-        .read_to_string(&mut text)?;
-        Ok(text.lines().map(str::to_string).collect())
-    }
-
     /// Moves what the program left running (its children that outlived it) back to
-    /// this command's own cgroup, out of reach of the program, and removes the cgroup
-    /// with the ones the program made under it. Their connections keep the settings
-    /// they got; new ones get none.
+    /// this command's own cgroup, and removes the cgroup with the ones the program made
+    /// under it ([`dismantle`]).
     fn remove(&self) -> io::Result<()> {
         // A process that exited stays a member until the kernel has finished with it,
         // and one that forks while being moved adds another: retry for a while
         // (rmdir(2) fails with EBUSY while any member remains).
         let mut last = io::Error::from_raw_os_error(libc::EBUSY);
         for _ in 0..200 {
-            // A sub-cgroup whose last process is still exiting is refused (EBUSY) like
-            // the cgroup itself: the next round takes it.
-            let _ = remove_children(&self.dir);
-            let members = self.members()?;
-            if !members.is_empty() {
-                let mut parent = File::from(open_at(
-                    Some(self.parent.as_fd()),
-                    c"cgroup.procs",
-                    libc::O_WRONLY,
-                )?);
-                for pid in &members {
-                    // A member that exited meanwhile fails with ESRCH: nothing to move.
-                    let _ = parent.write_all(pid.as_bytes());
-                }
-            }
-            // SAFETY: `name` is NUL-terminated and `parent` an open directory.
-            if unsafe {
-                libc::unlinkat(
-                    self.parent.as_raw_fd(),
-                    self.name.as_ptr(),
-                    libc::AT_REMOVEDIR,
-                )
-            } == 0
-            {
-                return Ok(());
-            }
-            last = io::Error::last_os_error();
-            if last.raw_os_error() != Some(libc::EBUSY) {
-                break;
+            match dismantle(&self.parent, &self.name, &self.dir) {
+                Ok(()) => return Ok(()),
+                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => last = err,
+                Err(err) => return Err(err),
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -543,6 +606,20 @@ mod tests {
         assert_eq!(unescape(r"/a\134"), OsStr::new("/a\\"));
         assert_eq!(unescape(r"/a\777"), OsStr::new(r"/a\777"));
         assert_eq!(unescape(r"/a\04"), OsStr::new(r"/a\04"));
+    }
+
+    #[test]
+    fn a_hierarchy_hidden_by_a_bind_of_a_sub_cgroup_is_passed_over() {
+        let host = "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(topmost_hierarchy(host), Some("/sys/fs/cgroup/unified"));
+        let hidden =
+            format!("{host}90 41 0:38 /a/b /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(topmost_hierarchy(&hidden), None);
+        let again =
+            format!("{hidden}91 90 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(topmost_hierarchy(&again), Some("/sys/fs/cgroup/unified"));
+        let elsewhere = format!("{hidden}92 20 0:38 / /mnt/cg rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(topmost_hierarchy(&elsewhere), Some("/mnt/cg"));
     }
 
     #[test]

@@ -16,11 +16,14 @@ mod support;
 pub mod unit;
 pub mod verdict;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use keepalive_config::Config;
 use keepalive_sockops::Route;
 
+use crate::check;
 use crate::cli::RunArgs;
 use crate::env;
 use crate::failure::{self, Failure};
@@ -102,17 +105,9 @@ fn warn_inherited_listeners() {
     }
 }
 
-/// `keepalive run --kernel`.
-pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let config = env::resolve(
-        &args.settings,
-        |name| std::env::var_os(name),
-        "in the environment",
-    )?;
-    let (program, arguments) = args
-        .command
-        .split_first()
-        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+/// What rules `run --kernel PROGRAM` out before anything is loaded or made, as the
+/// refusal `run --kernel` gives; `check --kernel` asks the same ([`verdict::judge`]).
+fn obstacle(program: &OsStr) -> Result<(), Failure> {
     if let Some(refusal) = support::refusal() {
         return Err(refused(refusal));
     }
@@ -126,17 +121,124 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             quoted(program)
         )));
     }
+    if let Some(outer) = outer_route() {
+        return Err(refused(format!(
+            "{outer} already runs for this command's cgroup, and runs after the route \
+             of this run (the kernel runs a cgroup's programs before its ancestors'): \
+             its settings would override these, which its marking program never sees; \
+             give the settings to the outer run, or run {} with `keepalive run` (the \
+             library), whose settings the outer route keeps as the program's own",
+            quoted(program)
+        )));
+    }
+    if let Some(bits) = compat_bits(program, &check::Root::host()) {
+        return Err(refused(compat_refusal(program, bits, "run")));
+    }
+    Ok(())
+}
+
+/// Why the route cannot serve `program`, a `bits`-bit program, for `command` (`run`,
+/// `enable`): the options it sets itself go unseen.
+fn compat_refusal(program: &OsStr, bits: u8, command: &str) -> String {
+    format!(
+        "{} is a {bits}-bit program: the kernel runs no cgroup setsockopt program for \
+         the system calls of {bits}-bit programs (net/socket.c skips the hook for compat \
+         calls), so the route cannot see the options it sets itself and would override \
+         them, its explicit SO_KEEPALIVE=0 included; build the library for {bits} bits \
+         and name it with `keepalive {command} --library`, or set the options in the \
+         program",
+        quoted(program)
+    )
+}
+
+/// The keepalive sock_ops program already running for this process's cgroup, attached
+/// to it or an ancestor by an outer `run --kernel` (or `enable --kernel`, `attach
+/// --unit`), as "sock_ops program keepalive (id N)"; `None` when there is none or the
+/// cgroup cannot be asked (the steps after this one then say why).
+fn outer_route() -> Option<String> {
+    let own = cgroup::own().ok()?;
+    let programs = keepalive_sockops::attached(own.dir()).ok()?;
+    programs
+        .into_iter()
+        .find(|program| program.name == keepalive_sockops::PROGRAM_NAME)
+        .map(|program| format!("sock_ops program {} (id {})", program.name, program.id))
+}
+
+/// Warns when the command's `LD_PRELOAD` holds this library (an outer `keepalive run`):
+/// the program inherits it, and the library sets its settings at socket(), where the
+/// marking program counts them as the program's own, so they win over the kernel
+/// route's.
+fn warn_inherited_library() {
+    let Some(preload) = std::env::var_os("LD_PRELOAD") else {
+        return;
+    };
+    let library = preload
+        .as_bytes()
+        .split(|&b| b == b' ' || b == b':')
+        .map(|entry| std::path::Path::new(OsStr::from_bytes(entry)))
+        .find(|entry| {
+            entry
+                .file_name()
+                .is_some_and(|name| name.as_bytes().starts_with(b"libkeepalive"))
+        });
+    if let Some(library) = library {
+        failure::warn(format_args!(
+            "keepalive: warning: LD_PRELOAD holds {} (an outer `keepalive run`?): the \
+             program inherits it, and the settings it makes at socket() count as the \
+             program's own, so they win over those of --kernel; remove it from \
+             LD_PRELOAD for the kernel route's to apply",
+            library.display()
+        ));
+    }
+}
+
+/// The word size of the ELF program `program` runs in `root` (through PATH and `#!`
+/// lines, as `check` follows them) when it is not this command's: on a 64-bit kernel,
+/// a 32-bit program makes compat system calls. `None` when it is native, or cannot be
+/// judged (then running it reports why).
+fn compat_bits(program: &OsStr, root: &check::Root) -> Option<u8> {
+    let verdict = check::inspect(program, root, check::Runner::Me).ok()?;
+    match verdict.reach {
+        check::Reach::Class { bits } if bits < crate::elf::own_bits() => Some(bits),
+        _ => None,
+    }
+}
+
+/// Whether systemd makes the cgroup ([`scope`]): it does where it keeps its units in
+/// cgroup v2; in its legacy layout it has none of v2 to make, and one is made here.
+fn systemd_makes_the_cgroup() -> bool {
+    scope::systemd_runs() && cgroup::unified()
+}
+
+/// The route loaded and the program's cgroup made, as `run --kernel` makes them
+/// before it starts the program; `check --kernel` makes them and drops them again.
+fn prepare(config: &Config) -> Result<(Route, cgroup::Scope), Failure> {
+    let route = load(config)?;
+    let own = cgroup::own().map_err(refused)?;
+    let scope = cgroup::Scope::make(own).map_err(refused)?;
+    Ok((route, scope))
+}
+
+/// `keepalive run --kernel`.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let config = env::resolve(
+        &args.settings,
+        |name| std::env::var_os(name),
+        "in the environment",
+    )?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::usage("run: no COMMAND given"))?;
+    obstacle(program)?;
     warn_inherited_listeners();
-    // systemd makes the cgroup where it keeps its units in cgroup v2; in its legacy
-    // layout it has none of v2 to make, and one is made here instead.
-    if scope::systemd_runs() && cgroup::unified() {
+    warn_inherited_library();
+    if systemd_makes_the_cgroup() {
         return scope::run(&config, program, arguments);
     }
-    let route = load(&config)?;
-    let own = cgroup::own().map_err(refused)?;
     // From here on every step undoes itself when dropped, in reverse order: the link
     // before the cgroup it is attached to.
-    let scope = cgroup::Scope::make(own).map_err(refused)?;
+    let (route, scope) = prepare(&config)?;
     let links = route
         .link(scope.dir())
         .map_err(|err| refused(format!("cannot attach the BPF programs: {err}")))?;

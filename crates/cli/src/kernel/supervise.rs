@@ -133,8 +133,9 @@ impl Supervisor {
     /// whole foreground process group (a terminal's ^C, ^\, hangup: `SI_KERNEL`) has
     /// reached the program already and is not sent twice.
     pub fn wait(&self, child: &mut Child) -> io::Result<End> {
+        let program = child.id() as libc::pid_t;
         loop {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = reap(program)? {
                 return Ok(end(status));
             }
             let info = self.0.next()?;
@@ -142,9 +143,37 @@ impl Supervisor {
                 continue;
             }
             // SAFETY: kill(2) on the child's pid, which stays ours (unreaped) until
-            // try_wait above has seen it end.
-            unsafe { libc::kill(child.id() as libc::pid_t, info.si_signo) };
+            // reap above has seen it end.
+            unsafe { libc::kill(program, info.si_signo) };
         }
+    }
+}
+
+/// Collects every child that has ended, and returns the program's status once it has.
+/// As process 1 of a pid namespace (a container's entrypoint), the command is the
+/// parent of every process orphaned in the namespace (pid_namespaces(7)), which only
+/// it can reap: it collects them all with waitpid(-1), as an init must, or each
+/// would stay a zombie for the life of the run. Elsewhere it waits for the program
+/// alone.
+fn reap(program: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    let whom = if std::process::id() == 1 { -1 } else { program };
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes the status into a local int.
+        let pid = unsafe { libc::waitpid(whom, &mut status, libc::WNOHANG) };
+        if pid == program {
+            return Ok(Some(ExitStatus::from_raw(status)));
+        }
+        if pid == 0 {
+            return Ok(None);
+        }
+        if pid < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        // Another child (an orphan), collected: look again.
     }
 }
 

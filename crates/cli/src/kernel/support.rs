@@ -21,6 +21,7 @@ const CAP_BPF: u32 = 39;
 pub enum Refusal {
     Kernel(String),
     Privileges,
+    UserNamespace,
 }
 
 impl std::fmt::Display for Refusal {
@@ -35,6 +36,11 @@ impl std::fmt::Display for Refusal {
                 "needs root: CAP_SYS_ADMIN to make a cgroup and mount cgroup2, CAP_BPF \
                  and CAP_NET_ADMIN to load and attach a sock_ops program",
             ),
+            Refusal::UserNamespace => f.write_str(
+                "needs root on the host: this runs in a user namespace (a rootless \
+                 container, `unshare --user`), whose capabilities do not let bpf(2) load \
+                 programs or cgroups outside it be written",
+            ),
         }
     }
 }
@@ -46,6 +52,9 @@ pub fn refusal() -> Option<Refusal> {
         if version < FIRST_KERNEL {
             return Some(Refusal::Kernel(release));
         }
+    }
+    if !initial_user_namespace() {
+        return Some(Refusal::UserNamespace);
     }
     let caps = effective_capabilities();
     let has = |cap: u32| caps & (1u64 << cap) != 0;
@@ -69,6 +78,18 @@ fn version(release: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// Whether this process is in the initial user namespace: its namespace file has the
+/// inode number the kernel gives that namespace alone (`PROC_USER_INIT_INO`,
+/// 0xEFFFFFFD, include/linux/proc_ns.h). Elsewhere capabilities count only inside the
+/// namespace (user_namespaces(7)), and bpf(2) asks for them in the initial one. Taken
+/// as the initial one when /proc cannot say.
+fn initial_user_namespace() -> bool {
+    const PROC_USER_INIT_INO: u64 = 0xEFFF_FFFD;
+    std::fs::metadata("/proc/self/ns/user").map_or(true, |meta| {
+        std::os::unix::fs::MetadataExt::ino(&meta) == PROC_USER_INIT_INO
+    })
 }
 
 /// The effective capability set, from `CapEff` in /proc/self/status (proc(5)).

@@ -13,12 +13,14 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, FromRawFd};
+use std::path::Path;
 use std::process::Command;
 
 use keepalive_config::Config;
 
 use super::attach::{self, ATTACH};
 use super::cgroup;
+use crate::check;
 use crate::failure::{self, Failure};
 use crate::options::Options;
 
@@ -76,6 +78,15 @@ pub fn refusal(unit: &str) -> Option<String> {
             sockets.join(" and ")
         )
     })
+}
+
+/// Why `enable --kernel` cannot serve a service whose `ExecStart=` program is
+/// `program` (in the image at `root`, or this machine's): a 32-bit program, whose own
+/// options the route cannot see (as `run --kernel` refuses one, docs/kernel.md).
+pub fn refuse_program(program: &str, root: Option<&Path>) -> Option<String> {
+    let root = check::Root::under(root.unwrap_or(Path::new("/")));
+    let bits = super::compat_bits(program.as_ref(), &root)?;
+    Some(super::compat_refusal(program.as_ref(), bits, "enable"))
 }
 
 /// The unit's cgroup path as systemd gives it (`ControlGroup`); `None` when it has

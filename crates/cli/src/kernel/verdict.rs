@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use keepalive_config::Config;
 
-use super::{cgroup, support};
 use crate::check::{self, Reach, Root, Runner, Verdict};
 use crate::cli::CheckArgs;
 use crate::failure::{self, Failure};
@@ -54,16 +53,20 @@ const GO: &str = "Go sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL (15 s by 
                   dialled with KeepAlive: -1 keep all of it; set KeepAliveConfig in the \
                   program";
 
-/// Judges the kernel route for `verdict`'s program: the refusals `run --kernel` would
-/// give, then a real load of the program (the verifier, BPF, lockdown), unloaded again.
+/// Judges the kernel route for `verdict`'s program by what `run --kernel` would do
+/// before starting it: its refusals, then a real load of the programs (the verifier,
+/// BPF, lockdown) and, where the command makes the cgroup itself, the cgroup made
+/// (cgroup2 found or mounted, writable, able to take a process) — both undone again.
 pub fn judge(verdict: &Verdict) -> KernelReach {
-    if let Some(refusal) = support::refusal() {
-        return KernelReach::Unavailable(refusal.to_string());
+    if let Err(failure) = super::obstacle(&verdict.command) {
+        return KernelReach::Unavailable(super::reason(failure));
     }
-    if let Err(why) = cgroup::available() {
-        return KernelReach::Unavailable(why);
-    }
-    if let Err(failure) = super::load(&Config::DEFAULT) {
+    let tried = if super::systemd_makes_the_cgroup() {
+        super::load(&Config::DEFAULT).map(drop)
+    } else {
+        super::prepare(&Config::DEFAULT).map(drop)
+    };
+    if let Err(failure) = tried {
         return KernelReach::Unavailable(super::reason(failure));
     }
     match verdict.reach {

@@ -292,7 +292,16 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// in the unit's cgroup is shown to carry the settings.
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
-    Service::read(&unit)?;
+    let service = Service::read(&unit)?;
+    let program = service.exec_start.as_deref().and_then(exec_program);
+    if let Some(why) =
+        program.and_then(|program| kernel::unit::refuse_program(&program, unit.root.as_deref()))
+    {
+        return Err(Failure::with_code(
+            1,
+            format!("enable --kernel: {}: {why}", unit.name),
+        ));
+    }
     // What an earlier enable set, by either route, and this one does not set again
     // stays, and is said, as for the library's drop-in.
     let drop_in = unit.drop_in();
