@@ -1236,3 +1236,111 @@ fn drop_ins_outlive_the_package_removal() {
     container.start(&["orphan.service"]);
     assert_eq!(active_state(&container, "orphan.service"), "active");
 }
+
+/// The proof is about the file that runs, not a path (review 22, F13, F22): the
+/// loader leaves a read-only mapping of a library it could not map as code (a noexec
+/// mount), and a bind mount or `RootDirectory=` can put another file at the library's
+/// path. Each exits 1 without "verified". A byte-for-byte copy bound at the path is
+/// the library, and is proven.
+#[test]
+fn now_proves_the_library_file_not_its_path() {
+    let test = "now_proves_the_library_file_not_its_path";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let libz = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+    container.run_ok(&[
+        "mkdir",
+        "-p",
+        "/mnt/nx",
+        "/srv/ka",
+        "/srv/fake",
+        "/srv/copy",
+    ]);
+    container.run_ok(&["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs", "/mnt/nx"]);
+    for dir in ["/mnt/nx", "/srv/ka", "/srv/copy"] {
+        container.run_ok(&["cp", &library(), &format!("{dir}/libkeepalive.so")]);
+    }
+    container.run_ok(&["cp", libz, "/srv/fake/libkeepalive.so"]);
+    // A root with another file at the library's path, and the host's /usr bound in.
+    let root = "/srv/chroot";
+    for dir in ["usr", "srv/ka", "proc", "dev", "tmp"] {
+        container.run_ok(&["mkdir", "-p", &format!("{root}/{dir}")]);
+    }
+    for (link, to) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("bin", "usr/bin"),
+    ] {
+        container.run_ok(&["ln", "-s", to, &format!("{root}/{link}")]);
+    }
+    container.run_ok(&["cp", libz, &format!("{root}/srv/ka/libkeepalive.so")]);
+    container.run_ok(&["cp", "/srv/echo-server.py", &format!("{root}/srv/")]);
+    echo_unit(&container, "noexec.service", 7601, "");
+    echo_unit(
+        &container,
+        "faked.service",
+        7602,
+        "BindReadOnlyPaths=/srv/fake:/srv/ka\n",
+    );
+    echo_unit(
+        &container,
+        "rooted.service",
+        7603,
+        &format!("RootDirectory={root}\nBindReadOnlyPaths=/usr\n"),
+    );
+    echo_unit(
+        &container,
+        "copied.service",
+        7604,
+        "BindReadOnlyPaths=/srv/copy:/srv/ka\n",
+    );
+    let units = [
+        "noexec.service",
+        "faked.service",
+        "rooted.service",
+        "copied.service",
+    ];
+    container.start(&units);
+    let enable = |unit: &str, library: &str| {
+        keepalive(
+            &container,
+            &[
+                "enable",
+                unit,
+                "--library",
+                library,
+                "--idle",
+                "44",
+                "--now",
+            ],
+        )
+    };
+
+    let (code, stdout, stderr) = enable("noexec", "/mnt/nx/libkeepalive.so");
+    assert_eq!(code, 1, "noexec: {stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "noexec: {stdout}");
+    assert!(
+        stderr.contains("cannot be preloaded") || stderr.contains("only as data"),
+        "noexec: {stderr}"
+    );
+    for unit in ["faked", "rooted"] {
+        let (code, stdout, stderr) = enable(unit, "/srv/ka/libkeepalive.so");
+        assert_eq!(code, 1, "{unit}: {stdout}{stderr}");
+        assert!(!stdout.contains("verified"), "{unit}: {stdout}");
+        assert!(
+            stderr.contains("loaded another file at /srv/ka/libkeepalive.so"),
+            "{unit}: {stderr}"
+        );
+    }
+    let (code, stdout, stderr) = enable("copied", "/srv/ka/libkeepalive.so");
+    assert_eq!(code, 0, "copied: {stdout}{stderr}");
+    assert!(stdout.contains("verified: copied.service"), "{stdout}");
+    let _client = connect(&container, 7604, "copied.service");
+    assert_idle(
+        "a copy bound at the path",
+        server_timer(&container, 7604),
+        44,
+    );
+}

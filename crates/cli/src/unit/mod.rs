@@ -824,6 +824,26 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
             "process {pid} has the library mapped but not {missing} in its environment \
              (systemctl cat {name} shows what sets it)"
         ))),
+        Found::NotLoaded { pid } => Err(failed(
+            systemctl
+                .journal_line(name, started, "cannot be preloaded")
+                .unwrap_or_else(|| {
+                    format!(
+                        "process {pid} ({}) has {} mapped only as data, not as code: the \
+                         loader could not map it (a noexec mount, NoExecPaths=) and went on \
+                         without it",
+                        verify::comm(pid),
+                        library.display()
+                    )
+                }),
+        )),
+        Found::OtherFile { pid, device, inode } => Err(failed(format!(
+            "process {pid} ({}) loaded another file at {} (device {device}, inode {inode}): \
+             in its mount namespace a bind mount or RootDirectory= puts that file there, \
+             not the library",
+            verify::comm(pid),
+            library.display()
+        ))),
         Found::NotMapped { pid } => {
             let anywhere = |_: &Path, _: &Path| true;
             let why = sandbox::hides(&plan.service, library, anywhere)

@@ -11,6 +11,13 @@
 //! systemd whose name is the program's in parentheses. The loader maps every preloaded
 //! library before the C library (ld.so(8)), so a process that has libc mapped and not
 //! the library has not loaded it, and will not.
+//!
+//! A path in /proc/PID/maps is not proof by itself. The loader maps a file's headers
+//! read-only before its code, and leaves that mapping behind when mapping the code
+//! fails (a noexec mount, `NoExecPaths=`): only an executable mapping means it loaded.
+//! And the path is the one in the process's mount namespace, where a bind mount or
+//! `RootDirectory=` may put another file: the mapped file must be the library named
+//! here, by device and inode or, for a copy, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +46,15 @@ pub enum Found {
     },
     /// None of them has the library mapped.
     NotMapped { pid: u32 },
+    /// This process maps the library's path, but not as code: the loader could not
+    /// map its segments and went on without it.
+    NotLoaded { pid: u32 },
+    /// This process loaded a file at the library's path that is not the library.
+    OtherFile {
+        pid: u32,
+        device: String,
+        inode: u64,
+    },
     /// Mapped, but a variable is missing or has another value in `pid`'s environment.
     Environment { pid: u32, missing: String },
 }
@@ -55,7 +71,10 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
         let found = look(pid, &library, variables);
         let now = Instant::now();
         let waiting_for_sockets = matches!(found, Found::Proven { sockets: false, .. });
-        let settled = !matches!(found, Found::NotMapped { .. }) || now > settle;
+        // The loader maps the headers before the code: wait for it before saying that
+        // the code is not there.
+        let settled =
+            !matches!(found, Found::NotMapped { .. } | Found::NotLoaded { .. }) || now > settle;
         if settled && (!waiting_for_sockets || now > sockets) {
             return found;
         }
@@ -119,6 +138,9 @@ fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
         match judge(process, library, variables) {
             Found::NotMapped { .. } => {}
             proven @ Found::Proven { .. } => return proven,
+            // What the library's code would do matters more than what a process
+            // that does not run it lacks.
+            failed @ (Found::NotLoaded { .. } | Found::OtherFile { .. }) => return failed,
             missing => found = missing,
         }
     }
@@ -159,8 +181,17 @@ pub fn holds_tcp_sockets(pid: u32) -> bool {
 /// One process: the library mapped and every variable in its environment, or what it
 /// lacks.
 fn judge(process: u32, library: &Path, variables: &[(String, String)]) -> Found {
-    if !mapped(process, library) {
-        return Found::NotMapped { pid: process };
+    match mapping(process, library) {
+        Mapping::None => return Found::NotMapped { pid: process },
+        Mapping::HeadersOnly => return Found::NotLoaded { pid: process },
+        Mapping::Other { device, inode } => {
+            return Found::OtherFile {
+                pid: process,
+                device,
+                inode,
+            };
+        }
+        Mapping::Library => {}
     }
     let environ = environment(process);
     let missing = variables.iter().find(|(name, value)| {
@@ -222,12 +253,91 @@ fn mapped_path(line: &str) -> Option<PathBuf> {
     path.starts_with('/').then(|| PathBuf::from(path))
 }
 
-fn mapped(pid: u32, library: &Path) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|maps| {
-        maps.lines()
-            .filter_map(mapped_path)
-            .any(|path| path == library)
+/// What a process maps at the library's path.
+enum Mapping {
+    None,
+    /// Read-only mappings only: the loader read the headers and could not map the code.
+    HeadersOnly,
+    /// Code of another file (device `major:minor` as /proc/PID/maps shows it).
+    Other {
+        device: String,
+        inode: u64,
+    },
+    /// Code of the library itself.
+    Library,
+}
+
+/// One line of /proc/PID/maps (proc(5)): `START-END PERMS OFFSET MAJOR:MINOR INODE PATH`.
+struct MapLine<'a> {
+    range: &'a str,
+    executable: bool,
+    device: &'a str,
+    inode: u64,
+}
+
+fn map_line(line: &str) -> Option<MapLine<'_>> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let executable = fields.next()?.contains('x');
+    let device = fields.nth(1)?;
+    let inode = fields.next()?.parse().ok()?;
+    Some(MapLine {
+        range,
+        executable,
+        device,
+        inode,
     })
+}
+
+fn mapping(pid: u32, library: &Path) -> Mapping {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Mapping::None;
+    };
+    let lines: Vec<MapLine> = maps
+        .lines()
+        .filter(|line| mapped_path(line).is_some_and(|path| path == library))
+        .filter_map(map_line)
+        .collect();
+    if lines.is_empty() {
+        return Mapping::None;
+    }
+    let Some(code) = lines.iter().find(|line| line.executable) else {
+        return Mapping::HeadersOnly;
+    };
+    if is_library(pid, code, library) {
+        Mapping::Library
+    } else {
+        Mapping::Other {
+            device: code.device.to_string(),
+            inode: code.inode,
+        }
+    }
+}
+
+/// Whether the mapped file is `library` as this command sees it: the same device and
+/// inode, or else the same bytes (a copy bound into the service's namespace), read
+/// through /proc/PID/map_files (the mapped file itself) or /proc/PID/root.
+fn is_library(pid: u32, code: &MapLine, library: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(library) else {
+        return false;
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    if code.device == format!("{major:02x}:{minor:02x}") && code.inode == meta.ino() {
+        return true;
+    }
+    let Ok(ours) = std::fs::read(library) else {
+        return false;
+    };
+    let inside =
+        Path::new(&format!("/proc/{pid}/root")).join(library.strip_prefix("/").unwrap_or(library));
+    [
+        Path::new(&format!("/proc/{pid}/map_files/{}", code.range)).to_path_buf(),
+        inside,
+    ]
+    .iter()
+    .find_map(|path| std::fs::read(path).ok())
+    .is_some_and(|theirs| theirs == ours)
 }
 
 /// The process's command name (proc(5), /proc/PID/comm).
