@@ -1344,3 +1344,109 @@ fn now_proves_the_library_file_not_its_path() {
         44,
     );
 }
+
+/// `enable` and `disable` change only what `enable` wrote (review 22, F5, F6, F16,
+/// F20): an operator's own `zz-keepalive.conf`, a line added to ours, and a
+/// `UNIT.service.d` that is a symbolic link to a directory other units share are left
+/// alone with exit status 1; a directory that was there before stays after `disable`,
+/// one that `enable` made goes.
+#[test]
+fn enable_and_disable_leave_an_operators_files_alone() {
+    let test = "enable_and_disable_leave_an_operators_files_alone";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let dir = "/etc/systemd/system";
+    for unit in ["own", "shared1", "shared2", "added", "premade", "fresh"] {
+        echo_unit(&container, &format!("{unit}.service"), 7611, "");
+    }
+    let operators = "[Service]\n# by hand\nEnvironment=LD_PRELOAD=/x.so\nLimitNOFILE=65536\n";
+    container.write(&format!("{dir}/own.service.d/zz-keepalive.conf"), operators);
+    container.write(
+        "/etc/systemd/shared.d/10-common.conf",
+        "[Service]\nLimitNOFILE=4096\n",
+    );
+    for unit in ["shared1", "shared2"] {
+        container.run_ok(&[
+            "ln",
+            "-s",
+            "/etc/systemd/shared.d",
+            &format!("{dir}/{unit}.service.d"),
+        ]);
+    }
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/premade.service.d")]);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let enable = |unit: &str| keepalive(&container, &["enable", unit, "--idle", "45"]);
+    let disable = |unit: &str| keepalive(&container, &["disable", unit]);
+
+    let (code, stdout, stderr) = enable("own");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("not written by keepalive enable"),
+        "{stderr}"
+    );
+    assert_eq!(
+        container.read(&format!("{dir}/own.service.d/zz-keepalive.conf")),
+        operators
+    );
+
+    let (code, stdout, stderr) = enable("shared1");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    assert!(!exists(
+        &container,
+        "/etc/systemd/shared.d/zz-keepalive.conf"
+    ));
+    assert_eq!(environment_of_unit(&container, "shared2.service"), "");
+    // A drop-in of ours there (from an earlier version) is not removed for all either.
+    let (code, _, _) = enable("fresh");
+    assert_eq!(code, 0);
+    container.run_ok(&[
+        "cp",
+        &format!("{dir}/fresh.service.d/zz-keepalive.conf"),
+        "/etc/systemd/shared.d/zz-keepalive.conf",
+    ]);
+    let (code, stdout, stderr) = disable("shared1");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    assert!(exists(
+        &container,
+        "/etc/systemd/shared.d/zz-keepalive.conf"
+    ));
+
+    let added = format!("{dir}/added.service.d/zz-keepalive.conf");
+    let (code, _, _) = enable("added");
+    assert_eq!(code, 0);
+    let text = container.read(&added) + "LimitNOFILE=65536\n";
+    container.write(&added, &text);
+    for (verb, (code, stdout, stderr)) in
+        [("enable", enable("added")), ("disable", disable("added"))]
+    {
+        assert_eq!(code, 1, "{verb}: {stdout}{stderr}");
+        assert!(stderr.contains("`LimitNOFILE=65536`"), "{verb}: {stderr}");
+        assert_eq!(container.read(&added), text, "{verb} changed it");
+    }
+
+    for unit in ["premade", "fresh"] {
+        if unit == "premade" {
+            let (code, stdout, stderr) = enable(unit);
+            assert_eq!(code, 0, "{stdout}{stderr}");
+        }
+        let (code, stdout, stderr) = disable(unit);
+        assert_eq!(code, 0, "{unit}: {stdout}{stderr}");
+        assert!(!exists(
+            &container,
+            &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
+        ));
+    }
+    assert!(exists(&container, &format!("{dir}/premade.service.d")));
+    assert!(!exists(&container, &format!("{dir}/fresh.service.d")));
+}
+
+/// The `Environment=` systemd gives `unit` (`systemctl show -p Environment`).
+fn environment_of_unit(container: &Container, unit: &str) -> String {
+    container
+        .run_ok(&["systemctl", "show", "-p", "Environment", "--value", unit])
+        .trim()
+        .to_string()
+}

@@ -10,6 +10,7 @@
 
 mod files;
 mod name;
+mod owned;
 mod sandbox;
 mod systemctl;
 mod verify;
@@ -81,6 +82,9 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
                 ),
             ));
         }
+    }
+    if let Some(why) = owned::refusal(&unit.drop_in()) {
+        return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
     }
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
@@ -187,7 +191,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         .find(|(n, _)| n == "LD_PRELOAD")
         .filter(|(_, before)| *before != preload)
         .map(|(_, before)| (before.clone(), preload.clone()));
-    let mut text = format!("{MARKER}\n[Service]\n");
+    let mut text = owned::header(owned::made_dir(&drop_in));
     text.push_str(&assignment("LD_PRELOAD", &preload));
     let mut expected = vec![(
         "LD_PRELOAD".to_string(),
@@ -292,6 +296,9 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// in the unit's cgroup is shown to carry the settings.
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
+    if let Some(why) = owned::refusal(&unit.drop_in()) {
+        return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
+    }
     Service::read(&unit)?;
     // What an earlier enable set, by either route, and this one does not set again
     // stays, and is said, as for the library's drop-in.
@@ -342,7 +349,7 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
             ));
         }
     }
-    let text = format!("{MARKER}\n[Service]\n{line}");
+    let text = format!("{}{line}", owned::header(owned::made_dir(&unit.drop_in())));
     let before = std::fs::read(unit.drop_in()).ok();
     write_drop_in(&unit.drop_in(), &text)?;
     let Some(systemctl) = reload(&args.place, &unit)? else {
@@ -418,15 +425,22 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     // The drop-in is under /run when `enable --runtime` wrote it.
     let unit = Unit::new(&place)?;
     place.runtime = !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some();
-    let plan = plan(&place, &Settings::default(), false)?;
-    let name = &plan.unit.name;
-    let shown = plan.drop_in.display();
-    if !files::is_ours(&plan.drop_in) {
+    let drop_in = if place.runtime {
+        unit.drop_in_elsewhere().unwrap_or_else(|| unit.drop_in())
+    } else {
+        unit.drop_in()
+    };
+    if !files::is_ours(&drop_in) {
         failure::say(format_args!(
-            "{name}: not enabled: no drop-in from keepalive enable ({shown})"
+            "{}: not enabled: no drop-in from keepalive enable ({})",
+            unit.name,
+            drop_in.display()
         ))?;
         return Ok(ExitCode::from(1));
     }
+    let plan = plan(&place, &Settings::default(), false)?;
+    let name = &plan.unit.name;
+    let shown = plan.drop_in.display();
     if let Some((before, now)) = &plan.drifted {
         failure::say(format_args!(
             "{name}: drifted: {shown} copies LD_PRELOAD={before}, the unit now gives {now}; \
@@ -578,19 +592,18 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
-        Ok(text) if !text.starts_with(MARKER) => {
-            return Err(Failure::with_code(
-                1,
-                format!(
-                    "{}: not written by keepalive enable; left alone",
-                    path.display()
-                ),
-            ));
-        }
-        Ok(_) => remove(&path)?,
+        Ok(_) => {}
     }
-    for stray in &strays {
-        remove(stray)?;
+    // Nothing is removed unless everything can be.
+    let paths: Vec<&PathBuf> = std::iter::once(&path)
+        .filter(|path| path.exists())
+        .chain(&strays)
+        .collect();
+    if let Some(why) = paths.iter().find_map(|path| owned::refusal(path)) {
+        return Err(Failure::with_code(1, why));
+    }
+    for path in paths {
+        remove(path)?;
     }
     let Some(systemctl) = reload(&args.place, &unit)? else {
         return Ok(ExitCode::SUCCESS);
@@ -637,12 +650,12 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
 }
 
 fn remove(path: &Path) -> Result<(), Failure> {
-    std::fs::remove_file(path)
-        .map_err(|err| Failure::with_code(1, format!("cannot remove {}: {err}", path.display())))?;
-    // The directory goes too when nothing else is in it; a non-empty one stays.
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::remove_dir(dir);
-    }
+    let cannot = |err: std::io::Error| {
+        Failure::with_code(1, format!("cannot remove {}: {err}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).map_err(cannot)?;
+    std::fs::remove_file(path).map_err(cannot)?;
+    owned::remove_dir(path, &text);
     failure::say(format_args!("removed {}", path.display()))
 }
 
