@@ -1450,3 +1450,158 @@ fn environment_of_unit(container: &Container, unit: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// What would undo the drop-in after it is applied is refused before anything is
+/// written (review 22, F3, F9, F12): the unit's `UnsetEnvironment=LD_PRELOAD`, a
+/// later drop-in's `Environment=` that resets every variable, later drop-ins in the
+/// prefix (`web-.service.d`) and top-level (`service.d`) directories, and a sandbox
+/// that hides the file a symbolic link `--library` leads to.
+#[test]
+fn enable_refuses_what_would_undo_it_later() {
+    let test = "enable_refuses_what_would_undo_it_later";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let dir = "/etc/systemd/system";
+    echo_unit(
+        &container,
+        "unset.service",
+        7621,
+        "UnsetEnvironment=LD_PRELOAD\n",
+    );
+    echo_unit(&container, "reset.service", 7622, "");
+    container.write(
+        &format!("{dir}/reset.service.d/zzz-reset.conf"),
+        "[Service]\nEnvironment=\n",
+    );
+    echo_unit(&container, "web-a.service", 7623, "");
+    container.write(
+        &format!("{dir}/web-.service.d/zzz-mine.conf"),
+        "[Service]\nEnvironment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libz.so.1\n",
+    );
+    echo_unit(&container, "linked.service", 7624, "ProtectHome=yes\n");
+    container.run_ok(&["mkdir", "-p", "/root/ka"]);
+    container.run_ok(&["cp", &library(), "/root/ka/libkeepalive.so"]);
+    container.run_ok(&["ln", "-s", "/root/ka/libkeepalive.so", "/srv/linked.so"]);
+    echo_unit(&container, "any.service", 7625, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let refused = |unit: &str, library: &str, why: &str| {
+        let (code, stdout, stderr) = keepalive(
+            &container,
+            &["enable", unit, "--library", library, "--idle", "46"],
+        );
+        assert_eq!(code, 1, "{unit}: {stdout}{stderr}");
+        assert!(stderr.contains(why), "{unit}: {stderr}");
+        assert!(
+            !exists(
+                &container,
+                &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
+            ),
+            "{unit}: a drop-in was written"
+        );
+    };
+    let lib = library();
+    refused("unset", &lib, "UnsetEnvironment=LD_PRELOAD");
+    refused("reset", &lib, "zzz-reset.conf resets Environment=");
+    refused(
+        "web-a",
+        &lib,
+        "web-.service.d/zzz-mine.conf sets LD_PRELOAD",
+    );
+    refused(
+        "linked",
+        "/srv/linked.so",
+        "ProtectHome=yes hides /root from the service (where /srv/linked.so leads)",
+    );
+    // Last: it applies to every service.
+    container.write(
+        &format!("{dir}/service.d/zzzz-all.conf"),
+        "[Service]\nEnvironment=KEEPIDLE=5\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    refused("any", &lib, "service.d/zzzz-all.conf sets KEEPIDLE");
+}
+
+/// systemd applies one file named `zz-keepalive.conf` per unit (review 22, F1, F10,
+/// F23): enabling an instance after its template, under /etc after `--runtime`, or
+/// under the real name after an alias's drop-in keeps the hidden drop-in's settings
+/// and says so; a drop-in under /run that the template's would hide is refused, as is
+/// hiding a file of that name that `enable` did not write.
+#[test]
+fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
+    let test = "re_enable_elsewhere_keeps_the_hidden_drop_ins_settings";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let dir = "/etc/systemd/system";
+    for unit in ["tp@.service", "rt.service", "fresh.service", "tq@.service"] {
+        echo_unit(&container, unit, 7631, "");
+    }
+    echo_unit(
+        &container,
+        "bl.service",
+        7631,
+        "[Install]\nAlias=bl2.service\n",
+    );
+    container.write(
+        &format!("{dir}/tq@.service.d/zz-keepalive.conf"),
+        "[Service]\nEnvironment=KEEPCNT=2\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "enable", "bl.service"]);
+    let enable = |args: &[&str]| {
+        let mut all = vec!["enable"];
+        all.extend_from_slice(args);
+        keepalive(&container, &all)
+    };
+    let applied = |unit: &str, variables: &[&str]| {
+        let environment = environment_of_unit(&container, unit);
+        for variable in variables {
+            assert!(
+                environment.split(' ').any(|v| v == *variable),
+                "{unit}: {variable} not in {environment}"
+            );
+        }
+    };
+
+    let (code, _, stderr) = enable(&["tp@", "--idle", "62"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = enable(&["tp@x1", "--interval", "11"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "keeps KEEPIDLE=62 from {dir}/tp@.service.d/zz-keepalive.conf"
+        )),
+        "{stderr}"
+    );
+    applied("tp@x1.service", &["KEEPIDLE=62", "KEEPINTVL=11"]);
+    let (code, stdout, stderr) = enable(&["tp@x2", "--runtime", "--count", "4"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("takes precedence"), "{stderr}");
+    assert!(!exists(&container, "/run/systemd/system/tp@x2.service.d"));
+
+    let (code, _, stderr) = enable(&["rt", "--runtime", "--idle", "74"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = enable(&["rt", "--interval", "9"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("keeps KEEPIDLE=74 from /run/"), "{stderr}");
+    applied("rt.service", &["KEEPIDLE=74", "KEEPINTVL=9"]);
+
+    // A drop-in of ours under the alias's name, as an earlier version wrote it.
+    let (code, _, stderr) = enable(&["fresh", "--idle", "33", "--count", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/bl2.service.d")]);
+    container.run_ok(&[
+        "cp",
+        &format!("{dir}/fresh.service.d/zz-keepalive.conf"),
+        &format!("{dir}/bl2.service.d/zz-keepalive.conf"),
+    ]);
+    let (code, stdout, stderr) = enable(&["bl", "--interval", "4"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    applied("bl.service", &["KEEPIDLE=33", "KEEPCNT=3", "KEEPINTVL=4"]);
+
+    let (code, stdout, stderr) = enable(&["tq@y", "--idle", "47"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("would hide it"), "{stderr}");
+    assert!(!exists(&container, &format!("{dir}/tq@y.service.d")));
+}

@@ -8,6 +8,7 @@
 //! is applied after every `Environment=` (systemd.exec(5)), so one that sets a
 //! variable the drop-in needs is refused instead of being silently lost.
 
+mod earlier;
 mod files;
 mod name;
 mod owned;
@@ -29,6 +30,7 @@ use crate::env;
 use crate::failure::{self, Failure};
 use crate::kernel;
 use crate::library;
+use earlier::Earlier;
 use files::{Service, Unit};
 use name::Kind;
 use systemctl::Systemctl;
@@ -70,19 +72,6 @@ struct Plan {
 /// Reads the unit, refuses what would not work, and composes the drop-in.
 fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
     let unit = Unit::new(place)?;
-    if place.runtime {
-        if let Some(wins) = unit.drop_in_elsewhere() {
-            return Err(Failure::with_code(
-                1,
-                format!(
-                    "{}: {} takes precedence over a drop-in under /run; run `{}` first",
-                    unit.name,
-                    wins.display(),
-                    hint(place, "disable", unit.name.as_str())
-                ),
-            ));
-        }
-    }
     if let Some(why) = owned::refusal(&unit.drop_in()) {
         return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
     }
@@ -97,7 +86,23 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
             .join(path.strip_prefix("/").unwrap_or(path))
             .is_file()
     };
-    if let Some(why) = sandbox::hides(&service, &library, inside_root) {
+    // The loader follows the path's symbolic links in the service's namespace: the
+    // file they lead to must be visible too. Under RootDirectory= they are resolved
+    // in that root, which is judged by what lies there.
+    let target = (service.setting("RootDirectory").is_none_or(str::is_empty))
+        .then(|| unit.real(&library.to_string_lossy()).canonicalize().ok())
+        .flatten()
+        .map(|real| match &unit.root {
+            Some(root) => Path::new("/").join(real.strip_prefix(root).unwrap_or(&real)),
+            None => real,
+        })
+        .filter(|target| *target != library);
+    let hidden = sandbox::hides(&service, &library, inside_root).or_else(|| {
+        let target = target.as_ref()?;
+        let why = sandbox::hides(&service, target, inside_root)?;
+        Some(format!("{why} (where {} leads)", library.display()))
+    });
+    if let Some(why) = hidden {
         return Err(Failure::with_code(
             1,
             format!(
@@ -111,7 +116,8 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
 
     // What an earlier enable set and this one does not set again stays.
     let drop_in = unit.drop_in();
-    let (earlier, resolved) = over_earlier(settings, &drop_in)?;
+    let afresh = hint(place, "disable", unit.name.as_str());
+    let (earlier, resolved) = over_earlier(settings, &unit, &afresh)?;
     let mut notes = resolved.overridden.clone();
     if let Some(route) = files::our_route(&drop_in).filter(|route| route.contains("kernel")) {
         notes.push(format!(
@@ -127,17 +133,31 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     if let Some((path, name)) = service
         .later
         .iter()
-        .find(|(_, name)| ours.contains(&name.as_str()))
+        .find(|(_, name)| name.is_empty() || ours.contains(&name.as_str()))
     {
+        let what = if name.is_empty() {
+            "resets Environment= (every variable)".to_string()
+        } else {
+            format!("sets {name}")
+        };
         return Err(Failure::with_code(
             1,
             format!(
-                "{}: {} sets {name} after {DROP_IN} would; rename it to sort before {DROP_IN}",
+                "{}: {} {what} after {DROP_IN} would; rename it to sort before {DROP_IN}",
                 unit.name,
                 path.display()
             ),
         ));
     }
+    // systemd.exec(5): UnsetEnvironment= applies after every assignment, the drop-in's
+    // too; `NAME=VALUE` only to that very assignment.
+    let unset = service.list("UnsetEnvironment");
+    let unsets = |name: &str, value: &str| {
+        unset.iter().find(|entry| match entry.split_once('=') {
+            Some((n, v)) => n == name && v == value,
+            None => *entry == name,
+        })
+    };
     // The unit's own values of the variables the options leave alone stay in force:
     // they are checked as `run` checks inherited ones, and an option that replaces
     // one is said.
@@ -157,23 +177,15 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     // `KEEPALIVE=on` is the library's default and so not among the configuration's
     // variables; it is written when it overrides the unit's `off`, now or in the
     // earlier drop-in.
-    let earlier_on = earlier
-        .iter()
-        .any(|(name, value)| name == env::name(Var::Keepalive) && value == "on");
+    let earlier_on = earlier.get(env::name(Var::Keepalive)) == Some("on");
     let mut variables = resolved.variables();
     let on_over_off = against_unit.switched_on || (earlier_on && settings.mode.is_none());
     if on_over_off && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
         variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
     }
     for (var, value) in &variables {
-        let kept = env::given(settings, *var).is_none()
-            && earlier.iter().any(|(name, _)| name == env::name(*var));
-        if kept {
-            notes.push(format!(
-                "keeps {}={value} from the earlier enable (`{}` starts afresh)",
-                env::name(*var),
-                hint(place, "disable", unit.name.as_str())
-            ));
+        if env::given(settings, *var).is_none() {
+            notes.extend(earlier.kept(env::name(*var), &value.to_string(), &afresh));
         }
     }
 
@@ -186,21 +198,36 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         .to_string_lossy()
         .into_owned();
     let drifted = earlier
+        .own
         .iter()
         .rev()
         .find(|(n, _)| n == "LD_PRELOAD")
         .filter(|(_, before)| *before != preload)
         .map(|(_, before)| (before.clone(), preload.clone()));
     let mut text = owned::header(owned::made_dir(&drop_in));
-    text.push_str(&assignment("LD_PRELOAD", &preload));
-    let mut expected = vec![(
-        "LD_PRELOAD".to_string(),
-        library.to_string_lossy().into_owned(),
-    )];
-    for (var, value) in &variables {
-        text.push_str(&assignment(env::name(*var), &value.to_string()));
-        expected.push((env::name(*var).to_string(), value.to_string()));
+    let mut written = vec![("LD_PRELOAD".to_string(), preload.clone())];
+    written.extend(
+        variables
+            .iter()
+            .map(|(var, value)| (env::name(*var).to_string(), value.to_string())),
+    );
+    if let Some(entry) = written.iter().find_map(|(name, value)| unsets(name, value)) {
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{}: UnsetEnvironment={entry} takes it out of the service's environment \
+                 after every Environment=, the drop-in's too; remove it from the unit \
+                 (systemctl cat {} shows where)",
+                unit.name,
+                sh_word(unit.name.as_str())
+            ),
+        ));
     }
+    for (name, value) in &written {
+        text.push_str(&assignment(name, value));
+    }
+    let mut expected = written;
+    expected[0].1 = library.to_string_lossy().into_owned();
     Ok(Plan {
         unit,
         service,
@@ -214,23 +241,19 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     })
 }
 
-/// The options over what the earlier drop-in at `drop_in` set, by either route (its
-/// settings, and the configuration they give together with the options).
+/// The options over what earlier drop-ins of ours set, by either route (their
+/// settings, and the configuration they give together with the options). `undo` is
+/// the command that starts afresh.
 fn over_earlier(
     settings: &Settings,
-    drop_in: &Path,
-) -> Result<(Vec<(String, String)>, env::Resolved), Failure> {
-    let earlier = files::our_variables(drop_in);
+    unit: &Unit,
+    undo: &str,
+) -> Result<(Earlier, env::Resolved), Failure> {
+    let earlier = Earlier::read(unit, undo)?;
     let resolved = env::resolve_against(
         settings,
-        |name| {
-            earlier
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, value)| OsString::from(value))
-        },
-        &format!("in {}", drop_in.display()),
+        |name| earlier.get(name).map(OsString::from),
+        &format!("in {}", unit.drop_in().display()),
     )?;
     Ok((earlier, resolved))
 }
@@ -303,7 +326,8 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     // What an earlier enable set, by either route, and this one does not set again
     // stays, and is said, as for the library's drop-in.
     let drop_in = unit.drop_in();
-    let (earlier, resolved) = over_earlier(&args.settings, &drop_in)?;
+    let afresh = hint(&args.place, "disable", unit.name.as_str());
+    let (earlier, resolved) = over_earlier(&args.settings, &unit, &afresh)?;
     let config = resolved.config;
     for note in &resolved.overridden {
         failure::warn(format_args!("keepalive: {note}"));
@@ -314,14 +338,10 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
         ));
     }
     for (var, value) in config.variables() {
-        if env::given(&args.settings, var).is_none()
-            && earlier.iter().any(|(name, _)| name == env::name(var))
-        {
-            failure::warn(format_args!(
-                "keepalive: keeps {}={value} from the earlier enable (`{}` starts afresh)",
-                env::name(var),
-                hint(&args.place, "disable", unit.name.as_str())
-            ));
+        if env::given(&args.settings, var).is_none() {
+            if let Some(kept) = earlier.kept(env::name(var), &value.to_string(), &afresh) {
+                failure::warn(format_args!("keepalive: {kept}"));
+            }
         }
     }
     // A unit under --root is not running here: there is no systemd to ask.
