@@ -1605,3 +1605,184 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
     assert!(stderr.contains("would hide it"), "{stderr}");
     assert!(!exists(&container, &format!("{dir}/tq@y.service.d")));
 }
+
+/// `--now` waits for the restart systemd actually does (review 22, F4, F11): a unit on
+/// its way down with a restart queued is not "left stopped" (the restart is waited
+/// for, here until `--timeout`), and a `Type=oneshot` with `RemainAfterExit=yes`
+/// is seen restarted at once, with no process left to prove.
+#[test]
+fn now_follows_a_queued_restart_and_a_oneshot() {
+    let test = "now_follows_a_queued_restart_and_a_oneshot";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(
+        &container,
+        "slow.service",
+        7641,
+        "ExecStop=/bin/sleep 1000\nTimeoutStopSec=infinity\n",
+    );
+    container.write(
+        "/etc/systemd/system/once.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+    );
+    container.start(&["slow.service", "once.service"]);
+    container.run_ok(&["systemctl", "restart", "--no-block", "slow.service"]);
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "slow", "--idle", "48", "--now", "--timeout", "3"],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("left stopped"), "{stdout}");
+    assert!(
+        stderr.contains("slow.service: not restarted after 3 s"),
+        "{stderr}"
+    );
+    container.run_ok(&["systemctl", "kill", "--signal=KILL", "slow.service"]);
+
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "once", "--idle", "48", "--now", "--timeout", "60"],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stderr.contains("not restarted"), "{stderr}");
+    assert!(
+        stderr.contains("no main process to check (ActiveState=active, SubState=exited)"),
+        "{stderr}"
+    );
+}
+
+/// Paths and names that a unit file or a shell line would take apart (review 22,
+/// F19, F21, F25): `--kernel` run from a directory with a space writes its path as
+/// one word of `ExecStartPre=`; the hint for a unit named `-x` works when pasted; a
+/// `--library` whose path is not UTF-8 is refused before anything is written.
+#[test]
+fn awkward_paths_and_names_are_carried_or_refused() {
+    let test = "awkward_paths_and_names_are_carried_or_refused";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    let dir = "/etc/systemd/system";
+    echo_unit(&container, "spaced.service", 7651, "");
+    echo_unit(&container, "-x.service", 7652, "");
+    echo_unit(&container, "latin.service", 7653, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "start", "--", "-x.service"]);
+
+    let odd = "/srv/odd dir/keepalive";
+    container.run_ok(&["mkdir", "-p", "/srv/odd dir"]);
+    container.run_ok(&["cp", &keepalive_command(), odd]);
+    let output = container.run(&[odd, "enable", "spaced", "--kernel", "--idle", "60"]);
+    assert!(output.status.success(), "{output:?}");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let pre = container.run_ok(&["systemctl", "show", "-p", "ExecStartPre", "spaced.service"]);
+    assert!(pre.contains(&format!("path={odd} ;")), "{pre}");
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "--idle", "61", "--", "-x"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("to apply it: "))
+        .unwrap_or_else(|| panic!("no restart hint in {stdout}"))
+        .to_string();
+    let main_pid = || {
+        container.run_ok(&[
+            "systemctl",
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            "--",
+            "-x.service",
+        ])
+    };
+    let before = main_pid();
+    let pasted = container.run(&["sh", "-c", &line]);
+    assert!(pasted.status.success(), "{line}: {pasted:?}");
+    assert_ne!(main_pid(), before, "{line}");
+
+    let script = format!(
+        "bad=\"$(printf '/srv/bad\\377.so')\"; cp {} \"$bad\"; exec {} enable latin --library \"$bad\" --idle 62",
+        library(),
+        keepalive_command()
+    );
+    let output = container.run(&["sh", "-c", &script]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+    assert!(!exists(&container, &format!("{dir}/latin.service.d")));
+}
+
+/// A service started by a script that leaves a listener in the background, then
+/// execs the echo server on PORT: with `KillMode=process` the background one outlives
+/// every restart.
+const LEAVES_A_LISTENER: &str = "\
+#!/bin/sh
+/usr/bin/python3 /srv/echo-server.py 0 &
+exec /usr/bin/python3 /srv/echo-server.py \"$1\"
+";
+
+/// The proof covers every process of the unit's cgroup that holds TCP sockets
+/// (review 22, F14): with `KillMode=process`, a listener left from before the restart
+/// has no library after `enable --now`, and one still has it after `disable --now`;
+/// each exits 1 and names it.
+#[test]
+fn now_judges_processes_left_from_before_the_restart() {
+    let test = "now_judges_processes_left_from_before_the_restart";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    container.write("/srv/leaves.sh", LEAVES_A_LISTENER);
+    container.run_ok(&["chmod", "+x", "/srv/leaves.sh"]);
+    container.write(
+        "/etc/systemd/system/leaves.service",
+        "[Service]\nKillMode=process\nExecStart=/srv/leaves.sh 7661\n",
+    );
+    container.start(&["leaves.service"]);
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "leaves", "--idle", "49", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    assert!(stderr.contains("left from before the restart"), "{stderr}");
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "leaves", "--now"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("verified"), "{stdout}");
+    assert!(stderr.contains("left from before the restart"), "{stderr}");
+}
+
+/// A preload the service inherits from the manager's environment (`systemctl
+/// set-environment`) is kept in the drop-in's `LD_PRELOAD`, which replaces it, and
+/// said (review 22, F15).
+#[test]
+fn enable_keeps_the_managers_preload() {
+    let test = "enable_keeps_the_managers_preload";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(&container, "inherits.service", 7671, "");
+    container.run_ok(&[
+        "systemctl",
+        "set-environment",
+        &format!("LD_PRELOAD={OWN_PRELOAD}"),
+    ]);
+    container.start(&["inherits.service"]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "inherits", "--now"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "keeps LD_PRELOAD={OWN_PRELOAD} of the service manager's"
+        )),
+        "{stderr}"
+    );
+    let preload = environment(&container, "inherits.service", "LD_PRELOAD");
+    let entries: Vec<&str> = preload.split([' ', ':']).collect();
+    assert!(
+        entries.contains(&OWN_PRELOAD) && entries.contains(&library().as_str()),
+        "{preload}"
+    );
+}
+

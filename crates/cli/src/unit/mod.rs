@@ -81,6 +81,15 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         Some(root) => library::find_in(root, settings.library.as_deref())?,
         None => library::find(settings.library.as_deref())?,
     };
+    // systemd reads unit files as UTF-8 (systemd.syntax(7)): another byte cannot be
+    // written, and a replacement character would name another file.
+    if library.to_str().is_none() {
+        return Err(Failure::usage(format!(
+            "--library {}: the path is not UTF-8, which a unit file cannot carry; use a \
+             symbolic link with a UTF-8 name",
+            library::quoted(library.as_os_str())
+        )));
+    }
     let inside_root = |dir: &Path, path: &Path| {
         unit.real(&dir.to_string_lossy())
             .join(path.strip_prefix("/").unwrap_or(path))
@@ -191,7 +200,20 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
 
     let verdict = check_exec_start(&unit, &service, strict)?;
 
-    let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // Without one of the unit's own, the service inherits the manager's LD_PRELOAD,
+    // which the drop-in's replaces: it is kept (a literal value: `%` escaped).
+    let existing = service.get("LD_PRELOAD").map(OsString::from).or_else(|| {
+        let booted = unit.root.is_none() && Systemctl::booted();
+        let inherited = booted
+            .then(|| Systemctl::new(place.user).manager_variable("LD_PRELOAD"))
+            .flatten()
+            .filter(|value| !value.is_empty())?;
+        notes.push(format!(
+            "keeps LD_PRELOAD={inherited} of the service manager's environment \
+             (systemctl show-environment)"
+        ));
+        Some(OsString::from(inherited.replace('%', "%%")))
+    });
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let escaped = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
     let preload = library::preload(existing.as_deref(), &escaped)
@@ -269,8 +291,18 @@ fn hint(place: &Place, verb: &str, unit: &str) -> String {
         words.push("--root".into());
         words.push(sh_word(&root.to_string_lossy()));
     }
-    words.push(sh_word(unit));
+    words.push(unit_word(unit));
     words.join(" ")
+}
+
+/// A unit name as the last word of a command line: after `--` when it starts with a
+/// dash, which systemctl and this command would take for an option.
+fn unit_word(name: &str) -> String {
+    if name.starts_with('-') {
+        format!("-- {}", sh_word(name))
+    } else {
+        sh_word(name)
+    }
 }
 
 /// `word` as one word of a POSIX shell command line: as it is when it holds only
@@ -646,8 +678,20 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
             format!("{}: restarted, but has no main process to check", unit.name),
         )
     })?;
-    match verify::library_left(pid) {
-        Some((process, library)) => Err(Failure::with_code(
+    let members = verify::members(&systemctl.property(unit.name.as_str(), "ControlGroup")?);
+    match verify::library_left(pid, &members) {
+        Some((process, library, true)) => Err(Failure::with_code(
+            1,
+            format!(
+                "{}: restarted, and process {process} ({}) still has {} mapped: it is left \
+                 from before the restart (KillMode= leaves it running; `systemctl stop` \
+                 ends it)",
+                unit.name,
+                verify::comm(process),
+                library.display()
+            ),
+        )),
+        Some((process, library, false)) => Err(Failure::with_code(
             1,
             format!(
                 "{}: restarted, and process {process} ({}) still has {} mapped: another \
@@ -720,7 +764,7 @@ fn reload(place: &Place, unit: &Unit) -> Result<Option<Systemctl>, Failure> {
         let scope = if place.user { "--user " } else { "" };
         failure::say(format_args!(
             "when systemd runs: systemctl {scope}daemon-reload && systemctl {scope}try-restart {}",
-            sh_word(unit.name.as_str())
+            unit_word(unit.name.as_str())
         ))?;
         return Ok(None);
     }
@@ -751,42 +795,55 @@ fn restart(
     if !place.now {
         failure::say(format_args!(
             "{what}: systemctl {scope}try-restart {}",
-            sh_word(name)
+            unit_word(name)
         ))?;
         return Ok(None);
     }
-    if !systemctl.running(name)? {
+    let stopped = || {
         failure::say(format_args!(
             "{name} is not running; left stopped (the change applies when it starts)"
-        ))?;
+        ))
+    };
+    // A unit on its way down with a job queued (a restart someone else asked for)
+    // comes back by itself: that restart is waited for and proven like ours.
+    if !systemctl.running(name)? && !systemctl.has_job(name)? {
+        stopped()?;
         return Ok(None);
     }
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|since| since.as_secs())
         .unwrap_or_default();
-    restart_within(systemctl, name, Duration::from_secs(place.timeout))?;
+    if !restart_within(systemctl, name, Duration::from_secs(place.timeout))? {
+        stopped()?;
+        return Ok(None);
+    }
     Ok(Some(started))
 }
 
 /// `systemctl try-restart`, without waiting on systemd's job (a service that does not
 /// stop, `TimeoutStopSec=infinity`, would hold it for ever): the job is queued, and
-/// the service watched until it runs a new main process, with a line every few
-/// seconds while it takes, for at most `limit`. Then a clear failure, and the service
-/// as systemd has it: the job goes on.
-fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<(), Failure> {
-    let before = systemctl.main_pid(name)?;
+/// the service watched until no job is left and it has started again (a new
+/// `InvocationID=`, which every start gets, also one whose process has exited,
+/// `RemainAfterExit=yes`), with a line every few seconds while it takes, for at most
+/// `limit`. Then a clear failure, and the service as systemd has it: the job goes on.
+/// False when it ended stopped instead (it was on its way down, with no restart).
+fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<bool, Failure> {
+    let before = systemctl.property(name, "InvocationID")?;
     systemctl.run(&["try-restart", "--no-block", "--", name])?;
     let start = Instant::now();
     let mut said = start;
     loop {
         let state = systemctl.property(name, "ActiveState")?;
         let sub = systemctl.property(name, "SubState")?;
-        let pid = systemctl.main_pid(name)?;
-        let jobs = systemctl.property(name, "Job")?;
-        let settled = jobs.is_empty() || jobs == "0";
-        if settled && (pid != before || !matches!(state.as_str(), "active" | "reloading")) {
-            return Ok(());
+        let invocation = systemctl.property(name, "InvocationID")?;
+        if !systemctl.has_job(name)? {
+            if invocation != before {
+                return Ok(true);
+            }
+            if matches!(state.as_str(), "inactive" | "failed") {
+                return Ok(false);
+            }
         }
         let waited = start.elapsed();
         if waited >= limit {
@@ -797,7 +854,7 @@ fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<
                      systemd goes on with the restart, and `systemctl status {}` shows where \
                      it is; --timeout SECONDS waits longer",
                     limit.as_secs(),
-                    sh_word(name)
+                    unit_word(name)
                 ),
             ));
         }
@@ -824,11 +881,18 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
         |why: String| Failure::with_code(1, format!("{name}: restarted without keepalive: {why}"));
     let Some(pid) = systemctl.main_pid(name)? else {
         let state = systemctl.property(name, "ActiveState")?;
-        return Err(failed(format!(
-            "it has no main process to look at (ActiveState={state}; systemctl status {name})"
-        )));
+        let sub = systemctl.property(name, "SubState")?;
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{name}: restarted, but it has no main process to check (ActiveState={state}, \
+                 SubState={sub}): nothing is proven; `systemctl status {}` shows it",
+                unit_word(name)
+            ),
+        ));
     };
-    match verify::service(pid, library, &plan.expected) {
+    let members = verify::members(&systemctl.property(name, "ControlGroup")?);
+    match verify::service(pid, library, &plan.expected, &members) {
         Found::Proven { pid, comm, sockets } => {
             let settings: Vec<String> = plan
                 .expected
@@ -856,6 +920,13 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
         Found::Environment { pid, missing } => Err(failed(format!(
             "process {pid} has the library mapped but not {missing} in its environment \
              (systemctl cat {name} shows what sets it)"
+        ))),
+        Found::Leftover { pid } => Err(failed(format!(
+            "process {pid} ({}) holds TCP sockets of the service without {} mapped: it is \
+             left from before the restart (KillMode= leaves it running; `systemctl stop` \
+             ends it, then start the service)",
+            verify::comm(pid),
+            library.display()
         ))),
         Found::NotLoaded { pid } => Err(failed(
             systemctl

@@ -4,7 +4,9 @@
 //! run with the variables in their environment (/proc/PID/environ). A shell that
 //! starts the server with `env -i` has the library, and proves nothing: the server is
 //! judged. Until some process holds a socket, the main process or a descendant with
-//! the library stands in, and the proof says so.
+//! the library stands in, and the proof says so. The other processes of the unit's
+//! cgroup are judged too: `KillMode=process` (or `mixed`) leaves those of the old run
+//! alive across a restart, with their sockets and without the new environment.
 //!
 //! `systemctl try-restart` returns once the new main process is forked, before it
 //! executes the program (Type=simple, systemd.service(5)); until then it is a copy of
@@ -49,6 +51,9 @@ pub enum Found {
     /// This process maps the library's path, but not as code: the loader could not
     /// map its segments and went on without it.
     NotLoaded { pid: u32 },
+    /// A process of the unit's cgroup outside the main process's tree, left from
+    /// before the restart, holds TCP sockets without the library.
+    Leftover { pid: u32 },
     /// This process loaded a file at the library's path that is not the library.
     OtherFile {
         pid: u32,
@@ -59,8 +64,9 @@ pub enum Found {
     Environment { pid: u32, missing: String },
 }
 
-/// Waits for `pid` to run its program, then looks at it and its descendants.
-pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+/// Waits for `pid` to run its program, then looks at it and its descendants, and at
+/// the other processes of the unit's cgroup (`members`).
+pub fn service(pid: u32, library: &Path, variables: &[(String, String)], members: &[u32]) -> Found {
     wait_for_loader(pid, library);
     let library = library
         .canonicalize()
@@ -68,7 +74,7 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     let settle = Instant::now() + SETTLE;
     let sockets = Instant::now() + SOCKETS;
     loop {
-        let found = look(pid, &library, variables);
+        let found = look(pid, &library, variables, members);
         let now = Instant::now();
         let waiting_for_sockets = matches!(found, Found::Proven { sockets: false, .. });
         // The loader maps the headers before the code: wait for it before saying that
@@ -82,16 +88,22 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     }
 }
 
-/// The first process of `pid`'s tree that still has a libkeepalive mapped, once `pid`
-/// has run its loader: what `disable --now` must find none of.
-pub fn library_left(pid: u32) -> Option<(u32, PathBuf)> {
+/// The first process of `pid`'s tree, or else of the unit's cgroup (`members`), that
+/// still has a libkeepalive mapped, once `pid` has run its loader: what `disable
+/// --now` must find none of. True when it is outside the tree: left from before.
+pub fn library_left(pid: u32, members: &[u32]) -> Option<(u32, PathBuf, bool)> {
     wait_for_loader(pid, Path::new("/"));
-    tree(pid).into_iter().find_map(|process| {
+    let own = tree(pid);
+    let others = members
+        .iter()
+        .copied()
+        .filter(|member| !own.contains(member));
+    own.iter().copied().chain(others).find_map(|process| {
         let maps = std::fs::read_to_string(format!("/proc/{process}/maps")).ok()?;
         maps.lines().filter_map(mapped_path).find_map(|path| {
             let name = path.file_name()?.to_string_lossy().into_owned();
             name.starts_with("libkeepalive.so")
-                .then_some((process, path))
+                .then(|| (process, path, !own.contains(&process)))
         })
     })
 }
@@ -108,17 +120,25 @@ fn wait_for_loader(pid: u32, library: &Path) {
 /// judged when there are any: the first of them without the library or a variable
 /// fails the proof. Otherwise the first process with the library mapped and every
 /// variable stands in; else what is missing.
-fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+fn look(pid: u32, library: &Path, variables: &[(String, String)], members: &[u32]) -> Found {
     let processes = tree(pid);
+    let others = members
+        .iter()
+        .copied()
+        .filter(|member| !processes.contains(member));
     let holders: Vec<u32> = processes
         .iter()
         .copied()
+        .chain(others)
         .filter(|&process| holds_tcp_sockets(process))
         .collect();
     if !holders.is_empty() {
         let mut proven = None;
         for holder in holders {
             match judge(holder, library, variables) {
+                Found::NotMapped { pid } if !processes.contains(&pid) => {
+                    return Found::Leftover { pid };
+                }
                 Found::Proven { pid, comm, .. } => {
                     proven.get_or_insert(Found::Proven {
                         pid,
@@ -338,6 +358,43 @@ fn is_library(pid: u32, code: &MapLine, library: &Path) -> bool {
     .iter()
     .find_map(|path| std::fs::read(path).ok())
     .is_some_and(|theirs| theirs == ours)
+}
+
+/// The processes of a unit's cgroup (its `ControlGroup=`) and of the cgroups below,
+/// under the unified hierarchy or systemd's own (cgroup v1).
+pub fn members(cgroup: &str) -> Vec<u32> {
+    let relative = cgroup.trim_start_matches('/');
+    if relative.is_empty() {
+        return Vec::new();
+    }
+    let mut pids = Vec::new();
+    let found = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/systemd",
+    ]
+    .iter()
+    .map(|base| Path::new(base).join(relative))
+    .find(|dir| dir.join("cgroup.procs").is_file());
+    if let Some(dir) = found {
+        walk(&dir, &mut pids);
+    }
+    pids
+}
+
+fn walk(dir: &Path, pids: &mut Vec<u32>) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(
+            procs
+                .lines()
+                .filter_map(|line| line.trim().parse::<u32>().ok()),
+        );
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            walk(&entry.path(), pids);
+        }
+    }
 }
 
 /// The process's command name (proc(5), /proc/PID/comm).
