@@ -1786,3 +1786,28 @@ fn enable_keeps_the_managers_preload() {
     );
 }
 
+/// `disable` removes the drop-in of a unit whose file is gone (its package removed):
+/// left, it would preload the unit installed again (review 22, F17).
+#[test]
+fn disable_removes_the_drop_in_of_a_removed_unit() {
+    let test = "disable_removes_the_drop_in_of_a_removed_unit";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let unit = "/etc/systemd/system/gone.service";
+    let text = "[Service]\nExecStart=/usr/bin/sleep infinity\n";
+    container.write(unit, text);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, _, stderr) = keepalive(&container, &["enable", "gone", "--idle", "50"]);
+    assert_eq!(code, 0, "{stderr}");
+    container.run_ok(&["rm", unit]);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "gone"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!exists(&container, "/etc/systemd/system/gone.service.d"));
+    container.write(unit, text);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    assert_eq!(environment_of_unit(&container, "gone.service"), "");
+    let (code, _, _) = keepalive(&container, &["disable", "never-was"]);
+    assert_eq!(code, 2);
+}

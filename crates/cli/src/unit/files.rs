@@ -42,6 +42,13 @@ impl Unit {
     /// Finds the unit `place` names; refuses a name systemd would refuse, a unit that
     /// does not exist and a masked one (`systemctl edit` refuses those too).
     pub fn new(place: &Place) -> Result<Unit, Failure> {
+        Unit::find(place, false)
+    }
+
+    /// [`Unit::new`], or with `gone`, a unit whose file is no longer there (its
+    /// package removed) known by the name typed, with no file: its drop-ins outlive
+    /// it, and would preload the unit installed again, so `disable` still removes them.
+    pub fn find(place: &Place, gone: bool) -> Result<Unit, Failure> {
         let typed = ServiceName::parse(&place.unit)?;
         let prefix = |path: &Path| check::under_root(place.root.as_deref(), path);
         let (config, runtime, system): (PathBuf, PathBuf, &[&str]) = if place.user {
@@ -90,7 +97,10 @@ impl Unit {
         } else {
             (config, runtime)
         };
-        let (name, file) = locate(&dirs, &typed, &place.unit)?;
+        let (name, file) = match locate(&dirs, &typed, &place.unit) {
+            Err(failure) if gone && failure.code == 2 => (typed.clone(), PathBuf::new()),
+            found => found?,
+        };
         let mut aliases = aliases_of(&dirs, &name);
         if typed != name && !aliases.contains(&typed.to_string()) {
             aliases.push(typed.to_string());

@@ -606,7 +606,22 @@ fn check_exec_start(
 /// `keepalive disable`: removes the drop-ins `enable` wrote for the unit (under /etc
 /// and /run, under any of its names), and nothing else.
 pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
-    let unit = Unit::new(&args.place)?;
+    let unit = match Unit::new(&args.place) {
+        // A unit removed (with its package) while its drop-in stays: that goes, so
+        // that the unit installed again is not preloaded.
+        Err(failure) if failure.code == 2 => {
+            let gone = Unit::find(&args.place, true)?;
+            if !files::is_ours(&gone.drop_in()) && gone.drop_in_elsewhere().is_none() {
+                return Err(failure);
+            }
+            failure::say(format_args!(
+                "{}: the unit is not installed; its drop-in goes all the same",
+                gone.name
+            ))?;
+            gone
+        }
+        found => found?,
+    };
     let path = unit.drop_in();
     // Ours under the unit's other names, and in the other place (/run, or /etc with
     // --runtime): left behind, it would keep preloading after `disable`.
