@@ -1237,6 +1237,55 @@ fn drop_ins_outlive_the_package_removal() {
     assert_eq!(active_state(&container, "orphan.service"), "active");
 }
 
+/// What one test found wrong, each check made even after an earlier one failed, so
+/// that a run against older code shows every finding that fails; asserted together
+/// at the end.
+#[derive(Default)]
+struct Findings(std::cell::RefCell<Vec<String>>);
+
+impl Findings {
+    fn check(&self, ok: bool, what: String) {
+        if !ok {
+            self.0.borrow_mut().push(what);
+        }
+    }
+
+    fn assert_none(self) {
+        let found = self.0.into_inner();
+        assert!(
+            found.is_empty(),
+            "{} check(s) failed:\n{}",
+            found.len(),
+            found.join("\n---\n")
+        );
+    }
+}
+
+/// `assert!`, recorded in a [`Findings`].
+macro_rules! expect {
+    ($findings:expr, $ok:expr $(,)?) => {
+        $findings.check($ok, stringify!($ok).to_string())
+    };
+    ($findings:expr, $ok:expr, $($what:tt)+) => {
+        $findings.check($ok, format!("{}: {}", stringify!($ok), format!($($what)+)))
+    };
+}
+
+/// `assert_eq!`, recorded in a [`Findings`].
+macro_rules! expect_eq {
+    ($findings:expr, $left:expr, $right:expr $(,)?) => {{
+        let (left, right) = (&$left, &$right);
+        $findings.check(left == right, format!("{left:?} != {right:?}"))
+    }};
+    ($findings:expr, $left:expr, $right:expr, $($what:tt)+) => {{
+        let (left, right) = (&$left, &$right);
+        $findings.check(
+            left == right,
+            format!("{left:?} != {right:?}: {}", format!($($what)+)),
+        )
+    }};
+}
+
 /// The proof is about the file that runs, not a path (review 22, F13, F22): the
 /// loader leaves a read-only mapping of a library it could not map as code (a noexec
 /// mount), and a bind mount or `RootDirectory=` can put another file at the library's
@@ -1248,6 +1297,7 @@ fn now_proves_the_library_file_not_its_path() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     container.write("/srv/echo-server.py", SERVER);
     let libz = "/usr/lib/x86_64-linux-gnu/libz.so.1";
     container.run_ok(&[
@@ -1319,30 +1369,37 @@ fn now_proves_the_library_file_not_its_path() {
     };
 
     let (code, stdout, stderr) = enable("noexec", "/mnt/nx/libkeepalive.so");
-    assert_eq!(code, 1, "noexec: {stdout}{stderr}");
-    assert!(!stdout.contains("verified"), "noexec: {stdout}");
-    assert!(
+    expect_eq!(findings, code, 1, "noexec: {stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "noexec: {stdout}");
+    expect!(
+        findings,
         stderr.contains("cannot be preloaded") || stderr.contains("only as data"),
         "noexec: {stderr}"
     );
     for unit in ["faked", "rooted"] {
         let (code, stdout, stderr) = enable(unit, "/srv/ka/libkeepalive.so");
-        assert_eq!(code, 1, "{unit}: {stdout}{stderr}");
-        assert!(!stdout.contains("verified"), "{unit}: {stdout}");
-        assert!(
+        expect_eq!(findings, code, 1, "{unit}: {stdout}{stderr}");
+        expect!(findings, !stdout.contains("verified"), "{unit}: {stdout}");
+        expect!(
+            findings,
             stderr.contains("loaded another file at /srv/ka/libkeepalive.so"),
             "{unit}: {stderr}"
         );
     }
     let (code, stdout, stderr) = enable("copied", "/srv/ka/libkeepalive.so");
-    assert_eq!(code, 0, "copied: {stdout}{stderr}");
-    assert!(stdout.contains("verified: copied.service"), "{stdout}");
+    expect_eq!(findings, code, 0, "copied: {stdout}{stderr}");
+    expect!(
+        findings,
+        stdout.contains("verified: copied.service"),
+        "{stdout}"
+    );
     let _client = connect(&container, 7604, "copied.service");
     assert_idle(
         "a copy bound at the path",
         server_timer(&container, 7604),
         44,
     );
+    findings.assert_none();
 }
 
 /// `enable` and `disable` change only what `enable` wrote (review 22, F5, F6, F16,
@@ -1356,6 +1413,7 @@ fn enable_and_disable_leave_an_operators_files_alone() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     let dir = "/etc/systemd/system";
     for unit in ["own", "shared1", "shared2", "added", "premade", "fresh"] {
         echo_unit(&container, &format!("{unit}.service"), 7611, "");
@@ -1380,67 +1438,87 @@ fn enable_and_disable_leave_an_operators_files_alone() {
     let disable = |unit: &str| keepalive(&container, &["disable", unit]);
 
     let (code, stdout, stderr) = enable("own");
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(
+        findings,
         stderr.contains("not written by keepalive enable"),
         "{stderr}"
     );
-    assert_eq!(
+    expect_eq!(
+        findings,
         container.read(&format!("{dir}/own.service.d/zz-keepalive.conf")),
         operators
     );
 
     let (code, stdout, stderr) = enable("shared1");
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("is a symbolic link"), "{stderr}");
-    assert!(!exists(
-        &container,
-        "/etc/systemd/shared.d/zz-keepalive.conf"
-    ));
-    assert_eq!(environment_of_unit(&container, "shared2.service"), "");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/shared.d/zz-keepalive.conf")
+    );
+    expect_eq!(
+        findings,
+        environment_of_unit(&container, "shared2.service"),
+        ""
+    );
     // A drop-in of ours there (from an earlier version) is not removed for all either.
     let (code, _, _) = enable("fresh");
-    assert_eq!(code, 0);
+    expect_eq!(findings, code, 0);
     container.run_ok(&[
         "cp",
         &format!("{dir}/fresh.service.d/zz-keepalive.conf"),
         "/etc/systemd/shared.d/zz-keepalive.conf",
     ]);
     let (code, stdout, stderr) = disable("shared1");
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("is a symbolic link"), "{stderr}");
-    assert!(exists(
-        &container,
-        "/etc/systemd/shared.d/zz-keepalive.conf"
-    ));
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        exists(&container, "/etc/systemd/shared.d/zz-keepalive.conf")
+    );
 
     let added = format!("{dir}/added.service.d/zz-keepalive.conf");
     let (code, _, _) = enable("added");
-    assert_eq!(code, 0);
+    expect_eq!(findings, code, 0);
     let text = container.read(&added) + "LimitNOFILE=65536\n";
     container.write(&added, &text);
     for (verb, (code, stdout, stderr)) in
         [("enable", enable("added")), ("disable", disable("added"))]
     {
-        assert_eq!(code, 1, "{verb}: {stdout}{stderr}");
-        assert!(stderr.contains("`LimitNOFILE=65536`"), "{verb}: {stderr}");
-        assert_eq!(container.read(&added), text, "{verb} changed it");
+        expect_eq!(findings, code, 1, "{verb}: {stdout}{stderr}");
+        expect!(
+            findings,
+            stderr.contains("`LimitNOFILE=65536`"),
+            "{verb}: {stderr}"
+        );
+        expect_eq!(findings, container.read(&added), text, "{verb} changed it");
     }
 
     for unit in ["premade", "fresh"] {
         if unit == "premade" {
             let (code, stdout, stderr) = enable(unit);
-            assert_eq!(code, 0, "{stdout}{stderr}");
+            expect_eq!(findings, code, 0, "{stdout}{stderr}");
         }
         let (code, stdout, stderr) = disable(unit);
-        assert_eq!(code, 0, "{unit}: {stdout}{stderr}");
-        assert!(!exists(
-            &container,
-            &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
-        ));
+        expect_eq!(findings, code, 0, "{unit}: {stdout}{stderr}");
+        expect!(
+            findings,
+            !exists(
+                &container,
+                &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
+            )
+        );
     }
-    assert!(exists(&container, &format!("{dir}/premade.service.d")));
-    assert!(!exists(&container, &format!("{dir}/fresh.service.d")));
+    expect!(
+        findings,
+        exists(&container, &format!("{dir}/premade.service.d"))
+    );
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/fresh.service.d"))
+    );
+    findings.assert_none();
 }
 
 /// The `Environment=` systemd gives `unit` (`systemctl show -p Environment`).
@@ -1462,6 +1540,7 @@ fn enable_refuses_what_would_undo_it_later() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     let dir = "/etc/systemd/system";
     echo_unit(
         &container,
@@ -1490,9 +1569,10 @@ fn enable_refuses_what_would_undo_it_later() {
             &container,
             &["enable", unit, "--library", library, "--idle", "46"],
         );
-        assert_eq!(code, 1, "{unit}: {stdout}{stderr}");
-        assert!(stderr.contains(why), "{unit}: {stderr}");
-        assert!(
+        expect_eq!(findings, code, 1, "{unit}: {stdout}{stderr}");
+        expect!(findings, stderr.contains(why), "{unit}: {stderr}");
+        expect!(
+            findings,
             !exists(
                 &container,
                 &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
@@ -1520,6 +1600,7 @@ fn enable_refuses_what_would_undo_it_later() {
     );
     container.run_ok(&["systemctl", "daemon-reload"]);
     refused("any", &lib, "service.d/zzzz-all.conf sets KEEPIDLE");
+    findings.assert_none();
 }
 
 /// systemd applies one file named `zz-keepalive.conf` per unit (review 22, F1, F10,
@@ -1533,6 +1614,7 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     let dir = "/etc/systemd/system";
     for unit in ["tp@.service", "rt.service", "fresh.service", "tq@.service"] {
         echo_unit(&container, unit, 7631, "");
@@ -1557,7 +1639,8 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
     let applied = |unit: &str, variables: &[&str]| {
         let environment = environment_of_unit(&container, unit);
         for variable in variables {
-            assert!(
+            expect!(
+                findings,
                 environment.split(' ').any(|v| v == *variable),
                 "{unit}: {variable} not in {environment}"
             );
@@ -1565,10 +1648,11 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
     };
 
     let (code, _, stderr) = enable(&["tp@", "--idle", "62"]);
-    assert_eq!(code, 0, "{stderr}");
+    expect_eq!(findings, code, 0, "{stderr}");
     let (code, stdout, stderr) = enable(&["tp@x1", "--interval", "11"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
         stderr.contains(&format!(
             "keeps KEEPIDLE=62 from {dir}/tp@.service.d/zz-keepalive.conf"
         )),
@@ -1576,20 +1660,27 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
     );
     applied("tp@x1.service", &["KEEPIDLE=62", "KEEPINTVL=11"]);
     let (code, stdout, stderr) = enable(&["tp@x2", "--runtime", "--count", "4"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("takes precedence"), "{stderr}");
-    assert!(!exists(&container, "/run/systemd/system/tp@x2.service.d"));
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("takes precedence"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/run/systemd/system/tp@x2.service.d")
+    );
 
     let (code, _, stderr) = enable(&["rt", "--runtime", "--idle", "74"]);
-    assert_eq!(code, 0, "{stderr}");
+    expect_eq!(findings, code, 0, "{stderr}");
     let (code, stdout, stderr) = enable(&["rt", "--interval", "9"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("keeps KEEPIDLE=74 from /run/"), "{stderr}");
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stderr.contains("keeps KEEPIDLE=74 from /run/"),
+        "{stderr}"
+    );
     applied("rt.service", &["KEEPIDLE=74", "KEEPINTVL=9"]);
 
     // A drop-in of ours under the alias's name, as an earlier version wrote it.
     let (code, _, stderr) = enable(&["fresh", "--idle", "33", "--count", "3"]);
-    assert_eq!(code, 0, "{stderr}");
+    expect_eq!(findings, code, 0, "{stderr}");
     container.run_ok(&["mkdir", "-p", &format!("{dir}/bl2.service.d")]);
     container.run_ok(&[
         "cp",
@@ -1597,13 +1688,17 @@ fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
         &format!("{dir}/bl2.service.d/zz-keepalive.conf"),
     ]);
     let (code, stdout, stderr) = enable(&["bl", "--interval", "4"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
     applied("bl.service", &["KEEPIDLE=33", "KEEPCNT=3", "KEEPINTVL=4"]);
 
     let (code, stdout, stderr) = enable(&["tq@y", "--idle", "47"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("would hide it"), "{stderr}");
-    assert!(!exists(&container, &format!("{dir}/tq@y.service.d")));
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("would hide it"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/tq@y.service.d"))
+    );
+    findings.assert_none();
 }
 
 /// `--now` waits for the restart systemd actually does (review 22, F4, F11): a unit on
@@ -1616,6 +1711,7 @@ fn now_follows_a_queued_restart_and_a_oneshot() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     container.write("/srv/echo-server.py", SERVER);
     echo_unit(
         &container,
@@ -1633,9 +1729,10 @@ fn now_follows_a_queued_restart_and_a_oneshot() {
         &container,
         &["enable", "slow", "--idle", "48", "--now", "--timeout", "3"],
     );
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(!stdout.contains("left stopped"), "{stdout}");
-    assert!(
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("left stopped"), "{stdout}");
+    expect!(
+        findings,
         stderr.contains("slow.service: not restarted after 3 s"),
         "{stderr}"
     );
@@ -1645,12 +1742,14 @@ fn now_follows_a_queued_restart_and_a_oneshot() {
         &container,
         &["enable", "once", "--idle", "48", "--now", "--timeout", "60"],
     );
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(!stderr.contains("not restarted"), "{stderr}");
-    assert!(
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stderr.contains("not restarted"), "{stderr}");
+    expect!(
+        findings,
         stderr.contains("no main process to check (ActiveState=active, SubState=exited)"),
         "{stderr}"
     );
+    findings.assert_none();
 }
 
 /// Paths and names that a unit file or a shell line would take apart (review 22,
@@ -1663,6 +1762,7 @@ fn awkward_paths_and_names_are_carried_or_refused() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     container.write("/srv/echo-server.py", SERVER);
     let dir = "/etc/systemd/system";
     echo_unit(&container, "spaced.service", 7651, "");
@@ -1675,13 +1775,13 @@ fn awkward_paths_and_names_are_carried_or_refused() {
     container.run_ok(&["mkdir", "-p", "/srv/odd dir"]);
     container.run_ok(&["cp", &keepalive_command(), odd]);
     let output = container.run(&[odd, "enable", "spaced", "--kernel", "--idle", "60"]);
-    assert!(output.status.success(), "{output:?}");
+    expect!(findings, output.status.success(), "{output:?}");
     container.run_ok(&["systemctl", "daemon-reload"]);
     let pre = container.run_ok(&["systemctl", "show", "-p", "ExecStartPre", "spaced.service"]);
-    assert!(pre.contains(&format!("path={odd} ;")), "{pre}");
+    expect!(findings, pre.contains(&format!("path={odd} ;")), "{pre}");
 
     let (code, stdout, stderr) = keepalive(&container, &["enable", "--idle", "61", "--", "-x"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
     let line = stdout
         .lines()
         .find_map(|line| line.strip_prefix("to apply it: "))
@@ -1700,8 +1800,12 @@ fn awkward_paths_and_names_are_carried_or_refused() {
     };
     let before = main_pid();
     let pasted = container.run(&["sh", "-c", &line]);
-    assert!(pasted.status.success(), "{line}: {pasted:?}");
-    assert_ne!(main_pid(), before, "{line}");
+    expect!(findings, pasted.status.success(), "{line}: {pasted:?}");
+    expect!(
+        findings,
+        main_pid() != before,
+        "{line} did not restart -x.service"
+    );
 
     let script = format!(
         "bad=\"$(printf '/srv/bad\\377.so')\"; cp {} \"$bad\"; exec {} enable latin --library \"$bad\" --idle 62",
@@ -1710,9 +1814,13 @@ fn awkward_paths_and_names_are_carried_or_refused() {
     );
     let output = container.run(&["sh", "-c", &script]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(stderr.contains("not UTF-8"), "{stderr}");
-    assert!(!exists(&container, &format!("{dir}/latin.service.d")));
+    expect_eq!(findings, output.status.code(), Some(2), "{output:?}");
+    expect!(findings, stderr.contains("not UTF-8"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/latin.service.d"))
+    );
+    findings.assert_none();
 }
 
 /// A service started by a script that leaves a listener in the background, then
@@ -1734,6 +1842,7 @@ fn now_judges_processes_left_from_before_the_restart() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     container.write("/srv/echo-server.py", SERVER);
     container.write("/srv/leaves.sh", LEAVES_A_LISTENER);
     container.run_ok(&["chmod", "+x", "/srv/leaves.sh"]);
@@ -1744,13 +1853,22 @@ fn now_judges_processes_left_from_before_the_restart() {
     container.start(&["leaves.service"]);
     let (code, stdout, stderr) =
         keepalive(&container, &["enable", "leaves", "--idle", "49", "--now"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(!stdout.contains("verified"), "{stdout}");
-    assert!(stderr.contains("left from before the restart"), "{stderr}");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "{stdout}");
+    expect!(
+        findings,
+        stderr.contains("left from before the restart"),
+        "{stderr}"
+    );
     let (code, stdout, stderr) = keepalive(&container, &["disable", "leaves", "--now"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(!stdout.contains("verified"), "{stdout}");
-    assert!(stderr.contains("left from before the restart"), "{stderr}");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "{stdout}");
+    expect!(
+        findings,
+        stderr.contains("left from before the restart"),
+        "{stderr}"
+    );
+    findings.assert_none();
 }
 
 /// A preload the service inherits from the manager's environment (`systemctl
@@ -1762,6 +1880,7 @@ fn enable_keeps_the_managers_preload() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     container.write("/srv/echo-server.py", SERVER);
     echo_unit(&container, "inherits.service", 7671, "");
     container.run_ok(&[
@@ -1771,8 +1890,9 @@ fn enable_keeps_the_managers_preload() {
     ]);
     container.start(&["inherits.service"]);
     let (code, stdout, stderr) = keepalive(&container, &["enable", "inherits", "--now"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
         stderr.contains(&format!(
             "keeps LD_PRELOAD={OWN_PRELOAD} of the service manager's"
         )),
@@ -1780,10 +1900,12 @@ fn enable_keeps_the_managers_preload() {
     );
     let preload = environment(&container, "inherits.service", "LD_PRELOAD");
     let entries: Vec<&str> = preload.split([' ', ':']).collect();
-    assert!(
+    expect!(
+        findings,
         entries.contains(&OWN_PRELOAD) && entries.contains(&library().as_str()),
         "{preload}"
     );
+    findings.assert_none();
 }
 
 /// `disable` removes the drop-in of a unit whose file is gone (its package removed):
@@ -1794,20 +1916,29 @@ fn disable_removes_the_drop_in_of_a_removed_unit() {
     let Some(container) = Container::boot(test) else {
         return;
     };
+    let findings = Findings::default();
     let unit = "/etc/systemd/system/gone.service";
     let text = "[Service]\nExecStart=/usr/bin/sleep infinity\n";
     container.write(unit, text);
     container.run_ok(&["systemctl", "daemon-reload"]);
     let (code, _, stderr) = keepalive(&container, &["enable", "gone", "--idle", "50"]);
-    assert_eq!(code, 0, "{stderr}");
+    expect_eq!(findings, code, 0, "{stderr}");
     container.run_ok(&["rm", unit]);
     container.run_ok(&["systemctl", "daemon-reload"]);
     let (code, stdout, stderr) = keepalive(&container, &["disable", "gone"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(!exists(&container, "/etc/systemd/system/gone.service.d"));
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/system/gone.service.d")
+    );
     container.write(unit, text);
     container.run_ok(&["systemctl", "daemon-reload"]);
-    assert_eq!(environment_of_unit(&container, "gone.service"), "");
+    expect_eq!(
+        findings,
+        environment_of_unit(&container, "gone.service"),
+        ""
+    );
     let (code, _, _) = keepalive(&container, &["disable", "never-was"]);
-    assert_eq!(code, 2);
+    expect_eq!(findings, code, 2);
+    findings.assert_none();
 }
