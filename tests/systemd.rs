@@ -1942,3 +1942,38 @@ fn disable_removes_the_drop_in_of_a_removed_unit() {
     expect_eq!(findings, code, 2);
     findings.assert_none();
 }
+
+/// Enables of one unit run at the same time each keep what the others set: the
+/// read, keep and write of the drop-in is done under a lock (review 22, F18). Five
+/// rounds of three at once; without the lock, one is lost in most rounds.
+#[test]
+fn concurrent_enables_keep_each_others_settings() {
+    let test = "concurrent_enables_keep_each_others_settings";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    echo_unit(&container, "busy.service", 7691, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let command = keepalive_command();
+    for round in 1..=5 {
+        let script = format!(
+            "{command} enable busy --idle 4{round} & {command} enable busy --interval 5{round} & \
+             {command} enable busy --count {round} & wait"
+        );
+        container.run(&["sh", "-c", &script]);
+        let text = container.read("/etc/systemd/system/busy.service.d/zz-keepalive.conf");
+        for wanted in [
+            format!("KEEPIDLE=4{round}"),
+            format!("KEEPINTVL=5{round}"),
+            format!("KEEPCNT={round}"),
+        ] {
+            expect!(
+                findings,
+                text.contains(&wanted),
+                "round {round}: {wanted} lost:\n{text}"
+            );
+        }
+    }
+    findings.assert_none();
+}

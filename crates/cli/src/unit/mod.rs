@@ -67,11 +67,14 @@ struct Plan {
     notes: Vec<String>,
     /// The `LD_PRELOAD` of the earlier drop-in, when the unit now gives another.
     drifted: Option<(String, String)>,
+    /// Held from reading the earlier drop-in until the new one is written.
+    lock: Option<std::fs::File>,
 }
 
 /// Reads the unit, refuses what would not work, and composes the drop-in.
 fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
     let unit = Unit::new(place)?;
+    let lock = owned::lock(&unit.drop_in())?;
     if let Some(why) = owned::refusal(&unit.drop_in()) {
         return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
     }
@@ -260,6 +263,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         verdict,
         notes,
         drifted,
+        lock,
     })
 }
 
@@ -326,7 +330,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     if args.kernel {
         return enable_kernel(args);
     }
-    let plan = plan(&args.place, &args.settings, args.strict)?;
+    let mut plan = plan(&args.place, &args.settings, args.strict)?;
     for note in &plan.notes {
         failure::warn(format_args!("keepalive: {note}"));
     }
@@ -337,6 +341,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         ));
     }
     write_drop_in(&plan.drop_in, &plan.text)?;
+    drop(plan.lock.take());
     let Some(systemctl) = reload(&args.place, &plan.unit)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -351,6 +356,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// in the unit's cgroup is shown to carry the settings.
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
+    let lock = owned::lock(&unit.drop_in())?;
     if let Some(why) = owned::refusal(&unit.drop_in()) {
         return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
     }
@@ -404,6 +410,7 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let text = format!("{}{line}", owned::header(owned::made_dir(&unit.drop_in())));
     let before = std::fs::read(unit.drop_in()).ok();
     write_drop_in(&unit.drop_in(), &text)?;
+    drop(lock);
     let Some(systemctl) = reload(&args.place, &unit)? else {
         return Ok(ExitCode::SUCCESS);
     };

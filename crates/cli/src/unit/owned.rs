@@ -7,6 +7,7 @@
 //! them all, so it is left alone, as are an operator's own file of the same name and
 //! lines added to ours: rewriting or removing them would lose them for good.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::MARKER;
@@ -75,6 +76,28 @@ pub fn refusal(path: &Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+/// An exclusive lock on the unit directory that holds `path`'s directory, for as long
+/// as the file lives: enables of one unit at once would each read the earlier drop-in
+/// and write their own over the others' (flock(2), which the kernel releases when the
+/// process ends). `None` where there is no such directory (a tree under --root).
+pub fn lock(path: &Path) -> Result<Option<std::fs::File>, crate::failure::Failure> {
+    let Some(units) = path.parent().and_then(Path::parent) else {
+        return Ok(None);
+    };
+    let Ok(dir) = std::fs::File::open(units) else {
+        return Ok(None);
+    };
+    // SAFETY: flock(2) on a descriptor this function owns, open for its whole call.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(crate::failure::Failure::with_code(
+            1,
+            format!("cannot lock {}: {err}", units.display()),
+        ));
+    }
+    Ok(Some(dir))
 }
 
 /// The first line of one of our drop-ins that `enable` does not write: neither its
