@@ -1943,6 +1943,30 @@ fn disable_removes_the_drop_in_of_a_removed_unit() {
     findings.assert_none();
 }
 
+/// `check --unit` on an instance enabled through its template judges the template's
+/// drop-in instead of saying "not enabled" (review 22, F2).
+#[test]
+fn check_unit_follows_an_instance_to_its_template() {
+    let test = "check_unit_follows_an_instance_to_its_template";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    echo_unit(&container, "tc@.service", 7681, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, _, stderr) = keepalive(&container, &["enable", "tc@", "--idle", "63"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    let (code, stdout, stderr) = keepalive(&container, &["check", "--unit", "tc@x2"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stdout.contains("enabled through its template tc@.service"),
+        "{stdout}"
+    );
+    expect!(findings, stdout.contains("up to date"), "{stdout}");
+    findings.assert_none();
+}
+
 /// Enables of one unit run at the same time each keep what the others set: the
 /// read, keep and write of the drop-in is done under a lock (review 22, F18). Five
 /// rounds of three at once; without the lock, one is lost in most rounds.

@@ -473,7 +473,7 @@ fn write_drop_in(path: &Path, text: &str) -> Result<(), Failure> {
 /// write now. A unit edited since (its own `LD_PRELOAD`, above all) leaves a stale copy
 /// in the drop-in, which systemd applies last and so silently wins.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let mut place = Place {
+    let place = Place {
         unit: args.program.to_string_lossy().into_owned(),
         user: args.user,
         root: args.root.clone(),
@@ -481,6 +481,28 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         runtime: false,
         timeout: 0,
     };
+    // An instance enabled through its template: the template's drop-in is judged.
+    let unit = Unit::new(&place)?;
+    let enabled =
+        |unit: &Unit| files::is_ours(&unit.drop_in()) || unit.drop_in_elsewhere().is_some();
+    if let Some(template) = unit.name.template().filter(|_| !enabled(&unit)) {
+        let of_template = Place {
+            unit: template.to_string(),
+            ..place.clone()
+        };
+        if enabled(&Unit::new(&of_template)?) {
+            failure::say(format_args!(
+                "{}: enabled through its template {template}",
+                unit.name
+            ))?;
+            return check_place(of_template);
+        }
+    }
+    check_place(place)
+}
+
+/// [`check`] of the unit `place` names.
+fn check_place(mut place: Place) -> Result<ExitCode, Failure> {
     // The drop-in is under /run when `enable --runtime` wrote it.
     let unit = Unit::new(&place)?;
     place.runtime = !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some();
