@@ -2001,3 +2001,102 @@ fn concurrent_enables_keep_each_others_settings() {
     }
     findings.assert_none();
 }
+
+/// A transient unit (`systemd-run`) is gone when it stops; a drop-in under /etc would
+/// preload the next unit of its name, so `enable` refuses it without `--runtime`, and
+/// once it is gone `disable --runtime` still removes the /run one (review 22, F24).
+#[test]
+fn transient_units_get_a_runtime_drop_in_only() {
+    let test = "transient_units_get_a_runtime_drop_in_only";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.run_ok(&[
+        "systemd-run",
+        "--unit=passing",
+        "/usr/bin/sleep",
+        "infinity",
+    ]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "passing", "--idle", "64"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("a transient unit"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/system/passing.service.d"),
+        "a drop-in under /etc was written"
+    );
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "passing", "--idle", "64", "--runtime"],
+    );
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    container.run_ok(&["systemctl", "stop", "passing.service"]);
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "passing", "--runtime"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        !exists(
+            &container,
+            "/run/systemd/system/passing.service.d/zz-keepalive.conf"
+        ),
+        "{stdout}"
+    );
+    findings.assert_none();
+}
+
+/// With `--root`, the library is checked as without it: a file that is no ELF shared
+/// object defining `socket` is refused with exit status 2 and nothing is written into
+/// the image (review 22, F7). No systemd is needed: the tree is a directory here.
+#[test]
+fn enable_root_refuses_a_library_that_cannot_be_preloaded() {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("enable-root-f7");
+    let _ = std::fs::remove_dir_all(&root);
+    let system = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&system).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(
+        system.join("rx.service"),
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("usr/lib/text.so"), "hello\n").unwrap();
+    std::fs::copy(
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        root.join("usr/lib/z.so"),
+    )
+    .unwrap();
+    let findings = Findings::default();
+    for (library, why) in [
+        ("/usr/lib/text.so", "not an ELF file"),
+        ("/usr/lib/z.so", "socket"),
+    ] {
+        let output = std::process::Command::new(common::keepalive())
+            .args([
+                "enable",
+                "rx",
+                "--idle",
+                "69",
+                "--library",
+                library,
+                "--root",
+            ])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        expect_eq!(
+            findings,
+            output.status.code(),
+            Some(2),
+            "{library}: {stderr}"
+        );
+        expect!(findings, stderr.contains(why), "{library}: {stderr}");
+        expect!(
+            findings,
+            !system.join("rx.service.d").exists(),
+            "{library}: a drop-in was written"
+        );
+    }
+    findings.assert_none();
+}

@@ -219,6 +219,14 @@ impl Unit {
         is_ours(&path).then_some(path)
     }
 
+    /// Whether the unit is transient (made by `systemd-run`, its file under
+    /// /run/systemd/transient): gone when it stops, while a drop-in of its name stays.
+    pub fn transient(&self) -> bool {
+        self.file
+            .parent()
+            .is_some_and(|dir| dir.ends_with("run/systemd/transient"))
+    }
+
     /// A path the unit names, on this machine.
     pub fn real(&self, path: &str) -> PathBuf {
         check::under_root(self.root.as_deref(), Path::new(path))

@@ -74,6 +74,7 @@ struct Plan {
 /// Reads the unit, refuses what would not work, and composes the drop-in.
 fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
     let unit = Unit::new(place)?;
+    refuse_transient(place, &unit)?;
     let lock = owned::lock(&unit.drop_in())?;
     if let Some(why) = owned::refusal(&unit.drop_in()) {
         return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
@@ -81,7 +82,17 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
     let library = match &unit.root {
-        Some(root) => library::find_in(root, settings.library.as_deref())?,
+        Some(root) => {
+            let library = library::find_in(root, settings.library.as_deref())?;
+            // Checked as without --root: an image would load nothing at every boot.
+            let shown = library::quoted(library.as_os_str());
+            let data = std::fs::read(unit.real(&library.to_string_lossy()))
+                .map_err(|err| Failure::usage(format!("--library {shown}: {err}")))?;
+            crate::elf::preloadable(&data).map_err(|why| {
+                Failure::usage(format!("--library {shown}: cannot be preloaded: {why}"))
+            })?;
+            library
+        }
         None => library::find(settings.library.as_deref())?,
     };
     // systemd reads unit files as UTF-8 (systemd.syntax(7)): another byte cannot be
@@ -267,6 +278,25 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     })
 }
 
+/// A transient unit outlives no drop-in: one under /etc would preload the next unit
+/// `systemd-run` makes of that name, whatever it runs. `--runtime` (gone at the next
+/// boot) is as far as `enable` goes for it.
+fn refuse_transient(place: &Place, unit: &Unit) -> Result<(), Failure> {
+    if !unit.transient() || place.runtime {
+        return Ok(());
+    }
+    Err(Failure::with_code(
+        1,
+        format!(
+            "{}: a transient unit ({}), gone when it stops, while a drop-in under /etc \
+             would preload the next unit of that name; use --runtime, or give systemd-run \
+             the variables (-p Environment=…)",
+            unit.name,
+            unit.file.display()
+        ),
+    ))
+}
+
 /// The options over what earlier drop-ins of ours set, by either route (their
 /// settings, and the configuration they give together with the options). `undo` is
 /// the command that starts afresh.
@@ -356,6 +386,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// in the unit's cgroup is shown to carry the settings.
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
+    refuse_transient(&args.place, &unit)?;
     let lock = owned::lock(&unit.drop_in())?;
     if let Some(why) = owned::refusal(&unit.drop_in()) {
         return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
