@@ -1403,7 +1403,7 @@ fn now_proves_the_library_file_not_its_path() {
 }
 
 /// `enable` and `disable` change only what `enable` wrote (review 22, F5, F6, F16,
-/// F20): an operator's own `zz-keepalive.conf`, a line added to ours, and a
+/// F20): an operator's own `zz-keepalive.conf` (a file or a link), a line added to ours, and a
 /// `UNIT.service.d` that is a symbolic link to a directory other units share are left
 /// alone with exit status 1; a directory that was there before stays after `disable`,
 /// one that `enable` made goes.
@@ -1415,11 +1415,17 @@ fn enable_and_disable_leave_an_operators_files_alone() {
     };
     let findings = Findings::default();
     let dir = "/etc/systemd/system";
-    for unit in ["own", "shared1", "shared2", "added", "premade", "fresh"] {
+    for unit in [
+        "own", "linked", "shared1", "shared2", "added", "premade", "fresh",
+    ] {
         echo_unit(&container, &format!("{unit}.service"), 7611, "");
     }
     let operators = "[Service]\n# by hand\nEnvironment=LD_PRELOAD=/x.so\nLimitNOFILE=65536\n";
     container.write(&format!("{dir}/own.service.d/zz-keepalive.conf"), operators);
+    container.write("/srv/important.conf", operators);
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/linked.service.d")]);
+    let link = format!("{dir}/linked.service.d/zz-keepalive.conf");
+    container.run_ok(&["ln", "-s", "/srv/important.conf", &link]);
     container.write(
         "/etc/systemd/shared.d/10-common.conf",
         "[Service]\nLimitNOFILE=4096\n",
@@ -1448,6 +1454,15 @@ fn enable_and_disable_leave_an_operators_files_alone() {
         findings,
         container.read(&format!("{dir}/own.service.d/zz-keepalive.conf")),
         operators
+    );
+
+    let (code, stdout, stderr) = enable("linked");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        container.run(&["test", "-L", &link]).status.success(),
+        "the operator's link was replaced"
     );
 
     let (code, stdout, stderr) = enable("shared1");

@@ -20,9 +20,9 @@ pub struct Earlier {
 
 impl Earlier {
     /// Reads them; refuses a file of our name that would win over the drop-in, or that
-    /// the drop-in would hide and is not ours. `undo` is the command that starts
+    /// the drop-in would hide and is not ours. `afresh` is the command that starts
     /// afresh, for the message.
-    pub fn read(unit: &Unit, undo: &str) -> Result<Earlier, Failure> {
+    pub fn read(unit: &Unit, afresh: &str) -> Result<Earlier, Failure> {
         let drop_in = unit.drop_in();
         let (before, after) = unit.same_named();
         if let Some(wins) = before.first() {
@@ -31,7 +31,7 @@ impl Earlier {
                 format!(
                     "{}: {} takes precedence over {} (systemd applies the first file named \
                      {DROP_IN} it finds), so the drop-in would change nothing; enable \
-                     without --runtime, or `{undo}` first",
+                     without --runtime, or `{afresh}` first",
                     unit.name,
                     wins.display(),
                     drop_in.display()
@@ -89,10 +89,10 @@ impl Earlier {
     }
 
     /// The line that says `name=value` is kept.
-    pub fn kept(&self, name: &str, value: &str, undo: &str) -> Option<String> {
+    pub fn kept(&self, name: &str, value: &str, afresh: &str) -> Option<String> {
         match self.source(name)? {
             None => Some(format!(
-                "keeps {name}={value} from the earlier enable (`{undo}` starts afresh)"
+                "keeps {name}={value} from the earlier enable (`{afresh}` starts afresh)"
             )),
             Some(path) => Some(format!(
                 "keeps {name}={value} from {}, which the new drop-in hides (systemd \

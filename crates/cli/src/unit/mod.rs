@@ -298,14 +298,14 @@ fn refuse_transient(place: &Place, unit: &Unit) -> Result<(), Failure> {
 }
 
 /// The options over what earlier drop-ins of ours set, by either route (their
-/// settings, and the configuration they give together with the options). `undo` is
-/// the command that starts afresh.
+/// settings, and the configuration they give together with the options). `afresh`
+/// is the command that starts afresh.
 fn over_earlier(
     settings: &Settings,
     unit: &Unit,
-    undo: &str,
+    afresh: &str,
 ) -> Result<(Earlier, env::Resolved), Failure> {
-    let earlier = Earlier::read(unit, undo)?;
+    let earlier = Earlier::read(unit, afresh)?;
     let resolved = env::resolve_against(
         settings,
         |name| earlier.get(name).map(OsString::from),
