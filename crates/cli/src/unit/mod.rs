@@ -758,9 +758,10 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
         Some((process, library, true)) => Err(Failure::with_code(
             1,
             format!(
-                "{}: restarted, and process {process} ({}) still has {} mapped: it is left \
-                 from before the restart (KillMode= leaves it running; `systemctl stop` \
-                 ends it)",
+                "{}: restarted, and process {process} ({}) of its cgroup, outside the new \
+                 main process's tree, still has {} mapped: one left from before the restart \
+                 (KillMode=process or mixed leaves them running; `systemctl stop`, then \
+                 start, ends them)",
                 unit.name,
                 verify::comm(process),
                 library.display()
@@ -997,9 +998,10 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
              (systemctl cat {name} shows what sets it)"
         ))),
         Found::Leftover { pid } => Err(failed(format!(
-            "process {pid} ({}) holds TCP sockets of the service without {} mapped: it is \
-             left from before the restart (KillMode= leaves it running; `systemctl stop` \
-             ends it, then start the service)",
+            "process {pid} ({}) of the service's cgroup, outside its new main process's \
+             tree, holds TCP sockets without {} mapped: one left from before the restart \
+             (KillMode=process or mixed leaves them running; `systemctl stop`, then start, \
+             ends them), or one started with a cleared environment",
             verify::comm(pid),
             library.display()
         ))),

@@ -51,8 +51,8 @@ pub enum Found {
     /// This process maps the library's path, but not as code: the loader could not
     /// map its segments and went on without it.
     NotLoaded { pid: u32 },
-    /// A process of the unit's cgroup outside the main process's tree, left from
-    /// before the restart, holds TCP sockets without the library.
+    /// A process of the unit's cgroup outside the main process's tree (most likely
+    /// left from before the restart) holds TCP sockets without the library.
     Leftover { pid: u32 },
     /// This process loaded a file at the library's path that is not the library.
     OtherFile {
