@@ -1236,3 +1236,882 @@ fn drop_ins_outlive_the_package_removal() {
     container.start(&["orphan.service"]);
     assert_eq!(active_state(&container, "orphan.service"), "active");
 }
+
+/// What one test found wrong, each check made even after an earlier one failed, so
+/// that a run against older code shows every finding that fails; asserted together
+/// at the end.
+#[derive(Default)]
+struct Findings(std::cell::RefCell<Vec<String>>);
+
+impl Findings {
+    fn check(&self, ok: bool, what: String) {
+        if !ok {
+            self.0.borrow_mut().push(what);
+        }
+    }
+
+    fn assert_none(self) {
+        let found = self.0.into_inner();
+        assert!(
+            found.is_empty(),
+            "{} check(s) failed:\n{}",
+            found.len(),
+            found.join("\n---\n")
+        );
+    }
+}
+
+/// `assert!`, recorded in a [`Findings`].
+macro_rules! expect {
+    ($findings:expr, $ok:expr $(,)?) => {
+        $findings.check($ok, stringify!($ok).to_string())
+    };
+    ($findings:expr, $ok:expr, $($what:tt)+) => {
+        $findings.check($ok, format!("{}: {}", stringify!($ok), format!($($what)+)))
+    };
+}
+
+/// `assert_eq!`, recorded in a [`Findings`].
+macro_rules! expect_eq {
+    ($findings:expr, $left:expr, $right:expr $(,)?) => {{
+        let (left, right) = (&$left, &$right);
+        $findings.check(left == right, format!("{left:?} != {right:?}"))
+    }};
+    ($findings:expr, $left:expr, $right:expr, $($what:tt)+) => {{
+        let (left, right) = (&$left, &$right);
+        $findings.check(
+            left == right,
+            format!("{left:?} != {right:?}: {}", format!($($what)+)),
+        )
+    }};
+}
+
+/// The proof is about the file that runs, not a path (review 22, F13, F22): the
+/// loader leaves a read-only mapping of a library it could not map as code (a noexec
+/// mount), and a bind mount or `RootDirectory=` can put another file at the library's
+/// path. Each exits 1 without "verified". A byte-for-byte copy bound at the path is
+/// the library, and is proven.
+#[test]
+fn now_proves_the_library_file_not_its_path() {
+    let test = "now_proves_the_library_file_not_its_path";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.write("/srv/echo-server.py", SERVER);
+    let libz = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+    container.run_ok(&[
+        "mkdir",
+        "-p",
+        "/mnt/nx",
+        "/srv/ka",
+        "/srv/fake",
+        "/srv/copy",
+    ]);
+    container.run_ok(&["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs", "/mnt/nx"]);
+    for dir in ["/mnt/nx", "/srv/ka", "/srv/copy"] {
+        container.run_ok(&["cp", &library(), &format!("{dir}/libkeepalive.so")]);
+    }
+    container.run_ok(&["cp", libz, "/srv/fake/libkeepalive.so"]);
+    // A root with another file at the library's path, and the host's /usr bound in.
+    let root = "/srv/chroot";
+    for dir in ["usr", "srv/ka", "proc", "dev", "tmp"] {
+        container.run_ok(&["mkdir", "-p", &format!("{root}/{dir}")]);
+    }
+    for (link, to) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("bin", "usr/bin"),
+    ] {
+        container.run_ok(&["ln", "-s", to, &format!("{root}/{link}")]);
+    }
+    container.run_ok(&["cp", libz, &format!("{root}/srv/ka/libkeepalive.so")]);
+    container.run_ok(&["cp", "/srv/echo-server.py", &format!("{root}/srv/")]);
+    echo_unit(&container, "noexec.service", 7601, "");
+    echo_unit(
+        &container,
+        "faked.service",
+        7602,
+        "BindReadOnlyPaths=/srv/fake:/srv/ka\n",
+    );
+    echo_unit(
+        &container,
+        "rooted.service",
+        7603,
+        &format!("RootDirectory={root}\nBindReadOnlyPaths=/usr\n"),
+    );
+    echo_unit(
+        &container,
+        "copied.service",
+        7604,
+        "BindReadOnlyPaths=/srv/copy:/srv/ka\n",
+    );
+    let units = [
+        "noexec.service",
+        "faked.service",
+        "rooted.service",
+        "copied.service",
+    ];
+    container.start(&units);
+    let enable = |unit: &str, library: &str| {
+        keepalive(
+            &container,
+            &[
+                "enable",
+                unit,
+                "--library",
+                library,
+                "--idle",
+                "44",
+                "--now",
+            ],
+        )
+    };
+
+    let (code, stdout, stderr) = enable("noexec", "/mnt/nx/libkeepalive.so");
+    expect_eq!(findings, code, 1, "noexec: {stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "noexec: {stdout}");
+    expect!(
+        findings,
+        stderr.contains("cannot be preloaded") || stderr.contains("only as data"),
+        "noexec: {stderr}"
+    );
+    for unit in ["faked", "rooted"] {
+        let (code, stdout, stderr) = enable(unit, "/srv/ka/libkeepalive.so");
+        expect_eq!(findings, code, 1, "{unit}: {stdout}{stderr}");
+        expect!(findings, !stdout.contains("verified"), "{unit}: {stdout}");
+        expect!(
+            findings,
+            stderr.contains("loaded another file at /srv/ka/libkeepalive.so"),
+            "{unit}: {stderr}"
+        );
+    }
+    let (code, stdout, stderr) = enable("copied", "/srv/ka/libkeepalive.so");
+    expect_eq!(findings, code, 0, "copied: {stdout}{stderr}");
+    expect!(
+        findings,
+        stdout.contains("verified: copied.service"),
+        "{stdout}"
+    );
+    let _client = connect(&container, 7604, "copied.service");
+    assert_idle(
+        "a copy bound at the path",
+        server_timer(&container, 7604),
+        44,
+    );
+    findings.assert_none();
+}
+
+/// `enable` and `disable` change only what `enable` wrote (review 22, F5, F6, F16,
+/// F20): an operator's own `zz-keepalive.conf` (a file or a link), a line added to ours, and a
+/// `UNIT.service.d` that is a symbolic link to a directory other units share are left
+/// alone with exit status 1; a directory that was there before stays after `disable`,
+/// one that `enable` made goes.
+#[test]
+fn enable_and_disable_leave_an_operators_files_alone() {
+    let test = "enable_and_disable_leave_an_operators_files_alone";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    let dir = "/etc/systemd/system";
+    for unit in [
+        "own", "linked", "shared1", "shared2", "added", "premade", "fresh",
+    ] {
+        echo_unit(&container, &format!("{unit}.service"), 7611, "");
+    }
+    let operators = "[Service]\n# by hand\nEnvironment=LD_PRELOAD=/x.so\nLimitNOFILE=65536\n";
+    container.write(&format!("{dir}/own.service.d/zz-keepalive.conf"), operators);
+    container.write("/srv/important.conf", operators);
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/linked.service.d")]);
+    let link = format!("{dir}/linked.service.d/zz-keepalive.conf");
+    container.run_ok(&["ln", "-s", "/srv/important.conf", &link]);
+    container.write(
+        "/etc/systemd/shared.d/10-common.conf",
+        "[Service]\nLimitNOFILE=4096\n",
+    );
+    for unit in ["shared1", "shared2"] {
+        container.run_ok(&[
+            "ln",
+            "-s",
+            "/etc/systemd/shared.d",
+            &format!("{dir}/{unit}.service.d"),
+        ]);
+    }
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/premade.service.d")]);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let enable = |unit: &str| keepalive(&container, &["enable", unit, "--idle", "45"]);
+    let disable = |unit: &str| keepalive(&container, &["disable", unit]);
+
+    let (code, stdout, stderr) = enable("own");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stderr.contains("not written by keepalive enable"),
+        "{stderr}"
+    );
+    expect_eq!(
+        findings,
+        container.read(&format!("{dir}/own.service.d/zz-keepalive.conf")),
+        operators
+    );
+
+    let (code, stdout, stderr) = enable("linked");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        container.run(&["test", "-L", &link]).status.success(),
+        "the operator's link was replaced"
+    );
+
+    let (code, stdout, stderr) = enable("shared1");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/shared.d/zz-keepalive.conf")
+    );
+    expect_eq!(
+        findings,
+        environment_of_unit(&container, "shared2.service"),
+        ""
+    );
+    // A drop-in of ours there (from an earlier version) is not removed for all either.
+    let (code, _, _) = enable("fresh");
+    expect_eq!(findings, code, 0);
+    container.run_ok(&[
+        "cp",
+        &format!("{dir}/fresh.service.d/zz-keepalive.conf"),
+        "/etc/systemd/shared.d/zz-keepalive.conf",
+    ]);
+    let (code, stdout, stderr) = disable("shared1");
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("is a symbolic link"), "{stderr}");
+    expect!(
+        findings,
+        exists(&container, "/etc/systemd/shared.d/zz-keepalive.conf")
+    );
+
+    let added = format!("{dir}/added.service.d/zz-keepalive.conf");
+    let (code, _, _) = enable("added");
+    expect_eq!(findings, code, 0);
+    let text = container.read(&added) + "LimitNOFILE=65536\n";
+    container.write(&added, &text);
+    for (verb, (code, stdout, stderr)) in
+        [("enable", enable("added")), ("disable", disable("added"))]
+    {
+        expect_eq!(findings, code, 1, "{verb}: {stdout}{stderr}");
+        expect!(
+            findings,
+            stderr.contains("`LimitNOFILE=65536`"),
+            "{verb}: {stderr}"
+        );
+        expect_eq!(findings, container.read(&added), text, "{verb} changed it");
+    }
+
+    for unit in ["premade", "fresh"] {
+        if unit == "premade" {
+            let (code, stdout, stderr) = enable(unit);
+            expect_eq!(findings, code, 0, "{stdout}{stderr}");
+        }
+        let (code, stdout, stderr) = disable(unit);
+        expect_eq!(findings, code, 0, "{unit}: {stdout}{stderr}");
+        expect!(
+            findings,
+            !exists(
+                &container,
+                &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
+            )
+        );
+    }
+    expect!(
+        findings,
+        exists(&container, &format!("{dir}/premade.service.d"))
+    );
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/fresh.service.d"))
+    );
+    findings.assert_none();
+}
+
+/// The `Environment=` systemd gives `unit` (`systemctl show -p Environment`).
+fn environment_of_unit(container: &Container, unit: &str) -> String {
+    container
+        .run_ok(&["systemctl", "show", "-p", "Environment", "--value", unit])
+        .trim()
+        .to_string()
+}
+
+/// What would undo the drop-in after it is applied is refused before anything is
+/// written (review 22, F3, F9, F12): the unit's `UnsetEnvironment=LD_PRELOAD`, a
+/// later drop-in's `Environment=` that resets every variable, later drop-ins in the
+/// prefix (`web-.service.d`) and top-level (`service.d`) directories, and a sandbox
+/// that hides the file a symbolic link `--library` leads to.
+#[test]
+fn enable_refuses_what_would_undo_it_later() {
+    let test = "enable_refuses_what_would_undo_it_later";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    let dir = "/etc/systemd/system";
+    echo_unit(
+        &container,
+        "unset.service",
+        7621,
+        "UnsetEnvironment=LD_PRELOAD\n",
+    );
+    echo_unit(&container, "reset.service", 7622, "");
+    container.write(
+        &format!("{dir}/reset.service.d/zzz-reset.conf"),
+        "[Service]\nEnvironment=\n",
+    );
+    echo_unit(&container, "web-a.service", 7623, "");
+    container.write(
+        &format!("{dir}/web-.service.d/zzz-mine.conf"),
+        "[Service]\nEnvironment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libz.so.1\n",
+    );
+    echo_unit(&container, "linked.service", 7624, "ProtectHome=yes\n");
+    container.run_ok(&["mkdir", "-p", "/root/ka"]);
+    container.run_ok(&["cp", &library(), "/root/ka/libkeepalive.so"]);
+    container.run_ok(&["ln", "-s", "/root/ka/libkeepalive.so", "/srv/linked.so"]);
+    echo_unit(&container, "any.service", 7625, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let refused = |unit: &str, library: &str, why: &str| {
+        let (code, stdout, stderr) = keepalive(
+            &container,
+            &["enable", unit, "--library", library, "--idle", "46"],
+        );
+        expect_eq!(findings, code, 1, "{unit}: {stdout}{stderr}");
+        expect!(findings, stderr.contains(why), "{unit}: {stderr}");
+        expect!(
+            findings,
+            !exists(
+                &container,
+                &format!("{dir}/{unit}.service.d/zz-keepalive.conf")
+            ),
+            "{unit}: a drop-in was written"
+        );
+    };
+    let lib = library();
+    refused("unset", &lib, "UnsetEnvironment=LD_PRELOAD");
+    refused("reset", &lib, "zzz-reset.conf resets Environment=");
+    refused(
+        "web-a",
+        &lib,
+        "web-.service.d/zzz-mine.conf sets LD_PRELOAD",
+    );
+    refused(
+        "linked",
+        "/srv/linked.so",
+        "ProtectHome=yes hides /root from the service (where /srv/linked.so leads)",
+    );
+    // Last: it applies to every service.
+    container.write(
+        &format!("{dir}/service.d/zzzz-all.conf"),
+        "[Service]\nEnvironment=KEEPIDLE=5\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    refused("any", &lib, "service.d/zzzz-all.conf sets KEEPIDLE");
+    findings.assert_none();
+}
+
+/// systemd applies one file named `zz-keepalive.conf` per unit (review 22, F1, F10,
+/// F23): enabling an instance after its template, under /etc after `--runtime`, or
+/// under the real name after an alias's drop-in keeps the hidden drop-in's settings
+/// and says so; a drop-in under /run that the template's would hide is refused, as is
+/// hiding a file of that name that `enable` did not write.
+#[test]
+fn re_enable_elsewhere_keeps_the_hidden_drop_ins_settings() {
+    let test = "re_enable_elsewhere_keeps_the_hidden_drop_ins_settings";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    let dir = "/etc/systemd/system";
+    for unit in ["tp@.service", "rt.service", "fresh.service", "tq@.service"] {
+        echo_unit(&container, unit, 7631, "");
+    }
+    echo_unit(
+        &container,
+        "bl.service",
+        7631,
+        "[Install]\nAlias=bl2.service\n",
+    );
+    container.write(
+        &format!("{dir}/tq@.service.d/zz-keepalive.conf"),
+        "[Service]\nEnvironment=KEEPCNT=2\n",
+    );
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "enable", "bl.service"]);
+    let enable = |args: &[&str]| {
+        let mut all = vec!["enable"];
+        all.extend_from_slice(args);
+        keepalive(&container, &all)
+    };
+    let applied = |unit: &str, variables: &[&str]| {
+        let environment = environment_of_unit(&container, unit);
+        for variable in variables {
+            expect!(
+                findings,
+                environment.split(' ').any(|v| v == *variable),
+                "{unit}: {variable} not in {environment}"
+            );
+        }
+    };
+
+    let (code, _, stderr) = enable(&["tp@", "--idle", "62"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    let (code, stdout, stderr) = enable(&["tp@x1", "--interval", "11"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stderr.contains(&format!(
+            "keeps KEEPIDLE=62 from {dir}/tp@.service.d/zz-keepalive.conf"
+        )),
+        "{stderr}"
+    );
+    applied("tp@x1.service", &["KEEPIDLE=62", "KEEPINTVL=11"]);
+    let (code, stdout, stderr) = enable(&["tp@x2", "--runtime", "--count", "4"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("takes precedence"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/run/systemd/system/tp@x2.service.d")
+    );
+
+    let (code, _, stderr) = enable(&["rt", "--runtime", "--idle", "74"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    let (code, stdout, stderr) = enable(&["rt", "--interval", "9"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stderr.contains("keeps KEEPIDLE=74 from /run/"),
+        "{stderr}"
+    );
+    applied("rt.service", &["KEEPIDLE=74", "KEEPINTVL=9"]);
+
+    // A drop-in of ours under the alias's name, as an earlier version wrote it.
+    let (code, _, stderr) = enable(&["fresh", "--idle", "33", "--count", "3"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    container.run_ok(&["mkdir", "-p", &format!("{dir}/bl2.service.d")]);
+    container.run_ok(&[
+        "cp",
+        &format!("{dir}/fresh.service.d/zz-keepalive.conf"),
+        &format!("{dir}/bl2.service.d/zz-keepalive.conf"),
+    ]);
+    let (code, stdout, stderr) = enable(&["bl", "--interval", "4"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    applied("bl.service", &["KEEPIDLE=33", "KEEPCNT=3", "KEEPINTVL=4"]);
+
+    let (code, stdout, stderr) = enable(&["tq@y", "--idle", "47"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("would hide it"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/tq@y.service.d"))
+    );
+    findings.assert_none();
+}
+
+/// `--now` waits for the restart systemd actually does (review 22, F4, F11): a unit on
+/// its way down with a restart queued is not "left stopped" (the restart is waited
+/// for, here until `--timeout`), and a `Type=oneshot` with `RemainAfterExit=yes`
+/// is seen restarted at once, with no process left to prove.
+#[test]
+fn now_follows_a_queued_restart_and_a_oneshot() {
+    let test = "now_follows_a_queued_restart_and_a_oneshot";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(
+        &container,
+        "slow.service",
+        7641,
+        "ExecStop=/bin/sleep 1000\nTimeoutStopSec=infinity\n",
+    );
+    container.write(
+        "/etc/systemd/system/once.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+    );
+    container.start(&["slow.service", "once.service"]);
+    container.run_ok(&["systemctl", "restart", "--no-block", "slow.service"]);
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "slow", "--idle", "48", "--now", "--timeout", "3"],
+    );
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("left stopped"), "{stdout}");
+    expect!(
+        findings,
+        stderr.contains("slow.service: not restarted after 3 s"),
+        "{stderr}"
+    );
+    container.run_ok(&["systemctl", "kill", "--signal=KILL", "slow.service"]);
+
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "once", "--idle", "48", "--now", "--timeout", "60"],
+    );
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stderr.contains("not restarted"), "{stderr}");
+    expect!(
+        findings,
+        stderr.contains("no main process to check (ActiveState=active, SubState=exited)"),
+        "{stderr}"
+    );
+    findings.assert_none();
+}
+
+/// Paths and names that a unit file or a shell line would take apart (review 22,
+/// F19, F21, F25): `--kernel` run from a directory with a space writes its path as
+/// one word of `ExecStartPre=`; the hint for a unit named `-x` works when pasted; a
+/// `--library` whose path is not UTF-8 is refused before anything is written.
+#[test]
+fn awkward_paths_and_names_are_carried_or_refused() {
+    let test = "awkward_paths_and_names_are_carried_or_refused";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.write("/srv/echo-server.py", SERVER);
+    let dir = "/etc/systemd/system";
+    echo_unit(&container, "spaced.service", 7651, "");
+    echo_unit(&container, "-x.service", 7652, "");
+    echo_unit(&container, "latin.service", 7653, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    container.run_ok(&["systemctl", "start", "--", "-x.service"]);
+
+    let odd = "/srv/odd dir/keepalive";
+    container.run_ok(&["mkdir", "-p", "/srv/odd dir"]);
+    container.run_ok(&["cp", &keepalive_command(), odd]);
+    let output = container.run(&[odd, "enable", "spaced", "--kernel", "--idle", "60"]);
+    expect!(findings, output.status.success(), "{output:?}");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let pre = container.run_ok(&["systemctl", "show", "-p", "ExecStartPre", "spaced.service"]);
+    expect!(findings, pre.contains(&format!("path={odd} ;")), "{pre}");
+
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "--idle", "61", "--", "-x"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("to apply it: "))
+        .unwrap_or_else(|| panic!("no restart hint in {stdout}"))
+        .to_string();
+    let main_pid = || {
+        container.run_ok(&[
+            "systemctl",
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            "--",
+            "-x.service",
+        ])
+    };
+    let before = main_pid();
+    let pasted = container.run(&["sh", "-c", &line]);
+    expect!(findings, pasted.status.success(), "{line}: {pasted:?}");
+    expect!(
+        findings,
+        main_pid() != before,
+        "{line} did not restart -x.service"
+    );
+
+    let script = format!(
+        "bad=\"$(printf '/srv/bad\\377.so')\"; cp {} \"$bad\"; exec {} enable latin --library \"$bad\" --idle 62",
+        library(),
+        keepalive_command()
+    );
+    let output = container.run(&["sh", "-c", &script]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    expect_eq!(findings, output.status.code(), Some(2), "{output:?}");
+    expect!(findings, stderr.contains("not UTF-8"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, &format!("{dir}/latin.service.d"))
+    );
+    findings.assert_none();
+}
+
+/// A service started by a script that leaves a listener in the background, then
+/// execs the echo server on PORT: with `KillMode=process` the background one outlives
+/// every restart.
+const LEAVES_A_LISTENER: &str = "\
+#!/bin/sh
+/usr/bin/python3 /srv/echo-server.py 0 &
+exec /usr/bin/python3 /srv/echo-server.py \"$1\"
+";
+
+/// The proof covers every process of the unit's cgroup that holds TCP sockets
+/// (review 22, F14): with `KillMode=process`, a listener left from before the restart
+/// has no library after `enable --now`, and one still has it after `disable --now`;
+/// each exits 1 and names it.
+#[test]
+fn now_judges_processes_left_from_before_the_restart() {
+    let test = "now_judges_processes_left_from_before_the_restart";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.write("/srv/echo-server.py", SERVER);
+    container.write("/srv/leaves.sh", LEAVES_A_LISTENER);
+    container.run_ok(&["chmod", "+x", "/srv/leaves.sh"]);
+    container.write(
+        "/etc/systemd/system/leaves.service",
+        "[Service]\nKillMode=process\nExecStart=/srv/leaves.sh 7661\n",
+    );
+    container.start(&["leaves.service"]);
+    let (code, stdout, stderr) =
+        keepalive(&container, &["enable", "leaves", "--idle", "49", "--now"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "{stdout}");
+    expect!(
+        findings,
+        stderr.contains("left from before the restart"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "leaves", "--now"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "{stdout}");
+    expect!(
+        findings,
+        stderr.contains("left from before the restart"),
+        "{stderr}"
+    );
+    findings.assert_none();
+}
+
+/// A preload the service inherits from the manager's environment (`systemctl
+/// set-environment`) is kept in the drop-in's `LD_PRELOAD`, which replaces it, and
+/// said (review 22, F15).
+#[test]
+fn enable_keeps_the_managers_preload() {
+    let test = "enable_keeps_the_managers_preload";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.write("/srv/echo-server.py", SERVER);
+    echo_unit(&container, "inherits.service", 7671, "");
+    container.run_ok(&[
+        "systemctl",
+        "set-environment",
+        &format!("LD_PRELOAD={OWN_PRELOAD}"),
+    ]);
+    container.start(&["inherits.service"]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "inherits", "--now"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stderr.contains(&format!(
+            "keeps LD_PRELOAD={OWN_PRELOAD} of the service manager's"
+        )),
+        "{stderr}"
+    );
+    let preload = environment(&container, "inherits.service", "LD_PRELOAD");
+    let entries: Vec<&str> = preload.split([' ', ':']).collect();
+    expect!(
+        findings,
+        entries.contains(&OWN_PRELOAD) && entries.contains(&library().as_str()),
+        "{preload}"
+    );
+    findings.assert_none();
+}
+
+/// `disable` removes the drop-in of a unit whose file is gone (its package removed):
+/// left, it would preload the unit installed again (review 22, F17).
+#[test]
+fn disable_removes_the_drop_in_of_a_removed_unit() {
+    let test = "disable_removes_the_drop_in_of_a_removed_unit";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    let unit = "/etc/systemd/system/gone.service";
+    let text = "[Service]\nExecStart=/usr/bin/sleep infinity\n";
+    container.write(unit, text);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, _, stderr) = keepalive(&container, &["enable", "gone", "--idle", "50"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    container.run_ok(&["rm", unit]);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "gone"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/system/gone.service.d")
+    );
+    container.write(unit, text);
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    expect_eq!(
+        findings,
+        environment_of_unit(&container, "gone.service"),
+        ""
+    );
+    let (code, _, _) = keepalive(&container, &["disable", "never-was"]);
+    expect_eq!(findings, code, 2);
+    findings.assert_none();
+}
+
+/// `check --unit` on an instance enabled through its template judges the template's
+/// drop-in instead of saying "not enabled" (review 22, F2).
+#[test]
+fn check_unit_follows_an_instance_to_its_template() {
+    let test = "check_unit_follows_an_instance_to_its_template";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    echo_unit(&container, "tc@.service", 7681, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let (code, _, stderr) = keepalive(&container, &["enable", "tc@", "--idle", "63"]);
+    expect_eq!(findings, code, 0, "{stderr}");
+    let (code, stdout, stderr) = keepalive(&container, &["check", "--unit", "tc@x2"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        stdout.contains("enabled through its template tc@.service"),
+        "{stdout}"
+    );
+    expect!(findings, stdout.contains("up to date"), "{stdout}");
+    findings.assert_none();
+}
+
+/// Enables of one unit run at the same time each keep what the others set: the
+/// read, keep and write of the drop-in is done under a lock (review 22, F18). Five
+/// rounds of three at once; without the lock, one is lost in most rounds.
+#[test]
+fn concurrent_enables_keep_each_others_settings() {
+    let test = "concurrent_enables_keep_each_others_settings";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    echo_unit(&container, "busy.service", 7691, "");
+    container.run_ok(&["systemctl", "daemon-reload"]);
+    let command = keepalive_command();
+    for round in 1..=5 {
+        let script = format!(
+            "{command} enable busy --idle 4{round} & {command} enable busy --interval 5{round} & \
+             {command} enable busy --count {round} & wait"
+        );
+        container.run(&["sh", "-c", &script]);
+        let text = container.read("/etc/systemd/system/busy.service.d/zz-keepalive.conf");
+        for wanted in [
+            format!("KEEPIDLE=4{round}"),
+            format!("KEEPINTVL=5{round}"),
+            format!("KEEPCNT={round}"),
+        ] {
+            expect!(
+                findings,
+                text.contains(&wanted),
+                "round {round}: {wanted} lost:\n{text}"
+            );
+        }
+    }
+    findings.assert_none();
+}
+
+/// A transient unit (`systemd-run`) is gone when it stops; a drop-in under /etc would
+/// preload the next unit of its name, so `enable` refuses it without `--runtime`, and
+/// once it is gone `disable --runtime` still removes the /run one (review 22, F24).
+#[test]
+fn transient_units_get_a_runtime_drop_in_only() {
+    let test = "transient_units_get_a_runtime_drop_in_only";
+    let Some(container) = Container::boot(test) else {
+        return;
+    };
+    let findings = Findings::default();
+    container.run_ok(&[
+        "systemd-run",
+        "--unit=passing",
+        "/usr/bin/sleep",
+        "infinity",
+    ]);
+    let (code, stdout, stderr) = keepalive(&container, &["enable", "passing", "--idle", "64"]);
+    expect_eq!(findings, code, 1, "{stdout}{stderr}");
+    expect!(findings, stderr.contains("a transient unit"), "{stderr}");
+    expect!(
+        findings,
+        !exists(&container, "/etc/systemd/system/passing.service.d"),
+        "a drop-in under /etc was written"
+    );
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &["enable", "passing", "--idle", "64", "--runtime"],
+    );
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    container.run_ok(&["systemctl", "stop", "passing.service"]);
+    let (code, stdout, stderr) = keepalive(&container, &["disable", "passing", "--runtime"]);
+    expect_eq!(findings, code, 0, "{stdout}{stderr}");
+    expect!(
+        findings,
+        !exists(
+            &container,
+            "/run/systemd/system/passing.service.d/zz-keepalive.conf"
+        ),
+        "{stdout}"
+    );
+    findings.assert_none();
+}
+
+/// With `--root`, the library is checked as without it: a file that is no ELF shared
+/// object defining `socket` is refused with exit status 2 and nothing is written into
+/// the image (review 22, F7). No systemd is needed: the tree is a directory here.
+#[test]
+fn enable_root_refuses_a_library_that_cannot_be_preloaded() {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("enable-root-f7");
+    let _ = std::fs::remove_dir_all(&root);
+    let system = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&system).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(
+        system.join("rx.service"),
+        "[Service]\nExecStart=/usr/bin/sleep infinity\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("usr/lib/text.so"), "hello\n").unwrap();
+    std::fs::copy(
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        root.join("usr/lib/z.so"),
+    )
+    .unwrap();
+    let findings = Findings::default();
+    for (library, why) in [
+        ("/usr/lib/text.so", "not an ELF file"),
+        ("/usr/lib/z.so", "socket"),
+    ] {
+        let output = std::process::Command::new(common::keepalive())
+            .args([
+                "enable",
+                "rx",
+                "--idle",
+                "69",
+                "--library",
+                library,
+                "--root",
+            ])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        expect_eq!(
+            findings,
+            output.status.code(),
+            Some(2),
+            "{library}: {stderr}"
+        );
+        expect!(findings, stderr.contains(why), "{library}: {stderr}");
+        expect!(
+            findings,
+            !system.join("rx.service.d").exists(),
+            "{library}: a drop-in was written"
+        );
+    }
+    findings.assert_none();
+}

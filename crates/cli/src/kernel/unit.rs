@@ -31,6 +31,13 @@ pub fn exec_start_pre(config: &Config) -> Result<String, Failure> {
         .map_err(|err| Failure::with_code(1, format!("cannot find this command's path: {err}")))?;
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let me = me.to_string_lossy().replace('%', "%%");
+    // systemd.syntax(7): a blank or a quote would split or end the word; in double
+    // quotes, `\` and `"` are escaped.
+    let me = if me.contains(|c: char| c.is_whitespace() || "\"'\\".contains(c)) {
+        format!("\"{}\"", me.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        me
+    };
     // `+`: with full privileges, whatever User= and the sandboxing say. `-`: a step
     // that fails (the command removed with its package, a kernel that refuses the
     // program) is written to the journal and the service starts without the settings,

@@ -42,6 +42,13 @@ impl Unit {
     /// Finds the unit `place` names; refuses a name systemd would refuse, a unit that
     /// does not exist and a masked one (`systemctl edit` refuses those too).
     pub fn new(place: &Place) -> Result<Unit, Failure> {
+        Unit::find(place, false)
+    }
+
+    /// [`Unit::new`], or with `gone`, a unit whose file is no longer there (its
+    /// package removed) known by the name typed, with no file: its drop-ins outlive
+    /// it, and would preload the unit installed again, so `disable` still removes them.
+    pub fn find(place: &Place, gone: bool) -> Result<Unit, Failure> {
         let typed = ServiceName::parse(&place.unit)?;
         let prefix = |path: &Path| check::under_root(place.root.as_deref(), path);
         let (config, runtime, system): (PathBuf, PathBuf, &[&str]) = if place.user {
@@ -90,7 +97,10 @@ impl Unit {
         } else {
             (config, runtime)
         };
-        let (name, file) = locate(&dirs, &typed, &place.unit)?;
+        let (name, file) = match locate(&dirs, &typed, &place.unit) {
+            Err(failure) if gone && failure.code == 2 => (typed.clone(), PathBuf::new()),
+            found => found?,
+        };
         let mut aliases = aliases_of(&dirs, &name);
         if typed != name && !aliases.contains(&typed.to_string()) {
             aliases.push(typed.to_string());
@@ -106,43 +116,80 @@ impl Unit {
         })
     }
 
-    /// Every name the unit's drop-ins may be under: its own, its aliases, and the
-    /// template's of each for an instance.
-    fn names(&self) -> Vec<String> {
+    /// The drop-in directories systemd reads for the unit, in the order it looks for
+    /// them (src/shared/dropin.c): for each of the unit's names, in every unit
+    /// directory, NAME.d, its template's and its prefixes' up to each dash
+    /// (`a-b-.service.d` and `a-.service.d` for `a-b-c.service`, systemd.unit(5));
+    /// then the top-level `service.d` in every unit directory. Of several files of one
+    /// name, the first found is the one applied.
+    fn drop_in_dirs(&self) -> Vec<PathBuf> {
         let mut names = vec![self.name.to_string()];
         names.extend(self.aliases.iter().cloned());
-        let templates: Vec<String> = names
-            .iter()
-            .filter_map(|name| ServiceName::parse(name).ok()?.template())
-            .map(|template| template.to_string())
-            .collect();
-        names.extend(templates);
-        names
+        let mut found: Vec<PathBuf> = Vec::new();
+        let mut add = |dir: PathBuf| {
+            if !found.contains(&dir) {
+                found.push(dir);
+            }
+        };
+        for name in &names {
+            let mut group = vec![name.clone()];
+            group.extend(
+                ServiceName::parse(name)
+                    .ok()
+                    .and_then(|name| name.template())
+                    .map(|template| template.to_string()),
+            );
+            group.extend(dash_prefixes(name));
+            for dir in &self.dirs {
+                for name in &group {
+                    add(dir.join(format!("{name}.d")));
+                }
+            }
+        }
+        for dir in &self.dirs {
+            add(dir.join("service.d"));
+        }
+        found
     }
 
-    /// The drop-ins systemd applies, in the order it applies them, with ours (under
-    /// any name, in either place) left out.
+    /// The drop-ins systemd applies, in the order it applies them, with every file
+    /// named like ours left out.
     pub fn drop_ins(&self) -> Vec<PathBuf> {
-        let names = self.names();
         let mut found: Vec<(OsString, PathBuf)> = Vec::new();
-        for dir in &self.dirs {
-            for name in &names {
-                let Ok(entries) = std::fs::read_dir(dir.join(format!("{name}.d"))) else {
-                    continue;
-                };
-                for entry in entries.flatten() {
-                    let file = entry.file_name();
-                    let conf = Path::new(&file)
-                        .extension()
-                        .is_some_and(|ext| ext == "conf");
-                    if conf && file != DROP_IN && !found.iter().any(|(f, _)| *f == file) {
-                        found.push((file, entry.path()));
-                    }
+        for dir in self.drop_in_dirs() {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file = entry.file_name();
+                let conf = Path::new(&file)
+                    .extension()
+                    .is_some_and(|ext| ext == "conf");
+                if conf && file != DROP_IN && !found.iter().any(|(f, _)| *f == file) {
+                    found.push((file, entry.path()));
                 }
             }
         }
         found.sort();
         found.into_iter().map(|(_, path)| path).collect()
+    }
+
+    /// The other files named like ours that systemd reads for the unit: those it
+    /// finds before the one `enable` writes (one of them is applied, and ours is not),
+    /// and those after it (ours hides them).
+    pub fn same_named(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let ours = self.drop_in();
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let mut past_ours = false;
+        for dir in self.drop_in_dirs() {
+            let path = dir.join(DROP_IN);
+            if path == ours {
+                past_ours = true;
+            } else if path.symlink_metadata().is_ok() {
+                if past_ours { &mut after } else { &mut before }.push(path);
+            }
+        }
+        (before, after)
     }
 
     /// Where `enable` writes the drop-in: under the unit's real name, as `systemctl
@@ -172,10 +219,30 @@ impl Unit {
         is_ours(&path).then_some(path)
     }
 
+    /// Whether the unit is transient (made by `systemd-run`, its file under
+    /// /run/systemd/transient): gone when it stops, while a drop-in of its name stays.
+    pub fn transient(&self) -> bool {
+        self.file
+            .parent()
+            .is_some_and(|dir| dir.ends_with("run/systemd/transient"))
+    }
+
     /// A path the unit names, on this machine.
     pub fn real(&self, path: &str) -> PathBuf {
         check::under_root(self.root.as_deref(), Path::new(path))
     }
+}
+
+/// The prefixes of a unit name up to each dash, longest first, as unit names:
+/// `a-b-.service` and `a-.service` for `a-b-c.service` or `a-b-c@x.service`.
+fn dash_prefixes(name: &str) -> Vec<String> {
+    let stem = name.strip_suffix(".service").unwrap_or(name);
+    let stem = stem.split('@').next().unwrap_or(stem);
+    stem.match_indices('-')
+        .rev()
+        .filter(|(at, _)| *at > 0)
+        .map(|(at, _)| format!("{}.service", &stem[..=at]))
+        .collect()
 }
 
 /// Whether `path` is a drop-in `keepalive enable` wrote.
@@ -273,7 +340,8 @@ pub struct Service {
     /// `EnvironmentFile=` paths, and whether a missing file is allowed (`-`).
     pub environment_files: Vec<(String, bool)>,
     pub exec_start: Option<String>,
-    /// The variables set by drop-ins sorted after ours, which would override it.
+    /// The variables set by drop-ins sorted after ours, which would override it; an
+    /// empty name for an `Environment=` that resets them all.
     pub later: Vec<(PathBuf, String)>,
     /// Every other `[Service]` setting, in the order applied (the sandboxing options).
     pub settings: Vec<(String, String)>,
@@ -295,7 +363,12 @@ impl Service {
                 .map_err(|err| Failure::usage(format!("{}: {err}", file.display())))?;
             for (key, value) in service_settings(&text) {
                 match key.as_str() {
-                    "Environment" if value.is_empty() => service.environment.clear(),
+                    "Environment" if value.is_empty() => {
+                        if after_ours {
+                            service.later.push((file.clone(), String::new()));
+                        }
+                        service.environment.clear();
+                    }
                     "Environment" => {
                         for word in words(&value) {
                             if let Some((name, value)) = word.split_once('=') {
@@ -511,6 +584,16 @@ mod tests {
             words(r#""LD_PRELOAD=/a.so /b.so""#),
             ["LD_PRELOAD=/a.so /b.so"]
         );
+    }
+
+    #[test]
+    fn prefixes_end_at_each_dash() {
+        assert_eq!(
+            dash_prefixes("a-b-c@x-y.service"),
+            ["a-b-.service", "a-.service"]
+        );
+        assert_eq!(dash_prefixes("-x.service"), Vec::<String>::new());
+        assert_eq!(dash_prefixes("web-.service"), ["web-.service"]);
     }
 
     #[test]

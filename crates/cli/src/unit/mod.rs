@@ -8,8 +8,10 @@
 //! is applied after every `Environment=` (systemd.exec(5)), so one that sets a
 //! variable the drop-in needs is refused instead of being silently lost.
 
+mod earlier;
 mod files;
 mod name;
+mod owned;
 mod sandbox;
 mod systemctl;
 mod verify;
@@ -28,6 +30,7 @@ use crate::env;
 use crate::failure::{self, Failure};
 use crate::kernel;
 use crate::library;
+use earlier::Earlier;
 use files::{Service, Unit};
 use name::Kind;
 use systemctl::Systemctl;
@@ -64,36 +67,65 @@ struct Plan {
     notes: Vec<String>,
     /// The `LD_PRELOAD` of the earlier drop-in, when the unit now gives another.
     drifted: Option<(String, String)>,
+    /// Held from reading the earlier drop-in until the new one is written.
+    lock: Option<std::fs::File>,
 }
 
 /// Reads the unit, refuses what would not work, and composes the drop-in.
 fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
     let unit = Unit::new(place)?;
-    if place.runtime {
-        if let Some(wins) = unit.drop_in_elsewhere() {
-            return Err(Failure::with_code(
-                1,
-                format!(
-                    "{}: {} takes precedence over a drop-in under /run; run `{}` first",
-                    unit.name,
-                    wins.display(),
-                    hint(place, "disable", unit.name.as_str())
-                ),
-            ));
-        }
+    refuse_transient(place, &unit)?;
+    let lock = owned::lock(&unit.drop_in())?;
+    if let Some(why) = owned::refusal(&unit.drop_in()) {
+        return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
     }
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
     let library = match &unit.root {
-        Some(root) => library::find_in(root, settings.library.as_deref())?,
+        Some(root) => {
+            let library = library::find_in(root, settings.library.as_deref())?;
+            // Checked as without --root: an image would load nothing at every boot.
+            let shown = library::quoted(library.as_os_str());
+            let data = std::fs::read(unit.real(&library.to_string_lossy()))
+                .map_err(|err| Failure::usage(format!("--library {shown}: {err}")))?;
+            crate::elf::preloadable(&data).map_err(|why| {
+                Failure::usage(format!("--library {shown}: cannot be preloaded: {why}"))
+            })?;
+            library
+        }
         None => library::find(settings.library.as_deref())?,
     };
+    // systemd reads unit files as UTF-8 (systemd.syntax(7)): another byte cannot be
+    // written, and a replacement character would name another file.
+    if library.to_str().is_none() {
+        return Err(Failure::usage(format!(
+            "--library {}: the path is not UTF-8, which a unit file cannot carry; use a \
+             symbolic link with a UTF-8 name",
+            library::quoted(library.as_os_str())
+        )));
+    }
     let inside_root = |dir: &Path, path: &Path| {
         unit.real(&dir.to_string_lossy())
             .join(path.strip_prefix("/").unwrap_or(path))
             .is_file()
     };
-    if let Some(why) = sandbox::hides(&service, &library, inside_root) {
+    // The loader follows the path's symbolic links in the service's namespace: the
+    // file they lead to must be visible too. Under RootDirectory= they are resolved
+    // in that root, which is judged by what lies there.
+    let target = (service.setting("RootDirectory").is_none_or(str::is_empty))
+        .then(|| unit.real(&library.to_string_lossy()).canonicalize().ok())
+        .flatten()
+        .map(|real| match &unit.root {
+            Some(root) => Path::new("/").join(real.strip_prefix(root).unwrap_or(&real)),
+            None => real,
+        })
+        .filter(|target| *target != library);
+    let hidden = sandbox::hides(&service, &library, inside_root).or_else(|| {
+        let target = target.as_ref()?;
+        let why = sandbox::hides(&service, target, inside_root)?;
+        Some(format!("{why} (where {} leads)", library.display()))
+    });
+    if let Some(why) = hidden {
         return Err(Failure::with_code(
             1,
             format!(
@@ -107,7 +139,8 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
 
     // What an earlier enable set and this one does not set again stays.
     let drop_in = unit.drop_in();
-    let (earlier, resolved) = over_earlier(settings, &drop_in)?;
+    let afresh = hint(place, "disable", unit.name.as_str());
+    let (earlier, resolved) = over_earlier(settings, &unit, &afresh)?;
     let mut notes = resolved.overridden.clone();
     if let Some(route) = files::our_route(&drop_in).filter(|route| route.contains("kernel")) {
         notes.push(format!(
@@ -123,17 +156,31 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     if let Some((path, name)) = service
         .later
         .iter()
-        .find(|(_, name)| ours.contains(&name.as_str()))
+        .find(|(_, name)| name.is_empty() || ours.contains(&name.as_str()))
     {
+        let what = if name.is_empty() {
+            "resets Environment= (every variable)".to_string()
+        } else {
+            format!("sets {name}")
+        };
         return Err(Failure::with_code(
             1,
             format!(
-                "{}: {} sets {name} after {DROP_IN} would; rename it to sort before {DROP_IN}",
+                "{}: {} {what} after {DROP_IN} would; rename it to sort before {DROP_IN}",
                 unit.name,
                 path.display()
             ),
         ));
     }
+    // systemd.exec(5): UnsetEnvironment= applies after every assignment, the drop-in's
+    // too; `NAME=VALUE` only to that very assignment.
+    let unset = service.list("UnsetEnvironment");
+    let unsets = |name: &str, value: &str| {
+        unset.iter().find(|entry| match entry.split_once('=') {
+            Some((n, v)) => n == name && v == value,
+            None => *entry == name,
+        })
+    };
     // The unit's own values of the variables the options leave alone stay in force:
     // they are checked as `run` checks inherited ones, and an option that replaces
     // one is said.
@@ -153,50 +200,70 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     // `KEEPALIVE=on` is the library's default and so not among the configuration's
     // variables; it is written when it overrides the unit's `off`, now or in the
     // earlier drop-in.
-    let earlier_on = earlier
-        .iter()
-        .any(|(name, value)| name == env::name(Var::Keepalive) && value == "on");
+    let earlier_on = earlier.get(env::name(Var::Keepalive)) == Some("on");
     let mut variables = resolved.variables();
     let on_over_off = against_unit.switched_on || (earlier_on && settings.mode.is_none());
     if on_over_off && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
         variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
     }
     for (var, value) in &variables {
-        let kept = env::given(settings, *var).is_none()
-            && earlier.iter().any(|(name, _)| name == env::name(*var));
-        if kept {
-            notes.push(format!(
-                "keeps {}={value} from the earlier enable (`{}` starts afresh)",
-                env::name(*var),
-                hint(place, "disable", unit.name.as_str())
-            ));
+        if env::given(settings, *var).is_none() {
+            notes.extend(earlier.kept(env::name(*var), &value.to_string(), &afresh));
         }
     }
 
     let verdict = check_exec_start(&unit, &service, strict)?;
 
-    let existing = service.get("LD_PRELOAD").map(OsString::from);
+    // Without one of the unit's own, the service inherits the manager's LD_PRELOAD,
+    // which the drop-in's replaces: it is kept (a literal value: `%` escaped).
+    let existing = service.get("LD_PRELOAD").map(OsString::from).or_else(|| {
+        let booted = unit.root.is_none() && Systemctl::booted();
+        let inherited = booted
+            .then(|| Systemctl::new(place.user).manager_variable("LD_PRELOAD"))
+            .flatten()
+            .filter(|value| !value.is_empty())?;
+        notes.push(format!(
+            "keeps LD_PRELOAD={inherited} of the service manager's environment \
+             (systemctl show-environment)"
+        ));
+        Some(OsString::from(inherited.replace('%', "%%")))
+    });
     // `%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal one.
     let escaped = PathBuf::from(library.to_string_lossy().replace('%', "%%"));
     let preload = library::preload(existing.as_deref(), &escaped)
         .to_string_lossy()
         .into_owned();
     let drifted = earlier
+        .own
         .iter()
         .rev()
         .find(|(n, _)| n == "LD_PRELOAD")
         .filter(|(_, before)| *before != preload)
         .map(|(_, before)| (before.clone(), preload.clone()));
-    let mut text = format!("{MARKER}\n[Service]\n");
-    text.push_str(&assignment("LD_PRELOAD", &preload));
-    let mut expected = vec![(
-        "LD_PRELOAD".to_string(),
-        library.to_string_lossy().into_owned(),
-    )];
-    for (var, value) in &variables {
-        text.push_str(&assignment(env::name(*var), &value.to_string()));
-        expected.push((env::name(*var).to_string(), value.to_string()));
+    let mut text = owned::header(owned::made_dir(&drop_in));
+    let mut written = vec![("LD_PRELOAD".to_string(), preload.clone())];
+    written.extend(
+        variables
+            .iter()
+            .map(|(var, value)| (env::name(*var).to_string(), value.to_string())),
+    );
+    if let Some(entry) = written.iter().find_map(|(name, value)| unsets(name, value)) {
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{}: UnsetEnvironment={entry} takes it out of the service's environment \
+                 after every Environment=, the drop-in's too; remove it from the unit \
+                 (systemctl cat {} shows where)",
+                unit.name,
+                sh_word(unit.name.as_str())
+            ),
+        ));
     }
+    for (name, value) in &written {
+        text.push_str(&assignment(name, value));
+    }
+    let mut expected = written;
+    expected[0].1 = library.to_string_lossy().into_owned();
     Ok(Plan {
         unit,
         service,
@@ -207,26 +274,42 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
         verdict,
         notes,
         drifted,
+        lock,
     })
 }
 
-/// The options over what the earlier drop-in at `drop_in` set, by either route (its
-/// settings, and the configuration they give together with the options).
+/// A transient unit outlives no drop-in: one under /etc would preload the next unit
+/// `systemd-run` makes of that name, whatever it runs. `--runtime` (gone at the next
+/// boot) is as far as `enable` goes for it.
+fn refuse_transient(place: &Place, unit: &Unit) -> Result<(), Failure> {
+    if !unit.transient() || place.runtime {
+        return Ok(());
+    }
+    Err(Failure::with_code(
+        1,
+        format!(
+            "{}: a transient unit ({}), gone when it stops, while a drop-in under /etc \
+             would preload the next unit of that name; use --runtime, or give systemd-run \
+             the variables (-p Environment=…)",
+            unit.name,
+            unit.file.display()
+        ),
+    ))
+}
+
+/// The options over what earlier drop-ins of ours set, by either route (their
+/// settings, and the configuration they give together with the options). `afresh`
+/// is the command that starts afresh.
 fn over_earlier(
     settings: &Settings,
-    drop_in: &Path,
-) -> Result<(Vec<(String, String)>, env::Resolved), Failure> {
-    let earlier = files::our_variables(drop_in);
+    unit: &Unit,
+    afresh: &str,
+) -> Result<(Earlier, env::Resolved), Failure> {
+    let earlier = Earlier::read(unit, afresh)?;
     let resolved = env::resolve_against(
         settings,
-        |name| {
-            earlier
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, value)| OsString::from(value))
-        },
-        &format!("in {}", drop_in.display()),
+        |name| earlier.get(name).map(OsString::from),
+        &format!("in {}", unit.drop_in().display()),
     )?;
     Ok((earlier, resolved))
 }
@@ -242,8 +325,18 @@ fn hint(place: &Place, verb: &str, unit: &str) -> String {
         words.push("--root".into());
         words.push(sh_word(&root.to_string_lossy()));
     }
-    words.push(sh_word(unit));
+    words.push(unit_word(unit));
     words.join(" ")
+}
+
+/// A unit name as the last word of a command line: after `--` when it starts with a
+/// dash, which systemctl and this command would take for an option.
+fn unit_word(name: &str) -> String {
+    if name.starts_with('-') {
+        format!("-- {}", sh_word(name))
+    } else {
+        sh_word(name)
+    }
 }
 
 /// `word` as one word of a POSIX shell command line: as it is when it holds only
@@ -267,7 +360,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
     if args.kernel {
         return enable_kernel(args);
     }
-    let plan = plan(&args.place, &args.settings, args.strict)?;
+    let mut plan = plan(&args.place, &args.settings, args.strict)?;
     for note in &plan.notes {
         failure::warn(format_args!("keepalive: {note}"));
     }
@@ -278,6 +371,7 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
         ));
     }
     write_drop_in(&plan.drop_in, &plan.text)?;
+    drop(plan.lock.take());
     let Some(systemctl) = reload(&args.place, &plan.unit)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -292,6 +386,11 @@ pub fn enable(args: &EnableArgs) -> Result<ExitCode, Failure> {
 /// in the unit's cgroup is shown to carry the settings.
 fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     let unit = Unit::new(&args.place)?;
+    refuse_transient(&args.place, &unit)?;
+    let lock = owned::lock(&unit.drop_in())?;
+    if let Some(why) = owned::refusal(&unit.drop_in()) {
+        return Err(Failure::with_code(1, format!("{}: {why}", unit.name)));
+    }
     let service = Service::read(&unit)?;
     let program = service.exec_start.as_deref().and_then(exec_program);
     if let Some(why) =
@@ -305,7 +404,8 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
     // What an earlier enable set, by either route, and this one does not set again
     // stays, and is said, as for the library's drop-in.
     let drop_in = unit.drop_in();
-    let (earlier, resolved) = over_earlier(&args.settings, &drop_in)?;
+    let afresh = hint(&args.place, "disable", unit.name.as_str());
+    let (earlier, resolved) = over_earlier(&args.settings, &unit, &afresh)?;
     let config = resolved.config;
     for note in &resolved.overridden {
         failure::warn(format_args!("keepalive: {note}"));
@@ -316,14 +416,10 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
         ));
     }
     for (var, value) in config.variables() {
-        if env::given(&args.settings, var).is_none()
-            && earlier.iter().any(|(name, _)| name == env::name(var))
-        {
-            failure::warn(format_args!(
-                "keepalive: keeps {}={value} from the earlier enable (`{}` starts afresh)",
-                env::name(var),
-                hint(&args.place, "disable", unit.name.as_str())
-            ));
+        if env::given(&args.settings, var).is_none() {
+            if let Some(kept) = earlier.kept(env::name(var), &value.to_string(), &afresh) {
+                failure::warn(format_args!("keepalive: {kept}"));
+            }
         }
     }
     // A unit under --root is not running here: there is no systemd to ask.
@@ -351,9 +447,10 @@ fn enable_kernel(args: &EnableArgs) -> Result<ExitCode, Failure> {
             ));
         }
     }
-    let text = format!("{MARKER}\n[Service]\n{line}");
+    let text = format!("{}{line}", owned::header(owned::made_dir(&unit.drop_in())));
     let before = std::fs::read(unit.drop_in()).ok();
     write_drop_in(&unit.drop_in(), &text)?;
+    drop(lock);
     let Some(systemctl) = reload(&args.place, &unit)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -416,7 +513,7 @@ fn write_drop_in(path: &Path, text: &str) -> Result<(), Failure> {
 /// write now. A unit edited since (its own `LD_PRELOAD`, above all) leaves a stale copy
 /// in the drop-in, which systemd applies last and so silently wins.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let mut place = Place {
+    let place = Place {
         unit: args.program.to_string_lossy().into_owned(),
         user: args.user,
         root: args.root.clone(),
@@ -424,18 +521,47 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         runtime: false,
         timeout: 0,
     };
+    // An instance enabled through its template: the template's drop-in is judged.
+    let unit = Unit::new(&place)?;
+    let enabled =
+        |unit: &Unit| files::is_ours(&unit.drop_in()) || unit.drop_in_elsewhere().is_some();
+    if let Some(template) = unit.name.template().filter(|_| !enabled(&unit)) {
+        let of_template = Place {
+            unit: template.to_string(),
+            ..place.clone()
+        };
+        if enabled(&Unit::new(&of_template)?) {
+            failure::say(format_args!(
+                "{}: enabled through its template {template}",
+                unit.name
+            ))?;
+            return check_place(of_template);
+        }
+    }
+    check_place(place)
+}
+
+/// [`check`] of the unit `place` names.
+fn check_place(mut place: Place) -> Result<ExitCode, Failure> {
     // The drop-in is under /run when `enable --runtime` wrote it.
     let unit = Unit::new(&place)?;
     place.runtime = !files::is_ours(&unit.drop_in()) && unit.drop_in_elsewhere().is_some();
-    let plan = plan(&place, &Settings::default(), false)?;
-    let name = &plan.unit.name;
-    let shown = plan.drop_in.display();
-    if !files::is_ours(&plan.drop_in) {
+    let drop_in = if place.runtime {
+        unit.drop_in_elsewhere().unwrap_or_else(|| unit.drop_in())
+    } else {
+        unit.drop_in()
+    };
+    if !files::is_ours(&drop_in) {
         failure::say(format_args!(
-            "{name}: not enabled: no drop-in from keepalive enable ({shown})"
+            "{}: not enabled: no drop-in from keepalive enable ({})",
+            unit.name,
+            drop_in.display()
         ))?;
         return Ok(ExitCode::from(1));
     }
+    let plan = plan(&place, &Settings::default(), false)?;
+    let name = &plan.unit.name;
+    let shown = plan.drop_in.display();
     if let Some((before, now)) = &plan.drifted {
         failure::say(format_args!(
             "{name}: drifted: {shown} copies LD_PRELOAD={before}, the unit now gives {now}; \
@@ -549,7 +675,22 @@ fn check_exec_start(
 /// `keepalive disable`: removes the drop-ins `enable` wrote for the unit (under /etc
 /// and /run, under any of its names), and nothing else.
 pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
-    let unit = Unit::new(&args.place)?;
+    let unit = match Unit::new(&args.place) {
+        // A unit removed (with its package) while its drop-in stays: that goes, so
+        // that the unit installed again is not preloaded.
+        Err(failure) if failure.code == 2 => {
+            let gone = Unit::find(&args.place, true)?;
+            if !files::is_ours(&gone.drop_in()) && gone.drop_in_elsewhere().is_none() {
+                return Err(failure);
+            }
+            failure::say(format_args!(
+                "{}: the unit is not installed; its drop-in goes all the same",
+                gone.name
+            ))?;
+            gone
+        }
+        found => found?,
+    };
     let path = unit.drop_in();
     // Ours under the unit's other names, and in the other place (/run, or /etc with
     // --runtime): left behind, it would keep preloading after `disable`.
@@ -587,19 +728,18 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(Failure::with_code(1, format!("{}: {err}", path.display()))),
-        Ok(text) if !text.starts_with(MARKER) => {
-            return Err(Failure::with_code(
-                1,
-                format!(
-                    "{}: not written by keepalive enable; left alone",
-                    path.display()
-                ),
-            ));
-        }
-        Ok(_) => remove(&path)?,
+        Ok(_) => {}
     }
-    for stray in &strays {
-        remove(stray)?;
+    // Nothing is removed unless everything can be.
+    let paths: Vec<&PathBuf> = std::iter::once(&path)
+        .filter(|path| path.exists())
+        .chain(&strays)
+        .collect();
+    if let Some(why) = paths.iter().find_map(|path| owned::refusal(path)) {
+        return Err(Failure::with_code(1, why));
+    }
+    for path in paths {
+        remove(path)?;
     }
     let Some(systemctl) = reload(&args.place, &unit)? else {
         return Ok(ExitCode::SUCCESS);
@@ -622,8 +762,21 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
             format!("{}: restarted, but has no main process to check", unit.name),
         )
     })?;
-    match verify::library_left(pid) {
-        Some((process, library)) => Err(Failure::with_code(
+    let members = verify::members(&systemctl.property(unit.name.as_str(), "ControlGroup")?);
+    match verify::library_left(pid, &members) {
+        Some((process, library, true)) => Err(Failure::with_code(
+            1,
+            format!(
+                "{}: restarted, and process {process} ({}) of its cgroup, outside the new \
+                 main process's tree, still has {} mapped: one left from before the restart \
+                 (KillMode=process or mixed leaves them running; `systemctl stop`, then \
+                 start, ends them)",
+                unit.name,
+                verify::comm(process),
+                library.display()
+            ),
+        )),
+        Some((process, library, false)) => Err(Failure::with_code(
             1,
             format!(
                 "{}: restarted, and process {process} ({}) still has {} mapped: another \
@@ -646,12 +799,12 @@ pub fn disable(args: &DisableArgs) -> Result<ExitCode, Failure> {
 }
 
 fn remove(path: &Path) -> Result<(), Failure> {
-    std::fs::remove_file(path)
-        .map_err(|err| Failure::with_code(1, format!("cannot remove {}: {err}", path.display())))?;
-    // The directory goes too when nothing else is in it; a non-empty one stays.
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::remove_dir(dir);
-    }
+    let cannot = |err: std::io::Error| {
+        Failure::with_code(1, format!("cannot remove {}: {err}", path.display()))
+    };
+    let text = std::fs::read_to_string(path).map_err(cannot)?;
+    std::fs::remove_file(path).map_err(cannot)?;
+    owned::remove_dir(path, &text);
     failure::say(format_args!("removed {}", path.display()))
 }
 
@@ -696,7 +849,7 @@ fn reload(place: &Place, unit: &Unit) -> Result<Option<Systemctl>, Failure> {
         let scope = if place.user { "--user " } else { "" };
         failure::say(format_args!(
             "when systemd runs: systemctl {scope}daemon-reload && systemctl {scope}try-restart {}",
-            sh_word(unit.name.as_str())
+            unit_word(unit.name.as_str())
         ))?;
         return Ok(None);
     }
@@ -727,42 +880,55 @@ fn restart(
     if !place.now {
         failure::say(format_args!(
             "{what}: systemctl {scope}try-restart {}",
-            sh_word(name)
+            unit_word(name)
         ))?;
         return Ok(None);
     }
-    if !systemctl.running(name)? {
+    let stopped = || {
         failure::say(format_args!(
             "{name} is not running; left stopped (the change applies when it starts)"
-        ))?;
+        ))
+    };
+    // A unit on its way down with a job queued (a restart someone else asked for)
+    // comes back by itself: that restart is waited for and proven like ours.
+    if !systemctl.running(name)? && !systemctl.has_job(name)? {
+        stopped()?;
         return Ok(None);
     }
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|since| since.as_secs())
         .unwrap_or_default();
-    restart_within(systemctl, name, Duration::from_secs(place.timeout))?;
+    if !restart_within(systemctl, name, Duration::from_secs(place.timeout))? {
+        stopped()?;
+        return Ok(None);
+    }
     Ok(Some(started))
 }
 
 /// `systemctl try-restart`, without waiting on systemd's job (a service that does not
 /// stop, `TimeoutStopSec=infinity`, would hold it for ever): the job is queued, and
-/// the service watched until it runs a new main process, with a line every few
-/// seconds while it takes, for at most `limit`. Then a clear failure, and the service
-/// as systemd has it: the job goes on.
-fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<(), Failure> {
-    let before = systemctl.main_pid(name)?;
+/// the service watched until no job is left and it has started again (a new
+/// `InvocationID=`, which every start gets, also one whose process has exited,
+/// `RemainAfterExit=yes`), with a line every few seconds while it takes, for at most
+/// `limit`. Then a clear failure, and the service as systemd has it: the job goes on.
+/// False when it ended stopped instead (it was on its way down, with no restart).
+fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<bool, Failure> {
+    let before = systemctl.property(name, "InvocationID")?;
     systemctl.run(&["try-restart", "--no-block", "--", name])?;
     let start = Instant::now();
     let mut said = start;
     loop {
         let state = systemctl.property(name, "ActiveState")?;
         let sub = systemctl.property(name, "SubState")?;
-        let pid = systemctl.main_pid(name)?;
-        let jobs = systemctl.property(name, "Job")?;
-        let settled = jobs.is_empty() || jobs == "0";
-        if settled && (pid != before || !matches!(state.as_str(), "active" | "reloading")) {
-            return Ok(());
+        let invocation = systemctl.property(name, "InvocationID")?;
+        if !systemctl.has_job(name)? {
+            if invocation != before {
+                return Ok(true);
+            }
+            if matches!(state.as_str(), "inactive" | "failed") {
+                return Ok(false);
+            }
         }
         let waited = start.elapsed();
         if waited >= limit {
@@ -773,7 +939,7 @@ fn restart_within(systemctl: &Systemctl, name: &str, limit: Duration) -> Result<
                      systemd goes on with the restart, and `systemctl status {}` shows where \
                      it is; --timeout SECONDS waits longer",
                     limit.as_secs(),
-                    sh_word(name)
+                    unit_word(name)
                 ),
             ));
         }
@@ -800,11 +966,18 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
         |why: String| Failure::with_code(1, format!("{name}: restarted without keepalive: {why}"));
     let Some(pid) = systemctl.main_pid(name)? else {
         let state = systemctl.property(name, "ActiveState")?;
-        return Err(failed(format!(
-            "it has no main process to look at (ActiveState={state}; systemctl status {name})"
-        )));
+        let sub = systemctl.property(name, "SubState")?;
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{name}: restarted, but it has no main process to check (ActiveState={state}, \
+                 SubState={sub}): nothing is proven; `systemctl status {}` shows it",
+                unit_word(name)
+            ),
+        ));
     };
-    match verify::service(pid, library, &plan.expected) {
+    let members = verify::members(&systemctl.property(name, "ControlGroup")?);
+    match verify::service(pid, library, &plan.expected, &members) {
         Found::Proven { pid, comm, sockets } => {
             let settings: Vec<String> = plan
                 .expected
@@ -832,6 +1005,34 @@ fn prove(plan: &Plan, systemctl: &Systemctl, started: u64) -> Result<ExitCode, F
         Found::Environment { pid, missing } => Err(failed(format!(
             "process {pid} has the library mapped but not {missing} in its environment \
              (systemctl cat {name} shows what sets it)"
+        ))),
+        Found::Leftover { pid } => Err(failed(format!(
+            "process {pid} ({}) of the service's cgroup, outside its new main process's \
+             tree, holds TCP sockets without {} mapped: one left from before the restart \
+             (KillMode=process or mixed leaves them running; `systemctl stop`, then start, \
+             ends them), or one started with a cleared environment",
+            verify::comm(pid),
+            library.display()
+        ))),
+        Found::NotLoaded { pid } => Err(failed(
+            systemctl
+                .journal_line(name, started, "cannot be preloaded")
+                .unwrap_or_else(|| {
+                    format!(
+                        "process {pid} ({}) has {} mapped only as data, not as code: the \
+                         loader could not map it (a noexec mount, NoExecPaths=) and went on \
+                         without it",
+                        verify::comm(pid),
+                        library.display()
+                    )
+                }),
+        )),
+        Found::OtherFile { pid, device, inode } => Err(failed(format!(
+            "process {pid} ({}) loaded another file at {} (device {device}, inode {inode}): \
+             in its mount namespace a bind mount or RootDirectory= puts that file there, \
+             not the library",
+            verify::comm(pid),
+            library.display()
         ))),
         Found::NotMapped { pid } => {
             let anywhere = |_: &Path, _: &Path| true;

@@ -82,6 +82,30 @@ impl Systemctl {
         ))
     }
 
+    /// The value of `name` in the manager's own environment (`systemctl
+    /// show-environment`, set by `DefaultEnvironment=` or `systemctl set-environment`),
+    /// which every service it starts inherits.
+    pub fn manager_variable(&self, name: &str) -> Option<String> {
+        let output = self.output(&["show-environment"]).ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| {
+                let value = line.strip_prefix(name)?.strip_prefix('=')?;
+                // Shown in $'…' when it holds blanks.
+                let value = value
+                    .strip_prefix("$'")
+                    .and_then(|value| value.strip_suffix('\''))
+                    .unwrap_or(value);
+                Some(value.to_string())
+            })
+    }
+
+    /// Whether systemd has a job queued or running for `unit` (`Job=`).
+    pub fn has_job(&self, unit: &str) -> Result<bool, Failure> {
+        let job = self.property(unit, "Job")?;
+        Ok(!job.is_empty() && job != "0")
+    }
+
     /// The unit's main process, once it has one.
     pub fn main_pid(&self, unit: &str) -> Result<Option<u32>, Failure> {
         let pid = self.property(unit, "MainPID")?;

@@ -4,13 +4,22 @@
 //! run with the variables in their environment (/proc/PID/environ). A shell that
 //! starts the server with `env -i` has the library, and proves nothing: the server is
 //! judged. Until some process holds a socket, the main process or a descendant with
-//! the library stands in, and the proof says so.
+//! the library stands in, and the proof says so. The other processes of the unit's
+//! cgroup are judged too: `KillMode=process` (or `mixed`) leaves those of the old run
+//! alive across a restart, with their sockets and without the new environment.
 //!
 //! `systemctl try-restart` returns once the new main process is forked, before it
 //! executes the program (Type=simple, systemd.service(5)); until then it is a copy of
 //! systemd whose name is the program's in parentheses. The loader maps every preloaded
 //! library before the C library (ld.so(8)), so a process that has libc mapped and not
 //! the library has not loaded it, and will not.
+//!
+//! A path in /proc/PID/maps is not proof by itself. The loader maps a file's headers
+//! read-only before its code, and leaves that mapping behind when mapping the code
+//! fails (a noexec mount, `NoExecPaths=`): only an executable mapping means it loaded.
+//! And the path is the one in the process's mount namespace, where a bind mount or
+//! `RootDirectory=` may put another file: the mapped file must be the library named
+//! here, by device and inode or, for a copy, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,12 +48,25 @@ pub enum Found {
     },
     /// None of them has the library mapped.
     NotMapped { pid: u32 },
+    /// This process maps the library's path, but not as code: the loader could not
+    /// map its segments and went on without it.
+    NotLoaded { pid: u32 },
+    /// A process of the unit's cgroup outside the main process's tree (most likely
+    /// left from before the restart) holds TCP sockets without the library.
+    Leftover { pid: u32 },
+    /// This process loaded a file at the library's path that is not the library.
+    OtherFile {
+        pid: u32,
+        device: String,
+        inode: u64,
+    },
     /// Mapped, but a variable is missing or has another value in `pid`'s environment.
     Environment { pid: u32, missing: String },
 }
 
-/// Waits for `pid` to run its program, then looks at it and its descendants.
-pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+/// Waits for `pid` to run its program, then looks at it and its descendants, and at
+/// the other processes of the unit's cgroup (`members`).
+pub fn service(pid: u32, library: &Path, variables: &[(String, String)], members: &[u32]) -> Found {
     wait_for_loader(pid, library);
     let library = library
         .canonicalize()
@@ -52,10 +74,13 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     let settle = Instant::now() + SETTLE;
     let sockets = Instant::now() + SOCKETS;
     loop {
-        let found = look(pid, &library, variables);
+        let found = look(pid, &library, variables, members);
         let now = Instant::now();
         let waiting_for_sockets = matches!(found, Found::Proven { sockets: false, .. });
-        let settled = !matches!(found, Found::NotMapped { .. }) || now > settle;
+        // The loader maps the headers before the code: wait for it before saying that
+        // the code is not there.
+        let settled =
+            !matches!(found, Found::NotMapped { .. } | Found::NotLoaded { .. }) || now > settle;
         if settled && (!waiting_for_sockets || now > sockets) {
             return found;
         }
@@ -63,16 +88,22 @@ pub fn service(pid: u32, library: &Path, variables: &[(String, String)]) -> Foun
     }
 }
 
-/// The first process of `pid`'s tree that still has a libkeepalive mapped, once `pid`
-/// has run its loader: what `disable --now` must find none of.
-pub fn library_left(pid: u32) -> Option<(u32, PathBuf)> {
+/// The first process of `pid`'s tree, or else of the unit's cgroup (`members`), that
+/// still has a libkeepalive mapped, once `pid` has run its loader: what `disable
+/// --now` must find none of. True when it is outside the tree: left from before.
+pub fn library_left(pid: u32, members: &[u32]) -> Option<(u32, PathBuf, bool)> {
     wait_for_loader(pid, Path::new("/"));
-    tree(pid).into_iter().find_map(|process| {
+    let own = tree(pid);
+    let others = members
+        .iter()
+        .copied()
+        .filter(|member| !own.contains(member));
+    own.iter().copied().chain(others).find_map(|process| {
         let maps = std::fs::read_to_string(format!("/proc/{process}/maps")).ok()?;
         maps.lines().filter_map(mapped_path).find_map(|path| {
             let name = path.file_name()?.to_string_lossy().into_owned();
             name.starts_with("libkeepalive.so")
-                .then_some((process, path))
+                .then(|| (process, path, !own.contains(&process)))
         })
     })
 }
@@ -89,17 +120,25 @@ fn wait_for_loader(pid: u32, library: &Path) {
 /// judged when there are any: the first of them without the library or a variable
 /// fails the proof. Otherwise the first process with the library mapped and every
 /// variable stands in; else what is missing.
-fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
+fn look(pid: u32, library: &Path, variables: &[(String, String)], members: &[u32]) -> Found {
     let processes = tree(pid);
+    let others = members
+        .iter()
+        .copied()
+        .filter(|member| !processes.contains(member));
     let holders: Vec<u32> = processes
         .iter()
         .copied()
+        .chain(others)
         .filter(|&process| holds_tcp_sockets(process))
         .collect();
     if !holders.is_empty() {
         let mut proven = None;
         for holder in holders {
             match judge(holder, library, variables) {
+                Found::NotMapped { pid } if !processes.contains(&pid) => {
+                    return Found::Leftover { pid };
+                }
                 Found::Proven { pid, comm, .. } => {
                     proven.get_or_insert(Found::Proven {
                         pid,
@@ -119,6 +158,9 @@ fn look(pid: u32, library: &Path, variables: &[(String, String)]) -> Found {
         match judge(process, library, variables) {
             Found::NotMapped { .. } => {}
             proven @ Found::Proven { .. } => return proven,
+            // What the library's code would do matters more than what a process
+            // that does not run it lacks.
+            failed @ (Found::NotLoaded { .. } | Found::OtherFile { .. }) => return failed,
             missing => found = missing,
         }
     }
@@ -159,8 +201,17 @@ pub fn holds_tcp_sockets(pid: u32) -> bool {
 /// One process: the library mapped and every variable in its environment, or what it
 /// lacks.
 fn judge(process: u32, library: &Path, variables: &[(String, String)]) -> Found {
-    if !mapped(process, library) {
-        return Found::NotMapped { pid: process };
+    match mapping(process, library) {
+        Mapping::None => return Found::NotMapped { pid: process },
+        Mapping::HeadersOnly => return Found::NotLoaded { pid: process },
+        Mapping::Other { device, inode } => {
+            return Found::OtherFile {
+                pid: process,
+                device,
+                inode,
+            };
+        }
+        Mapping::Library => {}
     }
     let environ = environment(process);
     let missing = variables.iter().find(|(name, value)| {
@@ -222,12 +273,128 @@ fn mapped_path(line: &str) -> Option<PathBuf> {
     path.starts_with('/').then(|| PathBuf::from(path))
 }
 
-fn mapped(pid: u32, library: &Path) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|maps| {
-        maps.lines()
-            .filter_map(mapped_path)
-            .any(|path| path == library)
+/// What a process maps at the library's path.
+enum Mapping {
+    None,
+    /// Read-only mappings only: the loader read the headers and could not map the code.
+    HeadersOnly,
+    /// Code of another file (device `major:minor` as /proc/PID/maps shows it).
+    Other {
+        device: String,
+        inode: u64,
+    },
+    /// Code of the library itself.
+    Library,
+}
+
+/// One line of /proc/PID/maps (proc(5)): `START-END PERMS OFFSET MAJOR:MINOR INODE PATH`.
+struct MapLine<'a> {
+    range: &'a str,
+    executable: bool,
+    device: &'a str,
+    inode: u64,
+}
+
+fn map_line(line: &str) -> Option<MapLine<'_>> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let executable = fields.next()?.contains('x');
+    let device = fields.nth(1)?;
+    let inode = fields.next()?.parse().ok()?;
+    Some(MapLine {
+        range,
+        executable,
+        device,
+        inode,
     })
+}
+
+fn mapping(pid: u32, library: &Path) -> Mapping {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Mapping::None;
+    };
+    let lines: Vec<MapLine> = maps
+        .lines()
+        .filter(|line| mapped_path(line).is_some_and(|path| path == library))
+        .filter_map(map_line)
+        .collect();
+    if lines.is_empty() {
+        return Mapping::None;
+    }
+    let Some(code) = lines.iter().find(|line| line.executable) else {
+        return Mapping::HeadersOnly;
+    };
+    if is_library(pid, code, library) {
+        Mapping::Library
+    } else {
+        Mapping::Other {
+            device: code.device.to_string(),
+            inode: code.inode,
+        }
+    }
+}
+
+/// Whether the mapped file is `library` as this command sees it: the same device and
+/// inode, or else the same bytes (a copy bound into the service's namespace), read
+/// through /proc/PID/map_files (the mapped file itself) or /proc/PID/root.
+fn is_library(pid: u32, code: &MapLine, library: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(library) else {
+        return false;
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    if code.device == format!("{major:02x}:{minor:02x}") && code.inode == meta.ino() {
+        return true;
+    }
+    let Ok(ours) = std::fs::read(library) else {
+        return false;
+    };
+    let inside =
+        Path::new(&format!("/proc/{pid}/root")).join(library.strip_prefix("/").unwrap_or(library));
+    [
+        Path::new(&format!("/proc/{pid}/map_files/{}", code.range)).to_path_buf(),
+        inside,
+    ]
+    .iter()
+    .find_map(|path| std::fs::read(path).ok())
+    .is_some_and(|theirs| theirs == ours)
+}
+
+/// The processes of a unit's cgroup (its `ControlGroup=`) and of the cgroups below,
+/// under the unified hierarchy or systemd's own (cgroup v1).
+pub fn members(cgroup: &str) -> Vec<u32> {
+    let relative = cgroup.trim_start_matches('/');
+    if relative.is_empty() {
+        return Vec::new();
+    }
+    let mut pids = Vec::new();
+    let found = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/systemd",
+    ]
+    .iter()
+    .map(|base| Path::new(base).join(relative))
+    .find(|dir| dir.join("cgroup.procs").is_file());
+    if let Some(dir) = found {
+        walk(&dir, &mut pids);
+    }
+    pids
+}
+
+fn walk(dir: &Path, pids: &mut Vec<u32>) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(
+            procs
+                .lines()
+                .filter_map(|line| line.trim().parse::<u32>().ok()),
+        );
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            walk(&entry.path(), pids);
+        }
+    }
 }
 
 /// The process's command name (proc(5), /proc/PID/comm).
