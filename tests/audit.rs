@@ -256,7 +256,7 @@ fn audit_as_a_user_leaves_out_the_namespaces_it_cannot_enter() {
     };
     let output = as_nobody(&[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot be looked into"), "{stderr}");
+    assert!(stderr.contains("could not be looked into"), "{stderr}");
     for pid in [roots_pid.to_string().as_str(), "999999999"] {
         let output = as_nobody(&["--pid", pid]);
         assert_eq!(output.status.code(), Some(1), "--pid {pid}: {output:?}");

@@ -372,3 +372,146 @@ fn a_damaged_record_of_a_gone_process_does_not_block_others() {
     assert!(kept, "the damaged record was removed");
     assert_eq!(report(&mut program, "report"), before);
 }
+
+/// What a user puts in the user's own runtime directory cannot stall root's detach of
+/// the user's process, nor with it every attach on the host: a FIFO and a large sparse
+/// file under record names are damaged records, named and left; and a user who locks
+/// root's record directory holds nothing root waits on (this session's review: the
+/// FIFO hung root's detach for good, and any user could flock the directory).
+#[test]
+fn a_users_files_cannot_stall_roots_detach() {
+    let test = "a_users_files_cannot_stall_roots_detach";
+    if !root(test) || !have(test, "setpriv") || !have(test, "flock") {
+        return;
+    }
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    let runtime = std::path::Path::new("/run/user/65534");
+    let made = !runtime.exists();
+    let records = runtime.join("keepalive/attach");
+    std::fs::create_dir_all(&records).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "65534"])
+        .arg(runtime)
+        .status();
+    assert!(chown.unwrap().success());
+    let mut python = Command::new("setpriv");
+    python
+        .args(nobody)
+        .args(["/usr/bin/python3", "-c", PROGRAM]);
+    let (mut program, pid) = start(&mut python);
+    let before = report(&mut program, "report");
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid.to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let fifo = records.join("4194305-1");
+    let sparse = records.join("4194306-1");
+    let made_by_nobody = Command::new("setpriv")
+        .args(nobody)
+        .args(["sh", "-c", "mkfifo \"$0\" && truncate -s 1G \"$1\""])
+        .arg(&fifo)
+        .arg(&sparse)
+        .status()
+        .unwrap();
+    assert!(made_by_nobody.success());
+    let mut holder = Command::new("setpriv")
+        .args(nobody)
+        .args(["flock", "/run/keepalive/attach", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut detach = keepalive_command()
+        .args(["detach", &pid.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while detach.try_wait().unwrap().is_none() && waited < 600 {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
+    }
+    let finished = detach.try_wait().unwrap().is_some();
+    if !finished {
+        let _ = detach.kill();
+    }
+    let output = detach.wait_with_output().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let after = report(&mut program, "report");
+    if made {
+        let _ = std::fs::remove_dir_all(runtime);
+    } else {
+        let _ = std::fs::remove_file(&fifo);
+        let _ = std::fs::remove_file(&sparse);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(finished, "root's detach still waits after 60 s");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stderr.contains("4194305-1") && stderr.contains("4194306-1"),
+        "{stderr}"
+    );
+    assert_eq!(after, before);
+}
+
+/// A socket handed to another process with SCM_RIGHTS, which the process attach named
+/// then closed, is no longer that process's to put back: its detach names the holder
+/// and keeps the line, and the holder's detach puts it back (this session's review:
+/// the first detach said "closed since" and dropped the record, and the holder's found
+/// nothing to put back).
+#[test]
+fn a_socket_handed_to_another_process_is_put_back_by_its_holder() {
+    let test = "a_socket_handed_to_another_process_is_put_back_by_its_holder";
+    if !root(test) {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("handover-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    const SENDER: &str = r#"
+import os, socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen()
+print("@ ready pid=%d" % os.getpid(), flush=True)
+sys.stdin.readline()
+c, _ = u.accept()
+socket.send_fds(c, [b"l"], [l.fileno()])
+l.close()
+print("@ sent", flush=True)
+sys.stdin.read()
+"#;
+    const HOLDER: &str = r#"
+import os, socket, sys
+u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1])
+_, fds, _, _ = socket.recv_fds(u, 1, 1)
+s = socket.socket(fileno=fds[0])
+print("@ ready pid=%d" % os.getpid(), flush=True)
+for line in sys.stdin:
+    k = s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    i = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+    print("@ listener keepalive=%d idle=%d" % (k, i), flush=True)
+    print("@ done", flush=True)
+"#;
+    let (mut sender, sender_pid) = start(python(SENDER).arg(&path));
+    let (code, stdout, stderr) = attach(&["--idle", "61", &sender_pid.to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    sender.tell("send");
+    let mut holder_command = python(HOLDER);
+    holder_command.arg(&path);
+    let (mut holder, holder_pid) = start(&mut holder_command);
+    assert!(sender.line("@ sent", Duration::from_secs(20)).is_some());
+    assert_eq!(socket(&mut holder, "listener"), (1, 61));
+
+    let first = detach(sender_pid);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        stdout.contains(&format!("held now by PID {holder_pid}")),
+        "{stdout}"
+    );
+    let second = detach(holder_pid);
+    assert!(second.status.success(), "{second:?}");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(socket(&mut holder, "listener"), (0, 7200), "{second:?}");
+}

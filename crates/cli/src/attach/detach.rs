@@ -1,7 +1,6 @@
 //! `keepalive detach`: puts back what `attach` changed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -197,10 +196,8 @@ fn put_back_all(
     places: &BTreeMap<PathBuf, Place>,
 ) -> (Vec<String>, Option<String>) {
     let mut lines = Vec::new();
-    if let Err(why) = put_back_accepted(process, &mut lines) {
-        return (lines, Some(why));
-    }
     let mut failed = None;
+    let mut owners = None;
     for (path, name, changes) in &process.records {
         let Some(place) = places.get(path) else {
             continue;
@@ -208,6 +205,19 @@ fn put_back_all(
         let mut done = HashSet::new();
         let mut half = Vec::new();
         for change in changes {
+            // A socket this process no longer holds may have been handed to another
+            // (SCM_RIGHTS, a fork): its line stays for that one's detach.
+            if !process.fds.iter().any(|&(_, inode)| inode == change.0) {
+                let owners = owners.get_or_insert_with(process::socket_owners);
+                if let Some((other, _)) = owners.get(&change.0) {
+                    lines.push(format!(
+                        "  socket {}: held now by PID {other}, not this one: kept for its \
+                         detach",
+                        change.0
+                    ));
+                    continue;
+                }
+            }
             match put_back(&process.pidfd, &process.fds, change) {
                 Ok(line) => {
                     lines.push(line);
@@ -247,68 +257,6 @@ fn put_back_all(
     (lines, failed)
 }
 
-/// Connections accepted after `attach` on a listener it configured inherited its
-/// settings from the kernel (`inet_csk_clone_lock`), and are in no record: those that
-/// still carry exactly what the listener was given are put back with it, before the
-/// listener's record line goes, so that a detach stopped part way finds them again.
-/// One is recognised by its local address: the listener's port, and its address
-/// unless the listener is bound to every address.
-fn put_back_accepted(process: &Prepared, lines: &mut Vec<String>) -> Result<(), String> {
-    let recorded: HashSet<u64> = process
-        .records
-        .iter()
-        .flat_map(|(.., changes)| changes.iter().map(|(inode, ..)| *inode))
-        .collect();
-    let copy = |fd, inode| process.pidfd.get_socket(fd, inode).ok().flatten();
-    let mut listeners = Vec::new();
-    for (.., changes) in &process.records {
-        for &(inode, before, after) in changes {
-            let Some(&(fd, _)) = process.fds.iter().find(|&&(_, i)| i == inode) else {
-                continue;
-            };
-            let Some(listener) = copy(fd, inode) else {
-                continue;
-            };
-            if let Ok(socket::Kind::Tcp(tcp)) = socket::Kind::of(listener.as_fd(), inode) {
-                if tcp.state == State::LISTEN {
-                    listeners.push((tcp.local, before, after));
-                }
-            }
-        }
-    }
-    if listeners.is_empty() {
-        return Ok(());
-    }
-    for &(fd, inode) in process.fds.iter().filter(|(_, i)| !recorded.contains(i)) {
-        let Some(conn) = copy(fd, inode) else {
-            continue;
-        };
-        let Ok(socket::Kind::Tcp(tcp)) = socket::Kind::of(conn.as_fd(), inode) else {
-            continue;
-        };
-        let on = |listener: &SocketAddr| {
-            listener.port() == tcp.local.port()
-                && (listener.ip().is_unspecified() || listener.ip() == tcp.local.ip())
-        };
-        let Some((listener, before, after)) = listeners
-            .iter()
-            .find(|(listener, ..)| tcp.state != State::LISTEN && on(listener))
-        else {
-            continue;
-        };
-        let now =
-            Options::read(conn.as_fd()).map_err(|err| format!("getsockopt on fd {fd}: {err}"))?;
-        if now.carries(before, after) {
-            sockopt::restore(&conn, before, after)
-                .map_err(|err| format!("setsockopt on fd {fd}: {err}"))?;
-            lines.push(format!(
-                "  fd {fd}: accepted after attach on {listener}: back to {before}"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Puts one socket back to what it had before `attach`, when it still carries what
 /// `attach` set; the line that says what happened. On a refusal, what the socket
 /// carries then, when it can be read.
@@ -335,5 +283,19 @@ fn put_back(
     }
     sockopt::restore(&copy, &before, &after)
         .map_err(|err| (read().ok(), format!("setsockopt on fd {fd}: {err}")))?;
-    Ok(format!("  fd {fd}: back to {before}"))
+    // The connections accepted on a listener since attach inherited its settings from
+    // the kernel (inet_csk_clone_lock), and no record names them. Nothing outside can
+    // tell them from connections whose program set the same itself, so they are named,
+    // not touched.
+    let listener = matches!(
+        socket::Kind::of(copy.as_fd(), inode),
+        Ok(socket::Kind::Tcp(tcp)) if tcp.state == State::LISTEN
+    );
+    Ok(match listener {
+        true => format!(
+            "  fd {fd}: back to {before}; the connections accepted on it since attach \
+             keep what it had then"
+        ),
+        false => format!("  fd {fd}: back to {before}"),
+    })
 }

@@ -359,6 +359,14 @@ fn change(
             })
             .collect()
     };
+    // Where attach stops before setting anything, each socket it would have set says so.
+    let stopped = |judged: Vec<(Judged, Option<String>)>| -> Vec<Outcome> {
+        let mut outcomes = left_alone(judged);
+        for outcome in outcomes.iter_mut().filter(|o| o.why.is_none()) {
+            outcome.why = Some("not changed: attach stopped before it".into());
+        }
+        outcomes
+    };
     let Some(place) = place else {
         let mut outcomes = left_alone(judged);
         for (outcome, (.., after)) in outcomes
@@ -375,7 +383,7 @@ fn change(
     }
     let Some(name) = record::name(pid) else {
         return (
-            left_alone(judged),
+            stopped(judged),
             Some("the process exited while it was attached".into()),
         );
     };
@@ -383,14 +391,14 @@ fn change(
         Ok(existing) => existing.unwrap_or_default(),
         Err(why) => {
             return (
-                left_alone(judged),
+                stopped(judged),
                 Some(format!("{why}; nothing was changed in it")),
             );
         }
     };
     if let Err(err) = place.write(&name, &record::merged(&existing, &planned)) {
         return (
-            left_alone(judged),
+            stopped(judged),
             Some(format!(
                 "cannot record what would change, for `keepalive detach` ({err}); nothing \
                  was changed in it"

@@ -73,11 +73,19 @@ pub fn owner(pid: i32) -> io::Result<u32> {
     Ok(std::fs::metadata(format!("/proc/{pid}"))?.uid())
 }
 
-/// A directory of records, open and locked (flock(2), exclusive) until dropped.
+/// The largest record read: a line of at most 77 bytes per socket, for a million.
+const MAX_RECORD: u64 = 77 << 20;
+
+/// A directory of records, open and locked ([`Place::lock`]) until dropped.
 pub struct Place {
     path: PathBuf,
     dir: OwnedFd,
+    /// The lock, held until the place is dropped; `None` where this user may not write.
+    lock: Option<File>,
 }
+
+/// The lock file in each place.
+const LOCK: &str = ".lock";
 
 impl Place {
     /// This user's place ([`dir`]), made when missing: where `attach` records.
@@ -123,14 +131,50 @@ impl Place {
         }
         // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
         let dir = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        // SAFETY: flock(2) on a descriptor this function owns; the lock goes with it.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Some(Place {
+        let mut place = Place {
             path: path.to_owned(),
             dir,
-        }))
+            lock: None,
+        };
+        place.lock = place.lock()?;
+        Ok(Some(place))
+    }
+
+    /// Takes the place's lock: flock(2) on its `.lock` file, mode 0600, never on the
+    /// directory, which anyone who may read it could open and lock to make root's
+    /// `attach` wait for ever. A user who may not write here (root's place, for a
+    /// user's `detach`, which only reads it) takes none. A holder that never lets go
+    /// (a user holding the lock of the user's own place) is waited for ten seconds,
+    /// then named.
+    fn lock(&self) -> io::Result<Option<File>> {
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NONBLOCK;
+        let file = match self.open_at(LOCK, flags, 0o600) {
+            Ok(file) => file,
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EROFS)) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(io::Error::new(err.kind(), self.locked(&err))),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // SAFETY: flock(2) on a descriptor `file` owns; the lock goes with it.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Some(file));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::WouldBlock || std::time::Instant::now() > deadline {
+                return Err(io::Error::new(err.kind(), self.locked(&err)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn locked(&self, err: &io::Error) -> String {
+        format!(
+            "{}: {err} (another `keepalive attach` or `detach` holds it, or someone who \
+             may write there)",
+            self.path.join(LOCK).display()
+        )
     }
 
     pub fn path(&self) -> &Path {
@@ -150,14 +194,24 @@ impl Place {
 
     /// The record `name`; `None` when there is none. A record that cannot be read or
     /// parsed is an error that names the file and line: taking it for "attach changed
-    /// nothing" would leave the settings on for good. Opened with O_NOFOLLOW: a link
-    /// in a record's place is refused.
+    /// nothing" would leave the settings on for good. In a user's runtime directory the
+    /// user decides what sits under a record's name, so root's `detach` reads only a
+    /// regular file of a record's size: opened with O_NOFOLLOW (a link is refused) and
+    /// O_NONBLOCK (a FIFO cannot make it wait).
     pub fn read(&self, name: &str) -> Result<Option<Vec<Change>>, String> {
         let shown = self.path.join(name);
         let mut text = String::new();
         let read = self
-            .open_at(name, libc::O_RDONLY, 0)
-            .and_then(|mut file| file.read_to_string(&mut text));
+            .open_at(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+            .and_then(|file| {
+                let metadata = file.metadata()?;
+                if !metadata.is_file() || metadata.len() > MAX_RECORD {
+                    return Err(io::Error::other(format!(
+                        "not a record: a regular file of at most {MAX_RECORD} bytes"
+                    )));
+                }
+                file.take(MAX_RECORD).read_to_string(&mut text)
+            });
         match read {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -211,8 +265,10 @@ impl Place {
         written.map_err(shown)
     }
 
-    /// The records that hold what was attached to `pid`: its own (`own`), and those of
-    /// processes gone whose sockets it holds (`held`), cut to those sockets. A damaged
+    /// The records that hold what was attached to a process: its own (`own`), and those
+    /// of other processes, gone or not, that name sockets it holds (`held`): a socket
+    /// outlives the process `attach` named in a child forked before it exited, or is
+    /// handed to another with SCM_RIGHTS. They are cut to those sockets. A damaged
     /// record of its own is an error; a damaged one of another process, which may or
     /// may not concern it, is named in `skipped` and left for a person to look at.
     pub fn find(
@@ -225,7 +281,7 @@ impl Place {
         if let Some(changes) = self.read(own)? {
             found.push((own.to_string(), changes));
         }
-        for name in self.orphans() {
+        for name in self.names().into_iter().filter(|name| name != own) {
             match self.read(&name) {
                 Ok(Some(mut changes)) => {
                     changes.retain(|(inode, ..)| held.contains(inode));
@@ -259,9 +315,8 @@ impl Place {
         }
     }
 
-    /// The process records here whose process is gone: named `PID-START`, and no live
-    /// process has that pid and start time.
-    fn orphans(&self) -> Vec<String> {
+    /// The process records here: the files named `PID-START`.
+    fn names(&self) -> Vec<String> {
         let listing = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
         let Ok(entries) = std::fs::read_dir(listing) else {
             return Vec::new();
@@ -270,13 +325,21 @@ impl Place {
             .flatten()
             .filter_map(|entry| entry.file_name().into_string().ok())
             .filter(|file| {
-                let Some((pid, started)) = file.split_once('-') else {
-                    return false;
-                };
-                let (Ok(pid), true) = (pid.parse::<i32>(), started.parse::<u64>().is_ok()) else {
-                    return false;
-                };
-                name(pid).is_none_or(|live| live != *file)
+                file.split_once('-').is_some_and(|(pid, started)| {
+                    pid.parse::<i32>().is_ok() && started.parse::<u64>().is_ok()
+                })
+            })
+            .collect()
+    }
+
+    /// The process records here whose process is gone: no live process has that pid
+    /// and start time.
+    fn orphans(&self) -> Vec<String> {
+        self.names()
+            .into_iter()
+            .filter(|file| {
+                let pid = file.split_once('-').and_then(|(pid, _)| pid.parse().ok());
+                pid.and_then(name).is_none_or(|live| live != *file)
             })
             .collect()
     }

@@ -131,6 +131,11 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
 /// connection without keepalive" of one it cannot is a false all-clear.
 fn look_into(pid: i32) -> Result<(), Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("audit --pid {pid}: {why}"));
+    if let Some(group) = process::thread_group(pid).filter(|&group| group != pid) {
+        return Err(refuse(format!(
+            "a thread of process {group}; give the process"
+        )));
+    }
     let dir = process::fd_dir(pid).map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => refuse("no such process".into()),
         _ => refuse(format!("/proc/{pid}: {err}")),
@@ -161,8 +166,9 @@ fn namespaces() -> Vec<(u64, i32)> {
     }
     if hidden > 0 {
         failure::warn(format_args!(
-            "keepalive: audit: {hidden} processes of other users cannot be looked into \
-             without root: a network namespace only they are in is left out, and their \
+            "keepalive: audit: {hidden} processes could not be looked into (their \
+             /proc/PID/ns/net is not readable to this user; without root, those of other \
+             users): a network namespace only they are in is left out, and their \
              connections in the others show as \"no process\""
         ));
     }

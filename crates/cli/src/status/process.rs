@@ -190,7 +190,8 @@ pub fn live_thread(pid: i32) -> io::Result<i32> {
 
 /// The fields of a `stat` file (proc(5)) after the command name, from the state on.
 fn stat_fields(stat: &str) -> io::Result<Vec<String>> {
-    let stat = fs::read_to_string(stat)?;
+    // The command name inside may be any bytes a program chose (prctl(2) PR_SET_NAME).
+    let stat = String::from_utf8_lossy(&fs::read(stat)?).into_owned();
     let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
@@ -205,11 +206,12 @@ fn is_zombie(stat: &str) -> io::Result<bool> {
 }
 
 /// When the process started, in clock ticks after boot (proc(5) /proc/PID/stat, field
-/// 22): with the PID, a name no later process gets. `None` when it is gone, or a zombie,
-/// which holds no descriptor any more.
+/// 22): with the PID, a name no later process gets. `None` when it is gone, or a zombie
+/// with no live thread left, which holds no descriptor any more.
 pub fn start_time(pid: i32) -> Option<u64> {
     let fields = stat_fields(&format!("/proc/{pid}/stat")).ok()?;
-    if matches!(fields.first().map(String::as_str), Some("Z" | "X")) {
+    let zombie = matches!(fields.first().map(String::as_str), Some("Z" | "X"));
+    if zombie && live_thread(pid).ok()? == pid {
         return None;
     }
     fields.get(19)?.parse().ok()
