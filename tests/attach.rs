@@ -669,3 +669,41 @@ for line in sys.stdin:
         "{stdout}"
     );
 }
+
+/// A process whose main thread exited (pthread_exit(3)) while another runs on keeps
+/// its sockets, but its /proc/PID/fd and ns/net are gone: attach and detach reach
+/// them through the live thread (this session's review: "no such process").
+#[test]
+fn a_process_whose_main_thread_exited_is_attached_and_detached() {
+    let test = "a_process_whose_main_thread_exited_is_attached_and_detached";
+    if !root(test) {
+        return;
+    }
+    const HALF_GONE: &str = r#"
+import ctypes, os, socket, threading, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+threading.Thread(target=lambda: time.sleep(600)).start()
+print("@ ready pid=%d" % os.getpid(), flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"#;
+    let (_program, pid) = start(&mut python(HALF_GONE));
+    let pid = pid.to_string();
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|status| status.contains("State:\tZ"))
+    };
+    wait_until("the main thread's exit", zombie);
+    let (code, stdout, stderr) = attach(&["--idle", "61", &pid]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("3 TCP sockets, 3 configured"), "{stdout}");
+    let output = keepalive_command().args(["detach", &pid]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .matches("back to")
+            .count(),
+        3,
+        "{output:?}"
+    );
+}

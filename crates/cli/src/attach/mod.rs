@@ -240,7 +240,10 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
              allows); nothing was changed"
         ))
     })?;
-    let untouched = netns::within(pid, Untouched::read).map_err(|err| {
+    // A live thread's namespace is the process's: the main thread's /proc/PID/ns is
+    // gone once it has exited (pthread_exit(3)) while others run on.
+    let task = process::live_thread(pid).unwrap_or(pid);
+    let untouched = netns::within(task, Untouched::read).map_err(|err| {
         refuse(format!(
             "cannot read the keepalive sysctls of its network namespace ({err}); nothing \
              was changed"
