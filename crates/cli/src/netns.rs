@@ -4,7 +4,8 @@
 //! process's namespace with setns(2), which moves the calling thread alone.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 /// The inode that names `pid`'s network namespace (`/proc/PID/ns/net` links
 /// `net:[INODE]`); `pid` may be `"self"`.
@@ -31,6 +32,32 @@ pub fn within<T: Send>(pid: i32, read: impl FnOnce() -> io::Result<T> + Send) ->
         return read();
     }
     let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    entered(namespace.as_fd(), read)
+}
+
+/// The network namespace a socket belongs to, which need not be its holder's (a
+/// listener made before setns(2), or passed in by systemd to a `PrivateNetwork=`
+/// service): ioctl SIOCGSKNS (Linux 4.9, CAP_NET_ADMIN over that namespace). Its
+/// inode, and a descriptor to enter it by.
+pub fn of_socket(socket: BorrowedFd<'_>) -> io::Result<(u64, OwnedFd)> {
+    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGSKNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+    let namespace = unsafe { OwnedFd::from_raw_fd(fd) };
+    let inode = std::fs::File::from(namespace.try_clone()?)
+        .metadata()?
+        .ino();
+    Ok((inode, namespace))
+}
+
+/// `read`'s result on a thread that enters `namespace` and ends right after.
+pub fn entered<T: Send>(
+    namespace: BorrowedFd<'_>,
+    read: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {

@@ -208,6 +208,31 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// What an untouched socket reports in the other network namespaces a process's
+/// sockets belong to, read once each: a listener systemd made in the host's namespace
+/// for a `PrivateNetwork=` service is judged by the host's sysctls, not the service's.
+#[derive(Default)]
+struct Elsewhere(HashMap<u64, Option<Untouched>>);
+
+impl Elsewhere {
+    /// The defaults of `socket`'s namespace where it is not `home`; `None` where it is,
+    /// or where that namespace cannot be read (then the process's own are used).
+    fn untouched(
+        &mut self,
+        socket: std::os::fd::BorrowedFd<'_>,
+        home: Option<u64>,
+    ) -> Option<Untouched> {
+        let (inode, namespace) = netns::of_socket(socket).ok()?;
+        if Some(inode) == home {
+            return None;
+        }
+        *self
+            .0
+            .entry(inode)
+            .or_insert_with(|| netns::entered(namespace.as_fd(), Untouched::read).ok())
+    }
+}
+
 /// The states `attach` configures: a listener passes its settings to every connection
 /// accepted on it, and an established connection is what may die silently. The
 /// others are on their way in or out.
@@ -243,6 +268,7 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
     // A live thread's namespace is the process's: the main thread's /proc/PID/ns is
     // gone once it has exited (pthread_exit(3)) while others run on.
     let task = process::live_thread(pid).unwrap_or(pid);
+    let home = netns::of(&task.to_string());
     let untouched = netns::within(task, Untouched::read).map_err(|err| {
         refuse(format!(
             "cannot read the keepalive sysctls of its network namespace ({err}); nothing \
@@ -250,6 +276,7 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
         ))
     })?;
     let mut sockets = Vec::new();
+    let mut elsewhere = Elsewhere::default();
     for (fd, inode) in fds {
         let copy = thread
             .as_ref()
@@ -295,7 +322,8 @@ fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepare
             continue;
         }
         let before = Options::read(copy.as_fd()).map_err(asked)?;
-        let why = before.configured_elsewhere(config.mode, &untouched);
+        let defaults = elsewhere.untouched(copy.as_fd(), home).unwrap_or(untouched);
+        let why = before.configured_elsewhere(config.mode, &defaults);
         if let Some(marks) = marks.filter(|_| why.is_some() && tcp.state == State::LISTEN) {
             marks.mark_all(copy.as_fd()).map_err(|err| {
                 refuse(format!(

@@ -63,6 +63,7 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
     let mut holders = Holders::default();
     let mut groups: HashMap<i32, String> = HashMap::new();
     let mut seen = Vec::new();
+    let wanted = args.pid.and_then(|pid| netns::of(&pid.to_string()));
     for (namespace, pid) in namespaces() {
         let read = netns::within(pid, || Ok((diag::established()?, Untouched::read().ok())));
         // A namespace the command may not enter (another's, without root) is left
@@ -74,6 +75,17 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
                     Some(libc::EPERM) => "entering it takes root (CAP_SYS_ADMIN)".to_string(),
                     _ => err.to_string(),
                 };
+                // The namespace `--pid` asks about: an answer without it is no answer.
+                if wanted == Some(namespace) {
+                    return Err(Failure::with_code(
+                        1,
+                        format!(
+                            "audit --pid {}: its network namespace {namespace} cannot be \
+                             entered: {why}",
+                            args.pid.unwrap_or(pid)
+                        ),
+                    ));
+                }
                 failure::warn(format_args!(
                     "keepalive: audit: network namespace {namespace} (process {pid}'s) left \
                      out: {why}"
