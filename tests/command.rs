@@ -1376,7 +1376,7 @@ fn library_paths_ld_so_would_split_are_refused() {
 
 /// With `--root`, the library is the one inside the tree: a path that exists only on
 /// this machine, or a link that leads out of the tree, is refused before anything is
-/// written.
+/// written; a link is followed as the booted tree follows it.
 #[test]
 fn enable_under_root_takes_the_library_inside_it() {
     let root = unit_root("root_library");
@@ -1403,6 +1403,33 @@ fn enable_under_root_takes_the_library_inside_it() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(!drop_in.exists());
+
+    // An absolute link that leads to the library inside the tree is how images point
+    // at a versioned file; it resolves there as in the booted system (review of issue
+    // 22, F8: refused as "not a file in that tree").
+    let library = root.join("usr/local/lib/libkeepalive.so.0");
+    if !library.exists() {
+        std::fs::copy(common::shim(), &library).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "/usr/local/lib/libkeepalive.so.0",
+        root.join("usr/local/lib/abs.so"),
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        cli()
+            .args([
+                "enable",
+                "app",
+                "--library",
+                "/usr/local/lib/abs.so",
+                "--root",
+            ])
+            .arg(&root),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let written = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(written.contains(" /usr/local/lib/abs.so\""), "{written}");
 }
 
 /// `enable --strict` writes nothing for a unit whose ExecStart program preloading

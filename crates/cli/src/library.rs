@@ -41,15 +41,7 @@ pub fn find(option: Option<&Path>) -> Result<PathBuf, Failure> {
                 ))
             })?;
         let found = preloadable(found, source)?;
-        let data = std::fs::read(&found).map_err(|err| {
-            Failure::usage(format!("{source} {}: {err}", quoted(found.as_os_str())))
-        })?;
-        elf::preloadable(&data).map_err(|why| {
-            Failure::usage(format!(
-                "{source} {}: cannot be preloaded: {why}",
-                quoted(found.as_os_str())
-            ))
-        })?;
+        loads(&found, &found, source)?;
         return Ok(found);
     }
     let exe = std::env::current_exe()
@@ -113,20 +105,71 @@ pub fn find_in(root: &Path, option: Option<&Path>) -> Result<PathBuf, Failure> {
             (found, "the library found")
         }
     };
-    let real = inside(&path);
-    let within = match (real.canonicalize(), root.canonicalize()) {
-        (Ok(real), Ok(root)) => real.starts_with(root) && real.is_file(),
-        _ => false,
-    };
-    if !within {
-        return Err(Failure::usage(format!(
-            "{source} {}: no such library file inside {} ({} is not a file in that tree)",
-            quoted(path.as_os_str()),
-            root.display(),
-            real.display()
-        )));
-    }
+    let real = resolve_in(root, &path)
+        .filter(|real| real.is_file())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{source} {}: no such library file inside {} ({} leads to no file in that \
+                 tree)",
+                quoted(path.as_os_str()),
+                root.display(),
+                inside(&path).display()
+            ))
+        })?;
+    // Checked as without --root: an image would load nothing at every boot.
+    loads(&real, &path, source)?;
     preloadable(path, source)
+}
+
+/// Refuses a file ld.so(8) could not preload into a program (`elf::preloadable`),
+/// read at `file`, named as `shown`.
+fn loads(file: &Path, shown: &Path, source: &str) -> Result<(), Failure> {
+    let shown = quoted(shown.as_os_str());
+    let data =
+        std::fs::read(file).map_err(|err| Failure::usage(format!("{source} {shown}: {err}")))?;
+    elf::preloadable(&data)
+        .map_err(|why| Failure::usage(format!("{source} {shown}: cannot be preloaded: {why}")))
+}
+
+/// Where `path` leads in the tree at `root`, as the system that boots it resolves it:
+/// an absolute link starts again at `root`, and `..` stops there (path_resolution(7),
+/// under chroot(2)), so nothing it names is outside the tree. `None` for a loop (more
+/// than 40 links, as the kernel's ELOOP) or a component that cannot be read.
+fn resolve_in(root: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut at: Vec<std::ffi::OsString> = Vec::new();
+    // The names still to walk, the next one last.
+    let names = |path: &Path| -> Vec<std::ffi::OsString> {
+        path.components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name.to_owned()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut left = names(path);
+    let mut links = 0;
+    while let Some(name) = left.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        at.push(name);
+        let here: PathBuf = at.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        if !here.symlink_metadata().ok()?.file_type().is_symlink() {
+            continue;
+        }
+        links += 1;
+        let target = std::fs::read_link(&here).ok().filter(|_| links <= 40)?;
+        at.pop();
+        if target.is_absolute() {
+            at.clear();
+        }
+        left.extend(names(&target));
+    }
+    Some(at.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
 /// Refuses a path ld.so(8) would split — LD_PRELOAD entries are separated by spaces

@@ -82,17 +82,7 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
     let library = match &unit.root {
-        Some(root) => {
-            let library = library::find_in(root, settings.library.as_deref())?;
-            // Checked as without --root: an image would load nothing at every boot.
-            let shown = library::quoted(library.as_os_str());
-            let data = std::fs::read(unit.real(&library.to_string_lossy()))
-                .map_err(|err| Failure::usage(format!("--library {shown}: {err}")))?;
-            crate::elf::preloadable(&data).map_err(|why| {
-                Failure::usage(format!("--library {shown}: cannot be preloaded: {why}"))
-            })?;
-            library
-        }
+        Some(root) => library::find_in(root, settings.library.as_deref())?,
         None => library::find(settings.library.as_deref())?,
     };
     // systemd reads unit files as UTF-8 (systemd.syntax(7)): another byte cannot be
