@@ -999,6 +999,19 @@ fn attach_unit_covers_the_connections_a_service_makes_from_now_on() {
     let said = dry("system.slice");
     assert!(said.contains("system.slice is not a service"), "{said}");
     assert_eq!(loaded_programs(), "", "programs loaded by a dry run");
+    // A 32-bit service's setsockopt calls reach no cgroup program, so the route would
+    // override what it sets itself: not put on it (review of issue 21, F1, which
+    // `run --kernel` and `enable --kernel` refuse).
+    if let Some(peer32) = self::peer(test, &["-m32", "-static"]) {
+        container.write(
+            "/etc/systemd/system/app32.service",
+            &format!("[Service]\nExecStart={} hold 7580\n", inside(&peer32)),
+        );
+        container.start(&["app32.service"]);
+        let said = dry("app32");
+        assert!(said.contains("is a 32-bit program"), "{said}");
+        container.run_ok(&["systemctl", "stop", "app32.service"]);
+    }
 
     let attached = container.run(&[&keepalive, "attach", "--unit", "dialer", "--idle", "61"]);
     let said = text(&attached.stdout);

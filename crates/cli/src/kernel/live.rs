@@ -83,6 +83,10 @@ fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
     if let Err(why) = cgroup.refuse_shared() {
         return Some(Coverage::Not(why));
     }
+    let processes = cgroup.processes().unwrap_or_default();
+    if let Some(why) = processes.into_iter().find_map(compat) {
+        return Some(Coverage::Not(why));
+    }
     match keepalive_sockops::attached_directly(cgroup.dir()) {
         Ok(programs)
             if programs
@@ -94,6 +98,25 @@ fn obstacle(unit: &str, cgroup: &Own) -> Option<Coverage> {
         Ok(_) => None,
         Err(err) => Some(Coverage::Not(err.to_string())),
     }
+}
+
+/// Why the route must not go on a cgroup holding process `pid`: a 32-bit program
+/// (ELF class 1, elf(5) `EI_CLASS`), whose setsockopt calls reach no cgroup program
+/// (net/socket.c skips the hook for compat calls), so the route could not see what it
+/// sets itself and would override it, as `run --kernel` refuses one (docs/kernel.md).
+fn compat(pid: i32) -> Option<String> {
+    use std::io::Read;
+    let mut ident = [0u8; 5];
+    std::fs::File::open(format!("/proc/{pid}/exe"))
+        .and_then(|mut exe| exe.read_exact(&mut ident))
+        .ok()?;
+    (ident[..4] == *b"\x7fELF" && ident[4] == 1).then(|| {
+        format!(
+            "process {pid} of the unit is a 32-bit program: the kernel runs no cgroup \
+             setsockopt program for its calls, so the route could not see what it sets \
+             itself"
+        )
+    })
 }
 
 /// Attaches the settings program, with a record for `detach --unit` made first: the
