@@ -1346,11 +1346,20 @@ fn now_proves_the_library_file_not_its_path() {
         7604,
         "BindReadOnlyPaths=/srv/copy:/srv/ka\n",
     );
+    // A unit whose own KEEPALIVE=off stays in force: the library is mapped and does
+    // nothing (re-review of issue 22, N6: "verified ... with the kernel's timers").
+    echo_unit(
+        &container,
+        "offed.service",
+        7605,
+        "Environment=KEEPALIVE=off\n",
+    );
     let units = [
         "noexec.service",
         "faked.service",
         "rooted.service",
         "copied.service",
+        "offed.service",
     ];
     container.start(&units);
     let enable = |unit: &str, library: &str| {
@@ -1386,6 +1395,23 @@ fn now_proves_the_library_file_not_its_path() {
             "{unit}: {stderr}"
         );
     }
+    let (code, stdout, stderr) = keepalive(
+        &container,
+        &[
+            "enable",
+            "offed",
+            "--library",
+            "/srv/ka/libkeepalive.so",
+            "--now",
+        ],
+    );
+    expect_eq!(findings, code, 1, "offed: {stdout}{stderr}");
+    expect!(findings, !stdout.contains("verified"), "offed: {stdout}");
+    expect!(
+        findings,
+        stderr.contains("it carries KEEPALIVE=off"),
+        "offed: {stderr}"
+    );
     let (code, stdout, stderr) = enable("copied", "/srv/ka/libkeepalive.so");
     expect_eq!(findings, code, 0, "copied: {stdout}{stderr}");
     expect!(

@@ -227,7 +227,19 @@ fn judge(process: u32, library: &Path, variables: &[(String, String)]) -> Found 
             _ => have != Some(value.as_str()),
         }
     });
+    // KEEPALIVE=off (in any case, as the library reads it) leaves the library mapped
+    // and doing nothing, whatever else the process carries: an `EnvironmentFile=` or a
+    // later drop-in may set it over ours.
+    let off = environ
+        .iter()
+        .any(|(name, value)| name == "KEEPALIVE" && value.eq_ignore_ascii_case("off"));
     match missing {
+        None if off => Found::Environment {
+            pid: process,
+            missing: "KEEPALIVE=on (it carries KEEPALIVE=off, under which the library does \
+                      nothing)"
+                .to_string(),
+        },
         None => Found::Proven {
             pid: process,
             comm: comm(process),
