@@ -1432,6 +1432,52 @@ fn enable_under_root_takes_the_library_inside_it() {
     assert!(written.contains(" /usr/local/lib/abs.so\""), "{written}");
 }
 
+/// A `KEEPALIVE=off` the drop-in cannot override — from an `EnvironmentFile=`, which
+/// systemd applies after every `Environment=`, or from a drop-in sorting after ours —
+/// is refused before anything is written (re-review of issue 22, N8: enable said
+/// "--idle turns keepalive on", exited 0, and the library did nothing).
+#[test]
+fn enable_refuses_a_keepalive_off_it_cannot_override() {
+    for (case, extra, file) in [
+        (
+            "environment_file",
+            "EnvironmentFile=/etc/app.env\n",
+            Some(("etc/app.env", "KEEPALIVE=off\n")),
+        ),
+        (
+            "later_drop_in",
+            "",
+            Some((
+                "etc/systemd/system/app.service.d/zzz-off.conf",
+                "[Service]\nEnvironment=KEEPALIVE=off\n",
+            )),
+        ),
+    ] {
+        let root = unit_root(&format!("keepalive_off_{case}"));
+        let unit = root.join("etc/systemd/system/app.service");
+        let text = std::fs::read_to_string(&unit)
+            .unwrap()
+            .replace("[Service]\n", &format!("[Service]\n{extra}"));
+        std::fs::write(&unit, text).unwrap();
+        if let Some((path, contents)) = file {
+            std::fs::write(root.join(path), contents).unwrap();
+        }
+        let (code, _, stderr) = output(
+            cli()
+                .args(["enable", "app", "--idle", "44", "--root"])
+                .arg(&root),
+        );
+        assert_eq!(code, 1, "{case}: {stderr}");
+        assert!(stderr.contains("KEEPALIVE"), "{case}: {stderr}");
+        assert!(
+            !root
+                .join("etc/systemd/system/app.service.d/zz-keepalive.conf")
+                .exists(),
+            "{case}"
+        );
+    }
+}
+
 /// `enable --strict` writes nothing for a unit whose ExecStart program preloading
 /// cannot reach, and `run --strict` refuses in a line that is a refusal, not a warning.
 #[test]

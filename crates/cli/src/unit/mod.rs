@@ -196,6 +196,34 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     if on_over_off && !variables.iter().any(|(var, _)| *var == Var::Keepalive) {
         variables.insert(0, (Var::Keepalive, Value::Mode(Mode::On)));
     }
+    // That KEEPALIVE=on must win too: an EnvironmentFile= (applied after every
+    // Environment=, systemd.exec(5)) or a later drop-in setting KEEPALIVE would leave
+    // the library mapped and doing nothing.
+    if variables.iter().any(|(var, _)| *var == Var::Keepalive) {
+        let keepalive = env::name(Var::Keepalive);
+        let over = from_files
+            .iter()
+            .any(|(name, _)| name == keepalive)
+            .then(|| "an EnvironmentFile=".to_string())
+            .or_else(|| {
+                service
+                    .later
+                    .iter()
+                    .find(|(_, name)| name == keepalive)
+                    .map(|(path, _)| path.display().to_string())
+            });
+        if let Some(over) = over {
+            return Err(Failure::with_code(
+                1,
+                format!(
+                    "{}: {over} sets {keepalive} after {DROP_IN} would, and its value would \
+                     stay in force; remove it there, or rename the drop-in to sort before \
+                     {DROP_IN}",
+                    unit.name
+                ),
+            ));
+        }
+    }
     for (var, value) in &variables {
         if env::given(settings, *var).is_none() {
             notes.extend(earlier.kept(env::name(*var), &value.to_string(), &afresh));
