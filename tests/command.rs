@@ -1430,6 +1430,20 @@ fn enable_under_root_takes_the_library_inside_it() {
     assert_eq!(code, 0, "{stderr}");
     let written = std::fs::read_to_string(&drop_in).unwrap();
     assert!(written.contains(" /usr/local/lib/abs.so\""), "{written}");
+    // The library the drop-in names is the one `check --unit` and a re-enable without
+    // --library take (re-review of issue 22, N4: "drifted", and a re-enable swapped in
+    // the library beside the command).
+    let (code, stdout, stderr) =
+        output(cli().args(["check", "--unit", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("up to date"), "{stdout}");
+    let (code, _, stderr) = output(cli().args(["enable", "app", "--root"]).arg(&root));
+    assert_eq!(code, 0, "{stderr}");
+    let written = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(
+        written.contains(" /usr/local/lib/abs.so\""),
+        "re-enable: {written}"
+    );
 }
 
 /// A `KEEPALIVE=off` the drop-in cannot override — from an `EnvironmentFile=`, which

@@ -71,6 +71,34 @@ struct Plan {
     lock: Option<std::fs::File>,
 }
 
+/// The library the `LD_PRELOAD` of the unit's earlier drop-in names, when that path is
+/// still there (the library's own checks then follow it): an entry named libkeepalive*, else the last one, where `enable` puts
+/// its own after the unit's ([`library::preload`]).
+fn earlier_library(unit: &Unit) -> Option<PathBuf> {
+    let (_, preload) = files::our_variables(&unit.drop_in())
+        .into_iter()
+        .rev()
+        .find(|(name, _)| name == "LD_PRELOAD")?;
+    let entries: Vec<PathBuf> = preload
+        .replace("%%", "%")
+        .split([' ', ':'])
+        .filter(|entry| !entry.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let named = entries.iter().find(|path| {
+        path.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("libkeepalive"))
+    });
+    named
+        .or(entries.last())
+        .filter(|path| {
+            unit.real(&path.to_string_lossy())
+                .symlink_metadata()
+                .is_ok()
+        })
+        .cloned()
+}
+
 /// Reads the unit, refuses what would not work, and composes the drop-in.
 fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failure> {
     let unit = Unit::new(place)?;
@@ -81,9 +109,18 @@ fn plan(place: &Place, settings: &Settings, strict: bool) -> Result<Plan, Failur
     }
     let service = Service::read(&unit)?;
     // The library as the service names it: with --root, a path inside the tree.
+    // `--library`, else `KEEPALIVE_LIBRARY`, else the one the earlier drop-in names
+    // where it is still there (a re-enable keeps it, as it keeps the earlier settings,
+    // and `check --unit` compares like with like), else the one beside the command.
+    let named = settings.library.clone().or_else(|| {
+        std::env::var_os("KEEPALIVE_LIBRARY")
+            .is_none()
+            .then(|| earlier_library(&unit))
+            .flatten()
+    });
     let library = match &unit.root {
-        Some(root) => library::find_in(root, settings.library.as_deref())?,
-        None => library::find(settings.library.as_deref())?,
+        Some(root) => library::find_in(root, named.as_deref())?,
+        None => library::find(named.as_deref())?,
     };
     // systemd reads unit files as UTF-8 (systemd.syntax(7)): another byte cannot be
     // written, and a replacement character would name another file.
