@@ -126,19 +126,7 @@ struct Prepared {
 /// undone.
 fn prepare(pid: i32, places: &BTreeMap<PathBuf, Place>) -> Result<Prepared, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("detach {pid}: {why}"));
-    let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
-        Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
-        _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
-    })?;
-    // As in attach: through a live thread once the main thread has exited.
-    let thread = process::reach(pid).map_err(|err| {
-        refuse(format!(
-            "its main thread has exited, and reaching its descriptors through another \
-             thread takes PIDFD_THREAD, Linux 6.9 ({err}); nothing was changed"
-        ))
-    })?;
-    let dir = process::fd_dir(pid)
-        .map_err(|err| refuse(format!("/proc/{pid}/task: {err}; nothing was changed")))?;
+    let targets::Opened { pidfd, thread, dir } = targets::open(pid).map_err(refuse)?;
     let fds = process::socket_fds(&dir).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({err}): detaching takes the same ptrace \

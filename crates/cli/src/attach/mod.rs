@@ -245,19 +245,7 @@ fn wanted(state: State) -> bool {
 /// program's.
 fn prepare(pid: i32, config: &Config, marks: Option<&Pending>) -> Result<Prepared, Failure> {
     let refuse = |why: String| Failure::with_code(1, format!("attach {pid}: {why}"));
-    let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
-        Some(libc::ESRCH) => refuse("no such process; nothing was changed".into()),
-        _ => refuse(format!("pidfd_open: {err}; nothing was changed")),
-    })?;
-    let thread = process::reach(pid).map_err(|err| {
-        refuse(format!(
-            "its main thread has exited, and reaching its descriptors through another \
-             thread takes pidfd_open(2) with PIDFD_THREAD, Linux 6.9 ({err}); nothing was \
-             changed"
-        ))
-    })?;
-    let dir = process::fd_dir(pid)
-        .map_err(|err| refuse(format!("/proc/{pid}/task: {err}; nothing was changed")))?;
+    let targets::Opened { pidfd, thread, dir } = targets::open(pid).map_err(refuse)?;
     let fds = process::socket_fds(&dir).map_err(|err| {
         refuse(format!(
             "cannot list its descriptors ({dir}/fd: {err}): attaching takes ptrace \

@@ -56,3 +56,30 @@ pub fn exited_now(pid: i32) -> bool {
         Err(err) => err.raw_os_error() == Some(libc::ESRCH),
     }
 }
+
+/// A process `attach` or `detach` acts on, opened: a pidfd that pins it, a pidfd of a
+/// live thread to duplicate its descriptors through once its main thread has exited
+/// (pthread_exit(3)), and the directory whose `fd` lists them.
+pub struct Opened {
+    pub pidfd: Pidfd,
+    pub thread: Option<Pidfd>,
+    pub dir: String,
+}
+
+/// Opens `pid`; the error says why not, and that nothing was changed.
+pub fn open(pid: i32) -> Result<Opened, String> {
+    let pidfd = Pidfd::open(pid).map_err(|err| match err.raw_os_error() {
+        Some(libc::ESRCH) => "no such process; nothing was changed".to_string(),
+        _ => format!("pidfd_open: {err}; nothing was changed"),
+    })?;
+    let thread = process::reach(pid).map_err(|err| {
+        format!(
+            "its main thread has exited, and reaching its descriptors through another \
+             thread takes pidfd_open(2) with PIDFD_THREAD, Linux 6.9 ({err}); nothing was \
+             changed"
+        )
+    })?;
+    let dir = process::fd_dir(pid)
+        .map_err(|err| format!("/proc/{pid}/task: {err}; nothing was changed"))?;
+    Ok(Opened { pidfd, thread, dir })
+}
